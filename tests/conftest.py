@@ -1,0 +1,125 @@
+"""Shared fixtures: the local llama.cpp upstream, a checked-out tree, fresh settings.
+
+Inputs that are expensive and read-only (downloaded sdists, the local upstream built from them,
+an unpacked tree) live in ``$TOOLCHAIN_TEST_CACHE`` (default ``~/.cache/llama-toolchain-tests``)
+and are reused across runs; everything a test writes goes to its own tmp dir.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from fixtures.upstream.build_upstream import DEFAULT_VERSIONS, build_upstream, fetch_sdists  # noqa: E402
+from toolchain.config import Settings  # noqa: E402
+from toolchain.locking import exclusive  # noqa: E402
+
+
+def test_cache_dir() -> Path:
+    env = os.environ.get("TOOLCHAIN_TEST_CACHE")
+    path = Path(env) if env else Path.home() / ".cache" / "llama-toolchain-tests"
+    path.mkdir(parents=True, exist_ok=True)
+    return path.resolve()
+
+
+@dataclass(frozen=True)
+class Upstream:
+    path: Path
+    commits: dict[str, str]  # version -> commit id
+
+    @property
+    def url(self) -> str:
+        return self.path.as_uri()
+
+
+@pytest.fixture(scope="session")
+def sdist_paths() -> dict[str, Path]:
+    cache = test_cache_dir()
+    with exclusive(cache / ".sdists.lock", wait=1800):
+        return fetch_sdists(DEFAULT_VERSIONS, cache)
+
+
+@pytest.fixture(scope="session")
+def upstream(sdist_paths: dict[str, Path]) -> Upstream:
+    """A bare repo with one commit per sdist version (tags v0.3.20, v0.3.36; master = newest)."""
+    cache = test_cache_dir()
+    with exclusive(cache / ".upstream.lock", wait=1800):
+        commits = build_upstream(cache / "upstream.git", sdist_paths)
+    return Upstream(cache / "upstream.git", commits)
+
+
+def _tree(upstream: Upstream, version: str) -> Path:
+    cache = test_cache_dir()
+    dest = cache / f"tree-{version}"
+    with exclusive(cache / f".tree-{version}.lock", wait=1800):
+        marker = dest / ".toolchain-test-tree"
+        if not marker.is_file() or marker.read_text() != upstream.commits[version]:
+            shutil.rmtree(dest, ignore_errors=True)
+            dest.mkdir(parents=True)
+            archive = subprocess.run(
+                ["git", "-C", str(upstream.path), "archive", "--format=tar", upstream.commits[version]],
+                check=True,
+                capture_output=True,
+            ).stdout
+            subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+            marker.write_text(upstream.commits[version])
+    return dest
+
+
+@pytest.fixture(scope="session")
+def tree_0336(upstream: Upstream) -> Path:
+    """An unpacked llama.cpp tree (0.3.36 = upstream 0c1e57098). Read-only: do not modify."""
+    return _tree(upstream, "0.3.36")
+
+
+@pytest.fixture(scope="session")
+def tree_0320(upstream: Upstream) -> Path:
+    """An unpacked llama.cpp tree (0.3.20 = upstream f49e9178). Read-only: do not modify."""
+    return _tree(upstream, "0.3.20")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Fresh work dir and cache for one test; sdists are linked in from the test cache."""
+    project = tmp_path / "project"
+    project.mkdir()
+    cache = tmp_path / "cache"
+    (cache / "sdists").mkdir(parents=True)
+    for sdist in (test_cache_dir() / "sdists").glob("*.tar.gz"):
+        (cache / "sdists" / sdist.name).symlink_to(sdist)
+    return Settings(
+        project_root=project,
+        work_dir=project / ".toolchain",
+        cache_dir=cache,
+        lock_path=project / "llama.lock",
+        network_timeout=30.0,
+    )
+
+
+@pytest.fixture
+def cli(settings: Settings) -> Iterator[object]:
+    """Run ``llama-toolchain`` as a real subprocess in the test project; returns CompletedProcess."""
+
+    def run(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        full_env = {**os.environ, "TOOLCHAIN_CACHE": str(settings.cache_dir), "NO_COLOR": "1", **(env or {})}
+        full_env.pop("GITHUB_ACTIONS", None)
+        return subprocess.run(
+            [sys.executable, "-m", "toolchain", *args],
+            cwd=settings.project_root,
+            env={**full_env, "PYTHONPATH": str(ROOT)},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    yield run

@@ -1,0 +1,65 @@
+"""``llama-toolchain <stage> …`` (also ``python -m toolchain``).
+
+Each stage package has a ``cli.py`` with ``add_parser(subparsers)``; the parser it adds sets
+``func(args) -> int``. The nox sessions are thin wrappers over these commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from pathlib import Path
+
+from .config import Settings, load_settings
+from .errors import ToolchainError
+from .log import LOG
+
+# Order = the pipeline, as shown in --help.
+STAGE_COMMANDS = (
+    "toolchain.source.cli",
+    "toolchain.build.cli",
+)
+
+
+def common_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--project", type=Path, default=None, help="project root (default: current directory)")
+    parser.add_argument("--work-dir", type=Path, default=None, help="work dir (default: .toolchain)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="only warnings and errors")
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    settings = load_settings(args.project)
+    if getattr(args, "work_dir", None):
+        settings = settings.with_overrides(work_dir=args.work_dir.resolve())
+    return settings
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llama-toolchain",
+        description="Build and verify llama.cpp (Metal on Apple Silicon), map its kernel coverage, diagnose failures.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in STAGE_COMMANDS:
+        importlib.import_module(module).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    LOG.quiet = bool(getattr(args, "quiet", False))
+    try:
+        return int(args.func(args))
+    except ToolchainError as exc:
+        LOG.error(str(exc), title=exc.title)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        LOG.error("interrupted", title="interrupted")
+        return 130
+    except BrokenPipeError:
+        # `llama-toolchain … | head`: not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -1,0 +1,181 @@
+"""One exception class per failure class, each with its own exit code.
+
+Every error the toolchain raises on purpose is a :class:`ToolchainError`. The CLI prints its
+message and ``hint`` (what to do next) and exits with ``exit_code``. Codes are grouped by stage so
+that a CI script can branch on them; the README's "When things go wrong" table mirrors this file.
+"""
+
+from __future__ import annotations
+
+
+class ToolchainError(Exception):
+    """Base class. ``hint`` tells the user the next step."""
+
+    exit_code = 1
+    title = "error"
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}\n  -> {self.hint}" if self.hint else self.message
+
+
+# --- input and configuration (2-9) -------------------------------------------------------------
+class UsageError(ToolchainError):
+    exit_code = 2
+    title = "usage"
+
+
+class ConfigError(ToolchainError):
+    """pyproject.toml [tool.llama-toolchain] or llama.lock is malformed or inconsistent."""
+
+    exit_code = 3
+    title = "bad configuration"
+
+
+class UnsafeInputError(ToolchainError):
+    """A ref, URL, requirement or name that could inject options or escape the work dir."""
+
+    exit_code = 4
+    title = "unsafe input refused"
+
+
+class WorkDirBusyError(ToolchainError):
+    """Another toolchain process holds the work dir lock."""
+
+    exit_code = 5
+    title = "work dir busy"
+
+
+# --- source stage (10-19) ------------------------------------------------------------------------
+class RemoteUnreachableError(ToolchainError):
+    exit_code = 10
+    title = "remote unreachable"
+
+
+class RefNotFoundError(ToolchainError):
+    exit_code = 11
+    title = "ref not found"
+
+
+class AmbiguousRefError(ToolchainError):
+    exit_code = 12
+    title = "ambiguous ref"
+
+
+class OfflineMissingError(ToolchainError):
+    """--offline and the wanted commit or sdist is not in the cache."""
+
+    exit_code = 13
+    title = "not available offline"
+
+
+class DirtyWorkTreeError(ToolchainError):
+    """The checked-out tree has local changes; it is never reset without --force."""
+
+    exit_code = 14
+    title = "work tree has local changes"
+
+
+class MirrorCorruptError(ToolchainError):
+    exit_code = 15
+    title = "mirror corrupt"
+
+
+class SdistError(ToolchainError):
+    """PyPI sdist could not be found, downloaded, verified or unpacked."""
+
+    exit_code = 16
+    title = "sdist problem"
+
+
+# --- build stage (20-29) -------------------------------------------------------------------------
+class MissingToolError(ToolchainError):
+    """Compiler, CMake or Ninja missing or too old."""
+
+    exit_code = 20
+    title = "missing tool"
+
+
+class ConfigureError(ToolchainError):
+    exit_code = 21
+    title = "configure failed"
+
+
+class BuildError(ToolchainError):
+    exit_code = 22
+    title = "build failed"
+
+
+class DiskFullError(ToolchainError):
+    exit_code = 23
+    title = "disk full"
+
+
+class UnknownOptionError(ToolchainError):
+    """A -D option the checked-out tree does not use (a typo would silently drop a backend)."""
+
+    exit_code = 24
+    title = "option unknown to this tree"
+
+
+class ProfileError(ToolchainError):
+    """Backend profile unknown or not buildable on this platform."""
+
+    exit_code = 25
+    title = "backend profile"
+
+
+# --- verify stage (30-39) ------------------------------------------------------------------------
+class VerifyError(ToolchainError):
+    """The build does not carry what its profile promises."""
+
+    exit_code = 30
+    title = "verification failed"
+
+
+# --- models / convert (40-49), coverage (50-59), doctor (60-69) ---------------------------------
+class ModelError(ToolchainError):
+    exit_code = 40
+    title = "model problem"
+
+
+class ConvertError(ToolchainError):
+    exit_code = 41
+    title = "conversion failed"
+
+
+class GGUFError(ToolchainError):
+    exit_code = 42
+    title = "bad GGUF"
+
+
+class CoverageFindingsError(ToolchainError):
+    exit_code = 50
+    title = "coverage findings"
+
+
+class DoctorFindingsError(ToolchainError):
+    exit_code = 60
+    title = "problem found"
+
+
+class InterruptedError_(ToolchainError):
+    """Ctrl-C: partial results are written and marked incomplete."""
+
+    exit_code = 130
+    title = "interrupted"
+
+
+def all_error_classes() -> list[type[ToolchainError]]:
+    """Every concrete error class, for documentation and the exit-code uniqueness test."""
+    seen: list[type[ToolchainError]] = []
+    stack: list[type[ToolchainError]] = [ToolchainError]
+    while stack:
+        cls = stack.pop()
+        seen.append(cls)
+        stack.extend(cls.__subclasses__())
+    return sorted(seen, key=lambda c: c.exit_code)

@@ -1,0 +1,206 @@
+"""Backend profiles: everything the toolchain knows about a ggml backend, as data, in one place.
+
+A profile says how to configure a build (CMake options), what a correct build must contain
+(symbols, sections, linked libraries, resource files: used by ``verify``), what the backend is
+called at run time (``test-backend-ops -b`` name, device-list prefix) and which log lines report
+its device. No other module branches on the platform or the backend by hand: they look here.
+
+Option names drift between llama.cpp versions; ``optional_defines`` are passed only when the
+checked-out tree declares the option (see ``build.capabilities``).
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from .errors import ProfileError
+
+
+def _frozen(d: dict[str, str]) -> Mapping[str, str]:
+    return MappingProxyType(dict(d))
+
+
+@dataclass(frozen=True)
+class StaticExpectations:
+    """What ``verify`` must find in a build of this profile (read from binaries: ``static``)."""
+
+    # Exported by the library that carries the backend (any one of them is enough).
+    registration_symbols: tuple[str, ...]
+    # Exported by a backend built as a loadable module (GGML_BACKEND_DL=ON).
+    dl_module_symbol: str = "ggml_backend_init"
+    # Base name of the backend library / module, e.g. "ggml-metal" -> libggml-metal.{so,dylib}.
+    library_stem: str = ""
+    # Libraries that must be linked (DT_NEEDED / LC_LOAD_DYLIB), matched as substrings.
+    needed_libraries: tuple[str, ...] = ()
+    # Embedded shader library: (segment, section) and the start-symbol prefix.
+    embedded_section: tuple[str, str] | None = None
+    embedded_symbol_prefix: str = ""
+    # Resource that must sit beside the binaries when the library is not embedded.
+    resource_file: str = ""
+
+
+@dataclass(frozen=True)
+class BackendProfile:
+    name: str
+    description: str
+    # sys.platform values this profile builds on.
+    platforms: tuple[str, ...]
+    # Always passed to CMake.
+    defines: Mapping[str, str]
+    # Passed only where the tree declares the option (names drift between versions).
+    optional_defines: Mapping[str, str] = field(default_factory=lambda: _frozen({}))
+    # Per-platform additions, e.g. the BLAS vendor.
+    platform_defines: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: MappingProxyType({}))
+    # test-backend-ops -b name(s) of the device this profile adds (first = current name).
+    backend_names: tuple[str, ...] = ()
+    # Prefix of this backend's devices in `--list-devices` output.
+    device_prefixes: tuple[str, ...] = ()
+    expectations: StaticExpectations = field(default_factory=lambda: StaticExpectations(()))
+    # Human hint when the backend's system dependency is missing at configure time.
+    system_hint: str = ""
+
+    def defines_for(self, platform_name: str) -> dict[str, str]:
+        out = dict(self.defines)
+        out.update(self.platform_defines.get(platform_name, {}))
+        return out
+
+
+# Options every build gets, where the tree knows them: build the tools and tests (only the targets
+# asked for are compiled), nothing that downloads at build time, our own compiler launcher.
+COMMON_OPTIONAL_DEFINES = _frozen(
+    {
+        "LLAMA_BUILD_TESTS": "ON",
+        "LLAMA_BUILD_TOOLS": "ON",
+        "LLAMA_BUILD_EXAMPLES": "ON",
+        "LLAMA_BUILD_SERVER": "OFF",
+        "LLAMA_CURL": "OFF",
+        "LLAMA_OPENSSL": "OFF",
+        "LLAMA_USE_PREBUILT_UI": "OFF",
+        "LLAMA_BUILD_BORINGSSL": "OFF",
+        "LLAMA_BUILD_WEBUI": "OFF",
+        "GGML_CCACHE": "OFF",
+    }
+)
+
+_CPU_EXPECT = StaticExpectations(registration_symbols=("ggml_backend_cpu_reg",), library_stem="ggml-cpu")
+
+PROFILES: Mapping[str, BackendProfile] = MappingProxyType(
+    {
+        "metal": BackendProfile(
+            name="metal",
+            description="Apple Metal GPU backend (macOS, Apple Silicon)",
+            platforms=("darwin",),
+            defines=_frozen({"GGML_METAL": "ON", "GGML_METAL_EMBED_LIBRARY": "ON"}),
+            backend_names=("MTL0", "Metal"),
+            device_prefixes=("MTL", "Metal"),
+            expectations=StaticExpectations(
+                registration_symbols=("ggml_backend_metal_reg",),
+                library_stem="ggml-metal",
+                needed_libraries=("Metal.framework", "Foundation.framework"),
+                embedded_section=("__DATA", "__ggml_metallib"),
+                embedded_symbol_prefix="ggml_metallib",
+                resource_file="default.metallib",
+            ),
+            system_hint="Install full Xcode (not only the Command Line Tools) and run `xcode-select --switch`.",
+        ),
+        "cpu": BackendProfile(
+            name="cpu",
+            description="CPU backend only (every other backend off)",
+            platforms=("darwin", "linux", "win32"),
+            defines=_frozen({"GGML_METAL": "OFF", "GGML_BLAS": "OFF", "GGML_VULKAN": "OFF", "GGML_CUDA": "OFF"}),
+            backend_names=("CPU",),
+            device_prefixes=("CPU",),
+            expectations=_CPU_EXPECT,
+        ),
+        "blas": BackendProfile(
+            name="blas",
+            description="BLAS backend (OpenBLAS on Linux, Accelerate on macOS) plus the CPU backend",
+            platforms=("darwin", "linux"),
+            defines=_frozen({"GGML_BLAS": "ON", "GGML_METAL": "OFF", "GGML_VULKAN": "OFF", "GGML_CUDA": "OFF"}),
+            platform_defines=MappingProxyType(
+                {
+                    "linux": _frozen({"GGML_BLAS_VENDOR": "OpenBLAS"}),
+                    "darwin": _frozen({"GGML_BLAS_VENDOR": "Apple"}),
+                }
+            ),
+            backend_names=("BLAS",),
+            device_prefixes=("BLAS",),
+            expectations=StaticExpectations(
+                registration_symbols=("ggml_backend_blas_reg",),
+                library_stem="ggml-blas",
+                needed_libraries=("openblas",),
+            ),
+            system_hint="Install OpenBLAS headers: `apt-get install libopenblas-dev` (Debian/Ubuntu).",
+        ),
+        "vulkan": BackendProfile(
+            name="vulkan",
+            description="Vulkan GPU backend",
+            platforms=("linux", "win32", "darwin"),
+            defines=_frozen({"GGML_VULKAN": "ON", "GGML_METAL": "OFF"}),
+            backend_names=("Vulkan0",),
+            device_prefixes=("Vulkan",),
+            expectations=StaticExpectations(
+                registration_symbols=("ggml_backend_vk_reg",),
+                library_stem="ggml-vulkan",
+                needed_libraries=("vulkan",),
+            ),
+            system_hint="Install the Vulkan SDK (Debian: libvulkan-dev glslc spirv-headers).",
+        ),
+        "cuda": BackendProfile(
+            name="cuda",
+            description="CUDA GPU backend",
+            platforms=("linux", "win32"),
+            defines=_frozen({"GGML_CUDA": "ON"}),
+            backend_names=("CUDA0",),
+            device_prefixes=("CUDA",),
+            expectations=StaticExpectations(
+                registration_symbols=("ggml_backend_cuda_reg",),
+                library_stem="ggml-cuda",
+                needed_libraries=("cudart", "cublas"),
+            ),
+            system_hint="Install the CUDA toolkit (nvcc on PATH).",
+        ),
+    }
+)
+
+# The profile `auto` picks, per platform.
+DEFAULT_PROFILE = MappingProxyType({"darwin": "metal", "linux": "blas", "win32": "cpu"})
+
+
+@dataclass(frozen=True)
+class PlatformInfo:
+    """Facts about the platform the toolchain runs on (one place that reads sys.platform)."""
+
+    name: str  # sys.platform: darwin / linux / win32
+    machine: str
+    release: str
+
+    @property
+    def executable_suffix(self) -> str:
+        return ".exe" if self.name == "win32" else ""
+
+
+def current_platform() -> PlatformInfo:
+    return PlatformInfo(name=sys.platform, machine=platform.machine(), release=platform.release())
+
+
+def resolve_profile(name: str, plat: PlatformInfo | None = None) -> BackendProfile:
+    plat = plat or current_platform()
+    if name == "auto":
+        name = DEFAULT_PROFILE.get(plat.name, "cpu")
+    try:
+        profile = PROFILES[name]
+    except KeyError:
+        known = ", ".join(["auto", *PROFILES])
+        raise ProfileError(f"unknown backend profile {name!r}", f"choose one of: {known}") from None
+    if plat.name not in profile.platforms:
+        raise ProfileError(
+            f"profile {name!r} does not build on {plat.name}",
+            f"it builds on {', '.join(profile.platforms)}; on {plat.name} use "
+            f"{DEFAULT_PROFILE.get(plat.name, 'cpu')!r}",
+        )
+    return profile
