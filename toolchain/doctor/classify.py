@@ -1,0 +1,314 @@
+"""Classify a log into the catalog's classes, streaming: memory stays bounded for a log of any size.
+
+The log is read in blocks (``BLOCK`` bytes, cut at the last newline). In each block the catalog's
+keywords are searched with ``bytes.find`` (C speed); only the lines holding one are decoded and
+matched against the patterns. A line longer than ``MAX_LINE`` is cut for matching and evidence; a
+"line" with no newline in ``BLOCK`` bytes (binary data) is scanned in pieces. What is kept per
+pattern is bounded: a count, the first ``KEEP_FIRST`` lines, the last one and the last captured
+values. Binary garbage is decoded with replacement characters and reported as such; an empty
+log gives no findings and says so.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from .catalog import CLASSES, PATTERNS, FailureClass, Pattern
+from .findings import SEVERITY_RANK, Evidence, Finding, ObservedBy, Severity
+
+BLOCK = 4 << 20
+MAX_LINE = 2000
+KEEP_FIRST = 3
+TAIL_LINES = 20
+MAX_EVIDENCE = 8
+_BINARY_SNIFF = 64 << 10
+
+
+@dataclass(frozen=True)
+class RunParams:
+    """The run's parameters, as given to doctor (the same flags llama.cpp takes)."""
+
+    n_ctx: int | None = None
+    n_gpu_layers: int | None = None
+    cache_type_k: str | None = None
+    cache_type_v: str | None = None
+    n_ubatch: int | None = None
+    flash_attn: bool | None = None
+
+
+@dataclass(frozen=True)
+class LogScan:
+    """What was read: size, line count, whether it looked like text, facts and the last lines."""
+
+    source: str
+    bytes: int
+    lines: int
+    binary: bool
+    empty: bool
+    facts: Mapping[str, Mapping[str, str]]  # pattern id -> last captured groups
+    matches: Mapping[str, int]  # pattern id -> matching lines (after predicates)
+    tail: tuple[str, ...]
+
+    def fact(self, pattern_id: str, group: str = "value") -> str | None:
+        return self.facts.get(pattern_id, {}).get(group)
+
+
+@dataclass
+class _Hits:
+    count: int = 0
+    first: list[Evidence] = field(default_factory=list)
+    last: Evidence | None = None
+
+    def add(self, ev: Evidence) -> None:
+        self.count += 1
+        if len(self.first) < KEEP_FIRST:
+            self.first.append(ev)
+        else:
+            self.last = ev
+
+    def sample(self) -> list[Evidence]:
+        return [*self.first, *([self.last] if self.last else [])]
+
+
+# --- predicates named by catalog patterns (``Pattern.when``) ------------------------------------
+def _many_splits(m: re.Match[str], params: RunParams) -> bool:
+    return int(m.group("value")) >= MANY_SPLITS
+
+
+def _device_mostly_used(m: re.Match[str], params: RunParams) -> bool:
+    total, free = int(m.group("total")), int(m.group("free"))
+    return total > 0 and free / total < DEVICE_FREE_FRACTION
+
+
+def _gpu_layers_requested(m: re.Match[str], params: RunParams) -> bool:
+    return params.n_gpu_layers != 0
+
+
+# A graph split per layer or more means ops of every layer run on another device.
+MANY_SPLITS = 10
+# Less than this share of a device's memory free at start-up: someone else holds it.
+DEVICE_FREE_FRACTION = 0.25
+
+PREDICATES: Mapping[str, Callable[[re.Match[str], RunParams], bool]] = {
+    "many_splits": _many_splits,
+    "device_mostly_used": _device_mostly_used,
+    "gpu_layers_requested": _gpu_layers_requested,
+}
+
+
+def needles(patterns: Iterable[Pattern]) -> tuple[bytes, ...]:
+    """The smallest set of keywords such that every pattern's keywords contain one of them."""
+    kws = {k for p in patterns for k in p.keywords}
+    return tuple(sorted(k.encode() for k in kws if not any(o != k and o in k for o in kws)))
+
+
+class LogScanner:
+    """Feed blocks of bytes; read the facts, hits and tail when done. Bounded state."""
+
+    def __init__(self, params: RunParams | None = None, patterns: Iterable[Pattern] | None = None) -> None:
+        self.params = params or RunParams()
+        self.patterns = tuple(patterns if patterns is not None else PATTERNS.values())
+        self._needles = needles(self.patterns)
+        self.hits: dict[str, _Hits] = {}
+        self.facts: dict[str, dict[str, str]] = {}
+        self.bytes = 0
+        self.newlines = 0
+        self.binary = False
+        self.nonblank = False
+        self._carry = b""
+        self._last_byte = b""
+        self._tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self._sniffed = 0
+        self._control = 0
+
+    # -- input --------------------------------------------------------------------------------
+    def feed(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        self.bytes += len(chunk)
+        self._last_byte = chunk[-1:]
+        self._sniff(chunk)
+        buf = self._carry + chunk if self._carry else chunk
+        cut = buf.rfind(b"\n")
+        if cut == -1:
+            if len(buf) < BLOCK:
+                self._carry = buf
+                return
+            self._region(buf)  # a newline-less run of data: scan it in pieces
+            self._carry = b""
+            return
+        self._region(buf[: cut + 1])
+        self._carry = buf[cut + 1 :]
+
+    def close(self) -> None:
+        if self._carry:
+            self._region(self._carry)
+            self._carry = b""
+
+    def _sniff(self, chunk: bytes) -> None:
+        if self._sniffed >= _BINARY_SNIFF:
+            return
+        part = chunk[: _BINARY_SNIFF - self._sniffed]
+        self._sniffed += len(part)
+        self._control += sum(1 for b in part if b < 0x20 and b not in (0x09, 0x0A, 0x0D, 0x1B))
+        self._control += part.count(b"\xff") + part.count(b"\xfe")
+        self.binary = self._control > max(8, self._sniffed // 20)
+
+    # -- one region: whole lines (or a piece of a very long line) -----------------------------
+    def _region(self, region: bytes) -> None:
+        if not self.nonblank and region.strip():
+            self.nonblank = True
+        spans: dict[int, int] = {}
+        for needle in self._needles:
+            pos = region.find(needle)
+            while pos != -1:
+                start = region.rfind(b"\n", 0, pos) + 1
+                end = region.find(b"\n", pos)
+                end = len(region) if end == -1 else end
+                spans[start] = end
+                pos = region.find(needle, end)
+        base = self.newlines + 1
+        counted_to, counted = 0, 0
+        for start in sorted(spans):
+            counted += region.count(b"\n", counted_to, start)
+            counted_to = start
+            self._line(_decode(region[start : spans[start]]), base + counted)
+        self.newlines += region.count(b"\n")
+        self._remember_tail(region)
+
+    def _remember_tail(self, region: bytes) -> None:
+        piece = region[-(TAIL_LINES * 300) :]
+        for raw in piece.splitlines()[-TAIL_LINES:]:
+            text = _decode(raw)
+            if text.strip():
+                self._tail.append(text)
+
+    def _line(self, text: str, lineno: int) -> None:
+        for pattern in self.patterns:
+            if not any(k in text for k in pattern.keywords):
+                continue
+            m = pattern.compiled.search(text)
+            if m is None:
+                continue
+            if m.groupdict():
+                self.facts[pattern.id] = {k: v for k, v in m.groupdict().items() if v is not None}
+            if pattern.when and not PREDICATES[pattern.when](m, self.params):
+                continue
+            self.hits.setdefault(pattern.id, _Hits()).add(
+                Evidence(text=text.strip(), line=lineno, pattern=pattern.id)
+            )
+
+    # -- results ------------------------------------------------------------------------------
+    def result(self, source: str) -> LogScan:
+        lines = self.newlines + (1 if self.bytes and self._last_byte != b"\n" else 0)
+        return LogScan(
+            source=source,
+            bytes=self.bytes,
+            lines=lines,
+            binary=self.binary,
+            empty=not self.nonblank,
+            facts={k: dict(v) for k, v in self.facts.items()},
+            matches={k: v.count for k, v in sorted(self.hits.items())},
+            tail=tuple(self._tail),
+        )
+
+
+def _decode(raw: bytes) -> str:
+    text = raw[:MAX_LINE].decode("utf-8", "replace").replace("\x00", "")
+    return text.rstrip("\r\n")
+
+
+# --- from hits to findings ------------------------------------------------------------------------
+def _confidence(weights: Iterable[float]) -> float:
+    miss = 1.0
+    for w in weights:
+        miss *= 1.0 - w
+    return round(min(0.99, 1.0 - miss), 2)
+
+
+def _worst(severities: Iterable[Severity]) -> Severity:
+    return min(severities, key=lambda s: SEVERITY_RANK[s])
+
+
+def findings_from_hits(
+    hits: Mapping[str, list[Evidence] | tuple[Evidence, ...]],
+    counts: Mapping[str, int],
+    *,
+    observed_by: ObservedBy,
+    classes: Iterable[FailureClass] = CLASSES,
+) -> list[Finding]:
+    """Apply ``explained_by`` and the classes' combinations; one finding per class with a problem."""
+    seen = set(hits)
+    kept = {pid: ev for pid, ev in hits.items() if not (set(PATTERNS[pid].explained_by) & seen)}
+    out: list[Finding] = []
+    for cls in classes:
+        mine = [p for p in cls.patterns if p.id in kept]
+        combos = [c for c in cls.combinations if all(r in kept for r in c.requires)]
+        symptoms = [p for p in mine if p.severity != "info"]
+        observations = [p for p in mine if p.severity == "info" and p.weight > 0]
+        if not symptoms and not combos and not observations:
+            continue
+        severity = _worst([*(p.severity for p in symptoms), *(c.severity for c in combos)] or ["info"])
+        weights = [p.weight for p in mine] + [c.weight for c in combos]
+        evidence = sorted((e for p in mine for e in kept[p.id]), key=lambda e: e.line or 0)
+        if len(evidence) > MAX_EVIDENCE:
+            evidence = [*evidence[: MAX_EVIDENCE - 1], evidence[-1]]
+        reasons = [c.reason for c in combos]
+        total = sum(counts.get(p.id, 0) for p in mine)
+        if not reasons:
+            lead = symptoms[0] if symptoms else observations[0]
+            example = kept[lead.id][0].text if kept[lead.id] else lead.id
+            reasons = [f"{total} matching line(s), e.g. {example[:160]!r}"]
+        out.append(
+            Finding(
+                class_id=cls.id,
+                title=cls.title,
+                severity=severity,
+                confidence=_confidence(weights),
+                summary="; ".join(reasons),
+                fix=cls.fix,
+                observed_by=observed_by,
+                evidence=tuple(evidence),
+                order=cls.order,
+                matches=total,
+            )
+        )
+    return out
+
+
+def classify_stream(
+    stream: BinaryIO,
+    *,
+    source: str = "-",
+    params: RunParams | None = None,
+    observed_by: ObservedBy = "log",
+    block: int = BLOCK,
+) -> tuple[LogScan, list[Finding]]:
+    scanner = LogScanner(params)
+    while chunk := stream.read(block):
+        scanner.feed(chunk)
+    scanner.close()
+    scan = scanner.result(source)
+    hits = {pid: h.sample() for pid, h in scanner.hits.items()}
+    return scan, findings_from_hits(hits, scan.matches, observed_by=observed_by)
+
+
+def classify_log(
+    path: Path, *, params: RunParams | None = None, observed_by: ObservedBy = "log"
+) -> tuple[LogScan, list[Finding]]:
+    """Classify the log at ``path`` (OSError propagates: the CLI turns it into a typed error)."""
+    with path.open("rb") as fh:
+        return classify_stream(fh, source=str(path), params=params, observed_by=observed_by)
+
+
+def classify_text(
+    text: str, *, params: RunParams | None = None, observed_by: ObservedBy = "log"
+) -> tuple[LogScan, list[Finding]]:
+    import io
+
+    return classify_stream(io.BytesIO(text.encode()), source="<text>", params=params, observed_by=observed_by)
