@@ -110,7 +110,9 @@ def settings(tmp_path: Path) -> Settings:
 def cli(settings: Settings) -> Iterator[object]:
     """Run ``llama-toolchain`` as a real subprocess in the test project; returns CompletedProcess."""
 
-    def run(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, timeout: float = 600, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         full_env = {**os.environ, "TOOLCHAIN_CACHE": str(settings.cache_dir), "NO_COLOR": "1", **(env or {})}
         full_env.pop("GITHUB_ACTIONS", None)
         return subprocess.run(
@@ -123,3 +125,50 @@ def cli(settings: Settings) -> Iterator[object]:
         )
 
     yield run
+
+
+@dataclass(frozen=True)
+class RealBuild:
+    project: Path
+    cache: Path
+    manifest: dict[str, object]
+
+    @property
+    def build_dir(self) -> Path:
+        return Path(str(self.manifest["build_dir"]))
+
+    def run(self, *args: str, timeout: float = 3600) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "TOOLCHAIN_CACHE": str(self.cache), "NO_COLOR": "1", "PYTHONPATH": str(ROOT)}
+        env.pop("GITHUB_ACTIONS", None)
+        return subprocess.run(
+            [sys.executable, "-m", "toolchain", *args],
+            cwd=self.project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+
+@pytest.fixture(scope="session")
+def built_blas(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> RealBuild:
+    """A real build of the 0.3.36 tree of the local upstream with the blas profile (slow, once).
+
+    The compiler cache is shared through the test cache dir, so a rerun on the same machine is
+    fast; on a fresh machine (CI) this is a cold build of the `build` target group.
+    """
+    import json
+
+    project = tmp_path_factory.mktemp("real-build")
+    cache = project / "cache"
+    (cache / "sdists").mkdir(parents=True)
+    shared_ccache = test_cache_dir() / "ccache"
+    shared_ccache.mkdir(exist_ok=True)
+    (cache / "ccache").symlink_to(shared_ccache)
+    build = RealBuild(project, cache, {})
+    done = build.run("update", "--git", upstream.url, "--ref", "v0.3.36")
+    assert done.returncode == 0, done.stderr
+    done = build.run("build", "--profile", "blas")
+    assert done.returncode == 0, done.stdout + done.stderr
+    manifest = json.loads((project / ".toolchain" / "reports" / "build-manifest.json").read_text())
+    return RealBuild(project, cache, manifest)

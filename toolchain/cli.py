@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from .config import Settings, load_settings
-from .errors import ToolchainError
+from .errors import InterruptedError_, ToolchainError
 from .log import LOG
 
 # Order = the pipeline, as shown in --help.
@@ -24,7 +24,9 @@ STAGE_COMMANDS = (
 
 
 def common_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--project", type=Path, default=None, help="project root (default: current directory)")
+    parser.add_argument(
+        "--project", type=Path, default=None, help="project root (default: current directory)"
+    )
     parser.add_argument("--work-dir", type=Path, default=None, help="work dir (default: .toolchain)")
     parser.add_argument("--quiet", "-q", action="store_true", help="only warnings and errors")
 
@@ -49,7 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    passthrough: list[str] = []
+    if "--" in argv:  # everything after `--` goes to the stage (e.g. CMake -D options)
+        cut = argv.index("--")
+        argv, passthrough = argv[:cut], argv[cut + 1 :]
     args = parser.parse_args(argv)
+    args.passthrough = tuple(passthrough)
     LOG.quiet = bool(getattr(args, "quiet", False))
     try:
         return int(args.func(args))
@@ -58,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         LOG.error("interrupted", title="interrupted")
-        return 130
+        return InterruptedError_.exit_code
     except BrokenPipeError:
         # `llama-toolchain … | head`: not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

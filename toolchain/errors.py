@@ -25,6 +25,8 @@ class ToolchainError(Exception):
 
 # --- input and configuration (2-9) -------------------------------------------------------------
 class UsageError(ToolchainError):
+    """Command-line arguments that do not fit together."""
+
     exit_code = 2
     title = "usage"
 
@@ -52,16 +54,22 @@ class WorkDirBusyError(ToolchainError):
 
 # --- source stage (10-19) ------------------------------------------------------------------------
 class RemoteUnreachableError(ToolchainError):
+    """The remote could not be reached, or stalled past the network timeout."""
+
     exit_code = 10
     title = "remote unreachable"
 
 
 class RefNotFoundError(ToolchainError):
+    """No branch, tag or commit of that name on the remote (or in the mirror)."""
+
     exit_code = 11
     title = "ref not found"
 
 
 class AmbiguousRefError(ToolchainError):
+    """An abbreviated commit id matches several commits."""
+
     exit_code = 12
     title = "ambiguous ref"
 
@@ -81,6 +89,8 @@ class DirtyWorkTreeError(ToolchainError):
 
 
 class MirrorCorruptError(ToolchainError):
+    """The cached mirror is damaged and refetching did not repair it."""
+
     exit_code = 15
     title = "mirror corrupt"
 
@@ -101,16 +111,22 @@ class MissingToolError(ToolchainError):
 
 
 class ConfigureError(ToolchainError):
+    """CMake configure failed (the message shows its errors and the log path)."""
+
     exit_code = 21
     title = "configure failed"
 
 
 class BuildError(ToolchainError):
+    """The build failed (the message shows the failing compiler lines and the log path)."""
+
     exit_code = 22
     title = "build failed"
 
 
 class DiskFullError(ToolchainError):
+    """The disk filled up while configuring or building."""
+
     exit_code = 23
     title = "disk full"
 
@@ -137,28 +153,18 @@ class VerifyError(ToolchainError):
     title = "verification failed"
 
 
-# --- models / convert (40-49), coverage (50-59), doctor (60-69) ---------------------------------
-class ModelError(ToolchainError):
-    exit_code = 40
-    title = "model problem"
-
-
-class ConvertError(ToolchainError):
-    exit_code = 41
-    title = "conversion failed"
-
-
+# --- models / convert (40-49), coverage (50-59): classes arrive with those stages -------------
 class GGUFError(ToolchainError):
+    """A GGUF file that is not GGUF, too old (v1), truncated or inconsistent."""
+
     exit_code = 42
     title = "bad GGUF"
 
 
-class CoverageFindingsError(ToolchainError):
-    exit_code = 50
-    title = "coverage findings"
-
-
+# --- doctor (60-69) ------------------------------------------------------------------------------
 class DoctorFindingsError(ToolchainError):
+    """doctor found a problem (the findings are in the report)."""
+
     exit_code = 60
     title = "problem found"
 

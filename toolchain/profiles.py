@@ -41,6 +41,35 @@ class StaticExpectations:
     embedded_symbol_prefix: str = ""
     # Resource that must sit beside the binaries when the library is not embedded.
     resource_file: str = ""
+    # Libraries that must be linked only in one binary format ("macho" / "elf"), e.g. the BLAS
+    # vendor differs between macOS (Accelerate) and Linux (OpenBLAS). Matched like needed_libraries.
+    needed_libraries_by_format: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    # How people call the backend in messages ("built without Metal").
+    label: str = ""
+    # The CMake option that turns the backend on: "built without X: rebuild with -D<option>=ON".
+    enable_option: str = ""
+    # Profiles whose expectations a build of this one must meet too (every build has the CPU backend).
+    also_profiles: tuple[str, ...] = ()
+    # The CMake option that embeds the shader library (when it is off, resource_file is needed).
+    embed_option: str = ""
+
+
+@dataclass(frozen=True)
+class DeviceExpectations:
+    """What ``verify`` expects of the backend's device at run time (``observed_by: device``)."""
+
+    # Name of the parser of the backend's device log lines in ``verify.runtime`` ("" = none).
+    log_format: str = ""
+    # A device is "real" only with these capabilities (names of DeviceInfo fields) ...
+    required_capabilities: tuple[str, ...] = ()
+    # ... and at least this GPU family number (MTLGPUFamilyAppleN), where the backend reports one.
+    min_gpu_family: int = 0
+    # Whether model layers are offloaded to this device (`offloaded N/N layers to GPU`).
+    offloads_layers: bool = False
+    # Whether `--list-devices` shows the device (it leaves out CPU-type devices).
+    listed: bool = True
 
 
 @dataclass(frozen=True)
@@ -60,6 +89,7 @@ class BackendProfile:
     # Prefix of this backend's devices in `--list-devices` output.
     device_prefixes: tuple[str, ...] = ()
     expectations: StaticExpectations = field(default_factory=lambda: StaticExpectations(()))
+    device: DeviceExpectations = field(default_factory=DeviceExpectations)
     # Human hint when the backend's system dependency is missing at configure time.
     system_hint: str = ""
 
@@ -86,7 +116,12 @@ COMMON_OPTIONAL_DEFINES = _frozen(
     }
 )
 
-_CPU_EXPECT = StaticExpectations(registration_symbols=("ggml_backend_cpu_reg",), library_stem="ggml-cpu")
+_CPU_EXPECT = StaticExpectations(
+    registration_symbols=("ggml_backend_cpu_reg",),
+    library_stem="ggml-cpu",
+    label="CPU",
+    enable_option="GGML_CPU",
+)
 
 PROFILES: Mapping[str, BackendProfile] = MappingProxyType(
     {
@@ -104,6 +139,18 @@ PROFILES: Mapping[str, BackendProfile] = MappingProxyType(
                 embedded_section=("__DATA", "__ggml_metallib"),
                 embedded_symbol_prefix="ggml_metallib",
                 resource_file="default.metallib",
+                label="Metal",
+                enable_option="GGML_METAL",
+                also_profiles=("cpu",),
+                embed_option="GGML_METAL_EMBED_LIBRARY",
+            ),
+            # Apple7+ has simdgroup reduction and matrix multiply; the paravirtual VM device
+            # of hosted runners (Apple5 / Common3) has neither and falls back to the CPU.
+            device=DeviceExpectations(
+                log_format="metal",
+                required_capabilities=("simdgroup_reduction", "simdgroup_mm"),
+                min_gpu_family=7,
+                offloads_layers=True,
             ),
             system_hint="Install full Xcode (not only the Command Line Tools) and run `xcode-select --switch`.",
         ),
@@ -111,16 +158,21 @@ PROFILES: Mapping[str, BackendProfile] = MappingProxyType(
             name="cpu",
             description="CPU backend only (every other backend off)",
             platforms=("darwin", "linux", "win32"),
-            defines=_frozen({"GGML_METAL": "OFF", "GGML_BLAS": "OFF", "GGML_VULKAN": "OFF", "GGML_CUDA": "OFF"}),
+            defines=_frozen(
+                {"GGML_METAL": "OFF", "GGML_BLAS": "OFF", "GGML_VULKAN": "OFF", "GGML_CUDA": "OFF"}
+            ),
             backend_names=("CPU",),
             device_prefixes=("CPU",),
             expectations=_CPU_EXPECT,
+            device=DeviceExpectations(listed=False),
         ),
         "blas": BackendProfile(
             name="blas",
             description="BLAS backend (OpenBLAS on Linux, Accelerate on macOS) plus the CPU backend",
             platforms=("darwin", "linux"),
-            defines=_frozen({"GGML_BLAS": "ON", "GGML_METAL": "OFF", "GGML_VULKAN": "OFF", "GGML_CUDA": "OFF"}),
+            defines=_frozen(
+                {"GGML_BLAS": "ON", "GGML_METAL": "OFF", "GGML_VULKAN": "OFF", "GGML_CUDA": "OFF"}
+            ),
             platform_defines=MappingProxyType(
                 {
                     "linux": _frozen({"GGML_BLAS_VENDOR": "OpenBLAS"}),
@@ -132,7 +184,12 @@ PROFILES: Mapping[str, BackendProfile] = MappingProxyType(
             expectations=StaticExpectations(
                 registration_symbols=("ggml_backend_blas_reg",),
                 library_stem="ggml-blas",
-                needed_libraries=("openblas",),
+                needed_libraries_by_format=MappingProxyType(
+                    {"elf": ("openblas",), "macho": ("Accelerate.framework",)}
+                ),
+                label="BLAS",
+                enable_option="GGML_BLAS",
+                also_profiles=("cpu",),
             ),
             system_hint="Install OpenBLAS headers: `apt-get install libopenblas-dev` (Debian/Ubuntu).",
         ),
@@ -147,7 +204,11 @@ PROFILES: Mapping[str, BackendProfile] = MappingProxyType(
                 registration_symbols=("ggml_backend_vk_reg",),
                 library_stem="ggml-vulkan",
                 needed_libraries=("vulkan",),
+                label="Vulkan",
+                enable_option="GGML_VULKAN",
+                also_profiles=("cpu",),
             ),
+            device=DeviceExpectations(offloads_layers=True),
             system_hint="Install the Vulkan SDK (Debian: libvulkan-dev glslc spirv-headers).",
         ),
         "cuda": BackendProfile(
@@ -161,7 +222,11 @@ PROFILES: Mapping[str, BackendProfile] = MappingProxyType(
                 registration_symbols=("ggml_backend_cuda_reg",),
                 library_stem="ggml-cuda",
                 needed_libraries=("cudart", "cublas"),
+                label="CUDA",
+                enable_option="GGML_CUDA",
+                also_profiles=("cpu",),
             ),
+            device=DeviceExpectations(offloads_layers=True),
             system_hint="Install the CUDA toolkit (nvcc on PATH).",
         ),
     }
@@ -204,3 +269,18 @@ def resolve_profile(name: str, plat: PlatformInfo | None = None) -> BackendProfi
             f"{DEFAULT_PROFILE.get(plat.name, 'cpu')!r}",
         )
     return profile
+
+
+# Commands that describe the host for the build manifest, per platform (absent tools are skipped).
+HOST_PROBES: Mapping[str, Mapping[str, tuple[str, ...]]] = MappingProxyType(
+    {
+        "darwin": MappingProxyType(
+            {
+                "macos": ("sw_vers", "-productVersion"),
+                "sdk": ("xcrun", "--sdk", "macosx", "--show-sdk-version"),
+                "xcode": ("xcodebuild", "-version"),
+            }
+        ),
+        "linux": MappingProxyType({"distribution": ("lsb_release", "-ds")}),
+    }
+)

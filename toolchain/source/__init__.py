@@ -69,5 +69,8 @@ def fetch(
         source = ensure_locked(source, settings, offline=offline)
     mirror = mirror_of(source, settings).ensure()
     result = checkout(source, mirror, settings.src_dir, force=force, allow_dirty=allow_dirty)
-    LOG.ok(f"source {source.location} @ {source.short} in {result.path}" + (" (unchanged)" if result.reused else ""))
+    LOG.ok(
+        f"source {source.location} @ {source.short} in {result.path}"
+        + (" (unchanged)" if result.reused else "")
+    )
     return result

@@ -43,7 +43,11 @@ def _gitdir_of(worktree: Path) -> Path | None:
 
 
 def _changes(repo: git.Repo) -> list[str]:
-    out = run_git(repo.git, ["status", "--porcelain=v1", "--untracked-files=all", "-z"])
+    # --no-optional-locks: status must not rewrite the index; llama.cpp's CMake watches that file
+    # (build-info) and would re-run configure on every build.
+    out = run_git(
+        repo.git, ["--no-optional-locks", "status", "--porcelain=v1", "--untracked-files=all", "-z"]
+    )
     entries = [e for e in out.split("\0") if e]
     return sorted({e[3:] for e in entries if len(e) > 3})
 
@@ -66,8 +70,10 @@ def checkout(
         dest.rmdir()
     if dest.exists():
         if gitdir is None or not gitdir.exists():
-            what = "is not a checkout made by llama-toolchain" if gitdir is None else (
-                f"belongs to a git directory that no longer exists ({gitdir}; was the cache deleted?)"
+            what = (
+                "is not a checkout made by llama-toolchain"
+                if gitdir is None
+                else (f"belongs to a git directory that no longer exists ({gitdir}; was the cache deleted?)")
             )
             if not force:
                 raise DirtyWorkTreeError(

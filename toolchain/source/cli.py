@@ -17,13 +17,31 @@ from .spec import SDIST_PROJECT
 
 def source_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("source (default: the lock file)")
-    group.add_argument("--ref", help="HEAD, a branch, a tag or a (abbreviated) commit id; for --pypi: ignored")
+    group.add_argument(
+        "--ref", help="HEAD, a branch, a tag or a (abbreviated) commit id; for --pypi: ignored"
+    )
     kind = group.add_mutually_exclusive_group()
-    kind.add_argument("--git", metavar="URL", nargs="?", const="", help="a git remote (default: [tool.llama-toolchain] remote)")
-    kind.add_argument("--pypi", metavar="REQ", help=f"a {SDIST_PROJECT} requirement, e.g. {SDIST_PROJECT}==0.3.36")
-    group.add_argument("--offline", action="store_true", help="use the cache only; fail clearly when something is missing")
-    group.add_argument("--force", action="store_true", help="move a checkout with local changes aside (kept) instead of stopping")
-    group.add_argument("--allow-dirty", action="store_true", help="build a checkout with local changes as it is")
+    kind.add_argument(
+        "--git",
+        metavar="URL",
+        nargs="?",
+        const="",
+        help="a git remote (default: [tool.llama-toolchain] remote)",
+    )
+    kind.add_argument(
+        "--pypi", metavar="REQ", help=f"a {SDIST_PROJECT} requirement, e.g. {SDIST_PROJECT}==0.3.36"
+    )
+    group.add_argument(
+        "--offline", action="store_true", help="use the cache only; fail clearly when something is missing"
+    )
+    group.add_argument(
+        "--force",
+        action="store_true",
+        help="move a checkout with local changes aside (kept) instead of stopping",
+    )
+    group.add_argument(
+        "--allow-dirty", action="store_true", help="build a checkout with local changes as it is"
+    )
 
 
 def requested_spec(args: argparse.Namespace, settings: Settings) -> SourceSpec | None:
@@ -66,7 +84,9 @@ def cmd_update(args: argparse.Namespace) -> int:
     old = read_lock(settings.lock_path) if settings.lock_path.is_file() else None
     write_lock(settings.lock_path, resolved)
     if old and old.commit == resolved.commit:
-        LOG.ok(f"{settings.lock_path.name}: unchanged at {resolved.short} ({resolved.location} {resolved.ref})")
+        LOG.ok(
+            f"{settings.lock_path.name}: unchanged at {resolved.short} ({resolved.location} {resolved.ref})"
+        )
     else:
         was = f" (was {old.short})" if old else ""
         LOG.ok(f"{settings.lock_path.name}: {resolved.location} {resolved.ref} -> {resolved.commit}{was}")
@@ -80,7 +100,12 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     with work_dir_lock(settings.work_dir):
         source, from_lock = selected_source(args, settings)
         result = fetch(
-            source, settings, offline=args.offline, force=args.force, allow_dirty=args.allow_dirty, locked=from_lock
+            source,
+            settings,
+            offline=args.offline,
+            force=args.force,
+            allow_dirty=args.allow_dirty,
+            locked=from_lock,
         )
     if args.json:
         print(json.dumps(to_jsonable(result), indent=2))

@@ -58,7 +58,9 @@ def resolve_git(spec: SourceSpec, settings: Settings, *, offline: bool = False) 
                         else "the refetch did not help: check the remote and delete the mirror directory",
                     ) from exc
                 mirror.move_aside(exc.message.splitlines()[0])
-    return ResolvedSource(kind="git", location=spec.location, ref=spec.ref, commit=commit, resolved_at=now_utc())
+    return ResolvedSource(
+        kind="git", location=spec.location, ref=spec.ref, commit=commit, resolved_at=now_utc()
+    )
 
 
 def _resolve_and_fetch(mirror: Mirror, spec: SourceSpec, settings: Settings, *, offline: bool) -> str:
@@ -72,14 +74,15 @@ def _resolve_and_fetch(mirror: Mirror, spec: SourceSpec, settings: Settings, *, 
     if is_full_commit_id(ref.lower()):
         commit = ref.lower()
     else:
-        commit = _ls_remote(mirror, ref, timeout)
-        if commit is None:
+        remote_commit = _ls_remote(mirror, ref, timeout)
+        if remote_commit is None:
             if is_commit_prefix(ref.lower()):
                 return _resolve_prefix(mirror, ref.lower(), timeout)
             raise RefNotFoundError(
                 f"{spec.location} has no branch or tag named {ref!r}",
                 "check the name (`git ls-remote <url>` lists them), or pass a commit id",
             )
+        commit = remote_commit
     if not mirror.has_commit(commit):
         _fetch_commit(mirror, commit, timeout)
     if not is_full_commit_id(ref.lower()):

@@ -100,10 +100,14 @@ def read_lock(path: Path) -> ResolvedSource:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}", "fix it, or rewrite it with `llama-toolchain update`") from exc
+        raise ConfigError(
+            f"{path} is not valid TOML: {exc}", "fix it, or rewrite it with `llama-toolchain update`"
+        ) from exc
 
     def fail(what: str) -> ConfigError:
-        return ConfigError(f"{path}: {what}", "fix the field by hand or rewrite the lock with `llama-toolchain update`")
+        return ConfigError(
+            f"{path}: {what}", "fix the field by hand or rewrite the lock with `llama-toolchain update`"
+        )
 
     if data.get("schema_version") != LOCK_SCHEMA_VERSION:
         raise fail(f"schema_version must be {LOCK_SCHEMA_VERSION}, found {data.get('schema_version')!r}")

@@ -14,6 +14,7 @@ import re
 import tarfile
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from html.parser import HTMLParser
 from pathlib import Path, PurePosixPath
@@ -76,10 +77,13 @@ def list_sdists(index_url: str, timeout: float) -> list[SdistInfo]:
     url = f"{index_url.rstrip('/')}/{canonicalize_name(SDIST_PROJECT)}/"
     request = urllib.request.Request(
         url,
-        headers={"Accept": "application/vnd.pypi.simple.v1+json, text/html;q=0.5", "User-Agent": "llama-toolchain"},
+        headers={
+            "Accept": "application/vnd.pypi.simple.v1+json, text/html;q=0.5",
+            "User-Agent": "llama-toolchain",
+        },
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (http(s) index)
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             content_type = response.headers.get("Content-Type", "")
             body = response.read()
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
@@ -102,7 +106,9 @@ def list_sdists(index_url: str, timeout: float) -> list[SdistInfo]:
             match = _FILENAME.match(name)
             frag = re.search(r"#sha256=([0-9a-f]{64})", href)
             if match and frag:
-                found.append(SdistInfo(name, frag[1], urllib.request.urljoin(url, href.split("#")[0]), match["version"]))
+                found.append(
+                    SdistInfo(name, frag[1], urllib.parse.urljoin(url, href.split("#")[0]), match["version"])
+                )
     return found
 
 
@@ -139,7 +145,7 @@ def download(info: SdistInfo, settings: Settings) -> Path:
     part = target.with_name(target.name + ".part")
     LOG.info(f"downloading {info.filename}")
     try:
-        with urllib.request.urlopen(info.url, timeout=settings.network_timeout) as response:  # noqa: S310
+        with urllib.request.urlopen(info.url, timeout=settings.network_timeout) as response:
             total = int(response.headers.get("Content-Length") or 0) or None
             done = 0
             with part.open("wb") as fh, LOG.progress(f"download {info.filename}", total) as bar:
@@ -177,7 +183,10 @@ def extract_vendor_tree(sdist: Path, dest: Path) -> tuple[Path, str]:
                 if len(parts) > 3 and PurePosixPath(*parts[1:3]) == VENDOR_DIR:
                     members.append(member)
             if not members:
-                raise SdistError(f"{sdist.name} has no {VENDOR_DIR} tree", "use a llama-cpp-python sdist that vendors llama.cpp")
+                raise SdistError(
+                    f"{sdist.name} has no {VENDOR_DIR} tree",
+                    "use a llama-cpp-python sdist that vendors llama.cpp",
+                )
             # filter="data" refuses absolute paths, '..', links leaving the tree and special files.
             tar.extractall(dest, members=members, filter="data")
     except (tarfile.TarError, EOFError, OSError) as exc:

@@ -89,7 +89,9 @@ def _ref_problem(ref: str) -> str:
 def validate_url(url: str) -> str:
     """Accept https/http/ssh/git/file URLs, scp-like ``user@host:path`` and absolute local paths."""
     if not url:
-        raise UnsafeInputError("empty git URL", "pass the remote's URL, e.g. https://github.com/ggml-org/llama.cpp")
+        raise UnsafeInputError(
+            "empty git URL", "pass the remote's URL, e.g. https://github.com/ggml-org/llama.cpp"
+        )
     if url.startswith("-"):
         raise UnsafeInputError(
             f"refusing URL {url!r}: starts with '-' (would be read as a git option)",
@@ -131,7 +133,9 @@ def parse_requirement(text: str) -> Requirement:
     try:
         req = Requirement(text)
     except InvalidRequirement as exc:
-        raise UsageError(f"invalid requirement {text!r}: {exc}", f"pass e.g. {SDIST_PROJECT}==0.3.36") from exc
+        raise UsageError(
+            f"invalid requirement {text!r}: {exc}", f"pass e.g. {SDIST_PROJECT}==0.3.36"
+        ) from exc
     if canonicalize_name(req.name) != SDIST_PROJECT:
         raise UsageError(
             f"requirement {text!r} names {req.name!r}",

@@ -1,0 +1,76 @@
+"""Thin sessions over `llama-toolchain` (the package does the work; nox only makes the venv).
+
+nox -s build                 # fetch the locked llama.cpp, build, verify, write the manifest
+nox -s build -- --ref HEAD --git   # a one-off build of upstream HEAD (lock untouched)
+nox -s update -- --pypi llama-cpp-python==0.3.36
+nox -s tests                 # the project's own test suite
+nox -s bench                 # build benchmarks (ratios, .toolchain/reports/bench.json)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import nox
+
+nox.options.reuse_venv = "yes"
+nox.options.sessions = ["build"]
+nox.options.error_on_missing_interpreters = True
+
+ROOT = Path(__file__).parent
+
+
+def install(session: nox.Session, extras: str = "") -> None:
+    """Editable install, skipped when the venv already has it for this pyproject.toml."""
+    target = f".[{extras}]" if extras else "."
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + target.encode()).hexdigest()
+    stamp = Path(session.virtualenv.location) / ".llama-toolchain-installed"
+    if stamp.is_file() and stamp.read_text() == digest:
+        return
+    session.install("-e", target)
+    stamp.write_text(digest)
+
+
+def toolchain(session: nox.Session, *args: str) -> None:
+    install(session)
+    session.run("llama-toolchain", *args, *session.posargs)
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """Fetch the pinned llama.cpp, build the needed targets, verify, write build-manifest.json."""
+    toolchain(session, "build")
+
+
+@nox.session
+def update(session: nox.Session) -> None:
+    """Resolve a ref or version and rewrite llama.lock (`-- --git URL --ref TAG` / `-- --pypi REQ`)."""
+    toolchain(session, "update")
+
+
+@nox.session
+def fetch(session: nox.Session) -> None:
+    """Check the pinned source out into .toolchain/src without building."""
+    toolchain(session, "fetch")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The project's own tests (real builds included: allow ~20 minutes on 2 cores when cold)."""
+    install(session, "test")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    install(session, "test")
+    session.run("ruff", "check", "toolchain", "tests", "fixtures", "bench", "noxfile.py")
+    session.run("mypy")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Build benchmarks: targeted vs everything, warm vs cold cache, pin move, no-op."""
+    install(session)
+    session.run("python", "bench/bench_build.py", *session.posargs)

@@ -1,0 +1,97 @@
+"""``llama-toolchain build``: source -> build -> verify, in one command (what ``nox -s build`` runs)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+from ..cli import common_options, settings_from
+from ..errors import UsageError
+from ..locking import work_dir_lock
+from ..log import LOG
+from ..profiles import resolve_profile
+from ..records import to_jsonable
+from ..source import fetch
+from ..source.cli import selected_source, source_options
+from .stage import BuildRequest, run_build
+from .targets import TARGET_GROUPS, parse_groups
+
+
+def passthrough_args(args: argparse.Namespace) -> tuple[str, ...]:
+    extra = tuple(getattr(args, "passthrough", ()) or ())
+    for arg in extra:
+        if not arg.startswith("-D") or len(arg) < 3:
+            raise UsageError(
+                f"only -DNAME=VALUE options pass through to CMake, got {arg!r}",
+                "e.g. `llama-toolchain build -- -DGGML_METAL_SHADER_DEBUG=ON`",
+            )
+    return extra
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    profile = resolve_profile(args.profile or settings.profile)
+    request = BuildRequest(
+        profile=profile,
+        groups=parse_groups(args.targets),
+        extra_targets=tuple(args.target or ()),
+        extra_cmake_args=passthrough_args(args),
+        jobs=args.jobs,
+        compiler_cache=not args.no_compiler_cache,
+        allow_unknown_options=args.allow_unknown_options,
+    )
+    with work_dir_lock(settings.work_dir):
+        start = time.monotonic()
+        with LOG.step("source"):
+            source, from_lock = selected_source(args, settings)
+            checkout = fetch(
+                source,
+                settings,
+                offline=args.offline,
+                force=args.force,
+                allow_dirty=args.allow_dirty,
+                locked=from_lock,
+            )
+        source_seconds = time.monotonic() - start
+        manifest = run_build(settings, checkout, request)
+    if manifest.status == "up-to-date":
+        LOG.ok(
+            f"up to date: {manifest.build_dir} (nothing to do; {source_seconds + manifest.durations['total']:.1f} s)"
+        )
+    else:
+        LOG.ok(f"built {len(manifest.artifacts)} artifact(s) in {manifest.build_dir}")
+    LOG.info(f"manifest: {settings.reports_dir / 'build-manifest.json'}")
+    if args.json:
+        print(json.dumps(to_jsonable(manifest), indent=2))
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "build",
+        help="fetch the locked source, build the needed targets, verify, write the manifest",
+        description="Extra CMake options go after `--`: llama-toolchain build -- -DGGML_METAL_SHADER_DEBUG=ON",
+    )
+    common_options(p)
+    source_options(p)
+    p.add_argument(
+        "--profile", help="backend profile: auto, metal, cpu, blas, vulkan, cuda (default: pyproject)"
+    )
+    p.add_argument(
+        "--targets",
+        default="build",
+        help=f"target groups, comma-separated: {', '.join(TARGET_GROUPS)} (default: build)",
+    )
+    p.add_argument("--target", action="append", help="an extra CMake target to build (repeatable)")
+    p.add_argument("--jobs", "-j", type=int, help="parallel jobs (default: CPU count)")
+    p.add_argument(
+        "--no-compiler-cache", action="store_true", help="do not use ccache/sccache even when present"
+    )
+    p.add_argument(
+        "--allow-unknown-options",
+        action="store_true",
+        help="build even if CMake did not use a -D option you passed",
+    )
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON on stdout")
+    p.set_defaults(func=cmd_build)

@@ -1,0 +1,78 @@
+"""The build stage's record, written as ``reports/build-manifest.json`` (and into the build dir).
+
+It says what was built from what: source and full commit, profile, every CMake option, tool and
+compiler versions (from CMake's File API), host and SDK, artifacts with sha256, compiler-cache
+hit rate and the time each step took.
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..profiles import HOST_PROBES, current_platform
+from ..source import ResolvedSource
+from .cmake import Compiler, Tool
+from .compiler_cache import CacheStats
+
+MANIFEST_KIND = "build-manifest"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    target: str
+    type: str
+    path: Path
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    platform: str
+    release: str
+    machine: str
+    python: str
+    details: dict[str, str] = field(default_factory=dict)  # macOS version, SDK, Xcode …
+
+
+@dataclass(frozen=True)
+class Tools:
+    cmake: Tool
+    ninja: Tool
+    generator: str
+    compilers: tuple[Compiler, ...]
+
+
+@dataclass(frozen=True)
+class BuildManifest:
+    status: str  # "built" or "up-to-date"
+    source: ResolvedSource
+    source_dir: Path
+    local_changes: tuple[str, ...]
+    profile: str
+    build_dir: Path
+    cmake_defines: dict[str, str]
+    extra_cmake_args: tuple[str, ...]
+    # Options we would pass but this tree does not declare (name -> value we would have used).
+    skipped_options: dict[str, str]
+    missing_targets: dict[str, str]  # purpose -> why
+    tools: Tools
+    host: HostInfo
+    artifacts: tuple[Artifact, ...]
+    compiler_cache: CacheStats
+    durations: dict[str, float]
+
+
+def host_info() -> HostInfo:
+    plat = current_platform()
+    details: dict[str, str] = {}
+    for key, command in HOST_PROBES.get(plat.name, {}).items():
+        try:
+            out = subprocess.run(list(command), capture_output=True, text=True, timeout=20, check=True).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+        details[key] = " ".join(out.split())
+    return HostInfo(plat.name, plat.release, plat.machine, platform.python_version(), details)

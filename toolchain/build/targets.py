@@ -1,0 +1,73 @@
+"""The llama.cpp targets the toolchain needs, by purpose, with the names they had over time.
+
+Each stage builds only what it needs: ``build`` the runner, ``coverage`` the test tools. A want
+lists names newest first; the first that the configured tree defines is built. A required want
+that the tree lacks stops the build; an optional one is recorded as missing with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from ..errors import UsageError
+
+
+@dataclass(frozen=True)
+class TargetWant:
+    purpose: str
+    names: tuple[str, ...]
+    required: bool = True
+
+
+TARGET_GROUPS: Mapping[str, tuple[TargetWant, ...]] = MappingProxyType(
+    {
+        # The program that runs a prompt (`llama-cli` needs the server libraries in recent trees).
+        "build": (TargetWant("runner", ("llama-completion", "llama-cli", "main")),),
+        "coverage": (
+            TargetWant("backend-ops", ("test-backend-ops",)),
+            TargetWant(
+                "export-graph-ops",
+                ("test-export-graph-ops", "export-graph-ops", "llama-export-graph-ops"),
+                required=False,
+            ),
+            TargetWant("archs", ("test-llama-archs",), required=False),
+            TargetWant("eval-callback", ("llama-eval-callback", "eval-callback"), required=False),
+            TargetWant("quantize", ("llama-quantize", "quantize")),
+        ),
+    }
+)
+
+
+@dataclass(frozen=True)
+class TargetChoice:
+    purpose: str
+    name: str | None  # None: the tree has none of the names
+    candidates: tuple[str, ...]
+    required: bool
+
+
+def parse_groups(text: str) -> tuple[str, ...]:
+    groups = tuple(g.strip() for g in text.split(",") if g.strip())
+    unknown = [g for g in groups if g not in TARGET_GROUPS]
+    if unknown or not groups:
+        raise UsageError(
+            f"unknown target group(s): {', '.join(unknown) or '(none)'}",
+            f"choose from: {', '.join(TARGET_GROUPS)}",
+        )
+    return groups
+
+
+def choose_targets(
+    groups: Iterable[str], available: Iterable[str], extra: Iterable[str] = ()
+) -> list[TargetChoice]:
+    have = set(available)
+    choices: list[TargetChoice] = []
+    for group in groups:
+        for want in TARGET_GROUPS[group]:
+            name = next((n for n in want.names if n in have), None)
+            choices.append(TargetChoice(want.purpose, name, want.names, want.required))
+    for name in extra:
+        choices.append(TargetChoice("requested", name if name in have else None, (name,), True))
+    return choices

@@ -1,0 +1,110 @@
+"""Run a child process as an argument list, stream its output to a log file, never leave it behind.
+
+The child gets its own process group: on timeout or Ctrl-C the whole group (compilers under
+ninja, say) is terminated, then killed. Output is kept only as a bounded tail in memory.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Completed:
+    args: tuple[str, ...]
+    returncode: int  # negative: killed by that signal
+    tail: tuple[str, ...]
+    seconds: float
+    timed_out: bool = False
+
+    @property
+    def signal_name(self) -> str:
+        if self.returncode < 0:
+            try:
+                return signal.Signals(-self.returncode).name
+            except ValueError:
+                return f"signal {-self.returncode}"
+        return ""
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def stream(
+    args: Sequence[str],
+    *,
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    on_line: Callable[[str], None] | None = None,
+    timeout: float | None = None,
+    tail_lines: int = 200,
+) -> Completed:
+    """Run ``args``; every line goes to ``log_path`` (appended) and ``on_line``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    tail: deque[str] = deque(maxlen=tail_lines)
+    start = time.monotonic()
+    timed_out = False
+    with log_path.open("ab") as log:
+        log.write(f"$ {' '.join(args)}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(
+            list(args),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            start_new_session=True,
+        )
+        assert proc.stdout is not None
+        pipe = proc.stdout
+
+        def pump() -> None:  # a thread, so a silent hung child cannot block the timeout
+            for raw in pipe:
+                log.write(raw)
+                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                tail.append(line)
+                if on_line:
+                    on_line(line)
+
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        try:
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                _stop_group(proc)
+            reader.join(timeout=10)
+        except BaseException:
+            _stop_group(proc)
+            raise
+        finally:
+            if proc.poll() is not None:
+                # the group may still hold the pipe (a grandchild): end it, then stop reading
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            reader.join(timeout=5)
+            log.flush()
+    return Completed(tuple(args), proc.wait(), tuple(tail), time.monotonic() - start, timed_out)
