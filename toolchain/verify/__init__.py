@@ -1,0 +1,143 @@
+"""Verify stage: prove that a build really carries its backend, statically and at run time.
+
+    from toolchain.verify import verify_path, require_ok, write_verification
+    v = verify_path(build_dir, profile, runtime=True, report=settings.reports_dir / "verify.json")
+    require_ok(v)          # raises VerifyError (exit 30) naming each failed check and what to do
+
+Modules: ``binaries`` (LIEF, one slice per architecture, ``.a`` members), ``graph`` (dependency
+resolution as dyld / ld.so do it), ``static`` (per-profile checks), ``runtime`` (device listing,
+one-token run, device classes), ``probe_model`` (the tiny GGUF), ``records`` (the JSON records).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from ..errors import ProfileError, VerifyError
+from ..profiles import DEFAULT_PROFILE, PROFILES, BackendProfile, PlatformInfo, current_platform
+from ..records import to_jsonable, write_report
+from .records import Check, DeviceClass, DeviceInfo, RuntimeRun, Verification
+from .static import Inputs, discover, host_macos_version, static_checks
+
+__all__ = [
+    "Check",
+    "DeviceClass",
+    "DeviceInfo",
+    "RuntimeRun",
+    "Verification",
+    "profile_for",
+    "require_ok",
+    "verify_path",
+    "write_verification",
+]
+
+REPORT_KIND = "verify"
+REPORT_NAME = "verify.json"
+
+
+def profile_for(name: str, path: Path, inputs: Inputs | None = None) -> BackendProfile:
+    """The profile to verify ``path`` against. ``auto``: from the build dir's name
+    (``<profile>-<hash>``), else from the binaries' format (Mach-O: metal). Unlike
+    ``resolve_profile`` this never refuses a profile that does not build here: a Mac build can be
+    verified statically on Linux."""
+    if name != "auto":
+        if name not in PROFILES:
+            raise ProfileError(f"unknown backend profile {name!r}", f"choose one of: auto, {', '.join(PROFILES)}")
+        return PROFILES[name]
+    for part in (path, *path.parents[:2]):
+        head = part.name.split("-", 1)[0]
+        if head in PROFILES and "-" in part.name:
+            return PROFILES[head]
+    from .binaries import sniff
+
+    inputs = inputs or discover(path)
+    kinds = {sniff(f) for f in inputs.files}
+    return PROFILES["metal" if kinds & {"macho", "fat"} else DEFAULT_PROFILE.get("linux", "cpu")]
+
+
+def verify_path(
+    path: Path,
+    profile: BackendProfile,
+    *,
+    runtime: bool,
+    deployment_target: str | None = None,
+    embed_library: bool | None = None,
+    timeout: float = 180.0,
+    model: Path | None = None,
+    log_dir: Path | None = None,
+    report: Path | None = None,
+    plat: PlatformInfo | None = None,
+) -> Verification:
+    """Verify a build dir, a single binary or an app's Frameworks folder against ``profile``.
+
+    ``deployment_target`` / ``embed_library``: what the build was configured with, when known
+    (else read from the build dir's CMakeCache.txt). ``runtime``: also run the build (device
+    listing + one-token run of a tiny model under ``timeout`` seconds); its logs go to
+    ``log_dir``. ``report``: write the verification there as JSON (kind ``verify``).
+    Bad builds do not raise: look at ``.ok`` or call :func:`require_ok`.
+    """
+    plat = plat or current_platform()
+    inputs = discover(path)
+    result = static_checks(
+        inputs,
+        profile,
+        deployment_target=deployment_target,
+        embed_library=embed_library,
+        host_macos=host_macos_version(plat),
+    )
+    checks: list[Check] = list(result.checks)
+    devices: tuple[DeviceInfo, ...] = ()
+    device_class: DeviceClass | None = None
+    runs: tuple[RuntimeRun, ...] = ()
+    if runtime:
+        from .runtime import runtime_checks
+
+        programs = list(inputs.files)
+        if path.is_file():  # a single binary: the runner may sit beside it
+            programs += sorted(p for p in path.resolve().parent.iterdir() if p.is_file() and p not in programs)
+        if log_dir is None:
+            log_dir = (report.parent / "verify-logs") if report else Path(tempfile.mkdtemp(prefix="llama-toolchain-verify-"))
+        rt = runtime_checks(
+            programs,
+            profile,
+            binary_format=result.formats[0] if result.formats else "",
+            archs=result.archs,
+            timeout=timeout,
+            model=model,
+            log_dir=log_dir,
+            plat=plat,
+        )
+        checks.extend(rt.checks)
+        devices, device_class, runs = rt.devices, rt.device_class, rt.runs
+    verification = Verification(
+        path=path.resolve(),
+        profile=profile.name,
+        checks=tuple(checks),
+        runtime_requested=runtime,
+        devices=devices,
+        device_class=device_class,
+        runs=runs,
+        files=tuple(str(f) for f in result.files),
+    )
+    if report is not None:
+        write_verification(verification, report)
+    return verification
+
+
+def write_verification(verification: Verification, path: Path) -> Path:
+    """``verify.json``: the record itself plus ``ok``."""
+    return write_report(path, REPORT_KIND, {**to_jsonable(verification), "ok": verification.ok})
+
+
+def require_ok(verification: Verification) -> None:
+    """Raise :class:`VerifyError` naming every failed check and what to do about it."""
+    failures = verification.failures
+    if not failures:
+        return
+    lines = [f"{verification.path} does not carry what profile {verification.profile!r} promises:"]
+    for c in failures:
+        where = f" [{c.arch}]" if c.arch else ""
+        lines.append(f"  {c.name}{where}: {c.found}")
+    hints = list(dict.fromkeys(c.hint for c in failures if c.hint))
+    raise VerifyError("\n".join(lines), "\n  -> ".join(hints))

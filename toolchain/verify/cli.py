@@ -1,0 +1,76 @@
+"""``llama-toolchain verify [PATH] [--profile P] [--no-runtime] [--json]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rich.table import Table
+
+from ..cli import common_options, settings_from
+from ..errors import VerifyError
+from ..log import LOG
+from ..records import to_jsonable
+from . import REPORT_NAME, Verification, profile_for, require_ok, verify_path
+from .static import discover
+
+_STYLE = {"pass": "green", "fail": "red bold", "unverifiable": "yellow"}
+
+
+def _default_path(build_root: Path) -> Path:
+    dirs = sorted((d for d in build_root.glob("*/") if (d / "bin").is_dir()), key=lambda d: d.stat().st_mtime)
+    if not dirs:
+        raise VerifyError(f"no build under {build_root}", "run `llama-toolchain build` first, or give PATH")
+    return dirs[-1]
+
+
+def print_table(v: Verification) -> None:
+    table = Table(title=f"verify {v.path} ({v.profile})", show_lines=False, title_justify="left")
+    for col in ("status", "check", "observed by", "found"):
+        table.add_column(col, overflow="fold")
+    for c in v.checks:
+        name = f"{c.name} [{c.arch}]" if c.arch else c.name
+        table.add_row(f"[{_STYLE[c.status]}]{c.status}[/]", name, c.observed_by, c.found)
+    if not LOG.quiet:
+        LOG.console.print(table)
+        for d in v.devices:
+            LOG.info(f"device {d.name}: {d.description or '?'} -> {d.device_class} ({d.class_reason})")
+        for c in v.checks:
+            if c.status == "unverifiable" and c.hint:
+                LOG.info(f"  {c.name}: unverifiable: {c.hint}")
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    path = (args.path or _default_path(settings.build_root)).expanduser()
+    profile = profile_for(args.profile or settings.profile, path, discover(path))
+    report = settings.reports_dir / REPORT_NAME
+    v = verify_path(
+        path,
+        profile,
+        runtime=not args.no_runtime,
+        deployment_target=args.deployment_target,
+        timeout=args.timeout,
+        report=report,
+    )
+    if args.json:
+        print(json.dumps({**to_jsonable(v), "ok": v.ok}, indent=2))
+    print_table(v)
+    require_ok(v)
+    LOG.ok(f"{path}: carries the {profile.name} backend ({report})")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("verify", help="prove a build carries its backend: binaries (static) and a run on the device")
+    common_options(p)
+    p.add_argument("path", nargs="?", type=Path, default=None,
+                   help="a build dir (with bin/), a binary, or an app's Contents/Frameworks (default: newest build)")
+    p.add_argument("--profile", default=None, help="backend profile (default: [tool.llama-toolchain] profile; "
+                   "auto = from the build dir's name or the binaries)")
+    p.add_argument("--no-runtime", action="store_true", help="static checks only (no device needed)")
+    p.add_argument("--deployment-target", default=None, help="macOS the build must load on (default: CMakeCache.txt)")
+    p.add_argument("--timeout", type=float, default=180.0, help="seconds each run may take before it counts as a hang")
+    p.add_argument("--json", action="store_true", help="print the verification as JSON on stdout")
+    p.set_defaults(func=cmd_verify)
