@@ -744,7 +744,7 @@ CLASSES: tuple[FailureClass, ...] = (
             ),
             _p(
                 "no-usable-device.not-apple-gpu",
-                r"GPU name:\s+(?:AMD|Intel|Radeon)",
+                r"GPU name:\s+(?:MTL\d+ \()?(?:AMD|Intel|Radeon)",
                 "GPU",
                 "warning",
                 0.7,

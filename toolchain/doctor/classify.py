@@ -163,21 +163,29 @@ class LogScanner:
     def _region(self, region: bytes) -> None:
         if not self.nonblank and region.strip():
             self.nonblank = True
-        spans: dict[int, int] = {}
+        # window start -> (line start, window end); a line longer than MAX_LINE is looked at
+        # around each hit only
+        spans: dict[int, tuple[int, int]] = {}
+        half = MAX_LINE // 2
         for needle in self._needles:
             pos = region.find(needle)
             while pos != -1:
                 start = region.rfind(b"\n", 0, pos) + 1
                 end = region.find(b"\n", pos)
                 end = len(region) if end == -1 else end
-                spans[start] = end
-                pos = region.find(needle, end)
+                if end - start > MAX_LINE:
+                    w_start, w_end = max(start, pos - half), min(end, pos + half)
+                else:
+                    w_start, w_end = start, end
+                spans.setdefault(w_start, (start, w_end))
+                pos = region.find(needle, w_end)
         base = self.newlines + 1
         counted_to, counted = 0, 0
-        for start in sorted(spans):
-            counted += region.count(b"\n", counted_to, start)
-            counted_to = start
-            self._line(_decode(region[start : spans[start]]), base + counted)
+        for w_start in sorted(spans):
+            line_start, w_end = spans[w_start]
+            counted += region.count(b"\n", counted_to, line_start)
+            counted_to = line_start
+            self._line(_decode(region[w_start:w_end]), base + counted)
         self.newlines += region.count(b"\n")
         self._remember_tail(region)
 
@@ -255,11 +263,12 @@ def findings_from_hits(
             continue
         severity = _worst([*(p.severity for p in symptoms), *(c.severity for c in combos)] or ["info"])
         weights = [p.weight for p in mine] + [c.weight for c in combos]
-        evidence = sorted((e for p in mine for e in kept[p.id]), key=lambda e: e.line or 0)
+        shown = [p for p in mine if p.weight > 0 or any(p.id in c.requires for c in combos)]
+        evidence = sorted((e for p in shown for e in kept[p.id]), key=lambda e: e.line or 0)
         if len(evidence) > MAX_EVIDENCE:
             evidence = [*evidence[: MAX_EVIDENCE - 1], evidence[-1]]
         reasons = [c.reason for c in combos]
-        total = sum(counts.get(p.id, 0) for p in mine)
+        total = sum(counts.get(p.id, 0) for p in shown)
         if not reasons:
             lead = symptoms[0] if symptoms else observations[0]
             example = kept[lead.id][0].text if kept[lead.id] else lead.id

@@ -1,0 +1,184 @@
+"""The classifier on fixture logs (current and older formats), healthy logs, and hostile input."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import time
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from toolchain.doctor.classify import RunParams, classify_log, classify_stream, classify_text
+from toolchain.doctor.findings import sort_findings
+
+from .conftest import LOGS
+
+# fixture -> the class doctor must name first (the most likely cause)
+EXPECTED = {
+    "memory.log": "memory",
+    "memory.legacy.log": "memory",
+    "gguf-format.log": "gguf-format",
+    "gguf-format.v1.log": "gguf-format",
+    "gguf-format.truncated.log": "gguf-format",
+    "gguf-format.version-too-new.log": "gguf-format",
+    "gguf-format.legacy.log": "gguf-format",
+    "no-metal-build.log": "no-metal-build",
+    "no-metal-build.legacy.log": "no-metal-build",
+    "unsupported-op.log": "unsupported-op",
+    "unsupported-op.slow.log": "unsupported-op",
+    "unsupported-op.legacy.log": "unsupported-op",
+    "unsupported-op.fa-legacy.log": "unsupported-op",
+    "other-gpu-users.log": "memory",  # the OOM comes first in the order; other users are named too
+    "metal-library.log": "metal-library",
+    "metal-library.legacy.log": "metal-library",
+    "metal-library.compile.log": "metal-library",
+    "no-usable-device.log": "no-usable-device",
+    "no-usable-device.legacy.log": "no-usable-device",
+    "architecture-too-new.log": "architecture-too-new",
+    "architecture-too-new.tensors.log": "architecture-too-new",
+    "architecture-too-new.legacy.log": "architecture-too-new",
+    "bf16-unsupported.log": "bf16-unsupported",
+    "bf16-unsupported.legacy.log": "bf16-unsupported",
+    "gpu-command-buffer.log": "gpu-command-buffer",
+    "gpu-command-buffer.legacy.log": "gpu-command-buffer",
+    "build-toolchain.log": "build-toolchain",
+    "build-toolchain.deployment.log": "build-toolchain",
+    "build-toolchain.legacy.log": "build-toolchain",
+    "crash.log": "crash",
+    "crash.legacy.log": "crash",
+}
+HEALTHY = ("healthy-metal.log", "healthy-metal.legacy.log", "healthy-cpu-ngl0.log")
+
+
+def _primary(findings: list) -> str:
+    problems = [f for f in sort_findings(findings) if f.is_problem]
+    errors = [f for f in problems if f.severity == "error"]
+    return (errors or problems)[0].class_id
+
+
+def test_every_fixture_is_expected() -> None:
+    names = {p.name for p in LOGS.glob("*.log")}
+    assert names == set(EXPECTED) | set(HEALTHY)
+    # every catalog class has a fixture in the tree's format and one in an older format
+    classes = {n.split(".")[0] for n in EXPECTED}
+    assert len(classes) == 12
+    assert {n.split(".")[0] for n in EXPECTED if ".legacy" in n} >= classes - {"other-gpu-users"}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_fixture_names_its_class_with_fix_and_evidence(name: str) -> None:
+    scan, findings = classify_log(LOGS / name, observed_by="fixture")
+    assert _primary(findings) == EXPECTED[name]
+    top = next(f for f in findings if f.class_id == EXPECTED[name])
+    assert top.fix and top.evidence and top.confidence >= 0.5
+    assert all(f.observed_by == "fixture" for f in findings)
+    lines = (LOGS / name).read_text().splitlines()
+    for ev in top.evidence:  # evidence lines carry their real line numbers
+        assert ev.line is not None and lines[ev.line - 1].strip() == ev.text
+
+
+def test_other_gpu_users_is_named_from_the_device_list() -> None:
+    _, findings = classify_log(LOGS / "other-gpu-users.log")
+    assert {"memory", "other-gpu-users"} <= {f.class_id for f in findings}
+
+
+@pytest.mark.parametrize("name", HEALTHY)
+def test_healthy_logs_have_no_problem(name: str) -> None:
+    scan, findings = classify_log(LOGS / name)
+    assert not [f for f in findings if f.is_problem], findings
+    assert not scan.empty and not scan.binary
+
+
+def test_facts_are_recorded() -> None:
+    scan, _ = classify_log(LOGS / "healthy-metal.log")
+    assert scan.fact("memory.recommended-working-set") == "77309.41"
+    assert scan.fact("unsupported-op.graph-splits") == "2"
+
+
+def test_offloaded_zero_is_fine_when_asked_for() -> None:
+    text = "load_tensors: offloaded 0/33 layers to GPU\n"
+    assert [f.class_id for f in classify_text(text)[1]] == ["no-metal-build"]
+    assert classify_text(text, params=RunParams(n_gpu_layers=0))[1] == []
+
+
+def test_generic_line_explained_by_specific_one() -> None:
+    oom = "x: error: command buffer 0 failed with status 5\nerror: Insufficient Memory (00000008:kIOGPUCommandBufferCallbackErrorOutOfMemory)\n"
+    assert [f.class_id for f in classify_text(oom)[1]] == ["memory"]
+    bare = "x: error: command buffer 0 failed with status 5\n"
+    assert [f.class_id for f in classify_text(bare)[1]] == ["gpu-command-buffer"]
+
+
+def test_empty_log() -> None:
+    scan, findings = classify_stream(io.BytesIO(b""))
+    assert scan.empty and scan.lines == 0 and findings == []
+    scan, findings = classify_stream(io.BytesIO(b"\n\n  \n"))
+    assert scan.empty and findings == []
+
+
+def test_binary_garbage(tmp_path: Path) -> None:
+    rng = random.Random(7)
+    garbage = bytes(rng.getrandbits(8) for _ in range(3 << 20))
+    path = tmp_path / "garbage.bin"
+    path.write_bytes(garbage + b"\nggml_metal_init: error: unsupported op 'ROPE'\n" + garbage[:1000])
+    scan, findings = classify_log(path)
+    assert scan.binary
+    assert [f.class_id for f in findings if f.is_problem] == ["unsupported-op"]
+
+
+def test_newline_free_data_is_scanned_in_pieces(tmp_path: Path) -> None:
+    path = tmp_path / "one-line.log"
+    with path.open("wb") as fh:
+        fh.write(b"x" * (9 << 20))
+        fh.write(b" GGUFv1 is no longer supported, please use a more up-to-date version ")
+        fh.write(b"y" * (1 << 20))
+    scan, findings = classify_log(path)
+    assert scan.lines == 1
+    assert [f.class_id for f in findings] == ["gguf-format"]
+    assert findings[0].evidence[0].line == 1
+
+
+def test_line_numbers_across_blocks() -> None:
+    text = "".join(f"token {i}\n" for i in range(300_000)) + "ggml_metal_init: error: unsupported op 'X'\n"
+    scan, findings = classify_stream(io.BytesIO(text.encode()), block=64 << 10)
+    assert scan.lines == 300_001
+    assert findings[0].evidence[0].line == 300_001
+
+
+@pytest.mark.skipif(os.environ.get("DOCTOR_SKIP_1GB") == "1", reason="DOCTOR_SKIP_1GB=1")
+def test_one_gigabyte_log_streams_with_bounded_memory(tmp_path: Path) -> None:
+    path = tmp_path / "huge.log"
+    filler = (
+        b"llama_perf_context_print:        eval time =     812.33 ms /    63 runs   "
+        b"(   12.89 ms per token,    77.56 tokens per second)\n"
+        b"The capital of France is Paris, it is known for the Eiffel Tower and the Louvre museum.\n"
+    )
+    chunk = filler * ((8 << 20) // len(filler))
+    target = 1 << 30
+    middle_line = 0
+    with path.open("wb") as fh:
+        written = 0
+        while written < target:
+            fh.write(chunk)
+            written += len(chunk)
+            if not middle_line and written >= target // 2:
+                middle_line = written // len(filler) * 2 + 1
+                fh.write(b"ggml_metal_synchronize: error: command buffer 0 failed with status 5\n")
+                written += 1
+        fh.write(b"llama_kv_cache: failed to allocate buffer for kv cache\n")
+    assert path.stat().st_size >= target
+    tracemalloc.start()
+    start = time.monotonic()
+    scan, findings = classify_log(path)
+    seconds = time.monotonic() - start
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    path.unlink()
+    assert peak < 64 << 20, f"peak {peak / 2**20:.0f} MiB"  # blocks of 4 MiB, never the file
+    assert seconds < 240, f"{seconds:.0f} s"
+    assert {f.class_id for f in findings} == {"memory", "gpu-command-buffer"}
+    gcb = next(f for f in findings if f.class_id == "gpu-command-buffer")
+    assert gcb.evidence[0].line == middle_line
+    assert scan.lines == next(f for f in findings if f.class_id == "memory").evidence[0].line

@@ -1,0 +1,224 @@
+"""``llama-toolchain doctor [LOG|-] [--gguf PATH] [run params] [--memory SIZE] [--build PATH] [--json]``
+and ``llama-toolchain doctor run [options] -- CMD …``.
+
+Exit status: 0 when no problem was found, ``DoctorFindingsError.exit_code`` (60) when one was;
+bad input gets its own typed error (usage 2, bad GGUF file 42, …).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..cli import common_options, settings_from
+from ..errors import DoctorFindingsError, UsageError
+from ..log import LOG
+from ..records import SCHEMA_VERSION, to_jsonable, write_report
+from .classify import RunParams
+from .diagnose import DoctorInputs, diagnose
+from .findings import DoctorReport, Finding
+from .memory import gib
+from .run import params_from_command, run_command, run_findings
+
+REPORT_KIND = "doctor"
+DEFAULT_RUN_TIMEOUT = 1800.0
+
+
+def _params(args: argparse.Namespace, base: RunParams | None = None) -> RunParams:
+    base = base or RunParams()
+    return RunParams(
+        n_ctx=args.ctx if args.ctx is not None else base.n_ctx,
+        n_gpu_layers=args.ngl if args.ngl is not None else base.n_gpu_layers,
+        cache_type_k=args.ctk or base.cache_type_k,
+        cache_type_v=args.ctv or base.cache_type_v,
+        n_ubatch=args.ub if args.ub is not None else base.n_ubatch,
+        flash_attn=True if args.fa else base.flash_attn,
+    )
+
+
+def _print_finding(f: Finding) -> None:
+    head = f"{f.class_id}: {f.summary} (confidence {f.confidence:.2f}, observed by {f.observed_by})"
+    if f.is_problem:
+        if f.severity == "error":
+            LOG.error(head, title=f"doctor: {f.title}")
+        else:
+            LOG.warn(f"{f.title}: {head}")
+    else:
+        LOG.info(f"note: {head}")
+    for ev in f.evidence:
+        where = f"line {ev.line}: " if ev.line is not None else ""
+        LOG.info(f"    {where}{ev.text}")
+    if f.is_problem:
+        LOG.info(f"    fix: {f.fix}")
+
+
+def print_report(report: DoctorReport) -> None:
+    for note in report.notes:
+        LOG.info(f"note: {note}")
+    if report.memory is not None:
+        m = report.memory
+        rows = ", ".join(f"{r.cache_type}: -c {r.n_ctx}" for r in m.max_context)
+        LOG.info(
+            f"memory plan for {m.model}: budget {gib(m.budget_bytes)} ({m.budget_rule}); largest -c: {rows}"
+        )
+    for f in report.findings:
+        _print_finding(f)
+    problems = report.problems
+    if problems:
+        first = next((f for f in problems if f.severity == "error"), problems[0])
+        LOG.info(f"most likely first: {first.class_id} ({first.title}) -> {first.fix}")
+    else:
+        LOG.ok("doctor: no problem found")
+
+
+def finish(args: argparse.Namespace, report: DoctorReport) -> int:
+    settings = settings_from(args)
+    path = write_report(settings.reports_dir / "doctor.json", REPORT_KIND, report)
+    print_report(report)
+    LOG.info(f"report: {path}")
+    if args.json:
+        print(
+            json.dumps(
+                {"schema_version": SCHEMA_VERSION, "kind": REPORT_KIND, **to_jsonable(report)}, indent=2
+            )
+        )
+    return DoctorFindingsError.exit_code if report.problems else 0
+
+
+def _inputs(args: argparse.Namespace, log: Path | None, params: RunParams, gguf: Path | None) -> DoctorInputs:
+    settings = settings_from(args)
+    tree = args.tree or (settings.src_dir if settings.src_dir.is_dir() else None)
+    return DoctorInputs(
+        log=log,
+        gguf=gguf,
+        params=params,
+        memory=args.memory,
+        build=args.build,
+        profile=args.profile,
+        tree=tree,
+        system=not args.no_system,
+    )
+
+
+def _split_rest(args: argparse.Namespace) -> list[str]:
+    """Parse the options given after LOG / run into ``args``; return the command (for ``run``)."""
+    rest = list(args.rest or [])
+    command: list[str] = []
+    passthrough = list(getattr(args, "passthrough", ()) or ())
+    if passthrough:  # toolchain.cli hands everything after `--` to the stage
+        command = passthrough if args.target == "run" else []
+        if args.target != "run":
+            raise UsageError(
+                f"unexpected arguments after --: {' '.join(passthrough)}",
+                "to run a command: llama-toolchain doctor run -- CMD ...",
+            )
+    elif args.target == "run":
+        if "--" in rest:
+            cut = rest.index("--")
+            rest, command = rest[:cut], rest[cut + 1 :]
+        else:
+            rest, command = [], rest
+    _, unknown = _late_options().parse_known_args(rest, namespace=args)
+    if unknown:
+        raise UsageError(
+            f"unexpected arguments: {' '.join(unknown)}",
+            "to run a command: llama-toolchain doctor run -- CMD ...",
+        )
+    LOG.quiet = bool(args.quiet)
+    return command
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    command = _split_rest(args)
+    if args.target == "run":
+        return cmd_run(args, command)
+    log = Path(args.target) if args.target else None
+    if log is None and args.gguf is None and args.build is None and args.ctx is None:
+        raise UsageError(
+            "nothing to diagnose",
+            "give a log (or - for stdin), --gguf MODEL, --build PATH, or doctor run -- CMD",
+        )
+    report = diagnose(_inputs(args, log, _params(args), args.gguf))
+    return finish(args, report)
+
+
+def cmd_run(args: argparse.Namespace, command: list[str]) -> int:
+    settings = settings_from(args)
+    base, model = params_from_command(command)
+    log_path = settings.reports_dir / "doctor-run.log"
+    LOG.info(f"doctor run: {' '.join(command)} (timeout {args.timeout:.0f} s, output -> {log_path})")
+    result = run_command(command, log_path, timeout=args.timeout)
+    gguf = args.gguf or (model if model is not None and model.is_file() else None)
+    report = diagnose(_inputs(args, log_path, _params(args, base), gguf))
+    extra = run_findings(result)
+    from .findings import sort_findings
+
+    report = DoctorReport(
+        findings=sort_findings([*report.findings, *extra]),
+        inputs=report.inputs,
+        log=report.log,
+        gguf=report.gguf,
+        memory=report.memory,
+        system=report.system,
+        build=report.build,
+        run=result,
+        notes=report.notes,
+    )
+    return finish(args, report)
+
+
+def _options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--gguf", type=Path, metavar="PATH", help="check this GGUF and plan its memory")
+    run_params = p.add_argument_group("the run's parameters (as llama.cpp takes them)")
+    run_params.add_argument("-c", "--ctx-size", dest="ctx", type=int, metavar="N", help="context size")
+    run_params.add_argument(
+        "-ngl", "--gpu-layers", dest="ngl", type=int, metavar="N", help="layers on the GPU"
+    )
+    run_params.add_argument(
+        "-ctk", "--cache-type-k", dest="ctk", metavar="T", help="K cache type (f16, q8_0, …)"
+    )
+    run_params.add_argument("-ctv", "--cache-type-v", dest="ctv", metavar="T", help="V cache type")
+    run_params.add_argument(
+        "-ub", "--ubatch-size", dest="ub", type=int, metavar="N", help="physical batch size"
+    )
+    run_params.add_argument("-fa", "--flash-attn", dest="fa", action="store_true", help="flash attention on")
+    p.add_argument(
+        "--memory", metavar="SIZE", help="machine memory, e.g. 64GiB (default: probe this machine)"
+    )
+    p.add_argument(
+        "--build", type=Path, metavar="PATH", help="check a build dir or binary (uses the verify stage)"
+    )
+    p.add_argument(
+        "--profile", default="metal", help="backend profile the build should carry (default: metal)"
+    )
+    p.add_argument(
+        "--tree", type=Path, metavar="PATH", help="llama.cpp tree whose architectures the GGUF must match"
+    )
+    p.add_argument("--no-system", action="store_true", help="do not probe memory pressure / GPU users")
+    p.add_argument(
+        "--timeout", type=float, default=DEFAULT_RUN_TIMEOUT, help="doctor run: seconds before stopping"
+    )
+    p.add_argument("--json", action="store_true", help="also print the report as JSON on stdout")
+
+
+def _late_options() -> argparse.ArgumentParser:
+    """Options given after LOG / run (argparse stops at the first positional's remainder)."""
+    late = argparse.ArgumentParser(prog="llama-toolchain doctor", add_help=False)
+    common_options(late)
+    _options(late)
+    return late
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "doctor",
+        help="diagnose a failed or slow llama.cpp run (log, GGUF, memory, build, system)",
+        description="Walk the Apple Silicon diagnostic order with evidence. Forms: "
+        "`doctor [LOG|-] [options]` and `doctor run [options] -- CMD ...`.",
+    )
+    common_options(p)
+    _options(p)
+    p.add_argument("target", nargs="?", metavar="LOG|-|run", help="a log file, - for stdin, or `run`")
+    p.add_argument("rest", nargs=argparse.REMAINDER, metavar="[options] [-- CMD ...]", help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_doctor)

@@ -1,0 +1,157 @@
+"""Put the checks together: log, GGUF + memory plan, build, system -> one ordered report."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from ..errors import GGUFError, UsageError
+from .build_check import check_build
+from .classify import LogScan, RunParams, classify_log, classify_stream
+from .findings import DoctorReport, Finding, ObservedBy, sort_findings
+from .gguf_check import GGUFInfo, check_gguf, known_architectures
+from .memory import machine_memory, parse_size, plan, plan_findings, shape_from_gguf
+from .system import probe, system_findings
+
+
+@dataclass(frozen=True)
+class DoctorInputs:
+    log: Path | None = None  # Path("-") = stdin
+    gguf: Path | None = None
+    params: RunParams = RunParams()
+    memory: str | None = None  # "64GiB"; None: probe the machine
+    build: Path | None = None
+    profile: str = "metal"
+    tree: Path | None = None  # a llama.cpp tree: architectures it knows
+    system: bool = True
+    observed_by_log: ObservedBy = "log"
+
+
+def gguf_summary(info: GGUFInfo) -> dict[str, Any]:
+    return {
+        "path": str(info.path),
+        "kind": info.kind,
+        "magic": info.magic,
+        "version": info.version,
+        "endianness": info.endianness,
+        "architecture": info.architecture,
+        "tensor_count": info.tensor_count,
+        "tensor_infos_read": len(info.tensors),
+        "tensor_data_bytes": info.tensor_data_bytes,
+        "file_size": info.file_size,
+        "expected_size": info.expected_size,
+        "reader": info.reader,
+        "parse_error": info.parse_error,
+    }
+
+
+def _read_log(
+    path: Path, params: RunParams, observed_by: ObservedBy, stdin: BinaryIO | None
+) -> tuple[LogScan, list[Finding]]:
+    if str(path) == "-":
+        return classify_stream(stdin or sys.stdin.buffer, source="-", params=params, observed_by=observed_by)
+    try:
+        return classify_log(path, params=params, observed_by=observed_by)
+    except IsADirectoryError as exc:
+        raise UsageError(f"{path} is a directory, not a log", "give the log file (or - for stdin)") from exc
+    except OSError as exc:
+        raise UsageError(
+            f"cannot read the log {path}: {exc.strerror or exc}", "check the path and permissions"
+        ) from exc
+
+
+def _working_set(scan: LogScan | None) -> int | None:
+    if scan is None:
+        return None
+    value = scan.fact("memory.recommended-working-set")
+    return int(float(value) * 1e6) if value else None  # llama.cpp prints it in MB (1e6)
+
+
+def diagnose(inputs: DoctorInputs, *, stdin: BinaryIO | None = None) -> DoctorReport:
+    findings: list[Finding] = []
+    notes: list[str] = []
+    scan = gguf_info = mem_plan = status = build = None
+    params = inputs.params
+
+    if inputs.log is not None:
+        scan, found = _read_log(inputs.log, params, inputs.observed_by_log, stdin)
+        findings += found
+        if scan.empty:
+            notes.append(f"the log {scan.source} is empty: nothing to classify")
+        elif scan.binary:
+            notes.append(f"the log {scan.source} looks like binary data, not text: read it as text anyway")
+
+    if inputs.gguf is not None:
+        try:
+            archs = known_architectures(inputs.tree) if inputs.tree else frozenset()
+            check = check_gguf(inputs.gguf, known_archs=archs)
+        except OSError as exc:
+            raise GGUFError(
+                f"cannot read the GGUF {inputs.gguf}: {exc.strerror or exc}", "check the path and permissions"
+            ) from exc
+        gguf_info = check.info
+        findings += check.findings
+        if not check.findings or all(f.class_id != "gguf-format" for f in check.findings):
+            mem_plan = _plan(gguf_info, inputs, scan, notes)
+            if mem_plan is not None:
+                findings += plan_findings(mem_plan, observed_by="gguf")
+
+    if inputs.build is not None:
+        build, found = check_build(inputs.build, inputs.profile)
+        findings += found
+
+    if inputs.system:
+        status = probe()
+        if not status.available:
+            notes.append(f"memory pressure / other GPU users: {status.reason}")
+        findings += system_findings(status)
+
+    return DoctorReport(
+        findings=sort_findings(findings),
+        inputs=_inputs_record(inputs),
+        log=scan,
+        gguf=gguf_summary(gguf_info) if gguf_info else None,
+        memory=mem_plan,
+        system=status,
+        build=build,
+        notes=tuple(notes),
+    )
+
+
+def _plan(info: GGUFInfo, inputs: DoctorInputs, scan: LogScan | None, notes: list[str]) -> Any:
+    try:
+        shape = shape_from_gguf(info)
+    except UsageError as exc:
+        notes.append(f"memory plan skipped: {exc.message}")
+        return None
+    if inputs.memory:
+        memory, source = parse_size(inputs.memory), "--memory"
+    else:
+        probed = machine_memory()
+        if probed is None:
+            notes.append("memory plan skipped: machine memory unknown here (give --memory 64GiB)")
+            return None
+        memory, source = probed
+    p = inputs.params
+    type_k, type_v = p.cache_type_k or "f16", p.cache_type_v or "f16"
+    flash = bool(p.flash_attn) or type_v != "f16"
+    return plan(
+        shape,
+        memory,
+        memory_source=source,
+        working_set_bytes=_working_set(scan),
+        n_ctx=p.n_ctx,
+        type_k=type_k,
+        type_v=type_v,
+        flash_attn=flash,
+        n_ubatch=p.n_ubatch or 512,
+    )
+
+
+def _inputs_record(inputs: DoctorInputs) -> dict[str, Any]:
+    from ..records import to_jsonable
+
+    data = to_jsonable(replace(inputs))
+    return data if isinstance(data, dict) else {}

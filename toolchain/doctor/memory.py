@@ -1,0 +1,407 @@
+"""Memory planner: weights + KV cache + compute buffer against ~70% of unified memory.
+
+KV cache bytes = sum over layers of cells(layer) x n_head_kv(layer) x (head_dim_k x bytes(type_k)
++ head_dim_v x bytes(type_v)), cells = n_ctx for full-attention layers and
+min(n_ctx, pad256(sliding_window + n_ubatch)) for sliding-window layers (llama.cpp's SWA cache
+without --swa-full). Weights = the GGUF's tensor data size. The compute buffer is an estimate of
+what llama.cpp reserves for one ubatch (full offload):
+
+    logits        n_vocab x n_ubatch x 4
+    activations   n_ubatch x (4 x n_embd + 2 x n_ff) x 4
+    attention     n_ubatch x n_ctx x n_head x 4      (KQ scores; 0 with flash attention)
+
+The budget is ``BUDGET_FRACTION`` of the machine's memory, or the device's
+recommendedMaxWorkingSetSize when that is known and smaller. A quantized V cache needs flash
+attention in llama.cpp, so the q8_0 row assumes -fa.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from ..profiles import PlatformInfo, current_platform
+from .catalog import BY_ID
+from .findings import Evidence, Finding, ObservedBy
+from .gguf_check import GGUFInfo
+from .platform_data import MEMORY_PROBES
+
+BUDGET_FRACTION = 0.70
+CTX_STEP = 256  # llama.cpp pads the KV cache to 256 cells
+GiB = 1 << 30
+MiB = 1 << 20
+
+# Bytes per element of a KV cache type (block types: block bytes / block size).
+KV_TYPE_BYTES: dict[str, float] = {
+    "f32": 4.0,
+    "f16": 2.0,
+    "bf16": 2.0,
+    "q8_0": 34 / 32,
+    "q5_1": 24 / 32,
+    "q5_0": 22 / 32,
+    "q4_1": 20 / 32,
+    "q4_0": 18 / 32,
+    "iq4_nl": 18 / 32,
+}
+
+# Sliding-window layer patterns llama.cpp hard-codes per architecture when the GGUF carries no
+# `{arch}.attention.sliding_window_pattern` (period n: every layer but each n-th is SWA).
+SWA_PERIOD_DEFAULTS: dict[str, int] = {"gemma2": 2, "gemma3": 6, "gemma3n": 5, "cohere2": 4}
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    name: str
+    n_layer: int
+    n_head: int
+    n_head_kv: tuple[int, ...]  # per layer
+    head_dim_k: int
+    head_dim_v: int
+    n_embd: int
+    n_ff: int
+    n_vocab: int
+    weights_bytes: int
+    n_ctx_train: int
+    sliding_window: int = 0
+    swa_layers: tuple[bool, ...] = ()  # per layer; empty: no sliding-window layers
+
+
+def uniform_shape(
+    name: str,
+    *,
+    n_layer: int,
+    n_head: int,
+    n_head_kv: int,
+    head_dim: int,
+    n_embd: int,
+    n_ff: int,
+    n_vocab: int,
+    weights_bytes: int,
+    n_ctx_train: int,
+) -> ModelShape:
+    return ModelShape(
+        name,
+        n_layer,
+        n_head,
+        (n_head_kv,) * n_layer,
+        head_dim,
+        head_dim,
+        n_embd,
+        n_ff,
+        n_vocab,
+        weights_bytes,
+        n_ctx_train,
+    )
+
+
+@dataclass(frozen=True)
+class Estimate:
+    n_ctx: int
+    cache_type_k: str
+    cache_type_v: str
+    flash_attn: bool
+    n_ubatch: int
+    weights_bytes: int
+    kv_bytes: int
+    compute_bytes: int
+    total_bytes: int
+    budget_bytes: int
+    fits: bool
+
+
+@dataclass(frozen=True)
+class MaxContext:
+    cache_type: str  # K and V
+    flash_attn: bool
+    n_ctx: int  # largest multiple of 256 that fits (<= n_ctx_train); 0: none
+    total_bytes: int  # at that n_ctx
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    model: str
+    memory_bytes: int
+    memory_source: str
+    budget_bytes: int
+    budget_rule: str
+    working_set_bytes: int | None
+    requested: Estimate | None
+    max_context: tuple[MaxContext, ...]
+    n_ctx_train: int
+
+
+def _pad(n: int, step: int = CTX_STEP) -> int:
+    return (n + step - 1) // step * step
+
+
+def kv_cache_bytes(
+    shape: ModelShape, n_ctx: int, type_k: str = "f16", type_v: str = "f16", n_ubatch: int = 512
+) -> int:
+    bk, bv = _type_bytes(type_k), _type_bytes(type_v)
+    total = 0.0
+    for layer in range(shape.n_layer):
+        cells = n_ctx
+        if shape.swa_layers and shape.swa_layers[layer] and shape.sliding_window:
+            cells = min(n_ctx, _pad(shape.sliding_window + n_ubatch))
+        total += cells * shape.n_head_kv[layer] * (shape.head_dim_k * bk + shape.head_dim_v * bv)
+    return int(total)
+
+
+def compute_buffer_bytes(shape: ModelShape, n_ctx: int, n_ubatch: int = 512, flash_attn: bool = False) -> int:
+    logits = shape.n_vocab * n_ubatch * 4
+    activations = n_ubatch * (4 * shape.n_embd + 2 * shape.n_ff) * 4
+    attention = 0 if flash_attn else n_ubatch * n_ctx * shape.n_head * 4
+    return logits + activations + attention
+
+
+def _type_bytes(name: str) -> float:
+    try:
+        return KV_TYPE_BYTES[name]
+    except KeyError:
+        raise UsageError(f"unknown KV cache type {name!r}", f"one of: {', '.join(KV_TYPE_BYTES)}") from None
+
+
+def estimate(
+    shape: ModelShape,
+    n_ctx: int,
+    budget_bytes: int,
+    *,
+    type_k: str = "f16",
+    type_v: str = "f16",
+    flash_attn: bool = False,
+    n_ubatch: int = 512,
+) -> Estimate:
+    n_ubatch = min(n_ubatch, max(n_ctx, 1))
+    kv = kv_cache_bytes(shape, _pad(n_ctx), type_k, type_v, n_ubatch)
+    compute = compute_buffer_bytes(shape, _pad(n_ctx), n_ubatch, flash_attn)
+    total = shape.weights_bytes + kv + compute
+    return Estimate(
+        n_ctx,
+        type_k,
+        type_v,
+        flash_attn,
+        n_ubatch,
+        shape.weights_bytes,
+        kv,
+        compute,
+        total,
+        budget_bytes,
+        total <= budget_bytes,
+    )
+
+
+def max_context(
+    shape: ModelShape, budget_bytes: int, *, cache_type: str, flash_attn: bool, n_ubatch: int = 512
+) -> MaxContext:
+    """The largest n_ctx (a multiple of 256, at most n_ctx_train) whose total fits the budget."""
+    cap = max(CTX_STEP, shape.n_ctx_train // CTX_STEP * CTX_STEP)
+
+    def total(n: int) -> int:
+        return estimate(
+            shape,
+            n,
+            budget_bytes,
+            type_k=cache_type,
+            type_v=cache_type,
+            flash_attn=flash_attn,
+            n_ubatch=n_ubatch,
+        ).total_bytes
+
+    lo, hi = 0, cap // CTX_STEP  # in steps; total() grows with n
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if total(mid * CTX_STEP) <= budget_bytes:
+            lo = mid
+        else:
+            hi = mid - 1
+    n = lo * CTX_STEP
+    return MaxContext(cache_type, flash_attn, n, total(n) if n else 0)
+
+
+def budget(memory_bytes: int, working_set_bytes: int | None = None) -> tuple[int, str]:
+    share = int(memory_bytes * BUDGET_FRACTION)
+    if working_set_bytes and working_set_bytes < share:
+        return working_set_bytes, "the device's recommendedMaxWorkingSetSize"
+    return share, f"{BUDGET_FRACTION:.0%}"
+
+
+def plan(
+    shape: ModelShape,
+    memory_bytes: int,
+    *,
+    memory_source: str = "",
+    working_set_bytes: int | None = None,
+    n_ctx: int | None = None,
+    type_k: str = "f16",
+    type_v: str = "f16",
+    flash_attn: bool = False,
+    n_ubatch: int = 512,
+) -> MemoryPlan:
+    limit, rule = budget(memory_bytes, working_set_bytes)
+    requested = None
+    if n_ctx is not None:
+        n = n_ctx if n_ctx > 0 else shape.n_ctx_train  # -c 0: the training context
+        requested = estimate(
+            shape, n, limit, type_k=type_k, type_v=type_v, flash_attn=flash_attn, n_ubatch=n_ubatch
+        )
+    rows = (
+        max_context(shape, limit, cache_type="f16", flash_attn=flash_attn, n_ubatch=n_ubatch),
+        max_context(shape, limit, cache_type="q8_0", flash_attn=True, n_ubatch=n_ubatch),
+    )
+    return MemoryPlan(
+        shape.name,
+        memory_bytes,
+        memory_source,
+        limit,
+        rule,
+        working_set_bytes,
+        requested,
+        rows,
+        shape.n_ctx_train,
+    )
+
+
+# --- inputs --------------------------------------------------------------------------------------
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """``64GiB``, ``64G``, ``64GB`` (memory sizes are binary: all three are 64 x 2^30), ``512M``, bytes."""
+    m = _SIZE.match(text)
+    if not m:
+        raise UsageError(f"cannot read the size {text!r}", "write it like 64GiB, 48G or 17179869184")
+    scale = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m.group(2).lower()]
+    return int(float(m.group(1)) * scale)
+
+
+def parse_meminfo(text: str) -> int | None:
+    m = re.search(r"^MemTotal:\s+(\d+)\s*kB", text, re.MULTILINE)
+    return int(m.group(1)) * 1024 if m else None
+
+
+def machine_memory(plat: PlatformInfo | None = None) -> tuple[int, str] | None:
+    """(bytes, how it was learned) from the platform's probe in platform_data; None if unavailable."""
+    plat = plat or current_platform()
+    probe = MEMORY_PROBES.get(plat.name)
+    if probe is None:
+        return None
+    try:
+        if probe.file:
+            value = parse_meminfo(Path(probe.file).read_text(encoding="utf-8"))
+        else:
+            out = subprocess.run(
+                list(probe.command), capture_output=True, text=True, timeout=10, check=True
+            ).stdout
+            value = int(out.strip())
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+    return (value, probe.description) if value else None
+
+
+def _meta_int(meta: dict[str, Any] | Any, key: str, default: int = 0) -> int:
+    value = meta.get(key, default)
+    if isinstance(value, tuple):
+        return int(max(value)) if value else default
+    return int(value) if isinstance(value, int | float) else default
+
+
+def shape_from_gguf(info: GGUFInfo) -> ModelShape:
+    """The planner's model shape from GGUF metadata (llama.cpp's key names and defaults)."""
+    meta = dict(info.metadata)
+    arch = info.architecture
+    if not arch:
+        raise UsageError(f"{info.path}: no general.architecture: cannot plan memory")
+    n_layer = _meta_int(meta, f"{arch}.block_count")
+    n_head = _meta_int(meta, f"{arch}.attention.head_count")
+    n_embd = _meta_int(meta, f"{arch}.embedding_length")
+    if not (n_layer and n_head and n_embd):
+        raise UsageError(
+            f"{info.path}: block_count / head_count / embedding_length missing: cannot plan memory"
+        )
+    kv = meta.get(f"{arch}.attention.head_count_kv", n_head)
+    n_head_kv = tuple(int(x) for x in kv) if isinstance(kv, tuple) else (int(kv),) * n_layer
+    head_dim_k = _meta_int(meta, f"{arch}.attention.key_length", n_embd // n_head)
+    head_dim_v = _meta_int(meta, f"{arch}.attention.value_length", n_embd // n_head)
+    window = _meta_int(meta, f"{arch}.attention.sliding_window")
+    swa: tuple[bool, ...] = ()
+    pattern = meta.get(f"{arch}.attention.sliding_window_pattern")
+    if window:
+        if isinstance(pattern, tuple):
+            swa = tuple(bool(x) for x in pattern)
+        else:
+            period = (
+                int(pattern) if isinstance(pattern, int) and pattern else SWA_PERIOD_DEFAULTS.get(arch, 0)
+            )
+            if period:
+                swa = tuple((i % period) < period - 1 for i in range(n_layer))
+    n_vocab = _meta_int(meta, f"{arch}.vocab_size") or _meta_int(meta, "len:tokenizer.ggml.tokens")
+    return ModelShape(
+        name=str(meta.get("general.name", info.path.name)),
+        n_layer=n_layer,
+        n_head=n_head,
+        n_head_kv=n_head_kv,
+        head_dim_k=head_dim_k,
+        head_dim_v=head_dim_v,
+        n_embd=n_embd,
+        n_ff=_meta_int(meta, f"{arch}.feed_forward_length"),
+        n_vocab=n_vocab,
+        weights_bytes=info.tensor_data_bytes,
+        n_ctx_train=_meta_int(meta, f"{arch}.context_length", 4096),
+        sliding_window=window,
+        swa_layers=swa,
+    )
+
+
+# --- findings ------------------------------------------------------------------------------------
+def gib(n: int) -> str:
+    return f"{n / GiB:.1f} GiB"
+
+
+def plan_findings(p: MemoryPlan, observed_by: ObservedBy = "static") -> list[Finding]:
+    cls = BY_ID["memory"]
+    rows = "; ".join(
+        f"{m.cache_type} KV{' (-fa)' if m.flash_attn else ''}: -c {m.n_ctx}" for m in p.max_context
+    )
+    budget_text = f"budget {gib(p.budget_bytes)} = {p.budget_rule} of {gib(p.memory_bytes)}"
+    if p.working_set_bytes and p.budget_bytes == p.working_set_bytes:
+        budget_text = f"budget {gib(p.budget_bytes)} = {p.budget_rule} ({gib(p.memory_bytes)} memory)"
+    ev = [Evidence(text=f"{p.model}: largest context that fits: {rows}; {budget_text}")]
+    req = p.requested
+    if req is not None:
+        ev.insert(
+            0,
+            Evidence(
+                text=f"-c {req.n_ctx} -ctk {req.cache_type_k} -ctv {req.cache_type_v}"
+                f"{' -fa' if req.flash_attn else ''} -ub {req.n_ubatch}: "
+                f"weights {gib(req.weights_bytes)} + KV {gib(req.kv_bytes)} + compute ~{gib(req.compute_bytes)} = {gib(req.total_bytes)}"
+            ),
+        )
+    if all(m.n_ctx == 0 for m in p.max_context):
+        severity, conf = "error", 0.9
+        summary = f"the model does not fit at any context length ({budget_text})"
+    elif req is not None and not req.fits:
+        severity, conf = "error", 0.85
+        summary = (
+            f"-c {req.n_ctx} needs {gib(req.total_bytes)}, over the {budget_text}; largest that fits: {rows}"
+        )
+    else:
+        severity, conf = "info", 0.5
+        summary = f"memory plan: {rows} ({budget_text})"
+    return [
+        Finding(
+            class_id="memory",
+            title=cls.title,
+            severity=severity,  # type: ignore[arg-type]
+            confidence=conf,
+            summary=summary,
+            fix=cls.fix,
+            observed_by=observed_by,
+            evidence=tuple(ev),
+            order=cls.order,
+            matches=0,
+        )
+    ]

@@ -1,0 +1,170 @@
+"""``doctor run -- CMD …``: run a llama.cpp command under a timeout, capture its output, then diagnose.
+
+The command is an argument list (never a shell string), in its own process group so that a
+timeout ends it and its children. stdout and stderr go straight to a log file (no pipe to drain,
+bounded memory whatever it prints); the exit status and signal are kept. The run's own
+parameters (-m, -c, -ngl, -ctk, -ctv, -ub, -fa) are read from the command line for the planner.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UsageError
+from .catalog import BY_ID
+from .classify import RunParams
+from .findings import Evidence, Finding, ObservedBy
+
+
+@dataclass(frozen=True)
+class RunResult:
+    command: tuple[str, ...]
+    returncode: int | None  # negative: killed by that signal (POSIX)
+    signal: str  # e.g. "SIGSEGV"; "" when it exited
+    timed_out: bool
+    seconds: float
+    log_path: Path
+
+
+def _signal_name(returncode: int | None) -> str:
+    if returncode is None or returncode >= 0:
+        return ""
+    try:
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return f"signal {-returncode}"
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        try:
+            proc.wait(timeout=5)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def run_command(command: Sequence[str], log_path: Path, timeout: float | None = None) -> RunResult:
+    if not command:
+        raise UsageError(
+            "doctor run needs a command", "llama-toolchain doctor run -- llama-cli -m MODEL -p hi"
+        )
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    timed_out = False
+    with log_path.open("wb") as log:
+        try:
+            proc = subprocess.Popen(
+                list(command),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise UsageError(
+                f"cannot run {command[0]!r}: {exc.strerror or exc}", "check the command's path"
+            ) from exc
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _stop_group(proc)
+        except BaseException:
+            _stop_group(proc)
+            raise
+    code = proc.wait()
+    return RunResult(tuple(command), code, _signal_name(code), timed_out, time.monotonic() - start, log_path)
+
+
+def run_findings(result: RunResult, observed_by: ObservedBy = "log") -> list[Finding]:
+    """The exit itself as evidence: a signal is a crash, a timeout a hang (both class ``crash``)."""
+    cls = BY_ID["crash"]
+    if result.timed_out:
+        summary = f"no exit within {result.seconds:.0f} s: stopped (a hang or a very slow run)"
+        conf = 0.5
+    elif result.signal:
+        summary = f"killed by {result.signal}"
+        conf = 0.95
+    else:
+        return []
+    return [
+        Finding(
+            class_id=cls.id,
+            title=cls.title,
+            severity="error",
+            confidence=conf,
+            summary=summary,
+            fix=cls.fix,
+            observed_by=observed_by,
+            evidence=(
+                Evidence(text=f"exit status {result.returncode} ({summary}) of: {' '.join(result.command)}"),
+            ),
+            order=cls.order,
+            matches=1,
+        )
+    ]
+
+
+_FLAGS: dict[str, str] = {
+    "-m": "model",
+    "--model": "model",
+    "-c": "n_ctx",
+    "--ctx-size": "n_ctx",
+    "-ngl": "n_gpu_layers",
+    "--gpu-layers": "n_gpu_layers",
+    "--n-gpu-layers": "n_gpu_layers",
+    "-ctk": "cache_type_k",
+    "--cache-type-k": "cache_type_k",
+    "-ctv": "cache_type_v",
+    "--cache-type-v": "cache_type_v",
+    "-ub": "n_ubatch",
+    "--ubatch-size": "n_ubatch",
+}
+
+
+def params_from_command(command: Sequence[str]) -> tuple[RunParams, Path | None]:
+    """llama.cpp's own flags in the command -> (RunParams, model path). Unknown flags are ignored."""
+    found: dict[str, str] = {}
+    flash: bool | None = None
+    args = list(command)
+    for i, arg in enumerate(args):
+        name, eq, inline = arg.partition("=")
+        key = _FLAGS.get(name)
+        if key:
+            value = inline if eq else (args[i + 1] if i + 1 < len(args) else "")
+            found[key] = value
+        elif name in ("-fa", "--flash-attn"):
+            nxt = inline if eq else (args[i + 1] if i + 1 < len(args) else "")
+            flash = (
+                nxt.lower() not in ("off", "0", "false")
+                if nxt.lower() in ("on", "off", "auto", "1", "0")
+                else True
+            )
+
+    def num(key: str) -> int | None:
+        value = found.get(key, "")
+        if value in ("all", "auto"):
+            return 999 if key == "n_gpu_layers" else None
+        return int(value) if value.lstrip("-").isdigit() else None
+
+    params = RunParams(
+        n_ctx=num("n_ctx"),
+        n_gpu_layers=num("n_gpu_layers"),
+        cache_type_k=found.get("cache_type_k") or None,
+        cache_type_v=found.get("cache_type_v") or None,
+        n_ubatch=num("n_ubatch"),
+        flash_attn=flash,
+    )
+    model = Path(found["model"]) if found.get("model") else None
+    return params, model
