@@ -153,7 +153,21 @@ class VerifyError(ToolchainError):
     title = "verification failed"
 
 
-# --- models / convert (40-49), coverage (50-59): classes arrive with those stages -------------
+# --- models / convert (40-49), coverage (50-59): coverage classes arrive with that stage -------
+class ModelError(ToolchainError):
+    """An architecture spec or config.json that cannot become a tiny model (unknown, malformed, corrupt)."""
+
+    exit_code = 40
+    title = "model spec"
+
+
+class ConvertError(ToolchainError):
+    """The converter environment could not be made, or no conversion could run at all."""
+
+    exit_code = 41
+    title = "conversion"
+
+
 class GGUFError(ToolchainError):
     """A GGUF file that is not GGUF, too old (v1), truncated or inconsistent."""
 
