@@ -7,19 +7,21 @@ Each stage package has a ``cli.py`` with ``add_parser(subparsers)``; the parser 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
 from pathlib import Path
 
 from .config import Settings, load_settings
-from .errors import InterruptedError_, ToolchainError
+from .errors import DiskFullError, InterruptedError_, ToolchainError
 from .log import LOG
 
 # Order = the pipeline, as shown in --help.
 STAGE_COMMANDS = (
     "toolchain.source.cli",
     "toolchain.build.cli",
+    "toolchain.verify.cli",
 )
 
 
@@ -64,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     except ToolchainError as exc:
         LOG.error(str(exc), title=exc.title)
         return exc.exit_code
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        err = DiskFullError(f"no space left on device: {exc}", "free space and run again")
+        LOG.error(str(err), title=err.title)
+        return err.exit_code
     except KeyboardInterrupt:
         LOG.error("interrupted", title="interrupted")
         return InterruptedError_.exit_code

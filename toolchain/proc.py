@@ -79,8 +79,13 @@ def stream(
         pipe = proc.stdout
 
         def pump() -> None:  # a thread, so a silent hung child cannot block the timeout
+            log_ok = True
             for raw in pipe:
-                log.write(raw)
+                if log_ok:
+                    try:
+                        log.write(raw)
+                    except OSError:  # disk full: keep draining the pipe, keep the tail in memory
+                        log_ok = False
                 line = raw.decode("utf-8", "replace").rstrip("\r\n")
                 tail.append(line)
                 if on_line:
@@ -106,5 +111,8 @@ def stream(
                 except (ProcessLookupError, PermissionError):
                     pass
             reader.join(timeout=5)
-            log.flush()
+            try:
+                log.flush()
+            except OSError:
+                pass
     return Completed(tuple(args), proc.wait(), tuple(tail), time.monotonic() - start, timed_out)

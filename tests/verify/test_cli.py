@@ -1,4 +1,4 @@
-"""``llama-toolchain verify`` end to end (the stage is registered here until toolchain/cli.py lists it)."""
+"""``llama-toolchain verify`` end to end."""
 
 from __future__ import annotations
 
@@ -7,14 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import toolchain.cli
 from toolchain.cli import main
-
-
-@pytest.fixture(autouse=True)
-def _verify_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    if "toolchain.verify.cli" not in toolchain.cli.STAGE_COMMANDS:
-        monkeypatch.setattr(toolchain.cli, "STAGE_COMMANDS", (*toolchain.cli.STAGE_COMMANDS, "toolchain.verify.cli"))
 
 
 def test_good_build_exits_0_and_writes_the_report(

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 
 from ..cli import common_options, settings_from
+from ..config import Settings
 from ..errors import UsageError
 from ..locking import work_dir_lock
 from ..log import LOG
-from ..profiles import resolve_profile
+from ..profiles import BackendProfile, resolve_profile
 from ..records import to_jsonable
 from ..source import fetch
 from ..source.cli import selected_source, source_options
+from .manifest import BuildManifest
 from .stage import BuildRequest, run_build
 from .targets import TARGET_GROUPS, parse_groups
 
@@ -55,6 +58,8 @@ def cmd_build(args: argparse.Namespace) -> int:
             )
         source_seconds = time.monotonic() - start
         manifest = run_build(settings, checkout, request)
+    if not args.no_verify:
+        verify_build(settings, manifest, profile)
     if manifest.status == "up-to-date":
         LOG.ok(
             f"up to date: {manifest.build_dir} (nothing to do; {source_seconds + manifest.durations['total']:.1f} s)"
@@ -65,6 +70,33 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(to_jsonable(manifest), indent=2))
     return 0
+
+
+def verify_build(settings: Settings, manifest: BuildManifest, profile: BackendProfile) -> None:
+    """The verify stage on the fresh build; reused when the artifacts have not changed since."""
+    from ..verify import require_ok, verify_path
+    from ..verify.cli import print_table
+
+    report = settings.reports_dir / "verify.json"
+    digest = hashlib.sha256(
+        json.dumps([(a.target, a.sha256) for a in manifest.artifacts], sort_keys=True).encode()
+    ).hexdigest()
+    stamp = manifest.build_dir / ".toolchain-verified"
+    if report.is_file() and stamp.is_file() and stamp.read_text() == digest:
+        LOG.ok(f"verification unchanged since the artifacts were last verified ({report})")
+        return
+    stamp.unlink(missing_ok=True)
+    with LOG.step(f"verify ({profile.name})"):
+        verification = verify_path(
+            manifest.build_dir,
+            profile,
+            runtime=True,
+            deployment_target=manifest.cmake_defines.get("CMAKE_OSX_DEPLOYMENT_TARGET"),
+            report=report,
+        )
+        print_table(verification)
+    require_ok(verification)
+    stamp.write_text(digest)
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -93,5 +125,6 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         action="store_true",
         help="build even if CMake did not use a -D option you passed",
     )
+    p.add_argument("--no-verify", action="store_true", help="skip the verify stage (static and run-time checks)")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON on stdout")
     p.set_defaults(func=cmd_build)
