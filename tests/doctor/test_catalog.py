@@ -45,7 +45,7 @@ def test_patterns_are_consistent() -> None:
     for c in CLASSES:
         for p in c.patterns:
             assert p.id.startswith(c.id + "."), p.id
-            p.compiled  # compiles
+            assert p.compiled.pattern == p.regex  # compiles
             assert p.origin in ("tree", "legacy", "system")
             assert 0.0 <= p.weight <= 1.0
             assert p.keywords and all(p.keywords), p.id

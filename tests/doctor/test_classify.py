@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from toolchain.doctor.classify import RunParams, classify_log, classify_stream, classify_text
-from toolchain.doctor.findings import sort_findings
+from toolchain.doctor.findings import Finding, sort_findings
 
 from .conftest import LOGS
 
@@ -53,7 +53,7 @@ EXPECTED = {
 HEALTHY = ("healthy-metal.log", "healthy-metal.legacy.log", "healthy-cpu-ngl0.log")
 
 
-def _primary(findings: list) -> str:
+def _primary(findings: list[Finding]) -> str:
     problems = [f for f in sort_findings(findings) if f.is_problem]
     errors = [f for f in problems if f.severity == "error"]
     return (errors or problems)[0].class_id
