@@ -70,6 +70,14 @@ def test_passing_build(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert record.ok and findings == []
 
 
+def test_unverifiable_checks_are_noted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    _fake_verify(
+        monkeypatch, (FakeCheck("registration", "x", "no symbols left in stripped ls", "ls", "unverifiable"),)
+    )
+    record, findings = check_build(tmp_path, "metal")
+    assert record.ok and [(f.class_id, f.severity) for f in findings] == [("no-metal-build", "info")]
+
+
 def test_verify_not_available(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, "toolchain.verify", None)  # import fails
     with pytest.raises(VerifyUnavailableError, match="verify stage not available"):

@@ -75,9 +75,30 @@ def check_build(
     ok = bool(getattr(result, "ok", False))
     record = BuildCheck(path=path, profile=prof.name, ok=ok, checks=tuple(_check_dict(c) for c in raw_checks))
     failed = [c for c in raw_checks if _failed(c)]
-    if ok or not failed:
-        return record, []
+    unverifiable = [c for c in raw_checks if str(getattr(c, "status", "")) == "unverifiable"]
     findings: list[Finding] = []
+    if unverifiable:
+        cls = BY_ID["no-metal-build"]
+        findings.append(
+            Finding(
+                class_id=cls.id,
+                title=cls.title,
+                severity="info",
+                confidence=0.3,
+                summary=f"verify could not tell {len(unverifiable)} check(s) on {path}: "
+                + ", ".join(str(getattr(c, "name", "?")) for c in unverifiable[:6]),
+                fix=cls.fix,
+                observed_by=observed_by,
+                evidence=tuple(
+                    Evidence(text=f"{getattr(c, 'name', '?')}: {getattr(c, 'found', '')}")
+                    for c in unverifiable[:8]
+                ),
+                order=cls.order,
+                matches=len(unverifiable),
+            )
+        )
+    if ok or not failed:
+        return record, findings
     toolchain_like = [
         c for c in failed if any(w in str(getattr(c, "name", "")).lower() for w in _TOOLCHAIN_WORDS)
     ]
