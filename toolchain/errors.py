@@ -153,7 +153,7 @@ class VerifyError(ToolchainError):
     title = "verification failed"
 
 
-# --- models / convert (40-49), coverage (50-59): coverage classes arrive with that stage -------
+# --- models / convert (40-49) -------------------------------------------------------------------
 class ModelError(ToolchainError):
     """An architecture spec or config.json that cannot become a tiny model (unknown, malformed, corrupt)."""
 
@@ -173,6 +173,15 @@ class GGUFError(ToolchainError):
 
     exit_code = 42
     title = "bad GGUF"
+
+
+# --- coverage (50-59) ---------------------------------------------------------------------------
+class CoverageFindingsError(ToolchainError):
+    """The coverage matrix found cells that crash, hang, compute wrong numbers or regressed
+    against the baseline (every cell and its evidence is in the report)."""
+
+    exit_code = 50
+    title = "coverage findings"
 
 
 # --- doctor (60-69) ------------------------------------------------------------------------------
