@@ -56,6 +56,18 @@ def fetch(session: nox.Session) -> None:
 
 
 @nox.session
+def verify(session: nox.Session) -> None:
+    """Is this build what I think it is? (`-- PATH` for a build dir, binary or Frameworks folder)"""
+    toolchain(session, "verify")
+
+
+@nox.session
+def doctor(session: nox.Session) -> None:
+    """Explain a failing run: `nox -s doctor -- run.log --gguf model.gguf -c 32768`."""
+    toolchain(session, "doctor")
+
+
+@nox.session
 def tests(session: nox.Session) -> None:
     """The project's own tests (real builds included: allow ~20 minutes on 2 cores when cold)."""
     install(session, "test")

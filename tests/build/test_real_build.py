@@ -26,7 +26,7 @@ def test_manifest_says_what_was_built_from_what(built_blas: RealBuild, upstream:
     tools = m["tools"]
     assert tools["cmake"]["version"] and tools["ninja"]["version"] and tools["generator"] == "Ninja"
     assert {c["language"] for c in tools["compilers"]} >= {"C", "CXX"}
-    assert all(c["version"] for c in tools["compilers"])
+    assert all(c["version"] for c in tools["compilers"] if c["language"] in ("C", "CXX"))
     assert m["host"]["platform"] == "linux"
     names = {a["target"] for a in m["artifacts"]}
     assert "llama-completion" in names and {"llama", "ggml-base", "ggml-cpu", "ggml-blas"} <= names

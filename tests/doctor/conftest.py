@@ -62,14 +62,9 @@ def write_gguf(tmp_path: Path) -> Callable[..., Path]:
 
 @pytest.fixture
 def doctor_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., int]]:
-    """``llama-toolchain doctor …`` in process, through toolchain.cli.main with doctor registered.
-
-    (toolchain/cli.py's STAGE_COMMANDS does not list doctor yet; the lead adds it.)
-    """
+    """``llama-toolchain doctor …`` in process, through toolchain.cli.main."""
     import toolchain.cli as cli
 
-    if "toolchain.doctor.cli" not in cli.STAGE_COMMANDS:
-        monkeypatch.setattr(cli, "STAGE_COMMANDS", (*cli.STAGE_COMMANDS, "toolchain.doctor.cli"))
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
 

@@ -17,6 +17,7 @@ from packaging.version import InvalidVersion, Version
 _OPTION = re.compile(r"^\s*option\s*\(\s*([A-Za-z0-9_]+)", re.M)
 _CACHE_SET = re.compile(r"^\s*set\s*\(\s*([A-Za-z0-9_]+)\s+[^)]*\bCACHE\b", re.M)
 _DEPRECATED = re.compile(r"^\s*llama_option_depr\s*\(\s*\w+\s+([A-Za-z0-9_]+)", re.M)
+_IDENTIFIER = re.compile(r"\b[A-Z][A-Z0-9_]{2,}\b")
 _MIN_VERSION = re.compile(r"cmake_minimum_required\s*\(\s*VERSION\s+([0-9.]+)", re.I)
 # Directories whose CMake files are not the project's (vendored code, docs).
 _SKIP_PARTS = {".git", "build", "docs", "examples/llama.android", ".devops"}
@@ -26,12 +27,18 @@ _SKIP_PARTS = {".git", "build", "docs", "examples/llama.android", ".devops"}
 class TreeCapabilities:
     options: frozenset[str]
     deprecated_options: frozenset[str]
+    # Every upper-case identifier the tree's CMake files mention (options read with if(DEFINED …) too).
+    mentioned: frozenset[str]
     cmake_minimum: str
     has_metal_sources: bool
     has_convert_script: bool
 
     def offers(self, option: str) -> bool:
         return option in self.options and option not in self.deprecated_options
+
+    def knows(self, variable: str) -> bool:
+        """Whether a -D variable means anything to this tree (or to CMake itself)."""
+        return variable.startswith("CMAKE_") or variable in self.options or variable in self.mentioned
 
 
 def _cmake_files(tree: Path) -> list[Path]:
@@ -47,8 +54,10 @@ def _cmake_files(tree: Path) -> list[Path]:
 def read_capabilities(tree: Path) -> TreeCapabilities:
     options: set[str] = set()
     deprecated: set[str] = set()
+    mentioned: set[str] = set()
     for path in _cmake_files(tree):
         text = path.read_text(encoding="utf-8", errors="replace")
+        mentioned.update(_IDENTIFIER.findall(text))
         options.update(_OPTION.findall(text))
         options.update(_CACHE_SET.findall(text))
         deprecated.update(_DEPRECATED.findall(text))
@@ -64,6 +73,7 @@ def read_capabilities(tree: Path) -> TreeCapabilities:
     return TreeCapabilities(
         options=frozenset(options),
         deprecated_options=frozenset(deprecated),
+        mentioned=frozenset(mentioned),
         cmake_minimum=minimum,
         has_metal_sources=(tree / "ggml" / "src" / "ggml-metal").is_dir(),
         has_convert_script=(tree / "convert_hf_to_gguf.py").is_file(),

@@ -125,6 +125,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         action="store_true",
         help="build even if CMake did not use a -D option you passed",
     )
-    p.add_argument("--no-verify", action="store_true", help="skip the verify stage (static and run-time checks)")
+    p.add_argument(
+        "--no-verify", action="store_true", help="skip the verify stage (static and run-time checks)"
+    )
     p.add_argument("--json", action="store_true", help="print the manifest as JSON on stdout")
     p.set_defaults(func=cmd_build)

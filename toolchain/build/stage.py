@@ -123,8 +123,10 @@ def run_build(settings: Settings, checkout: Checkout, request: BuildRequest) -> 
             durations["configure"] = _configure(
                 cmake.path, checkout.path, build_dir, all_defines, request, env
             )
-        atomic_write_text(build_dir / STAMP, json.dumps(stamp, indent=2, sort_keys=True))
     reply = read_file_api(build_dir)
+    if not configured:
+        check_user_options(request, reply, checkout.path, build_dir)
+        atomic_write_text(build_dir / STAMP, json.dumps(stamp, indent=2, sort_keys=True))
 
     choices = choose_targets(request.groups, reply.targets, request.extra_targets)
     missing = {
@@ -195,18 +197,35 @@ def _configure(
     text = log_path.read_text(encoding="utf-8", errors="replace")
     if result.returncode != 0:
         raise _configure_failure(text, log_path, request.profile)
-    unused = _unused_variables(text)
-    typos = sorted(set(unused) & set(user_defines(request.extra_cmake_args)))
-    if typos and not request.allow_unknown_options:
+    return round(result.seconds, 3)
+
+
+def check_user_options(
+    request: BuildRequest, reply: ConfigureReply, source_dir: Path, build_dir: Path
+) -> None:
+    """Stop on a -D option the tree does not use: a misspelt backend option silently drops it.
+
+    CMake's own "not used" warning is unreliable here (llama.cpp's CMake reads every cache
+    variable), so the test is: CMake left the entry UNINITIALIZED (no option()/set(CACHE)
+    declared it) and no CMake file of the tree mentions the name.
+    """
+    caps = read_capabilities(source_dir)
+    log_text = (build_dir / "toolchain-configure.log").read_text(encoding="utf-8", errors="replace")
+    unused = set(_unused_variables(log_text))
+    unknown = sorted(
+        name
+        for name in user_defines(request.extra_cmake_args)
+        if name in unused or (reply.cache.get(name, ("", ""))[0] == "UNINITIALIZED" and not caps.knows(name))
+    )
+    if unknown and not request.allow_unknown_options:
         (build_dir / STAMP).unlink(missing_ok=True)
         raise UnknownOptionError(
-            f'this llama.cpp tree does not use option(s) {", ".join(typos)} (CMake: "{_UNUSED_HEADER}")',
+            f"this llama.cpp tree does not use option(s) {', '.join(unknown)}",
             "check the spelling against the tree's CMakeLists.txt (a misspelt backend option silently "
             "builds without that backend); pass --allow-unknown-options to build anyway",
         )
-    for name in sorted(set(unused) - set(typos)):
-        LOG.warn(f"CMake did not use {name} in this tree")
-    return round(result.seconds, 3)
+    for name in unknown:
+        LOG.warn(f"CMake did not use {name} in this tree (--allow-unknown-options)")
 
 
 def _unused_variables(text: str) -> list[str]:
