@@ -192,6 +192,23 @@ class DoctorFindingsError(ToolchainError):
     title = "problem found"
 
 
+# --- oracle (70-79) ------------------------------------------------------------------------------
+class OracleUnavailableError(ToolchainError):
+    """The Metal oracle cannot be made for this tree: supports_op could not be cut out faithfully,
+    or the probe does not compile against the tree (the exact reason is named)."""
+
+    exit_code = 70
+    title = "oracle unavailable"
+
+
+class OracleValidationError(ToolchainError):
+    """The oracle disagrees with the tree's real-device op table in a way nothing explains, or
+    its best profile agrees less than required (every disagreement is in the report)."""
+
+    exit_code = 71
+    title = "oracle validation failed"
+
+
 class InterruptedError_(ToolchainError):
     """Ctrl-C: partial results are written and marked incomplete."""
 
