@@ -1,0 +1,72 @@
+"""What the coverage matrix needs to know about each backend, as data.
+
+The names, devices and capabilities come from :mod:`toolchain.profiles`; this table adds how to
+put a model on the backend and how to keep the CPU-only reference off it:
+
+- ``gpu`` backends (Metal, Vulkan, CUDA) take layers with ``-ngl 99 -dev NAME``; the reference
+  runs with ``-dev none -ngl 0``; a compute node the scheduler gives the CPU is a fallback.
+- ``accel`` backends (BLAS) are always added by llama.cpp next to the CPU and take only the ops
+  their ``supports_op`` accepts (BLAS: MUL_MAT with every dimension >= 32). The reference keeps
+  them idle with micro-batches below that size (``reference_ubatch``); CPU nodes are the design,
+  not a fallback — but a device run in which the backend got no node at all is one.
+- ``cpu``: the reference itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ..profiles import PROFILES
+
+Kind = Literal["cpu", "accel", "gpu"]
+# Micro-batch size that keeps every accel backend we know off the reference run (BLAS: 32).
+REFERENCE_UBATCH = 16
+
+
+@dataclass(frozen=True)
+class CoverageBackend:
+    name: str  # test-backend-ops -b name: CPU, BLAS, MTL0, Vulkan0, CUDA0
+    profile: str
+    kind: Kind
+    # Smallest batch at which the backend takes work (accel backends); the prompt must be longer.
+    min_batch: int = 0
+    # Prefix of the backend's name in the scheduler's debug lines ([%5.5s]: "Vulkan0" -> "Vulka").
+    sched_prefix: str = ""
+
+    @property
+    def needs_device_class(self) -> bool:
+        """Verdicts on this backend need verify's device class (a GPU can be a VM's)."""
+        return bool(PROFILES[self.profile].device.required_capabilities) or self.kind == "gpu"
+
+    def device_args(self) -> tuple[str, ...]:
+        if self.kind == "gpu":
+            return ("-ngl", "99", "-dev", self.name)
+        if self.kind == "accel":
+            return ("-ngl", "99")
+        return reference_args()
+
+
+def reference_args() -> tuple[str, ...]:
+    return ("-ngl", "0", "-dev", "none", "-ub", str(REFERENCE_UBATCH))
+
+
+_KINDS: dict[str, tuple[Kind, int]] = {"cpu": ("cpu", 0), "blas": ("accel", 32)}
+
+
+def backend(name: str) -> CoverageBackend:
+    """The backend whose test-backend-ops name is ``name`` (CPU, BLAS, MTL0 …)."""
+    for prof in PROFILES.values():
+        kind, min_batch = _KINDS.get(prof.name, ("gpu", 0))
+        if name in prof.backend_names or (kind == "gpu" and name.startswith(prof.device_prefixes)):
+            return CoverageBackend(name, prof.name, kind, min_batch, name[:5])
+    return CoverageBackend(name, "", "gpu", 0, name[:5])
+
+
+def backends_for_profile(profile: str) -> tuple[str, ...]:
+    """Default backends of a build of ``profile``: the CPU, then the profile's own device."""
+    names = ["CPU"]
+    prof = PROFILES.get(profile)
+    if prof and prof.name != "cpu" and prof.backend_names:
+        names.append(prof.backend_names[0])
+    return tuple(names)

@@ -1,0 +1,165 @@
+"""``llama-toolchain coverage``: the kernel-coverage matrix of the current build (``nox -s coverage``).
+
+Exit codes: 0 — every cell ran and none is in ``--fail-on`` (default crash, hang, wrong), and
+``--baseline`` (when given) says the bump is safe; 50 (:class:`CoverageFindingsError`) — findings,
+all four reports written; 130 — Ctrl-C, a partial report written and marked incomplete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from ..cli import common_options, settings_from
+from ..config import Settings
+from ..errors import CoverageFindingsError, InterruptedError_, UsageError
+from ..locking import work_dir_lock
+from ..log import LOG
+from .models import DEFAULT_TYPES, parse_model_arg
+from .records import COLUMNS, SEVERITY, Cell
+from .report import _rank, write_reports
+from .run import CoverageRequest, plan, run_matrix, with_baseline
+
+
+def _csv(text: str | None) -> tuple[str, ...]:
+    return tuple(x.strip() for x in (text or "").split(",") if x.strip())
+
+
+def default_build_dir(settings: Settings) -> Path:
+    manifest = settings.reports_dir / "build-manifest.json"
+    if manifest.is_file():
+        try:
+            path = Path(json.loads(manifest.read_text())["build_dir"])
+            if path.is_dir():
+                return path
+        except (ValueError, KeyError, TypeError):
+            pass
+    dirs = sorted(p for p in settings.build_root.glob("*-*") if (p / "bin").is_dir()) if settings.build_root.is_dir() else []
+    if len(dirs) == 1:
+        return dirs[0]
+    raise UsageError(
+        "no build to cover: no build-manifest.json in the reports and "
+        + (f"{len(dirs)} build dirs under {settings.build_root}" if dirs else f"nothing under {settings.build_root}"),
+        "run `nox -s build -- --targets build,coverage` first, or pass --build-dir",
+    )
+
+
+def request_from(args: argparse.Namespace, settings: Settings) -> CoverageRequest:
+    build_dir = (args.build_dir or default_build_dir(settings)).resolve()
+    columns = _csv(args.columns) or COLUMNS
+    unknown = [c for c in columns if c not in COLUMNS]
+    if unknown:
+        raise UsageError(f"unknown column(s): {', '.join(unknown)}", f"choose from {', '.join(COLUMNS)}")
+    models = tuple(parse_model_arg(m) for m in args.model or ())
+    return CoverageRequest(
+        build_dir=build_dir,
+        reports_dir=settings.reports_dir,
+        scratch_dir=settings.work_dir / "coverage",
+        architectures=_csv(args.architectures),
+        types=_csv(args.types) or DEFAULT_TYPES,
+        backends=_csv(args.backends),
+        columns=columns,
+        timeout=args.timeout,
+        jobs=args.jobs or 0,
+        models=models,
+        convert_report=args.convert_report,
+        use_archs_models=not args.no_archs_models,
+        variants=_csv(args.variants) or ("dense",),
+    )
+
+
+def findings(cells: tuple[Cell, ...], fail_on: tuple[str, ...]) -> list[Cell]:
+    return [c for c in cells if c.status in fail_on]
+
+
+def cmd_coverage(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    request = request_from(args, settings)
+    fail_on = tuple(s for s in _csv(args.fail_on) if s != "none")
+    bad = [s for s in fail_on if s not in SEVERITY]
+    if bad:
+        raise UsageError(f"unknown status(es) in --fail-on: {', '.join(bad)}", f"statuses: {', '.join(SEVERITY)}")
+    if args.baseline and not args.baseline.is_file():
+        raise UsageError(f"--baseline {args.baseline}: no such file", "give a coverage.json of an earlier run")
+    stop = threading.Event()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        def on_sigterm(_sig: int, _frame: FrameType | None) -> None:
+            stop.set()
+
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        with work_dir_lock(settings.work_dir):
+            with LOG.step(f"coverage: plan ({request.build_dir.name})"):
+                planned = plan(request, LOG.info)
+                for col in planned.tools.columns:
+                    if not col.available:
+                        LOG.warn(f"column {col.column} not computed: {col.reason}")
+                LOG.info(f"{len(planned.specs)} cells: {len(planned.inputs)} model(s) × {', '.join(planned.backends)}"
+                         + (f"; {len(planned.skips)} model(s) skipped" if planned.skips else ""))
+            with LOG.step("coverage: cells"), LOG.progress("cells", total=len(planned.specs)) as bar:
+                def on_cell(cell: Cell, i: int, n: int) -> None:
+                    bar.update(i, n, cell.id)
+                    if cell.status not in ("pass", "not-applicable", "unsupported", "unverifiable"):
+                        LOG.warn(f"{cell.id}: {cell.status}: {cell.reason}")
+
+                run = run_matrix(request, planned, on_cell=on_cell, should_stop=stop.is_set)
+            run = with_baseline(run, args.baseline)
+            paths = write_reports(run, settings.reports_dir)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(run.counts.items(), key=lambda kv: _rank(kv[0])))
+    LOG.info(f"{len(run.cells)} cells in {run.seconds:.0f} s: {counts}")
+    for path in paths.values():
+        LOG.info(f"report: {path}")
+    if args.json:
+        print(json.dumps({"counts": run.counts, "complete": run.complete, "reports": {k: str(v) for k, v in paths.items()},
+                          "verdict": run.verdict}, indent=2))
+    if run.interrupted:
+        raise InterruptedError_("interrupted: the partial report is marked incomplete", str(paths["json"]))
+    if run.baseline is not None:
+        LOG.info(run.baseline.verdict)
+    found = findings(run.cells, fail_on)
+    if found or (run.baseline is not None and not run.baseline.safe_to_bump):
+        lines = [f"{c.id}: {c.status}: {c.reason}" for c in found[:20]]
+        if run.baseline is not None and not run.baseline.safe_to_bump:
+            lines.append(run.baseline.verdict)
+        raise CoverageFindingsError(
+            f"{len(found)} cell(s) {'/'.join(fail_on)}:\n  " + "\n  ".join(lines),
+            f"see {paths['md']} (and {paths['html']}); `--fail-on none` reports without failing",
+        )
+    LOG.ok("coverage: no cell crashes, hangs or computes wrong numbers" if fail_on else "coverage done")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "coverage",
+        help="kernel-coverage matrix: which ops and shapes each backend cannot run (architecture × type × backend)",
+        description=sys.modules[__name__].__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    common_options(p)
+    p.add_argument("--build-dir", type=Path, help="build dir (default: the one in build-manifest.json)")
+    p.add_argument("--architectures", "-a", help="comma-separated architectures (default: convert.json's, else ~50)")
+    p.add_argument("--types", "-t", help=f"comma-separated weight types (default: {','.join(DEFAULT_TYPES)})")
+    p.add_argument("--backends", "-b", help="comma-separated test-backend-ops names (default: CPU + the profile's)")
+    p.add_argument("--columns", help=f"comma-separated columns (default: {','.join(COLUMNS)})")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds each tool run may take (default 120)")
+    p.add_argument("--jobs", "-j", type=int, help="cells in parallel (default: core count)")
+    p.add_argument("--baseline", type=Path, help="an earlier coverage.json: report a diff and a bump verdict")
+    p.add_argument("--model", action="append", metavar="ARCH:TYPE:PATH", help="a GGUF to cover (repeatable)")
+    p.add_argument("--convert-report", type=Path, help="convert.json to read models from (default: reports dir)")
+    p.add_argument("--no-archs-models", action="store_true",
+                   help="do not make tiny models with the tree's test-llama-archs -o")
+    p.add_argument("--variants", help="test-llama-archs model variants: dense, moe (default: dense)")
+    p.add_argument("--fail-on", default="crash,hang,wrong",
+                   help="statuses that make the run exit 50 (default: crash,hang,wrong; `none`)")
+    p.add_argument("--json", action="store_true", help="print counts and report paths as JSON on stdout")
+    p.set_defaults(func=cmd_coverage)

@@ -1,0 +1,248 @@
+"""Run one tool of one cell in isolation: own process group, timeout, bounded log, flood guard.
+
+Like :func:`toolchain.proc.stream` (argument lists only, the whole group ended on timeout or
+Ctrl-C), plus what a matrix of possibly broken kernels needs:
+
+- stdout and stderr are read separately (test-backend-ops writes its CSV on stdout and its log on
+  stderr); both go to the log file, which is capped (``max_log_bytes``) so a flood cannot fill the
+  disk; only a bounded tail and, when asked, a bounded stdout are kept in memory;
+- a child that prints more than ``flood_bytes`` is killed at once: verdict ``flood``;
+- every live child is registered, so :func:`stop_all` (Ctrl-C) ends them all, never by name.
+
+The outcome says what happened: ``ok`` / ``exit`` (non-zero status) / ``crash`` (signal, or an
+abort message such as ``GGML_ASSERT``) / ``hang`` (timeout) / ``flood`` / ``missing`` (no program).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Literal
+
+Kind = Literal["ok", "exit", "crash", "hang", "flood", "missing", "cancelled"]
+
+# Lines that name why a process died (ggml.c ggml_abort, libc abort, sanitizers, C++ runtime).
+ABORT_LINE = re.compile(
+    r"GGML_ASSERT|GGML_ABORT|ggml_abort|fatal error|terminate called|Assertion .* failed|"
+    r"Segmentation fault|AddressSanitizer|std::bad_alloc"
+)
+
+_LIVE: set[subprocess.Popen[bytes]] = set()
+_LIVE_LOCK = threading.Lock()
+_CANCELLED = threading.Event()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    args: tuple[str, ...]
+    kind: Kind
+    returncode: int | None
+    seconds: float
+    tail: tuple[str, ...]  # last lines of stdout+stderr, interleaved as read
+    stdout: tuple[str, ...]  # stdout lines (bounded by max_stdout_lines)
+    log: str
+    output_bytes: int
+    abort_lines: tuple[str, ...] = ()
+
+    @property
+    def signal_name(self) -> str:
+        if self.returncode is not None and self.returncode < 0:
+            try:
+                return signal.Signals(-self.returncode).name
+            except ValueError:
+                return f"signal {-self.returncode}"
+        return ""
+
+    def describe(self, timeout: float) -> str:
+        if self.kind == "hang":
+            return f"hang: no exit after {timeout:.0f} s (process group killed)"
+        if self.kind == "flood":
+            return f"flood: {self.output_bytes // (1 << 20)} MiB of output (killed)"
+        if self.kind == "missing":
+            return "program not found"
+        if self.kind == "cancelled":
+            return "cancelled (Ctrl-C)"
+        if self.kind == "crash":
+            why = self.signal_name or f"exit {self.returncode}"
+            first = f": {self.abort_lines[0]}" if self.abort_lines else ""
+            return f"crash ({why}){first}"
+        if self.kind == "exit":
+            return f"exit status {self.returncode}"
+        return f"exit 0 in {self.seconds:.1f} s"
+
+
+class _Counters:
+    def __init__(self) -> None:
+        self.bytes = 0
+        self.logged = 0
+        self.flood = False
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def stop_all() -> int:
+    """End every live child's process group (Ctrl-C). Returns how many were running."""
+    with _LIVE_LOCK:
+        live = list(_LIVE)
+    for proc in live:
+        _kill_group(proc)
+    return len(live)
+
+
+def cancel_all() -> int:
+    """Ctrl-C: start no new child, end every live one. Returns how many were running."""
+    _CANCELLED.set()
+    return stop_all()
+
+
+def reset_cancel() -> None:
+    _CANCELLED.clear()
+
+
+def live_count() -> int:
+    with _LIVE_LOCK:
+        return sum(1 for p in _LIVE if p.poll() is None)
+
+
+def run_isolated(
+    args: Sequence[str],
+    *,
+    log_path: Path,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    tail_lines: int = 40,
+    max_stdout_lines: int = 200_000,
+    max_log_bytes: int = 8 << 20,
+    flood_bytes: int = 256 << 20,
+) -> Outcome:
+    """Run ``args`` (a list, never a shell string); see the module docstring."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    tail: deque[str] = deque(maxlen=tail_lines)
+    out_lines: list[str] = []
+    aborts: list[str] = []
+    state = _Counters()
+    lock = threading.Lock()
+    flooded = threading.Event()
+    with log_path.open("wb") as log:
+        log.write(f"$ {' '.join(args)}\n".encode())
+        if _CANCELLED.is_set():
+            return Outcome(tuple(args), "cancelled", None, 0.0, ("cancelled (Ctrl-C)",), (), str(log_path), 0)
+        try:
+            proc = subprocess.Popen(
+                list(args),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+                env=dict(env) if env is not None else None,
+                cwd=cwd,
+                start_new_session=True,
+            )
+        except (FileNotFoundError, PermissionError, OSError) as exc:
+            log.write(f"cannot start: {exc}\n".encode())
+            return Outcome(tuple(args), "missing", None, 0.0, (str(exc),), (), str(log_path), 0)
+        with _LIVE_LOCK:
+            _LIVE.add(proc)
+            if _CANCELLED.is_set():  # raced with cancel_all(): end it ourselves
+                _kill_group(proc)
+
+        def pump(pipe: IO[bytes], is_stdout: bool) -> None:
+            for raw in pipe:
+                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                with lock:
+                    state.bytes += len(raw)
+                    if state.logged < max_log_bytes:
+                        try:
+                            log.write(raw)
+                        except OSError:
+                            state.logged = max_log_bytes
+                        state.logged += len(raw)
+                        if state.logged >= max_log_bytes:
+                            try:
+                                log.write(b"\n[... log capped by llama-toolchain ...]\n")
+                            except OSError:
+                                pass
+                    tail.append(line)
+                    if is_stdout and len(out_lines) < max_stdout_lines:
+                        out_lines.append(line)
+                    if len(aborts) < 5 and ABORT_LINE.search(line):
+                        aborts.append(line.strip()[:400])
+                    if state.bytes > flood_bytes and not state.flood:
+                        state.flood = True
+                        flooded.set()
+
+        assert proc.stdout is not None and proc.stderr is not None
+        readers = [
+            threading.Thread(target=pump, args=(proc.stdout, True), daemon=True),
+            threading.Thread(target=pump, args=(proc.stderr, False), daemon=True),
+        ]
+        for r in readers:
+            r.start()
+        timed_out = False
+        try:
+            deadline = start + timeout
+            while True:
+                try:
+                    proc.wait(timeout=0.05 if not flooded.is_set() else 0)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                if flooded.is_set():
+                    _kill_group(proc)
+                    break
+                if time.monotonic() >= deadline:
+                    timed_out = True
+                    _kill_group(proc)
+                    break
+        except BaseException:
+            _kill_group(proc)
+            raise
+        finally:
+            if proc.poll() is not None:
+                try:  # a grandchild may still hold the pipes
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            for r in readers:
+                r.join(timeout=5)
+            with _LIVE_LOCK:
+                _LIVE.discard(proc)
+        returncode = proc.wait()
+    seconds = time.monotonic() - start
+    kind: Kind
+    if _CANCELLED.is_set() and returncode != 0:
+        kind = "cancelled"
+    elif state.flood:
+        kind = "flood"
+    elif timed_out:
+        kind = "hang"
+    elif returncode < 0 or (returncode != 0 and aborts):
+        kind = "crash"
+    elif returncode != 0:
+        kind = "exit"
+    else:
+        kind = "ok"
+    return Outcome(
+        tuple(args), kind, returncode, seconds, tuple(tail), tuple(out_lines), str(log_path),
+        state.bytes, tuple(aborts),
+    )

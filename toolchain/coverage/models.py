@@ -1,0 +1,150 @@
+"""The matrix's input: a list of (architecture, weight type, GGUF path).
+
+Sources, in order:
+1. ``convert.json`` of the convert stage (tiny HF checkpoints converted by the tree's
+   ``convert_hf_to_gguf.py``): every successful conversion, read tolerantly by field name;
+2. the tree's own ``test-llama-archs -a ARCH -o DIR`` (random-weight tiny models built in C++,
+   f32), one architecture at a time, cached per build;
+3. GGUF files given on the command line (``--model ARCH:TYPE:PATH``).
+
+Missing weight types are made with the build's ``llama-quantize`` (f32/f16 source -> F16, Q8_0,
+…) and cached. An input that cannot be made is returned as a skip with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .isolate import run_isolated
+from .records import ModelInput
+from .tools import Toolset
+
+DEFAULT_TYPES = ("f16", "q8_0")
+# A spread of the architectures people ship (dense and MoE, attention variants, SSM/RWKV hybrids).
+DEFAULT_ARCHITECTURES = (
+    "llama", "llama4", "qwen2", "qwen2moe", "qwen3", "qwen3moe", "qwen3next", "gemma", "gemma2", "gemma3",
+    "gemma3n", "phi2", "phi3", "starcoder2", "falcon", "gpt2", "gptneox", "bloom", "mpt", "stablelm",
+    "olmo", "olmo2", "olmoe", "command-r", "cohere2", "deepseek", "deepseek2", "granite", "granitemoe",
+    "exaone", "internlm2", "minicpm", "glm4", "mamba", "mamba2", "rwkv6", "jamba", "baichuan", "orion",
+    "nemotron", "smollm3", "lfm2", "falcon-h1", "ernie4_5", "hunyuan-dense", "arcee", "dots1", "seed_oss",
+    "apertus", "gpt-oss", "mistral3", "starcoder",
+)
+QUANT_NAMES = {"f32": "F32", "f16": "F16", "bf16": "BF16", "q8_0": "Q8_0", "q4_0": "Q4_0", "q4_k": "Q4_K_M",
+               "q5_k": "Q5_K_M", "q6_k": "Q6_K"}
+
+
+@dataclass(frozen=True)
+class ModelSkip:
+    label: str
+    reason: str
+
+
+def from_convert_report(path: Path) -> list[ModelInput]:
+    """Successful conversions of ``convert.json`` (records with an architecture, a type and a GGUF)."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    out: list[ModelInput] = []
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            gguf = node.get("gguf") or node.get("gguf_path") or node.get("output") or node.get("path")
+            arch = node.get("gguf_architecture") or node.get("architecture") or node.get("arch")
+            wtype = node.get("weight_type") or node.get("outtype") or node.get("type") or node.get("ftype")
+            status = str(node.get("status", "pass"))
+            if isinstance(gguf, str) and gguf.endswith(".gguf") and isinstance(arch, str) and isinstance(wtype, str):
+                if status in ("pass", "ok", "converted", "valid") and Path(gguf).is_file():
+                    out.append(ModelInput(arch, wtype.lower(), Path(gguf), "convert.json"))
+                return
+            for v in node.values():
+                visit(v)
+        elif isinstance(node, list):
+            for v in node:
+                visit(v)
+
+    visit(data)
+    return out
+
+
+def parse_model_arg(text: str) -> ModelInput:
+    """``ARCH:TYPE:PATH`` (PATH may contain colons)."""
+    arch, wtype, path = text.split(":", 2)
+    return ModelInput(arch, wtype.lower(), Path(path).expanduser().resolve(), "given")
+
+
+def archs_models(tools: Toolset, architectures: Sequence[str], dest: Path, timeout: float = 120.0,
+                 variants: Sequence[str] = ("dense",)) -> tuple[list[ModelInput], list[ModelSkip]]:
+    """f32 tiny models from ``test-llama-archs -a ARCH -o DIR`` (cached in ``dest``)."""
+    if tools.archs is None:
+        return [], [ModelSkip(a, "no test-llama-archs in this build: no model source") for a in architectures]
+    found: list[ModelInput] = []
+    skips: list[ModelSkip] = []
+    for arch in architectures:
+        adir = dest / re.sub(r"[^\w.-]", "_", arch)
+        files = sorted(adir.glob("*.gguf")) if (adir / ".done").is_file() else []
+        if not files:
+            adir.mkdir(parents=True, exist_ok=True)
+            for f in adir.glob("*.gguf"):
+                f.unlink()
+            out = run_isolated([str(tools.archs), "-a", arch, "-o", str(adir), "-s", "1"],
+                               log_path=adir / "save.log", timeout=timeout)
+            files = sorted(adir.glob("*.gguf"))
+            if out.kind != "ok":
+                skips.append(ModelSkip(arch, f"test-llama-archs -o: {out.describe(timeout)}"))
+                continue
+            (adir / ".done").write_text("ok\n")
+        by_variant: dict[str, Path] = {}
+        for f in files:
+            stem = f.name[: -len(".gguf")]
+            name, _, variant = stem.rpartition("-")
+            if name == arch:
+                by_variant[variant] = f
+        picked = [v for v in variants if v in by_variant]
+        if not picked and by_variant and "dense" in variants:
+            picked = sorted(by_variant)[:1]  # MoE-only architectures
+        if not picked:
+            skips.append(ModelSkip(arch, "test-llama-archs does not build this architecture (unknown or unsupported "
+                                   "by its saver in this tree)"))
+            continue
+        for v in picked:
+            found.append(ModelInput(arch, "f32", by_variant[v], "test-llama-archs",
+                                    variant="" if v == "dense" else v))
+    return found, skips
+
+
+def with_types(tools: Toolset, models: Iterable[ModelInput], types: Sequence[str], dest: Path,
+               timeout: float = 120.0) -> tuple[list[ModelInput], list[ModelSkip]]:
+    """One input per (model, wanted type): the model itself when its type matches, else a quantized copy."""
+    out: list[ModelInput] = []
+    skips: list[ModelSkip] = []
+    by_key: dict[tuple[str, str], list[ModelInput]] = {}
+    for m in models:
+        by_key.setdefault((m.architecture, m.variant), []).append(m)
+    for (arch, variant), group in by_key.items():
+        have = {m.weight_type: m for m in group}
+        source = have.get("f32") or have.get("bf16") or have.get("f16") or group[0]
+        for wtype in types:
+            if wtype in have:
+                out.append(have[wtype])
+                continue
+            label = f"{arch}{'-' + variant if variant else ''}-{wtype}"
+            if tools.quantize is None:
+                skips.append(ModelSkip(label, "no llama-quantize in this build to make the type"))
+                continue
+            qname = QUANT_NAMES.get(wtype, wtype.upper())
+            target = dest / f"{source.path.stem}-{wtype}.gguf"
+            if not target.is_file() or target.stat().st_mtime < source.path.stat().st_mtime:
+                dest.mkdir(parents=True, exist_ok=True)
+                tmp = target.with_suffix(".tmp")
+                result = run_isolated([str(tools.quantize), "--allow-requantize", str(source.path), str(tmp), qname],
+                                      log_path=dest / f"{target.stem}.log", timeout=timeout)
+                if result.kind != "ok" or not tmp.is_file():
+                    tmp.unlink(missing_ok=True)
+                    skips.append(ModelSkip(label, f"llama-quantize {qname}: {result.describe(timeout)}"))
+                    continue
+                tmp.replace(target)
+            out.append(ModelInput(arch, wtype, target, f"{source.source}+llama-quantize", variant))
+    return out, skips

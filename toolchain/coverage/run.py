@@ -1,0 +1,247 @@
+"""Plan and run the matrix: inputs -> cells in parallel -> :class:`CoverageRun`.
+
+    from toolchain.coverage import CoverageRequest, plan, run_matrix, write_reports
+    planned = plan(request)                      # tools, model inputs, cell specs, skips
+    result = run_matrix(request, planned)        # threads up to the core count
+    write_reports(result, request.reports_dir)   # coverage.json/.md/.html, junit-coverage.xml
+
+Ctrl-C: the pending cells are dropped, every child's process group is ended, and the report of
+the finished cells is written with ``complete: false`` before :class:`InterruptedError_` (130).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import isolate
+from .backends import backend, backends_for_profile
+from .cell import CellOptions, CellRunner, CellSpec
+from .models import (
+    DEFAULT_ARCHITECTURES,
+    DEFAULT_TYPES,
+    ModelSkip,
+    archs_models,
+    from_convert_report,
+    with_types,
+)
+from .records import COLUMNS, Cell, CoverageRun, DeviceSummary, ModelInput, ObservedBy
+from .tools import Toolset, detect
+
+
+@dataclass(frozen=True)
+class CoverageRequest:
+    build_dir: Path  # a build dir (with bin/) or a bin dir
+    reports_dir: Path
+    scratch_dir: Path  # logs and per-model cache (work dir's coverage/)
+    architectures: tuple[str, ...] = ()  # () = the defaults (or every model of convert.json)
+    types: tuple[str, ...] = DEFAULT_TYPES
+    backends: tuple[str, ...] = ()  # () = CPU + the build profile's backend
+    columns: tuple[str, ...] = COLUMNS
+    timeout: float = 120.0
+    jobs: int = 0  # 0 = the core count
+    models: tuple[ModelInput, ...] = ()  # given explicitly (--model)
+    convert_report: Path | None = None
+    use_archs_models: bool = True  # test-llama-archs -o as a model source
+    variants: tuple[str, ...] = ("dense",)
+    observed_by: ObservedBy = "device"
+    env: dict[str, str] = field(default_factory=dict)
+    n_predict: int = 4
+
+    @property
+    def bin_dir(self) -> Path:
+        return self.build_dir / "bin" if (self.build_dir / "bin").is_dir() else self.build_dir
+
+
+@dataclass(frozen=True)
+class Plan:
+    tools: Toolset
+    inputs: tuple[ModelInput, ...]
+    skips: tuple[ModelSkip, ...]
+    specs: tuple[CellSpec, ...]
+    manifest: dict[str, Any]
+    devices: dict[str, DeviceSummary]
+    device_class: str
+    backends: tuple[str, ...]
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def read_manifest(build_dir: Path, reports_dir: Path) -> dict[str, Any]:
+    for path in (build_dir / "build-manifest.json", reports_dir / "build-manifest.json"):
+        data = _read_json(path)
+        if data and Path(str(data.get("build_dir", build_dir))).resolve() == build_dir.resolve():
+            return data
+    return {}
+
+
+def device_summaries(reports_dir: Path, build_dir: Path, backends: Sequence[str]) -> tuple[dict[str, DeviceSummary], str]:
+    """Per backend: verify.json's device (class, capabilities) when it verified this build."""
+    verify = _read_json(reports_dir / "verify.json")
+    if verify and Path(str(verify.get("path", ""))).resolve() != build_dir.resolve():
+        verify = {}
+    found: dict[str, DeviceSummary] = {}
+    caps_keys = ("gpu_family", "gpu_families", "simdgroup_reduction", "simdgroup_mm", "unified_memory", "bfloat",
+                 "tensor", "max_working_set_mb", "memory_total_mib")
+    for dev in verify.get("devices", []) or []:
+        caps = {k: dev[k] for k in caps_keys if dev.get(k) not in (None, [], "")}
+        found[str(dev.get("name"))] = DeviceSummary(str(dev.get("name")), str(dev.get("description", "")),
+                                                    str(dev.get("device_class", "none")), caps,
+                                                    str(dev.get("class_reason", "")))
+    out: dict[str, DeviceSummary] = {}
+    for name in backends:
+        be = backend(name)
+        if name in found:
+            out[name] = found[name]
+        elif be.kind == "cpu":
+            out[name] = DeviceSummary(name, os.uname().machine, "real", {}, "the host CPU")
+        elif not be.needs_device_class:
+            out[name] = DeviceSummary(name, "", "real", {}, "runs on the host CPU (no device capabilities involved)")
+        else:
+            why = "verify.json has no run-time device for this build (run `llama-toolchain verify`)" if not verify \
+                else f"verify saw no {name} device"
+            out[name] = DeviceSummary(name, "", "none", {}, why)
+    classes = [d.device_class for n, d in out.items() if backend(n).kind != "cpu"]
+    device_class = str(verify.get("device_class") or (classes[0] if classes else "real"))
+    return out, device_class
+
+
+def plan(request: CoverageRequest, log: Callable[[str], None] = lambda _m: None) -> Plan:
+    tools = detect(request.bin_dir)
+    manifest = read_manifest(request.build_dir, request.reports_dir)
+    profile = str(manifest.get("profile") or request.build_dir.name.split("-", 1)[0])
+    backends = request.backends or backends_for_profile(profile)
+    devices, device_class = device_summaries(request.reports_dir, request.build_dir, backends)
+    inputs: list[ModelInput] = list(request.models)
+    skips: list[ModelSkip] = []
+    convert = request.convert_report or request.reports_dir / "convert.json"
+    if not request.models and convert.is_file():
+        got = from_convert_report(convert)
+        if request.architectures:
+            got = [m for m in got if m.architecture in request.architectures]
+        log(f"{len(got)} model(s) from {convert}")
+        inputs += got
+    have_archs = {m.architecture for m in inputs}
+    if request.use_archs_models and not request.models:
+        wanted = request.architectures or (DEFAULT_ARCHITECTURES if not inputs else ())
+        missing = [a for a in wanted if a not in have_archs]
+        if missing:
+            made, skipped = archs_models(tools, missing, request.scratch_dir / "models" / "archs",
+                                         request.timeout, request.variants)
+            log(f"{len(made)} model(s) from test-llama-archs -o")
+            inputs += made
+            skips += skipped
+    typed, skipped = with_types(tools, inputs, request.types, request.scratch_dir / "models" / "typed",
+                                request.timeout)
+    skips += skipped
+    specs = tuple(CellSpec(m, b) for m in typed for b in backends)
+    return Plan(tools, tuple(typed), tuple(skips), specs, manifest, devices, device_class, tuple(backends))
+
+
+def run_matrix(
+    request: CoverageRequest,
+    planned: Plan,
+    *,
+    on_cell: Callable[[Cell, int, int], None] = lambda _c, _i, _n: None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> CoverageRun:
+    """Run every planned cell; KeyboardInterrupt yields a partial, incomplete run (then re-raised
+    by the caller through :func:`finish_interrupted`)."""
+    jobs = request.jobs or os.cpu_count() or 1
+    options = CellOptions(timeout=request.timeout, columns=request.columns, threads=1 if jobs > 1 else 0,
+                          env=request.env, observed_by=request.observed_by, n_predict=request.n_predict)
+    started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    t0 = time.monotonic()
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    runner = CellRunner(planned.tools, request.scratch_dir / "cache", request.scratch_dir / "logs" / stamp, options,
+                        planned.devices)
+    cells: list[Cell] = []
+    stop = threading.Event()
+    interrupted = False
+    isolate.reset_cancel()
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="cell") as pool:
+        futures: dict[Future[Cell], CellSpec] = {}
+        pending = list(planned.specs)
+
+        def submit_some() -> None:
+            while pending and len(futures) < jobs * 2 and not stop.is_set():
+                spec = pending.pop(0)
+                futures[pool.submit(runner.run, spec, stop.is_set)] = spec
+
+        try:
+            submit_some()
+            while futures:
+                done, _ = wait(list(futures), timeout=0.5, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    futures.pop(fut)
+                    cells.append(fut.result())
+                    on_cell(cells[-1], len(cells), len(planned.specs))
+                if should_stop():
+                    raise KeyboardInterrupt
+                submit_some()
+        except KeyboardInterrupt:
+            interrupted = True
+            stop.set()
+            pending.clear()
+            isolate.cancel_all()
+            for fut in futures:
+                fut.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+    done_ids = {c.id for c in cells}
+    order = {s.id: i for i, s in enumerate(planned.specs)}
+    cells.sort(key=lambda c: order.get(c.id, 0))
+    return build_run(request, planned, tuple(cells), started, time.monotonic() - t0,
+                     complete=not interrupted and done_ids == {s.id for s in planned.specs}, interrupted=interrupted)
+
+
+def build_run(request: CoverageRequest, planned: Plan, cells: tuple[Cell, ...], started: str, seconds: float,
+              *, complete: bool, interrupted: bool) -> CoverageRun:
+    m = planned.manifest
+    src = m.get("source", {}) if isinstance(m.get("source"), dict) else {}
+    source = {k: src.get(k) for k in ("kind", "location", "ref", "commit")}
+    if isinstance(src.get("sdist"), dict):
+        source["upstream_commit"] = src["sdist"].get("upstream_commit")
+    counts = Counter(c.status for c in cells)
+    return CoverageRun(
+        source=source,
+        profile=str(m.get("profile") or request.build_dir.name.split("-", 1)[0]),
+        build_dir=str(request.build_dir),
+        device_class=planned.device_class,
+        devices=tuple(planned.devices[b] for b in planned.backends if b in planned.devices),
+        backends=planned.backends,
+        architectures=tuple(dict.fromkeys(s.model.label for s in planned.specs)),
+        weight_types=tuple(dict.fromkeys(s.model.weight_type for s in planned.specs)),
+        columns=planned.tools.columns,
+        cells=cells,
+        complete=complete,
+        interrupted=interrupted,
+        started_at=started,
+        seconds=round(seconds, 2),
+        counts=dict(sorted(counts.items())),
+        models_skipped=tuple(f"{s.label}: {s.reason}" for s in planned.skips),
+        observed_by=request.observed_by,
+    )
+
+
+def with_baseline(run: CoverageRun, baseline: Path | None) -> CoverageRun:
+    if baseline is None:
+        return run
+    from .report import diff_baseline
+
+    d = diff_baseline(run, baseline)
+    return replace(run, baseline=d, verdict=d.verdict)
