@@ -81,6 +81,24 @@ def lint(session: nox.Session) -> None:
     session.run("mypy")
 
 
+# The steps of ci/github/coverage.yml, in order: `nox -s ci` reproduces a CI run locally
+# (tests/ci/test_workflows.py keeps the two in step).
+CI_STEPS = (
+    ("llama-toolchain", "build", "--targets", "build,coverage"),
+    ("llama-toolchain", "coverage"),
+)
+
+
+@nox.session
+def ci(session: nox.Session) -> None:
+    """The CI workflow's steps, locally and in the same order (posargs go to the build step)."""
+    install(session)
+    build_step, *rest = CI_STEPS
+    session.run(*build_step, *session.posargs)
+    for step in rest:
+        session.run(*step)
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
     """Build benchmarks: targeted vs everything, warm vs cold cache, pin move, no-op."""
