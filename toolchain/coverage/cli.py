@@ -22,7 +22,7 @@ from ..locking import work_dir_lock
 from ..log import LOG
 from .models import DEFAULT_TYPES, parse_model_arg
 from .records import COLUMNS, SEVERITY, Cell
-from .report import _rank, write_reports
+from .report import rank, write_reports
 from .run import CoverageRequest, plan, run_matrix, with_baseline
 
 
@@ -114,7 +114,7 @@ def cmd_coverage(args: argparse.Namespace) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    counts = ", ".join(f"{k} {v}" for k, v in sorted(run.counts.items(), key=lambda kv: _rank(kv[0])))
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(run.counts.items(), key=lambda kv: rank(kv[0])))
     LOG.info(f"{len(run.cells)} cells in {run.seconds:.0f} s: {counts}")
     for path in paths.values():
         LOG.info(f"report: {path}")

@@ -15,7 +15,18 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 from ..records import atomic_write_text, read_report, to_jsonable, write_report
-from .records import BROKEN, SEVERITY, BaselineDiff, Cell, CellChange, CoverageRun, OpResult
+from .records import (
+    BROKEN,
+    SEVERITY,
+    BaselineDiff,
+    Cell,
+    CellChange,
+    CheckResult,
+    CoverageRun,
+    DeviceSummary,
+    OpResult,
+    TensorShape,
+)
 
 REPORT_KIND = "coverage"
 COLOURS = {
@@ -44,7 +55,7 @@ def write_json(run: CoverageRun, path: Path) -> Path:
 
 
 # --- baseline ---------------------------------------------------------------------------------------
-def _rank(status: str) -> int:
+def rank(status: str) -> int:
     order: tuple[str, ...] = SEVERITY
     return order.index(status) if status in order else len(order)
 
@@ -115,7 +126,7 @@ def markdown(run: CoverageRun) -> str:
     lines += [f"Profile `{run.profile}`, device class **{run.device_class}** ({devs}); "
               f"{len(run.cells)} cells in {run.seconds:.0f} s; observed by `{run.observed_by}`.", "",
               "Counts: " + ", ".join(f"{ICONS.get(k, '')} {k} {v}" for k, v in sorted(run.counts.items(),
-                                                                                    key=lambda kv: _rank(kv[0]))), ""]
+                                                                                    key=lambda kv: rank(kv[0]))), ""]
     missing_cols = [c for c in run.columns if not c.available or c.reason]
     if missing_cols:
         lines += ["Columns:", *[f"- `{c.column}`: {'not computed: ' if not c.available else ''}{c.reason}"
@@ -218,7 +229,7 @@ def heatmap(cells: Iterable[Cell], backend: str) -> tuple[list[str], list[str], 
             ops.add(o.op)
             st = _op_status(o)
             prev = grid.get((row, o.op))
-            if prev is None or _rank(st) < _rank(prev):
+            if prev is None or rank(st) < rank(prev):
                 grid[(row, o.op)] = st
     return list(dict.fromkeys(archs)), sorted(ops), grid
 
@@ -304,3 +315,32 @@ def write_reports(run: CoverageRun, reports_dir: Path) -> dict[str, Path]:
         with open(summary, "a", encoding="utf-8") as fh:
             fh.write(md)
     return paths
+
+
+# --- back from JSON (pytest workers hand their cells to the controller as JSON) -----------------
+def _shape_from(d: dict[str, Any] | None) -> TensorShape | None:
+    if not d:
+        return None
+    return TensorShape(str(d["type"]), tuple(d["ne"]), tuple(d.get("nb", ())))
+
+
+def cell_from_json(d: dict[str, Any]) -> Cell:
+    ops = tuple(
+        OpResult(op=o["op"], params=o["params"], name=o.get("name", ""), output=_shape_from(o.get("output")),
+                 sources=tuple(s for s in (_shape_from(x) for x in o.get("sources", [])) if s is not None),
+                 op_params=tuple(o.get("op_params", ())), supported=o.get("supported", "unknown"),
+                 test=o.get("test", "not-run"), message=o.get("message", ""))
+        for o in d.get("ops", [])
+    )
+    checks = tuple(
+        CheckResult(k["column"], k["status"], k["summary"], tuple(k.get("evidence", ())), k.get("seconds", 0.0),
+                    tuple(k.get("command", ())), k.get("log", ""), dict(k.get("details", {})))
+        for k in d.get("checks", [])
+    )
+    dev = d.get("device")
+    device = DeviceSummary(dev["backend"], dev.get("description", ""), dev.get("device_class", "real"),
+                           dict(dev.get("capabilities", {})), dev.get("reason", "")) if dev else None
+    return Cell(id=d["id"], architecture=d["architecture"], weight_type=d["weight_type"], backend=d["backend"],
+                model=d["model"], status=d["status"], reason=d["reason"], observed_by=d["observed_by"],
+                checks=checks, ops=ops, durations=dict(d.get("durations", {})), device=device,
+                variant=d.get("variant", ""))
