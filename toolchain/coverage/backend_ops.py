@@ -108,7 +108,7 @@ def parse_support_csv(lines: Iterable[str], *, backend: str | None = None) -> Su
             problems.append(f"line {n}: not CSV ({exc}): {line[:200]}")
             continue
         if header is None:
-            if "op_name" in row:
+            if any(f in row for f in CSV_FIELDS):
                 header = row
                 missing = [f for f in REQUIRED_CSV_FIELDS if f not in header]
                 if missing:

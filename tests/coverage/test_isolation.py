@@ -1,0 +1,128 @@
+"""Crashing, hanging and flooding tools become the cell's verdict and the run goes on; Ctrl-C
+writes a partial report marked incomplete and leaves no child running. Test doubles
+(fixtures/coverage/fake_tool.py) stand in for the tools; verdicts are ``observed_by: fixture``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.coverage.conftest import ROOT, no_children_left
+from toolchain.coverage import CoverageRequest, plan, run_matrix, write_reports
+from toolchain.coverage.isolate import live_count, run_isolated
+from toolchain.coverage.records import ModelInput
+
+
+def _request(tmp: Path, build: Path, models: tuple[ModelInput, ...], env: dict[str, str], timeout: float = 5.0,
+             jobs: int = 2) -> CoverageRequest:
+    return CoverageRequest(build_dir=build, reports_dir=tmp / "reports", scratch_dir=tmp / "scratch", models=models,
+                           types=("f16",), backends=("CPU", "BLAS"), timeout=timeout, jobs=jobs, env=env,
+                           observed_by="fixture")
+
+
+def test_crash_and_hang_are_verdicts_and_the_run_goes_on(tmp_path: Path, fake_build: Path,
+                                                         fake_models: tuple[ModelInput, ...]) -> None:
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    # BLAS: test-backend-ops test aborts for the first model; a second (per-model) double hangs
+    env = {"FAKE_CRASH": "BLAS", "FAKE_PIDS": str(pids)}
+    req = _request(tmp_path, fake_build, fake_models[:2], env, timeout=3.0)
+    planned = plan(req)
+    start = time.monotonic()
+    run = run_matrix(req, planned)
+    by_id = {c.id: c for c in run.cells}
+    assert run.complete and len(run.cells) == 4
+    crashed = by_id["llama-f16-BLAS"]
+    assert crashed.status == "crash" and crashed.observed_by == "fixture"
+    test = next(c for c in crashed.checks if c.column == "test")
+    assert "SIGABRT" in test.summary and "GGML_ASSERT(ne0 % 32 == 0) failed" in "\n".join(test.evidence)
+    assert "next in order (the likely culprit)" in test.summary or "last finished" in test.summary
+    # the other columns of the crashed cell still ran
+    assert {c.column for c in crashed.checks} == {"support", "test", "e2e", "archs"}
+    assert by_id["llama-f16-CPU"].status == "pass"
+    assert by_id["qwen3-f16-CPU"].status == "pass"
+    assert time.monotonic() - start < 60
+    assert no_children_left(pids) == [] and live_count() == 0
+
+    env = {"FAKE_HANG": "BLAS", "FAKE_PIDS": str(pids)}
+    req = _request(tmp_path / "h", fake_build, fake_models[:1], env, timeout=2.0)
+    run = run_matrix(req, plan(req))
+    hung = next(c for c in run.cells if c.backend == "BLAS")
+    assert hung.status == "hang"
+    test = next(c for c in hung.checks if c.column == "test")
+    assert "hang: no exit after 2 s" in test.summary and any("Backend 1/2: BLAS" in e for e in test.evidence)
+    assert next(c for c in run.cells if c.backend == "CPU").status == "pass"
+    assert no_children_left(pids) == []
+    paths = write_reports(run, tmp_path / "reports")
+    junit = paths["junit"].read_text()
+    assert 'type="hang"' in junit and "failures=\"1\"" in junit
+
+
+def test_flood_is_bounded_and_killed(tmp_path: Path, fake_build: Path, fake_models: tuple[ModelInput, ...]) -> None:
+    tool = fake_build / "bin" / "test-backend-ops"
+    log = tmp_path / "flood.log"
+    start = time.monotonic()
+    out = run_isolated([str(tool), "test", "-b", "BLAS"], log_path=log, timeout=60, env={**os.environ,
+                       "FAKE_FLOOD": "BLAS"}, max_log_bytes=1 << 20, flood_bytes=32 << 20, max_stdout_lines=1000)
+    assert out.kind == "flood" and time.monotonic() - start < 30
+    assert log.stat().st_size < (1 << 20) + 4096 and "log capped" in log.read_text()
+    assert len(out.stdout) == 1000 and len(out.tail) <= 40
+    # and in a cell: its verdict, the run goes on
+    req = _request(tmp_path, fake_build, fake_models[:1], {"FAKE_FLOOD": "BLAS"}, timeout=60)
+    run = run_matrix(req, plan(req))
+    blas = next(c for c in run.cells if c.backend == "BLAS")
+    test = next(c for c in blas.checks if c.column == "test")
+    assert blas.status == "crash" and test.summary.startswith("test-backend-ops test: flood")
+
+
+def test_tool_missing_columns_are_marked_with_the_reason(tmp_path: Path, fake_build: Path,
+                                                         fake_models: tuple[ModelInput, ...]) -> None:
+    (fake_build / "bin" / "test-export-graph-ops").unlink()
+    (fake_build / "bin" / "test-llama-archs").unlink()
+    req = _request(tmp_path, fake_build, fake_models[:1], {})
+    planned = plan(req)
+    cols = {c.column: c for c in planned.tools.columns}
+    assert not cols["support"].available and "test-export-graph-ops" in cols["support"].reason
+    assert not cols["archs"].available and "test-llama-archs" in cols["archs"].reason
+    run = run_matrix(req, planned)
+    cell = run.cells[0]
+    assert cell.status == "pass"  # e2e still ran
+    assert {c.column: c.status for c in cell.checks}["support"] == "not-applicable"
+
+
+def test_ctrl_c_writes_a_partial_report_and_leaves_no_child(tmp_path: Path, fake_build: Path,
+                                                             fake_models: tuple[ModelInput, ...]) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1", "FAKE_PIDS": str(pids), "FAKE_SLOW": "0.4"}
+    env.pop("GITHUB_ACTIONS", None)
+    models = [f"--model={m.architecture}:f16:{m.path}" for m in fake_models]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "toolchain.coverage", "--build-dir", str(fake_build), *models, "--types", "f16",
+         "--backends", "CPU,BLAS", "--jobs", "2", "--timeout", "30"],
+        cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    report = project / ".toolchain" / "reports" / "coverage.json"
+    # wait until a cell's last column (archs) has run, so the partial report holds a finished cell
+    archs_done = project / ".toolchain" / "coverage" / "cache" / "archs"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and not list(archs_done.glob("*/archs.json")):
+        time.sleep(0.1)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    data = json.loads(report.read_text())
+    assert data["complete"] is False and data["interrupted"] is True
+    assert 0 < len(data["cells"]) < 6, len(data["cells"])
+    assert "INCOMPLETE" in (report.parent / "coverage.md").read_text()
+    assert "INCOMPLETE" in (report.parent / "coverage.html").read_text()
+    time.sleep(0.5)
+    assert no_children_left(pids) == []
