@@ -46,11 +46,17 @@ def fake_models(tmp_path: Path) -> tuple[ModelInput, ...]:
 
 
 @pytest.fixture(scope="session")
-def built_coverage(built_blas: RealBuild) -> RealBuild:
-    """The real 0.3.36 blas build with the `coverage` target group (and llama-debug) added."""
-    done = built_blas.run("build", "--profile", "blas", "--targets", "build,coverage", "--target", "llama-debug")
+def coverage_build(request: pytest.FixtureRequest) -> Path:
+    """A real 0.3.36 blas build dir with the `coverage` target group (and llama-debug): the session's
+    ``built_blas`` plus those targets (incremental), or ``$COVERAGE_TEST_BUILD_DIR`` (a developer's
+    existing build of the same tree, to iterate fast)."""
+    given = os.environ.get("COVERAGE_TEST_BUILD_DIR")
+    if given:
+        return Path(given).resolve()
+    built: RealBuild = request.getfixturevalue("built_blas")
+    done = built.run("build", "--profile", "blas", "--targets", "build,coverage", "--target", "llama-debug")
     assert done.returncode == 0, done.stdout + done.stderr
-    return built_blas
+    return built.build_dir
 
 
 def no_children_left(pid_dir: Path) -> list[int]:

@@ -111,8 +111,11 @@ def diff_baseline(run: CoverageRun, baseline: Path) -> BaselineDiff:
 def _shape(o: OpResult) -> str:
     if o.output is None:
         return o.params
-    srcs = ", ".join(f"{s.type}{list(s.ne)}" for s in o.sources)
-    return f"{o.output.type}{list(o.output.ne)} ← {srcs}"
+    def fmt(t: TensorShape) -> str:
+        return f"{t.type}[{','.join(map(str, t.ne))}]"
+
+    srcs = ", ".join(fmt(s) for s in o.sources)
+    return f"{fmt(o.output)} ← {srcs}"
 
 
 def markdown(run: CoverageRun) -> str:
@@ -149,10 +152,14 @@ def markdown(run: CoverageRun) -> str:
         lines += ["## Findings", ""]
         for c in bad[:200]:
             lines.append(f"- **{c.id}** — {c.status}: {c.reason}")
-            for o in c.unsupported_ops[:5]:
-                lines.append(f"  - unsupported `{o.op}` {_shape(o)} (`{o.params}`)")
-            if len(c.unsupported_ops) > 5:
-                lines.append(f"  - … {len(c.unsupported_ops) - 5} more unsupported shapes")
+            by_op: dict[str, list[OpResult]] = defaultdict(list)
+            for o in c.unsupported_ops:
+                by_op[o.op].append(o)
+            for op, items in list(by_op.items())[:16]:
+                shapes = "; ".join(_shape(o) for o in items[:6]) + (f"; … {len(items) - 6} more" if len(items) > 6 else "")
+                lines.append(f"  - unsupported `{op}` ×{len(items)}: {shapes}")
+            if len(by_op) > 16:
+                lines.append(f"  - … {len(by_op) - 16} more unsupported ops (coverage.json has every case string)")
             for o in c.failing_ops[:5]:
                 lines.append(f"  - {o.test} `{o.op}` {_shape(o)}: {o.message}")
         lines.append("")

@@ -1,0 +1,116 @@
+"""The matrix on a real BLAS build of the 0.3.36 tree (slow): BLAS shows real unsupported ops with
+their exact shapes, CPU cells pass, crash/hang wrappers around the real tool get their verdicts,
+and ``--baseline`` against the 0.3.20 report gives a diff and a verdict."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.coverage.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+BASELINE_0320 = ROOT / "fixtures" / "coverage" / "baseline-0.3.20.json"
+
+
+def _coverage(project: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
+    env.pop("GITHUB_ACTIONS", None)
+    env.pop("GITHUB_STEP_SUMMARY", None)
+    return subprocess.run([sys.executable, "-m", "toolchain.coverage", *args], cwd=project, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def real_run(coverage_build: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
+    project = tmp_path_factory.mktemp("coverage-real")
+    args = ["--build-dir", str(coverage_build), "-a", "llama,qwen3", "--types", "f16,q8_0", "--backends", "CPU,BLAS"]
+    if BASELINE_0320.is_file():
+        args += ["--baseline", str(BASELINE_0320)]
+    done = _coverage(project, *args, "--fail-on", "crash,hang,wrong")
+    assert done.returncode in (0, 50), done.stdout + done.stderr
+    data = json.loads((project / ".toolchain" / "reports" / "coverage.json").read_text())
+    return project, data
+
+
+def test_blas_column_shows_real_unsupported_ops_with_exact_shapes(real_run: tuple[Path, dict[str, object]]) -> None:
+    project, data = real_run
+    cells = {c["id"]: c for c in data["cells"]}  # type: ignore[attr-defined]
+    assert set(cells) == {f"{a}-{t}-{b}" for a in ("llama", "qwen3") for t in ("f16", "q8_0") for b in ("CPU", "BLAS")}
+    assert data["complete"] is True and data["profile"] == "blas"
+    blas = cells["llama-f16-BLAS"]
+    assert blas["status"] == "unsupported" and blas["observed_by"] == "device"
+    ops = blas["ops"]
+    # BLAS takes MUL_MAT only with every dimension >= 32 (ggml-blas.cpp): the prompt's 256-token
+    # product is supported, the one-token product of generation is not — with its exact shape
+    mm_pp = [o for o in ops if o["op"] == "MUL_MAT" and o["output"]["ne"][1] == 256]
+    mm_tg = [o for o in ops if o["op"] == "MUL_MAT" and o["output"]["ne"][1] == 1]
+    assert mm_pp and all(o["supported"] == "yes" for o in mm_pp)
+    assert mm_tg and all(o["supported"] == "no" for o in mm_tg)
+    norm = [o for o in ops if o["op"] == "RMS_NORM" and o["supported"] == "no"]
+    assert any(o["output"] == {"type": "f32", "ne": [256, 256, 1, 1], "nb": []} for o in norm), norm
+    assert all(o["types"][0] == "f32" and o["params"].startswith("name=") for o in norm)
+    # the matrix rows of the Markdown name the shapes too
+    md = (project / ".toolchain" / "reports" / "coverage.md").read_text()
+    assert "f32[256,256,1,1] ← f32[256,256,1,1]" in md.split("unsupported `RMS_NORM`", 1)[1].split("\n", 1)[0]
+    e2e = next(c for c in blas["checks"] if c["column"] == "e2e")
+    assert e2e["status"] == "pass" and e2e["details"]["nodes_by_backend"].get("BLAS", 0) > 0
+    for cid, cell in cells.items():
+        if cid.endswith("-CPU"):
+            assert cell["status"] == "pass", (cid, cell["reason"])
+        else:
+            assert cell["status"] == "unsupported", (cid, cell["reason"])
+    for name in ("coverage.json", "coverage.md", "coverage.html", "junit-coverage.xml"):
+        assert (project / ".toolchain" / "reports" / name).is_file()
+
+
+def test_baseline_diff_between_0320_and_0336(real_run: tuple[Path, dict[str, object]]) -> None:
+    if not BASELINE_0320.is_file():
+        pytest.skip("fixtures/coverage/baseline-0.3.20.json not present")
+    project, data = real_run
+    base = data["baseline"]
+    assert isinstance(base, dict) and base["baseline_commit"] == json.loads(BASELINE_0320.read_text())["source"]["commit"]
+    assert data["verdict"] and ("safe to bump" in str(data["verdict"]))
+    md = (project / ".toolchain" / "reports" / "coverage.md").read_text()
+    assert "## Against the baseline" in md and str(data["verdict"]) in md
+
+
+def test_crash_and_hang_wrappers_around_the_real_tool(coverage_build: Path, tmp_path: Path) -> None:
+    bin_dir = tmp_path / "blas-wrapped" / "bin"
+    bin_dir.mkdir(parents=True)
+    real_bin = coverage_build / "bin"
+    for f in real_bin.iterdir():
+        if f.name != "test-backend-ops":
+            (bin_dir / f.name).symlink_to(f)
+    wrapper = bin_dir / "test-backend-ops"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        "# test double: on BLAS, `test` aborts for qwen3's ops and hangs for llama's; else the real tool\n"
+        "# (tool detection reads options from the file: support --test-file --output csv)\n"
+        'case " $* " in\n'
+        '  *" test "*"-b BLAS"*)\n'
+        '    case "$*" in\n'
+        '      *qwen3*) echo "ggml.c:99: GGML_ASSERT(wrapped) failed" >&2; kill -ABRT $$ ;;\n'
+        "      *) sleep 600 ;;\n"
+        "    esac ;;\n"
+        "esac\n"
+        f'exec "{real_bin / "test-backend-ops"}" "$@"\n'
+    )
+    wrapper.chmod(0o755)
+    project = tmp_path / "project"
+    project.mkdir()
+    done = _coverage(project, "--build-dir", str(bin_dir.parent), "-a", "llama,qwen3", "--types", "f16",
+                     "--backends", "CPU,BLAS", "--columns", "support,test", "--timeout", "8", timeout=300)
+    assert done.returncode == 50, done.stdout + done.stderr  # findings: crash and hang
+    data = json.loads((project / ".toolchain" / "reports" / "coverage.json").read_text())
+    cells = {c["id"]: c for c in data["cells"]}
+    assert cells["qwen3-f16-BLAS"]["status"] == "crash"
+    assert "GGML_ASSERT(wrapped) failed" in json.dumps(cells["qwen3-f16-BLAS"]["checks"])
+    assert cells["llama-f16-BLAS"]["status"] == "hang"
+    assert cells["llama-f16-CPU"]["status"] == "pass" and cells["qwen3-f16-CPU"]["status"] == "pass"
+    assert data["complete"] is True
