@@ -167,9 +167,9 @@ def markdown(run: CoverageRun) -> str:
         d = run.baseline
         lines += [f"## Against the baseline ({d.baseline}, commit {d.baseline_commit[:12]})", "",
                   f"**{d.verdict}**", ""]
-        for title, items in (("Newly broken", d.newly_broken), ("Fixed", d.fixed), ("Other changes", d.changed)):
-            if items:
-                lines += [f"### {title}", *[f"- {c.id}: {c.before} → {c.after} ({c.detail})" for c in items], ""]
+        for title, changes in (("Newly broken", d.newly_broken), ("Fixed", d.fixed), ("Other changes", d.changed)):
+            if changes:
+                lines += [f"### {title}", *[f"- {c.id}: {c.before} → {c.after} ({c.detail})" for c in changes], ""]
         if d.new_unsupported:
             lines += ["### New unsupported shapes", *[f"- `{s}`" for s in d.new_unsupported[:100]], ""]
             if len(d.new_unsupported) > 100:
