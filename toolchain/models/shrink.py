@@ -1,0 +1,168 @@
+"""``--from-config``: a shape-faithful tiny spec from a user's own config.json.
+
+Kept (they change which kernels run): head_dim, the GQA ratio, MoE top-k, MLA ranks, SSM state
+and conv sizes, sliding window, soft-capping, rotary fraction, norm types, activation. Shrunk:
+layers, heads (in the same ratio), hidden and FFN sizes (multiples of 256), expert count,
+vocabulary (the tokenizer recipe's). Every shrink is returned with its reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelError, UnsafeInputError
+from .spec import _IDENT, ArchSpec, first, parse_spec
+
+BLOCK = 256  # k-quant super-block; also a multiple of Q8_0/Q4_0's 32
+MAX_LAYERS = 2
+DROP = ("quantization_config", "auto_map", "_name_or_path", "transformers_version", "torch_dtype", "dtype")
+
+
+@dataclass(frozen=True)
+class Shrink:
+    key: str
+    before: Any
+    after: Any
+    why: str
+
+
+def _round_up(value: float, block: int = BLOCK) -> int:
+    return max(block, int(-(-int(value) // block) * block))
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path}: cannot read: {exc}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{path} is not JSON: {exc}", "pass the model's config.json (as on its model card)") from exc
+    if not isinstance(data, dict):
+        raise ModelError(f"{path}: a config.json is a JSON object, not {type(data).__name__}")
+    return data
+
+
+def _set(cfg: dict[str, Any], shrinks: list[Shrink], key: str, value: Any, why: str) -> None:
+    if cfg.get(key) != value:
+        shrinks.append(Shrink(key, cfg.get(key), value, why))
+    cfg[key] = value
+
+
+def shrink_config(config: dict[str, Any], known: dict[str, ArchSpec]) -> tuple[ArchSpec, tuple[Shrink, ...]]:
+    """The tiny spec for ``config`` and the list of shrinks (each with its reason)."""
+    if "auto_map" in config:
+        raise UnsafeInputError(
+            "config.json has auto_map: the model needs its own Python code (trust_remote_code)",
+            "nothing from a model directory is executed; use a model whose architecture transformers ships",
+        )
+    archs = config.get("architectures")
+    model_type = config.get("model_type")
+    if not isinstance(archs, list) or not archs or not isinstance(archs[0], str) or not isinstance(model_type, str):
+        raise ModelError("config.json needs 'architectures' (a list) and 'model_type' (a string)")
+    architecture = archs[0]
+    if not _IDENT.match(architecture) or not _IDENT.match(model_type):
+        raise UnsafeInputError(f"architecture {architecture!r} / model_type {model_type!r} are not identifiers")
+    template = next((s for s in known.values() if s.architecture == architecture), None)
+    if template is None:
+        raise ModelError(
+            f"unknown architecture {architecture!r}: no spec in fixtures/architectures uses it",
+            "add a spec for it (the tokenizer recipe and the converter's name are per architecture)",
+        )
+    cfg = {k: v for k, v in config.items() if k not in DROP and k != "architectures"}
+    shrinks: list[Shrink] = [Shrink(k, "(set)", "(dropped)", "not a shape: real-checkpoint metadata") for k in DROP if k in config and k != "auto_map"]
+
+    hidden = first(cfg, ("hidden_size", "n_embd", "d_model"))
+    hidden_key = next((k for k in ("hidden_size", "n_embd", "d_model") if k in cfg), "hidden_size")
+    n_head = first(cfg, ("num_attention_heads", "n_head", "n_heads"))
+    head_key = next((k for k in ("num_attention_heads", "n_head", "n_heads") if k in cfg), "num_attention_heads")
+    kv_key = next((k for k in ("num_key_value_heads", "num_kv_heads") if k in cfg), None)
+    n_kv = cfg.get(kv_key) if kv_key else n_head
+    if not hidden or not n_head:
+        raise ModelError(f"config.json of {architecture} has no hidden size or head count")
+    head_dim = cfg.get("head_dim") if isinstance(cfg.get("head_dim"), int) else hidden // n_head
+    ratio = max(1, n_head // (n_kv or n_head))
+    # smallest number of KV heads whose query width (ratio * kv * head_dim) is a multiple of 256
+    kv = 1
+    while (ratio * kv * head_dim) % BLOCK and kv < 64:
+        kv += 1
+    kv = min(kv, n_kv or kv)
+    new_heads = ratio * kv
+    if new_heads < n_head:
+        _set(cfg, shrinks, head_key, new_heads, f"fewer heads, same GQA ratio {ratio}:1 and head_dim {head_dim}; query width {new_heads * head_dim} is a multiple of {BLOCK}")
+        if kv_key:
+            _set(cfg, shrinks, kv_key, kv, f"GQA ratio {ratio}:1 kept")
+    if hidden == n_head * head_dim:
+        new_hidden = new_heads * head_dim
+        why = f"hidden = heads x head_dim as in the real model; {new_hidden} is a multiple of {BLOCK}"
+    else:
+        new_hidden = _round_up(hidden * new_heads / n_head)
+        why = f"scaled with the heads, rounded up to a multiple of {BLOCK} (the real model's hidden != heads x head_dim)"
+        if "head_dim" not in cfg:
+            cfg["head_dim"] = head_dim
+    if new_hidden < hidden:
+        _set(cfg, shrinks, hidden_key, new_hidden, why)
+        if cfg.get("head_dim") is None and new_hidden != new_heads * head_dim:
+            _set(cfg, shrinks, "head_dim", head_dim, "head_dim kept explicitly")
+    scale = cfg[hidden_key] / hidden
+    for key in ("intermediate_size", "n_inner", "ffn_hidden_size"):
+        if isinstance(cfg.get(key), int) and cfg[key] > 0:
+            new = min(_round_up(cfg[key] * scale), 4 * _round_up(cfg[hidden_key]))
+            if new < cfg[key]:
+                _set(cfg, shrinks, key, new, f"FFN scaled with hidden ({cfg[key]}/{hidden}), rounded up to a multiple of {BLOCK}")
+    if isinstance(cfg.get("moe_intermediate_size"), int):
+        new = _round_up(cfg["moe_intermediate_size"] * scale)
+        if new < cfg["moe_intermediate_size"]:
+            _set(cfg, shrinks, "moe_intermediate_size", new, f"expert FFN scaled with hidden, multiple of {BLOCK}")
+    top_k = first(cfg, ("num_experts_per_tok", "moe_topk"))
+    for key in ("num_local_experts", "num_experts", "n_routed_experts"):
+        if isinstance(cfg.get(key), int) and top_k:
+            new = min(cfg[key], max(2 * top_k, 4))
+            if new < cfg[key]:
+                _set(cfg, shrinks, key, new, f"few experts: top-{top_k} routing kept, {new} experts to route among")
+    layers_key = next((k for k in ("num_hidden_layers", "n_layer", "n_layers") if k in cfg), "num_hidden_layers")
+    layers = cfg.get(layers_key)
+    if isinstance(cfg.get("layer_types"), list) and cfg["layer_types"]:
+        kinds = list(dict.fromkeys(cfg["layer_types"]))  # one layer of each kind, in the real order
+        picked = [t for t in cfg["layer_types"] if t in kinds][: max(MAX_LAYERS, len(kinds))]
+        picked = sorted(set(picked), key=cfg["layer_types"].index)
+        picked = picked + [picked[-1]] * (MAX_LAYERS - len(picked))
+        _set(cfg, shrinks, "layer_types", picked, "one layer of each kind the real model has")
+        _set(cfg, shrinks, layers_key, len(picked), "layers cut to one per layer kind")
+    elif isinstance(layers, int) and layers > MAX_LAYERS:
+        _set(cfg, shrinks, layers_key, MAX_LAYERS, f"{MAX_LAYERS} layers run every kernel a layer has")
+    if isinstance(cfg.get("first_k_dense_replace"), int) and cfg["first_k_dense_replace"] >= cfg[layers_key]:
+        _set(cfg, shrinks, "first_k_dense_replace", 1, "one dense layer, then MoE layers")
+    if isinstance(cfg.get("vocab_size"), int):
+        shrinks.append(Shrink("vocab_size", cfg["vocab_size"], f"from tokenizer {template.tokenizer}", template.tokenizer_why))
+        cfg.pop("vocab_size")
+    for key in ("pad_token_id", "bos_token_id", "eos_token_id"):
+        if isinstance(cfg.get(key), int):
+            shrinks.append(Shrink(key, cfg.pop(key), "(tokenizer's)", "special ids follow the tiny tokenizer"))
+    for key in ("max_position_embeddings", "n_positions"):
+        if isinstance(cfg.get(key), int) and cfg[key] > 8192 and "rope_scaling" not in cfg:
+            _set(cfg, shrinks, key, 8192, "context length is metadata for the kernels; 8192 keeps the file small")
+    nulls = tuple(sorted(k for k, v in cfg.items() if v is None))
+    cfg = {k: v for k, v in cfg.items() if v is not None and k != "model_type"}
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+    data: dict[str, Any] = {
+        "architecture": architecture,
+        "model_type": model_type,
+        "gguf_arch": template.gguf_arch,
+        "reference": f"config.json ({architecture}, {digest})",
+        "features": list(template.features),
+        "tokenizer": template.tokenizer,
+        "tokenizer_why": template.tokenizer_why,
+        "config": cfg,
+        "config_null": list(nulls),
+        "reference_shape": {"head_dim": head_dim, "n_head": n_head, "n_head_kv": n_kv, "hidden": hidden},
+        "config_json_extra": dict(template.config_json_extra),
+    }
+    if template.hf_class:
+        data["hf_class"] = template.hf_class
+    return parse_spec(f"from-config-{digest}", data), tuple(shrinks)
