@@ -1,0 +1,168 @@
+"""``llama-toolchain oracle predict --ops ops.txt`` and ``llama-toolchain oracle validate``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+from ..cli import common_options, settings_from
+from ..config import Settings
+from ..errors import OracleValidationError, UsageError
+from ..locking import exclusive
+from ..log import LOG
+from ..records import to_jsonable, write_report
+from . import PREDICTIONS_REPORT, VALIDATION_REPORT
+from .records import OracleValidation, Predictions
+from .run import MIN_AGREEMENT, predict, tree_commit, validate_tree
+
+
+def _tree(args: argparse.Namespace, settings: Settings) -> Path:
+    tree: Path = args.tree.resolve() if args.tree else settings.src_dir
+    if not (tree / "ggml").is_dir():
+        raise UsageError(
+            f"{tree} is not a llama.cpp tree (no ggml/)",
+            "run `llama-toolchain fetch` first, or give --tree PATH",
+        )
+    return tree
+
+
+def _profiles(args: argparse.Namespace) -> list[str] | None:
+    if not args.profiles:
+        return None
+    return [p.strip() for p in args.profiles.split(",") if p.strip()]
+
+
+def _older_tree(args: argparse.Namespace, tree: Path, settings: Settings) -> tuple[Path | None, str | None]:
+    if args.older_tree:
+        return args.older_tree.resolve(), None
+    if not args.older_ref:
+        return None, None
+    # an older commit of the same repository, exported once into the cache
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(tree), "rev-parse", "--verify", "--end-of-options", f"{args.older_ref}^{{commit}}"],
+            capture_output=True, text=True, timeout=60, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise UsageError(
+            f"--older-ref {args.older_ref}: not a commit of the repository at {tree}",
+            "fetch it first, or give --older-tree PATH",
+        ) from exc
+    dest = settings.cache_dir / "oracle" / "trees" / commit
+    with exclusive(settings.cache_dir / "oracle" / f".tree-{commit}.lock", wait=600):
+        if not (dest / "ggml").is_dir():
+            with tempfile.TemporaryDirectory() as tmp:
+                archive = Path(tmp) / "tree.tar"
+                with archive.open("wb") as fh:
+                    subprocess.run(["git", "-C", str(tree), "archive", "--format=tar", commit], stdout=fh, check=True, timeout=600)
+                dest.mkdir(parents=True, exist_ok=True)
+                with tarfile.open(archive) as tar:
+                    tar.extractall(dest, filter="data")
+    return dest, commit
+
+
+def _print_validation(v: OracleValidation) -> None:
+    m = v.metal
+    if m.status == "skipped":
+        LOG.warn(f"oracle validate: Metal skipped: {m.reason}")
+    else:
+        LOG.info(
+            f"Metal ({m.reference}): {m.matched} of {m.reference_cases} CSV cases matched; "
+            f"best profile(s) {', '.join(m.best_profiles)} agree on {m.best_agreement:.2%}"
+        )
+        for a in m.profiles:
+            LOG.info(f"    {a.profile:16} {a.agreement:8.2%}  ({a.matched - a.agree} disagree)")
+        for kind, ops in m.explanations.items():
+            LOG.info(f"    {kind}: " + ", ".join(f"{op} {n}" for op, n in ops.items()))
+        for u in m.unmatched:
+            LOG.info(f"    unmatched ({u.side}): {u.count} - {u.reason}")
+    for t in v.measured:
+        if t.status == "skipped":
+            LOG.info(f"{t.backend}: skipped: {t.reason}")
+        else:
+            LOG.info(
+                f"{t.backend} ({t.ours}): {t.matched} of {t.reference_cases} CSV cases matched, "
+                f"{t.best_agreement:.2%} agree, {len(t.disagreements)} differ (reported)"
+            )
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    tree = _tree(args, settings)
+    older, older_commit = _older_tree(args, tree, settings)
+    build = args.build.resolve() if args.build else _default_build(settings)
+    v = validate_tree(
+        tree,
+        cache_dir=settings.cache_dir,
+        older_tree=older,
+        profiles=_profiles(args),
+        measured_build=build,
+        min_agreement=args.min_agreement,
+        older_commit=older_commit,
+    )
+    name, kind = VALIDATION_REPORT
+    path = write_report(settings.reports_dir / name, kind, v)
+    _print_validation(v)
+    if args.json:
+        print(json.dumps(to_jsonable(v), indent=2))
+    if not v.ok:
+        raise OracleValidationError(
+            f"oracle validation against {v.metal.reference} failed: {v.metal.reason} (report: {path})",
+            "each disagreement is listed in the report; give --older-tree/--older-ref to check staleness",
+        )
+    LOG.ok(f"oracle validation: {v.metal.status} ({path})")
+    return 0
+
+
+def _default_build(settings: Settings) -> Path | None:
+    manifest = settings.reports_dir / "build-manifest.json"
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+        return Path(str(data["build_dir"]))
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    tree = _tree(args, settings)
+    preds: Predictions = predict(args.ops, tree, cache_dir=settings.cache_dir, profiles=_profiles(args), commit=tree_commit(tree))
+    name, kind = PREDICTIONS_REPORT
+    path = write_report(settings.reports_dir / name, kind, preds)
+    if args.json:
+        print(json.dumps(to_jsonable(preds), indent=2))
+    LOG.info(f"predicted from source ({preds.commit}), not observed on a device:")
+    for p in preds.profiles:
+        rejected = sorted({f"{o.op}" for o in p.ops if not o.supported})
+        LOG.info(f"    {p.column:36} {p.supported:4} supported, {p.unsupported:4} rejected  {' '.join(rejected)}")
+    LOG.ok(f"oracle predictions for {args.ops} ({path})")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    oracle = sub.add_parser("oracle", help="Metal supports_op from the tree's source, per Apple GPU family")
+    osub = oracle.add_subparsers(dest="oracle_command", metavar="SUBCOMMAND", required=True)
+
+    def shared(p: argparse.ArgumentParser) -> None:
+        common_options(p)
+        p.add_argument("--tree", type=Path, default=None, help="llama.cpp tree (default: the work dir's checkout)")
+        p.add_argument("--profiles", default=None, help="comma-separated oracle profiles (default: all the tree knows)")
+        p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+
+    pred = osub.add_parser("predict", help="per-profile verdicts for a model's exported graph ops")
+    shared(pred)
+    pred.add_argument("--ops", type=Path, required=True, help="test-export-graph-ops output of the same tree")
+    pred.set_defaults(func=cmd_predict)
+
+    val = osub.add_parser("validate", help="check the oracle against the tree's docs/ops/Metal.csv (and BLAS/CPU)")
+    shared(val)
+    older = val.add_mutually_exclusive_group()
+    older.add_argument("--older-tree", type=Path, default=None, help="an older tree, to tell a stale CSV from a wrong oracle")
+    older.add_argument("--older-ref", default=None, help="an older commit of the tree's repository (exported into the cache)")
+    val.add_argument("--build", type=Path, default=None, help="build dir whose test-backend-ops is compared with BLAS.csv/CPU.csv (default: the last build)")
+    val.add_argument("--min-agreement", type=float, default=MIN_AGREEMENT, help=f"best-profile agreement required (default {MIN_AGREEMENT})")
+    val.set_defaults(func=cmd_validate)

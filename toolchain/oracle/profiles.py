@@ -1,0 +1,249 @@
+"""Apple GPU families as data, turned into ``ggml_metal_device_props`` by the tree's own rules.
+
+Two kinds of knowledge, kept apart and both recorded per value:
+
+- What a GPU *is* (which ``MTLGPUFamily*`` it reports, threadgroup memory, unified memory): facts
+  about Apple hardware from Apple's Metal feature set tables, and for the paravirtual device of
+  hosted runners from its device log (llama.cpp #8617, #14829). Data below, ``GPU_FAMILIES``.
+- How ggml turns that into props (``has_simdgroup_reduction = Apple7 || Metal3`` …): read from
+  the tree's ``ggml_metal_device_init`` in ``ggml-metal-device.m`` (``device_rules``), so a tree
+  that changes a rule changes the profile. Every prop value says where it came from: the tree
+  (file:line and the statement), the family data, or "not modelled" (zero).
+
+A profile = a GPU family + run-time switches (``GGML_METAL_BF16_DISABLE`` …) that the tree's init
+honours. Profiles: apple7 (M1), apple8 (M2), apple9 (M3/M4), apple10 (M5, only if the tree
+knows it), each ``-nobf16`` variant, and ``paravirtual``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+from .extract import DEVICE_M, PropsField
+
+APPLE_TABLES = "Apple Metal feature set tables (developer.apple.com/metal/Metal-Feature-Set-Tables.pdf)"
+
+
+@dataclass(frozen=True)
+class GPUFamily:
+    name: str
+    description: str
+    device_name: str  # what MTLDevice.name reports (the tree matches names for some rules)
+    families: tuple[str, ...]  # MTLGPUFamily* it supports, without the prefix: Apple7, Metal3 …
+    families_source: str
+    max_threadgroup_memory: int
+    unified_memory: bool
+    # Only listed when the tree's source names it (e.g. Apple10 = M5): "" = always.
+    needs_tree_token: str = ""
+
+
+def _apple(n: int) -> tuple[str, ...]:
+    return tuple(f"Apple{i}" for i in range(1, n + 1))
+
+
+_COMMON = ("Common1", "Common2", "Common3")
+
+GPU_FAMILIES: Mapping[str, GPUFamily] = MappingProxyType(
+    {
+        f.name: f
+        for f in (
+            GPUFamily(
+                "apple7", "Apple7 GPU family: M1 (A14)", "Apple M1",
+                (*_apple(7), *_COMMON, "Mac2", "Metal3", "Metal4"),
+                f"{APPLE_TABLES}; Metal3 from macOS 13, Metal4 from macOS 26 on Apple7+",
+                32768, True,
+            ),
+            GPUFamily(
+                "apple8", "Apple8 GPU family: M2 (A15, A16)", "Apple M2",
+                (*_apple(8), *_COMMON, "Mac2", "Metal3", "Metal4"),
+                f"{APPLE_TABLES}; Metal3 from macOS 13, Metal4 from macOS 26 on Apple7+",
+                32768, True,
+            ),
+            GPUFamily(
+                "apple9", "Apple9 GPU family: M3, M4 (A17 Pro, A18)", "Apple M4",
+                (*_apple(9), *_COMMON, "Mac2", "Metal3", "Metal4"),
+                f"{APPLE_TABLES}; Metal3 from macOS 13, Metal4 from macOS 26 on Apple7+",
+                32768, True,
+            ),
+            GPUFamily(
+                "apple10", "Apple10 GPU family: M5 (A19)", "Apple M5",
+                (*_apple(10), *_COMMON, "Mac2", "Metal3", "Metal4"),
+                f"{APPLE_TABLES}; Metal4 from macOS 26",
+                32768, True, needs_tree_token="M5",
+            ),
+            GPUFamily(
+                "paravirtual", "Apple Paravirtual device (GitHub-hosted macOS runners, VMs)",
+                "Apple Paravirtual device",
+                (*_apple(5), *_COMMON),
+                "the device log of hosted runners: MTLGPUFamilyApple5 / Common3, no Metal3 "
+                "(llama.cpp #8617, #14829)",
+                32768, True,
+            ),
+        )
+    }
+)
+
+# name suffix -> run-time switches set (environment variables the tree's init reads)
+VARIANTS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {"": (), "-nobf16": ("GGML_METAL_BF16_DISABLE",)}
+)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One statement of the tree's device init that sets a prop."""
+
+    prop: str
+    kind: str  # "family" (OR over families) | "env-off" (switch turns it off) | "attribute" | "max-apple"
+    families: tuple[str, ...] = ()
+    env: str = ""
+    attribute: str = ""  # MTLDevice property read (hasUnifiedMemory, maxThreadgroupMemoryLength …)
+    where: str = ""  # file:line
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class DeviceRules:
+    rules: tuple[Rule, ...]
+    tensor_names: tuple[str, ...]  # device names that keep the tensor API (M5 …); () = no such rule
+    source: str  # the file the rules were read from
+    knows: tuple[str, ...]  # name tokens the tree mentions (M5, A19 …)
+
+
+@dataclass(frozen=True)
+class PropValue:
+    name: str
+    value: str
+    source: str
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    name: str
+    description: str
+    family: str
+    switches: tuple[str, ...]
+    props: tuple[PropValue, ...]
+
+    def props_values(self) -> dict[str, str]:
+        return {p.name: p.value for p in self.props}
+
+    def prop(self, name: str) -> str | None:
+        return self.props_values().get(name)
+
+
+_FAMILY = re.compile(r"supportsFamily:\s*MTLGPUFamily(\w+?)(?:_GGML)?\s*\]")
+_ASSIGN = re.compile(r"dev->props\.(\w+)\s*(\|?=)\s*(.+?);\s*$")
+_ENV_OFF = re.compile(r'getenv\("(\w+)"\)\s*!=\s*(?:NULL|nil)\s*\)\s*\{\s*dev->props\.(\w+)\s*=\s*false;', re.S)
+_ATTR = re.compile(r"dev->mtl_device\.(\w+)\s*$")
+
+
+def device_rules(tree: Path) -> DeviceRules:
+    """Read the props rules from the tree's ``ggml_metal_device_init`` (statements, not a copy)."""
+    path = tree / DEVICE_M
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if re.match(r"^ggml_metal_device_t ggml_metal_device_init\(", line)), 0)
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].rstrip() == "}"), len(lines) - 1)
+    rules: list[Rule] = []
+    family_rules: dict[str, list[str]] = {}
+    for i in range(start, end + 1):
+        m = _ASSIGN.search(lines[i])
+        if not m:
+            continue
+        prop, op, rhs = m.groups()
+        where = f"{DEVICE_M}:{i + 1}"
+        fams = _FAMILY.findall(rhs)
+        if fams:
+            if op == "=":
+                family_rules[prop] = []
+            family_rules.setdefault(prop, []).extend(fams)
+            rules.append(Rule(prop, "family", tuple(family_rules[prop]), where=where, text=lines[i].strip()))
+        elif am := _ATTR.search(rhs):
+            rules.append(Rule(prop, "attribute", attribute=am.group(1), where=where, text=lines[i].strip()))
+        elif "MTLGPUFamilyApple1" in rhs and prop == "gpu_family":
+            rules.append(Rule(prop, "max-apple", where=where, text=lines[i].strip()))
+    for m in _ENV_OFF.finditer(text[sum(len(x) + 1 for x in lines[:start]) :]):
+        line = text.count("\n", 0, text.find(m.group(0))) + 1
+        rules.append(Rule(m.group(2), "env-off", env=m.group(1), where=f"{DEVICE_M}:{line}", text=" ".join(m.group(0).split())))
+    body = "\n".join(lines[start : end + 1])
+    tensor_names = tuple(re.findall(r'!\[\[dev->mtl_device name\] containsString:@"(\w+)"\]', body))
+    knows = tuple(sorted(set(re.findall(r'"((?:M|A)\d+)(?: [A-Za-z]+)?"', text))))
+    return DeviceRules(tuple(rules), tensor_names, str(DEVICE_M), knows)
+
+
+def _last(rules: Sequence[Rule], prop: str, kind: str) -> Rule | None:
+    found = [r for r in rules if r.prop == prop and r.kind == kind]
+    return found[-1] if found else None
+
+
+def make_profile(family: GPUFamily, suffix: str, rules: DeviceRules, fields: Sequence[PropsField]) -> DeviceProfile:
+    switches = VARIANTS[suffix]
+    values: dict[str, PropValue] = {}
+    fam = set(family.families)
+    for field in fields:
+        name = field.name
+        rule = _last(rules.rules, name, "family")
+        attr = _last(rules.rules, name, "attribute")
+        if rule is not None:
+            val = bool(fam & set(rule.families))
+            hit = sorted(fam & set(rule.families))
+            why = f"{family.name} supports {', '.join(hit)}" if hit else f"{family.name} supports none of them"
+            values[name] = PropValue(name, str(int(val)), f"tree {rule.where}: {rule.text} -> {why} ({family.families_source})")
+        elif attr is not None and attr.attribute == "hasUnifiedMemory":
+            values[name] = PropValue(name, str(int(family.unified_memory)), f"tree {attr.where}: {attr.text}; {APPLE_TABLES}")
+        elif attr is not None and attr.attribute == "maxThreadgroupMemoryLength":
+            values[name] = PropValue(name, str(family.max_threadgroup_memory), f"tree {attr.where}: {attr.text}; {APPLE_TABLES}")
+        elif name == "gpu_family" and (g := _last(rules.rules, name, "max-apple")) is not None:
+            apple = max(int(f[5:]) for f in family.families if f.startswith("Apple"))
+            values[name] = PropValue(name, str(apple), f"tree {g.where}: highest MTLGPUFamilyAppleN supported")
+        elif name in ("name", "desc"):
+            values[name] = PropValue(name, family.device_name if name == "desc" else "MTL0", "profile data")
+    # the tensor API: on only for the device names the tree lists (unless GGML_METAL_TENSOR_ENABLE)
+    if "has_tensor" in values and rules.tensor_names and not any(t in family.device_name for t in rules.tensor_names):
+        values["has_tensor"] = PropValue(
+            "has_tensor", "0",
+            f"tree {DEVICE_M}: tensor API disabled unless the device name contains one of "
+            f"{', '.join(rules.tensor_names)} ({family.device_name})",
+        )
+    for env in switches:
+        for r in rules.rules:
+            if r.kind == "env-off" and r.env == env and r.prop in values:
+                values[r.prop] = PropValue(r.prop, "0", f"tree {r.where}: {r.text} ({env} set)")
+    for field in fields:
+        values.setdefault(field.name, PropValue(field.name, "0", "not modelled: zero (not read by supports_op)"))
+    description = family.description + (f", with {' '.join(switches)}" if switches else "")
+    return DeviceProfile(family.name + suffix, description, family.name, switches, tuple(values[f.name] for f in fields))
+
+
+def default_profiles(tree: Path, fields: Sequence[PropsField]) -> tuple[DeviceProfile, ...]:
+    """Every family the tree knows, with and without bfloat (paravirtual has none to remove)."""
+    rules = device_rules(tree)
+    out: list[DeviceProfile] = []
+    for family in GPU_FAMILIES.values():
+        if family.needs_tree_token and family.needs_tree_token not in rules.knows:
+            continue
+        for suffix in VARIANTS:
+            if suffix and family.name == "paravirtual":
+                continue
+            out.append(make_profile(family, suffix, rules, fields))
+    return tuple(out)
+
+
+def select(profiles: Sequence[DeviceProfile], names: Sequence[str] | None) -> tuple[DeviceProfile, ...]:
+    if not names:
+        return tuple(profiles)
+    by_name = {p.name: p for p in profiles}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        from ..errors import UsageError
+
+        raise UsageError(
+            f"unknown oracle profile(s) for this tree: {', '.join(missing)}",
+            f"known: {', '.join(by_name)}",
+        )
+    return tuple(by_name[n] for n in names)

@@ -1,0 +1,123 @@
+"""The oracle's records; the JSON reports are these, serialised by ``toolchain.records``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .normalise import Rename
+from .profiles import DeviceProfile, PropValue
+from .validate import Disagreement, OpAgreement, ProfileAgreement, Unmatched
+
+OBSERVED_BY = "predicted-from-source"
+STATEMENT = (
+    "Predictions from the tree's own source: ggml_metal_device_supports_op cut out of this commit "
+    "and evaluated per GPU-family profile on Linux. Not an observation on a device. Not modelled: "
+    "Metal pipeline compile failures at run time, the op-offload batch threshold "
+    "(GGML_OP_OFFLOAD_MIN_BATCH), and anything the device reports differently from its family's "
+    "published features."
+)
+
+
+@dataclass(frozen=True)
+class CutInfo:
+    name: str
+    file: str
+    first_line: int
+    last_line: int
+    language: str
+
+
+@dataclass(frozen=True)
+class ProbeInfo:
+    key: str
+    executable: str
+    built_now: bool
+    seconds: float
+    cut_from: str  # the tree the function was cut from
+    cut: tuple[CutInfo, ...]
+    props_used: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class OpPrediction:
+    """One op of the model, exactly as test-export-graph-ops wrote it, and the profile's verdict."""
+
+    line: int  # 1-based line in the ops file
+    op: str
+    name: str  # the graph node's name (e.g. Qcur-0)
+    type: str
+    ne: str
+    op_params: str
+    sources: str  # type[ne] of each source, as test-backend-ops prints them
+    source_strides: tuple[str, ...]  # nb of each source, from the ops file
+    case: str  # the full test-backend-ops case string
+    supported: bool
+
+
+@dataclass(frozen=True)
+class ProfilePredictions:
+    profile: str
+    column: str  # metal-predicted:<profile>
+    family: str
+    description: str
+    switches: tuple[str, ...]
+    props: tuple[PropValue, ...]
+    supported: int
+    unsupported: int
+    ops: tuple[OpPrediction, ...]
+
+
+@dataclass(frozen=True)
+class Predictions:
+    observed_by: str
+    statement: str
+    tree: str
+    commit: str
+    ops_file: str
+    probe: ProbeInfo
+    profiles: tuple[ProfilePredictions, ...]
+
+    def for_profile(self, name: str) -> ProfilePredictions:
+        return next(p for p in self.profiles if p.profile == name)
+
+
+@dataclass(frozen=True)
+class TableValidation:
+    """One support table of the tree (docs/ops/<Backend>.csv) against ours."""
+
+    backend: str  # Metal, BLAS, CPU
+    status: str  # ok | failed | reported | skipped
+    reason: str
+    reference: str  # the CSV's path
+    ours: str  # what produced our side
+    observed_by: str  # predicted-from-source (Metal) or device (this machine's BLAS / CPU)
+    reference_rows: int
+    reference_cases: int
+    our_cases: int
+    matched: int
+    unmatched: tuple[Unmatched, ...]
+    profiles: tuple[ProfileAgreement, ...]
+    best_profiles: tuple[str, ...]  # tied at the best agreement
+    best_agreement: float
+    per_op: tuple[OpAgreement, ...]  # for the best profile
+    disagreements: tuple[Disagreement, ...]  # every one, for the best profile
+    explanations: dict[str, dict[str, int]]  # explanation -> op -> count
+    unexplained: int
+
+
+@dataclass(frozen=True)
+class OracleValidation:
+    observed_by: str
+    statement: str
+    tree: str
+    commit: str
+    older_tree: str
+    older_commit: str
+    ok: bool
+    normalisation: tuple[str, ...]
+    renames: tuple[Rename, ...]
+    probe: ProbeInfo | None
+    profiles: tuple[DeviceProfile, ...]
+    metal: TableValidation
+    measured: tuple[TableValidation, ...]
+    seconds: float
