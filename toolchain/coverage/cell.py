@@ -26,6 +26,8 @@ from typing import Any
 from .backend_ops import SupportParse, TestLine, merge_test, parse_support_csv, parse_test_output, strip_ansi
 from .backends import CoverageBackend, backend, reference_args
 from .e2e import (
+    NMSE_GROSS,
+    NMSE_THRESHOLD_QUANTIZED,
     PROMPT,
     SchedReport,
     first_divergence,
@@ -225,9 +227,11 @@ class CellRunner:
                 data["logits"] = list(read_logits(files[0])) if files and out.kind == "ok" else None
             else:
                 args = [str(logits_tool), *common, "-v"]
+                if self.tools.has("tensor-filter"):  # only the output: small logs, nothing capped
+                    args += ["--tensor-filter", "result_output"]
                 out = self._run(args, out_dir / f"{label}-eval-callback.log", env)
                 lines = _read_log(Path(out.log))
-                nodes = parse_eval_callback(lines)
+                nodes = parse_eval_callback(out.stdout)  # stdout only: stderr lines interleave in the log
                 sample = output_sample(nodes)
                 data["logits_kind"] = "sampled"
                 data["logits"] = list(sample.values) if sample else None
@@ -276,7 +280,7 @@ class CellRunner:
                     continue
                 check, ops = self._test(spec, be, ops_file, ops)
             elif column == "e2e":
-                check = self._e2e(spec, be)
+                check = self._e2e(spec, be, ops)
             else:
                 check = self._archs(spec, be)
             durations[column] = round(time.monotonic() - t0, 3)
@@ -375,7 +379,7 @@ class CellRunner:
         return CheckResult("test", "pass", f"{len(oks)} op shape(s) match the CPU{note}", (), out.seconds, out.args,
                            out.log, details), merged
 
-    def _e2e(self, spec: CellSpec, be: CoverageBackend) -> CheckResult:
+    def _e2e(self, spec: CellSpec, be: CoverageBackend, ops: tuple[OpResult, ...] = ()) -> CheckResult:
         ref = self.reference(spec.model)
         ref_bad = _run_failure(ref)
         if be.kind == "cpu":
@@ -414,7 +418,13 @@ class CellRunner:
             what = "last-token logits" if kind == "full" else f"{len(a)} sampled output values (eval-callback)"
             limit = nmse_threshold(spec.model.weight_type)
             details["nmse_threshold"] = limit
-            if err > limit:
+            ops_ok = bool(ops) and not any(o.test in ("fail", "crash") for o in ops) and any(o.test == "ok" for o in ops)
+            if err > limit and limit == NMSE_THRESHOLD_QUANTIZED and err <= NMSE_GROSS and ops_ok:
+                # every op the backend ran matched the CPU in isolation: the drift is the CPU's q8
+                # activations vs the backend's dequantized weights, accumulated over the layers
+                details["nmse_note"] = (f"NMSE {err:.1e} above {limit:g} but every op the backend ran matched the "
+                                        "CPU in test-backend-ops: attributed to the CPU's q8 activation quantization")
+            elif err > limit:
                 # node sums are comparable only when both runs split the prompt alike
                 same_split = kind == "sampled" and len(_nodes(ref)) == len(_nodes(dev))
                 div = first_divergence(_nodes(ref), _nodes(dev)) if same_split else ""
@@ -423,7 +433,11 @@ class CellRunner:
         same_tokens = ref.get("text") == dev.get("text")
         details["tokens_agree"] = same_tokens
         if not same_tokens and not (a and b):
-            findings.append(("wrong", "generated tokens differ from the CPU run (tokens only: no logits tool)"))
+            if "logits_kind" in dev:
+                findings.append(("error", "generated tokens differ from the CPU run and the logits could not be read "
+                                 "to tell a near-tie from a wrong result"))
+            else:
+                findings.append(("wrong", "generated tokens differ from the CPU run (tokens only: no logits tool)"))
         # fallback
         on_backend = sum(n for k, n in sched.get("nodes_by_backend", {}).items()
                          if k.startswith(be.sched_prefix[:4]))
@@ -442,6 +456,8 @@ class CellRunner:
             st = worst([f[0] for f in findings])
             return CheckResult("e2e", st, "; ".join(f[1] for f in findings), (), 0.0, cmd, log, details)
         msg = f"{spec.backend} run matches the CPU"
+        if "nmse_note" in details:
+            msg = f"{spec.backend} run within quantization drift of the CPU ({details['nmse_note']})"
         if "nmse" in details:
             msg += f" (NMSE {float(details['nmse']):.1e} on {dev.get('logits_kind')} logits"  # type: ignore[arg-type]
             msg += ", tokens agree)" if same_tokens else "; tokens differ: a near-tie of flat random logits)"

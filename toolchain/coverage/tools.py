@@ -111,6 +111,8 @@ def detect(bin_dir: Path) -> Toolset:
         text = help_text(runner)
         runner_flags = [f for f in ("-no-cnv", "--no-warmup", "--no-display-prompt", "-v", "-dev", "-ub", "-fa")
                         if _has_option(text, f)]
+    if eval_cb and "--tensor-filter" in help_text(eval_cb):
+        features.add("tensor-filter")
     if logits and "--save-logits" in help_text(logits):
         features.add("save-logits")
     else:
