@@ -546,7 +546,8 @@ def parse_archs_rows(lines: list[str]) -> list[dict[str, str]]:
 def _device_matches(device_col: str, name: str, description: str, be: CoverageBackend) -> bool:
     if description and description in device_col:
         return True
-    return device_col.startswith(name)
+    # no description known (no verify.json): the name itself, e.g. "BLAS" in "OpenBLAS"
+    return name.lower() in device_col.lower()
 
 
 def _read_log(path: Path, limit: int = 4 << 20) -> list[str]:
