@@ -187,3 +187,26 @@ def test_archs_table_rows() -> None:
     assert rows[0]["nmse_status"] == "OK" and rows[0]["nmse"] == "2.76e-12" and rows[0]["device"] == "AMD EPYC"
     assert rows[1]["config"] == "MoE" and rows[1]["nmse_status"] == "FAIL"
     assert rows[2]["nmse_status"] == ""
+
+
+def test_models_from_convert_report(tmp_path: Path) -> None:
+    """convert.json as toolchain.convert writes it: results with architecture (the spec), type,
+    status, gguf and gguf_architecture."""
+    import json
+
+    from toolchain.coverage.models import from_convert_report
+
+    good = tmp_path / "qwen3-f16.gguf"
+    good.write_bytes(b"GGUF")
+    other = tmp_path / "distilbert-q8_0.gguf"
+    other.write_bytes(b"GGUF")
+    report = tmp_path / "convert.json"
+    report.write_text(json.dumps({"schema_version": 1, "kind": "convert", "results": [
+        {"architecture": "qwen3", "type": "f16", "status": "pass", "gguf": str(good), "gguf_architecture": "qwen3"},
+        {"architecture": "distilbert", "type": "q8_0", "status": "pass", "gguf": str(other),
+         "gguf_architecture": "bert"},
+        {"architecture": "llama", "type": "f16", "status": "error", "gguf": None, "gguf_architecture": ""},
+    ]}))
+    models = from_convert_report(report)
+    assert [(m.architecture, m.weight_type, m.variant, m.label) for m in models] == [
+        ("qwen3", "f16", "", "qwen3"), ("bert", "q8_0", "distilbert", "bert-distilbert")]

@@ -57,7 +57,10 @@ def from_convert_report(path: Path) -> list[ModelInput]:
             status = str(node.get("status", "pass"))
             if isinstance(gguf, str) and gguf.endswith(".gguf") and isinstance(arch, str) and isinstance(wtype, str):
                 if status in ("pass", "ok", "converted", "valid") and Path(gguf).is_file():
-                    out.append(ModelInput(arch, wtype.lower(), Path(gguf), "convert.json"))
+                    spec = node.get("architecture")
+                    # several specs can map to one GGUF architecture (bert, distilbert -> bert)
+                    variant = spec if isinstance(spec, str) and spec != arch else ""
+                    out.append(ModelInput(arch, wtype.lower(), Path(gguf), "convert.json", variant))
                 return
             for v in node.values():
                 visit(v)
