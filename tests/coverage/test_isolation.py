@@ -126,3 +126,25 @@ def test_ctrl_c_writes_a_partial_report_and_leaves_no_child(tmp_path: Path, fake
     assert "INCOMPLETE" in (report.parent / "coverage.html").read_text()
     time.sleep(0.5)
     assert no_children_left(pids) == []
+
+
+def test_gpu_cells_without_a_real_device_are_unverifiable(tmp_path: Path, fake_build: Path,
+                                                          fake_models: tuple[ModelInput, ...]) -> None:
+    """Device honesty: MTL0 with verify's paravirtual device -> unverifiable, capabilities named."""
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    (reports / "verify.json").write_text(json.dumps({
+        "kind": "verify", "path": str(fake_build), "device_class": "paravirtual",
+        "devices": [{"name": "MTL0", "description": "Apple Paravirtual device", "device_class": "paravirtual",
+                     "class_reason": "no simdgroup reduction, no simdgroup mm", "gpu_family": 5,
+                     "simdgroup_reduction": False, "simdgroup_mm": False, "bfloat": False}],
+    }))
+    req = CoverageRequest(build_dir=fake_build, reports_dir=reports, scratch_dir=tmp_path / "s",
+                          models=fake_models[:1], types=("f16",), backends=("CPU", "MTL0"), timeout=10,
+                          observed_by="fixture")
+    run = run_matrix(req, plan(req))
+    mtl = next(c for c in run.cells if c.backend == "MTL0")
+    assert mtl.status == "unverifiable" and run.device_class == "paravirtual"
+    assert "simdgroup_reduction=False" in mtl.reason and "paravirtual" in mtl.reason
+    assert all(c.status in ("unverifiable", "not-applicable") for c in mtl.checks)
+    assert next(c for c in run.cells if c.backend == "CPU").status == "pass"
