@@ -15,7 +15,7 @@ from pathlib import Path
 import nox
 
 nox.options.reuse_venv = "yes"
-nox.options.sessions = ["build"]
+nox.options.sessions = ["build", "coverage"]
 nox.options.error_on_missing_interpreters = True
 
 ROOT = Path(__file__).parent
@@ -53,6 +53,18 @@ def update(session: nox.Session) -> None:
 def fetch(session: nox.Session) -> None:
     """Check the pinned source out into .toolchain/src without building."""
     toolchain(session, "fetch")
+
+
+@nox.session
+def coverage(session: nox.Session) -> None:
+    """Kernel-coverage matrix of the pinned build: reports/coverage.{json,md,html}, junit-coverage.xml.
+
+    Builds the coverage tools first (incremental after `nox -s build`); posargs go to the matrix,
+    e.g. `nox -s coverage -- -a llama,qwen3 --baseline old/coverage.json`.
+    """
+    install(session)
+    session.run("llama-toolchain", "build", "--targets", "build,coverage")
+    session.run("llama-toolchain", "coverage", *session.posargs)
 
 
 @nox.session

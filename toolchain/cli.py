@@ -22,6 +22,7 @@ STAGE_COMMANDS = (
     "toolchain.source.cli",
     "toolchain.build.cli",
     "toolchain.verify.cli",
+    "toolchain.coverage.cli",
     "toolchain.doctor.cli",
 )
 

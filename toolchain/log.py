@@ -28,7 +28,9 @@ def _escape_annotation(text: str) -> str:
 class Log:
     github: bool = field(default_factory=lambda: os.environ.get("GITHUB_ACTIONS") == "true")
     quiet: bool = False
-    console: Console = field(default_factory=lambda: Console(stderr=True, highlight=False))
+    # soft_wrap: never insert line breaks (paths and commands in messages stay copyable; the
+    # terminal wraps for itself)
+    console: Console = field(default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True))
 
     def info(self, message: str) -> None:
         if not self.quiet:

@@ -245,18 +245,23 @@ def _unused_variables(text: str) -> list[str]:
 
 
 def _configure_failure(text: str, log_path: Path, profile: BackendProfile) -> Exception:
+    """Classify by the first CMake error: later ones are often its consequences."""
     lines = text.splitlines()
     if "No space left on device" in text:
         return DiskFullError(
             f"the disk filled up while configuring (log: {log_path})", "free space and run again"
         )
-    if re.search(r"No CMAKE_(C|CXX)_COMPILER could be found|CMAKE_(C|CXX)_COMPILER not set", text):
+    errors = [i for i, line in enumerate(lines) if line.startswith("CMake Error")]
+    start = errors[0] if errors else max(0, len(lines) - 25)
+    first = "\n".join(lines[start : start + 6])
+    if re.search(
+        r"No CMAKE_(C|CXX)_COMPILER could be found|CMAKE_(C|CXX)_COMPILER not set|is not a full path to an existing compiler",
+        first,
+    ):
         return MissingToolError(
             f"CMake found no working C/C++ compiler (log: {log_path})",
             "install one (Xcode Command Line Tools, build-essential) or set CC/CXX",
         )
-    errors = [i for i, line in enumerate(lines) if line.startswith("CMake Error")]
-    start = errors[0] if errors else max(0, len(lines) - 25)
     excerpt = "\n    ".join(lines[start : start + 25])
     hint = f"read the log: {log_path}"
     if profile.system_hint and re.search(r"Could NOT find|not found|NOTFOUND", excerpt):

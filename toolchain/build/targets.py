@@ -34,6 +34,8 @@ TARGET_GROUPS: Mapping[str, tuple[TargetWant, ...]] = MappingProxyType(
             ),
             TargetWant("archs", ("test-llama-archs",), required=False),
             TargetWant("eval-callback", ("llama-eval-callback", "eval-callback"), required=False),
+            # full last-token logits for the end-to-end comparison (eval-callback prints 6 values)
+            TargetWant("logits", ("llama-debug",), required=False),
             TargetWant("quantize", ("llama-quantize", "quantize")),
         ),
     }
