@@ -63,7 +63,7 @@ def test_from_config_models_convert(conversion: Conversion) -> None:
 
 
 def test_unknown_to_the_converter_is_a_verdict(conversion: Conversion) -> None:
-    gptj = [r for r in conversion.results if r.architecture == "gptj"]
+    gptj = [r for r in conversion.results if r.architecture == "gptj" and r.type in ("f16", "q8_0")]
     assert gptj and all(r.status == "error" for r in gptj)
     assert gptj[0].cause == "unknown-architecture", (gptj[0].error, gptj[0].tail)
 

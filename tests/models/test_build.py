@@ -57,7 +57,7 @@ def test_cache_reused_and_changed_spec_rebuilt(tmp_path: Path, converter_env: Co
 
 
 def test_a_broken_spec_is_a_verdict_not_the_end(tmp_path: Path, converter_env: ConverterEnv, tree_0336: Path) -> None:
-    broken = replace(SPECS["llama"], name="broken", config={**SPECS["llama"].config, "num_attention_heads": 3})
+    broken = replace(SPECS["llama"], name="broken", model_type="no_such_model_type")
     made = make_models([broken, SPECS["phi3"]], _settings(tmp_path, "y"), converter_env.python, tree_0336)
     assert made.models[0].status == "error" and made.models[0].error
     assert made.models[1].status == "ok"
