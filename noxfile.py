@@ -64,7 +64,23 @@ def coverage(session: nox.Session) -> None:
     """
     install(session)
     session.run("llama-toolchain", "build", "--targets", "build,coverage")
+    session.run("llama-toolchain", "convert")
     session.run("llama-toolchain", "coverage", *session.posargs)
+
+
+@nox.session
+def convert(session: nox.Session) -> None:
+    """Tiny models for every architecture -> GGUF with the tree's own converter, validated (convert.json).
+
+    q4_0/q4_K need the tree's llama-quantize: run `nox -s build -- --targets build,coverage` first.
+    """
+    toolchain(session, "convert")
+
+
+@nox.session
+def models(session: nox.Session) -> None:
+    """List the architectures (`-- --list`) or shrink your own model (`-- --from-config config.json`)."""
+    toolchain(session, "models")
 
 
 @nox.session
@@ -97,6 +113,7 @@ def lint(session: nox.Session) -> None:
 # (tests/ci/test_workflows.py keeps the two in step).
 CI_STEPS = (
     ("llama-toolchain", "build", "--targets", "build,coverage"),
+    ("llama-toolchain", "convert"),
     ("llama-toolchain", "coverage"),
 )
 

@@ -22,6 +22,8 @@ STAGE_COMMANDS = (
     "toolchain.source.cli",
     "toolchain.build.cli",
     "toolchain.verify.cli",
+    "toolchain.models.cli",
+    "toolchain.convert.cli",
     "toolchain.coverage.cli",
     "toolchain.doctor.cli",
 )
@@ -68,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     except ToolchainError as exc:
         LOG.error(str(exc), title=exc.title)
         return exc.exit_code
+    except BrokenPipeError:
+        # `llama-toolchain … | head`: not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
             raise
@@ -77,7 +83,3 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         LOG.error("interrupted", title="interrupted")
         return InterruptedError_.exit_code
-    except BrokenPipeError:
-        # `llama-toolchain … | head`: not an error of ours
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
