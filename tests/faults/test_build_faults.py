@@ -44,7 +44,9 @@ def test_cmake_too_old(built_blas: RealBuild, tmp_path: Path) -> None:
 
 
 def test_configure_failure_shows_cmake_errors(built_blas: RealBuild) -> None:
-    done = built_blas.run("build", "--profile", "blas", "--", "-DCMAKE_TOOLCHAIN_FILE=/nonexistent/toolchain.cmake")
+    done = built_blas.run(
+        "build", "--profile", "blas", "--", "-DCMAKE_TOOLCHAIN_FILE=/nonexistent/toolchain.cmake"
+    )
     assert done.returncode == 21, done.stderr
     assert "CMake Error" in done.stderr and "toolchain-configure.log" in done.stderr
     assert not (built_blas.project / MANIFEST).exists()
@@ -72,6 +74,8 @@ def test_compile_failure_shows_the_failing_lines_and_the_log(built_blas: RealBui
 def test_killed_build_resumes_and_never_leaves_a_stale_manifest(built_blas: RealBuild) -> None:
     """Kill a build of a second target group midway (SIGINT to the group), then rerun."""
     env = {**os.environ, "TOOLCHAIN_CACHE": str(built_blas.cache), "PYTHONPATH": str(ROOT)}
+    build_log = built_blas.build_dir / "toolchain-build.log"
+    build_log.unlink(missing_ok=True)  # wait for *this* build's compile lines, not the last one's
     proc = subprocess.Popen(
         [sys.executable, "-m", "toolchain", "build", "--profile", "blas", "--target", "llama-gguf"],
         cwd=built_blas.project,
@@ -81,7 +85,6 @@ def test_killed_build_resumes_and_never_leaves_a_stale_manifest(built_blas: Real
         text=True,
         start_new_session=True,
     )
-    build_log = built_blas.build_dir / "toolchain-build.log"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if build_log.is_file() and "[" in build_log.read_text(errors="replace"):

@@ -62,10 +62,14 @@ def test_remote_unreachable(cli, closed_port: int) -> None:  # type: ignore[no-u
 
 
 @pytest.mark.parametrize("scheme", ["git", "http"])
-def test_stalling_remote_is_bounded_by_the_timeout(cli, settings: Settings, stalling_port: int, scheme: str) -> None:  # type: ignore[no-untyped-def]
+def test_stalling_remote_is_bounded_by_the_timeout(
+    cli, settings: Settings, stalling_port: int, scheme: str
+) -> None:  # type: ignore[no-untyped-def]
     (settings.project_root / "pyproject.toml").write_text("[tool.llama-toolchain]\nnetwork-timeout = 3\n")
     start = time.monotonic()
-    done = cli("update", "--git", f"{scheme}://127.0.0.1:{stalling_port}/llama.cpp", "--ref", "HEAD", timeout=120)
+    done = cli(
+        "update", "--git", f"{scheme}://127.0.0.1:{stalling_port}/llama.cpp", "--ref", "HEAD", timeout=120
+    )
     elapsed = time.monotonic() - start
     assert done.returncode == 10, done.stderr
     assert "did not complete in 3" in done.stderr or "could not reach" in done.stderr
@@ -110,7 +114,9 @@ def test_second_run_on_the_same_work_dir_is_refused(cli, settings: Settings, ups
 
 
 def test_malformed_lock_names_the_field(cli, settings: Settings) -> None:  # type: ignore[no-untyped-def]
-    settings.lock_path.write_text('schema_version = 1\n[source]\nkind = "git"\nlocation = "https://h/x"\nref = "HEAD"\ncommit = "abc"\nresolved_at = "x"\n')
+    settings.lock_path.write_text(
+        'schema_version = 1\n[source]\nkind = "git"\nlocation = "https://h/x"\nref = "HEAD"\ncommit = "abc"\nresolved_at = "x"\n'
+    )
     done = cli("fetch")
     assert done.returncode == 3
     assert "not a full commit id" in done.stderr and "llama-toolchain update" in done.stderr
@@ -140,6 +146,6 @@ def test_corrupt_mirror_is_repaired_by_refetch(settings: Settings, upstream: Ups
         obj.unlink()
     again = source.resolve(spec, settings)
     assert again.commit == first.commit
-    assert list(settings.mirrors_dir.glob("*.corrupt-*")), "the damaged mirror is kept aside, not deleted"
     checkout = source.fetch(again, settings, locked=False)
     assert (checkout.path / "CMakeLists.txt").is_file()
+    assert list(settings.mirrors_dir.glob("*.corrupt-*")), "the damaged mirror is kept aside, not deleted"

@@ -6,8 +6,9 @@
 from __future__ import annotations
 
 from ..config import Settings
+from ..errors import ConfigError, MirrorCorruptError
 from ..log import LOG
-from .checkout import Checkout, checkout
+from .checkout import Checkout, checkout, release_clean_worktree
 from .git_source import mirror_for, resolve_git
 from .lock import ResolvedSource, SdistInfo, read_lock, write_lock
 from .mirror import Mirror
@@ -42,8 +43,6 @@ def ensure_locked(locked: ResolvedSource, settings: Settings, *, offline: bool =
         return locked
     again = resolve_sdist(locked.spec, settings, offline=offline, known=locked.sdist)
     if again.commit != locked.commit:
-        from ..errors import ConfigError
-
         raise ConfigError(
             f"the lock says {locked.location} is commit {locked.commit}, but importing it gave {again.commit}",
             "the lock was edited or written by an incompatible version: rewrite it with `llama-toolchain update`",
@@ -68,7 +67,17 @@ def fetch(
     if locked:
         source = ensure_locked(source, settings, offline=offline)
     mirror = mirror_of(source, settings).ensure()
-    result = checkout(source, mirror, settings.src_dir, force=force, allow_dirty=allow_dirty)
+    try:
+        result = checkout(source, mirror, settings.src_dir, force=force, allow_dirty=allow_dirty)
+    except MirrorCorruptError as exc:
+        if offline:
+            raise MirrorCorruptError(exc.message, "run again without --offline to refetch it") from exc
+        # a damaged mirror is kept aside (not deleted), fetched again, and the checkout retried once
+        release_clean_worktree(mirror, settings.src_dir)
+        mirror.move_aside(exc.message.splitlines()[0])
+        ensure_locked(source, settings)
+        mirror = mirror_of(source, settings).ensure()
+        result = checkout(source, mirror, settings.src_dir, force=force, allow_dirty=allow_dirty)
     LOG.ok(
         f"source {source.location} @ {source.short} in {result.path}"
         + (" (unchanged)" if result.reused else "")

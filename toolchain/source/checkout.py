@@ -108,6 +108,7 @@ def checkout(
                 if head == commit:
                     return Checkout(source, dest, commit, reused=True)
                 LOG.info(f"switching {dest} to {commit[:12]}")
+                mirror.verify_contents(commit)
                 try:
                     run_git(repo.git, ["checkout", "--quiet", "--detach", commit])
                 except ToolchainError as exc:
@@ -118,9 +119,23 @@ def checkout(
                 run_git(owner.git, ["worktree", "remove", "--force", str(dest)])
     dest.parent.mkdir(parents=True, exist_ok=True)
     mirror.run(["worktree", "prune"])
+    mirror.verify_contents(commit)
     LOG.info(f"checking out {commit[:12]} into {dest}")
     try:
         mirror.run(["worktree", "add", "--detach", "--force", str(dest), commit])
     except ToolchainError as exc:
         raise MirrorCorruptError(exc.message) from exc
     return Checkout(source, dest, commit)
+
+
+def release_clean_worktree(mirror: Mirror, dest: Path) -> None:
+    """Unregister and remove a checkout of ``mirror`` that has no local changes (before the
+    mirror is replaced). git refuses if anything untracked or modified is there: then it stays."""
+    gitdir = _gitdir_of(dest)
+    if gitdir is None or not gitdir.exists():
+        return
+    try:
+        if Path(git.Repo(dest).common_dir).resolve() == mirror.path.resolve():
+            mirror.run(["worktree", "remove", str(dest)])
+    except ToolchainError as exc:
+        LOG.warn(f"kept {dest}: {exc.message.splitlines()[0]}")

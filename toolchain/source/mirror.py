@@ -144,6 +144,19 @@ class Mirror:
                 "it will be refetched; if this repeats, delete the mirror directory",
             )
 
+    def verify_contents(self, commit: str) -> None:
+        """Read (inflate) every object of ``commit``: catches bad packs before a checkout uses them."""
+        with open(os.devnull, "wb") as sink:
+            try:
+                self.repo.git.execute(
+                    ["git", "archive", "--format=tar", commit], output_stream=sink, env=GIT_ENV
+                )
+            except git.GitCommandError as exc:
+                raise MirrorCorruptError(
+                    f"mirror {self.path} cannot read the objects of {commit[:12]}: "
+                    + " ".join(str(exc.stderr or "").split())[-300:]
+                ) from None
+
     def pin(self, commit: str) -> None:
         """Keep a ref on a commit we use so that no gc ever drops it."""
         self.run(["update-ref", f"refs/toolchain/pins/{commit}", commit])

@@ -98,7 +98,10 @@ def validate_url(url: str) -> str:
             "pass a plain URL such as https://host/llama.cpp or file:///path/to/repo",
         )
     if _CONTROL.search(url):
-        raise UnsafeInputError(f"refusing URL {url!r}: contains whitespace or control characters")
+        raise UnsafeInputError(
+            f"refusing URL {url!r}: contains whitespace or control characters",
+            "pass a plain URL such as https://host/llama.cpp or file:///path/to/repo",
+        )
     if _REMOTE_HELPER.match(url):
         raise UnsafeInputError(
             f"refusing URL {url!r}: remote helpers such as 'ext::' can run arbitrary commands",
@@ -116,7 +119,9 @@ def validate_url(url: str) -> str:
                 f"allowed: {', '.join(sorted(_ALLOWED_SCHEMES))}, scp-like user@host:path, absolute paths",
             )
         if parts.scheme.lower() != "file" and not parts.hostname:
-            raise UnsafeInputError(f"refusing URL {url!r}: no host")
+            raise UnsafeInputError(
+                f"refusing URL {url!r}: no host", "pass a full URL such as https://host/llama.cpp"
+            )
         return url
     if _SCP_LIKE.match(url):
         return url
