@@ -27,19 +27,26 @@ class Completed:
 
     @property
     def signal_name(self) -> str:
-        if self.returncode < 0:
-            try:
-                return signal.Signals(-self.returncode).name
-            except ValueError:
-                return f"signal {-self.returncode}"
+        return signal_name(self.returncode)
+
+
+def signal_name(returncode: int | None) -> str:
+    """ "SIGSEGV" for a child killed by that signal (negative return code), else ""."""
+    if returncode is None or returncode >= 0:
         return ""
+    try:
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return f"signal {-returncode}"
 
 
-def _stop_group(proc: subprocess.Popen[bytes]) -> None:
-    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+def stop_group(proc: subprocess.Popen[bytes], term_wait: float = 5.0) -> None:
+    """End a child started with ``start_new_session=True`` and everything it started:
+    SIGTERM to its process group, then SIGKILL if it is still there after ``term_wait`` s."""
+    for sig, wait in ((signal.SIGTERM, term_wait), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(proc.pid, sig)
-        except ProcessLookupError:
+        except (ProcessLookupError, PermissionError):
             return
         try:
             proc.wait(timeout=wait)
@@ -98,10 +105,10 @@ def stream(
                 proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 timed_out = True
-                _stop_group(proc)
+                stop_group(proc)
             reader.join(timeout=10)
         except BaseException:
-            _stop_group(proc)
+            stop_group(proc)
             raise
         finally:
             if proc.poll() is not None:

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
 
+from ..proc import signal_name, stop_group
+
 Kind = Literal["ok", "exit", "crash", "hang", "flood", "missing", "cancelled"]
 
 # Lines that name why a process died (ggml.c ggml_abort, libc abort, sanitizers, C++ runtime).
@@ -54,12 +56,7 @@ class Outcome:
 
     @property
     def signal_name(self) -> str:
-        if self.returncode is not None and self.returncode < 0:
-            try:
-                return signal.Signals(-self.returncode).name
-            except ValueError:
-                return f"signal {-self.returncode}"
-        return ""
+        return signal_name(self.returncode)
 
     def describe(self, timeout: float) -> str:
         if self.kind == "hang":
@@ -86,25 +83,12 @@ class _Counters:
         self.flood = False
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 def stop_all() -> int:
     """End every live child's process group (Ctrl-C). Returns how many were running."""
     with _LIVE_LOCK:
         live = list(_LIVE)
     for proc in live:
-        _kill_group(proc)
+        stop_group(proc, term_wait=2.0)
     return len(live)
 
 
@@ -164,7 +148,7 @@ def run_isolated(
         with _LIVE_LOCK:
             _LIVE.add(proc)
             if _CANCELLED.is_set():  # raced with cancel_all(): end it ourselves
-                _kill_group(proc)
+                stop_group(proc, term_wait=2.0)
 
         def pump(pipe: IO[bytes], is_stdout: bool) -> None:
             for raw in pipe:
@@ -208,14 +192,14 @@ def run_isolated(
                 except subprocess.TimeoutExpired:
                     pass
                 if flooded.is_set():
-                    _kill_group(proc)
+                    stop_group(proc, term_wait=2.0)
                     break
                 if time.monotonic() >= deadline:
                     timed_out = True
-                    _kill_group(proc)
+                    stop_group(proc, term_wait=2.0)
                     break
         except BaseException:
-            _kill_group(proc)
+            stop_group(proc, term_wait=2.0)
             raise
         finally:
             if proc.poll() is not None:
@@ -243,6 +227,13 @@ def run_isolated(
     else:
         kind = "ok"
     return Outcome(
-        tuple(args), kind, returncode, seconds, tuple(tail), tuple(out_lines), str(log_path),
-        state.bytes, tuple(aborts),
+        tuple(args),
+        kind,
+        returncode,
+        seconds,
+        tuple(tail),
+        tuple(out_lines),
+        str(log_path),
+        state.bytes,
+        tuple(aborts),
     )

@@ -8,8 +8,6 @@ parameters (-m, -c, -ngl, -ctk, -ctv, -ub, -fa) are read from the command line f
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import time
 from collections.abc import Sequence
@@ -17,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UsageError
+from ..proc import signal_name, stop_group
 from .catalog import BY_ID
 from .classify import RunParams
 from .findings import Evidence, Finding, ObservedBy
@@ -30,28 +29,6 @@ class RunResult:
     timed_out: bool
     seconds: float
     log_path: Path
-
-
-def _signal_name(returncode: int | None) -> str:
-    if returncode is None or returncode >= 0:
-        return ""
-    try:
-        return signal.Signals(-returncode).name
-    except ValueError:
-        return f"signal {-returncode}"
-
-
-def _stop_group(proc: subprocess.Popen[bytes]) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            return
-        try:
-            proc.wait(timeout=5)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def run_command(command: Sequence[str], log_path: Path, timeout: float | None = None) -> RunResult:
@@ -79,12 +56,12 @@ def run_command(command: Sequence[str], log_path: Path, timeout: float | None = 
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
-            _stop_group(proc)
+            stop_group(proc)
         except BaseException:
-            _stop_group(proc)
+            stop_group(proc)
             raise
     code = proc.wait()
-    return RunResult(tuple(command), code, _signal_name(code), timed_out, time.monotonic() - start, log_path)
+    return RunResult(tuple(command), code, signal_name(code), timed_out, time.monotonic() - start, log_path)
 
 
 def run_findings(result: RunResult, observed_by: ObservedBy = "log") -> list[Finding]:
