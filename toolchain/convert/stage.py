@@ -163,13 +163,26 @@ def convert_architectures(
         with tempfile.TemporaryDirectory(prefix="toolchain-convert-") as tmp:
             job_file = Path(tmp) / "jobs.json"
             job_file.write_text(json.dumps(jobs))
-            done = stream(
-                [str(env.python), str(WORKER), str(tree), str(job_file)],
-                log_path=log_path,
-                cwd=Path(tmp),
-                on_line=lambda line: lines.append(line) if line.startswith("@@result ") else None,
-                timeout=timeout,
-            )
+            with LOG.progress("converting", total=len(jobs)) as bar:
+                finished = 0
+
+                def on_line(line: str) -> None:
+                    nonlocal finished
+                    if line.startswith("@@result "):
+                        lines.append(line)
+                        job = json.loads(line[len("@@result ") :]).get("job")
+                        if job:  # (the worker's start-up record has no job)
+                            finished += 1
+                            bar.update(finished, detail=job)
+
+                done = stream(
+                    [str(env.python), str(WORKER), str(tree), str(job_file)],
+                    log_path=log_path,
+                    cwd=Path(tmp),
+                    on_line=on_line,
+                    timeout=timeout,
+                )
+        LOG.info(f"validating {len(pending)} GGUF(s) against their checkpoints")
         for line in lines:
             data = json.loads(line[len("@@result ") :])
             if "job" not in data:

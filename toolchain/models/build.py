@@ -200,12 +200,19 @@ def make_models(
             job_file = Path(tmp) / "jobs.json"
             job_file.write_text(json.dumps(jobs))
             lines: list[str] = []
-            done = stream(
-                [str(python), str(WORKER), str(job_file)],
-                log_path=settings.cache_dir / "models" / "toolchain-models.log",
-                on_line=lambda line: lines.append(line) if line.startswith("@@result ") else None,
-                timeout=timeout,
-            )
+            with LOG.progress("making tiny models", total=len(jobs)) as bar:
+
+                def on_line(line: str) -> None:
+                    if line.startswith("@@result "):
+                        lines.append(line)
+                        bar.update(len(lines), detail=json.loads(line[len("@@result ") :]).get("name", ""))
+
+                done = stream(
+                    [str(python), str(WORKER), str(job_file)],
+                    log_path=settings.cache_dir / "models" / "toolchain-models.log",
+                    on_line=on_line,
+                    timeout=timeout,
+                )
         by_name = {spec.name: spec for spec in specs}
         for line in lines:
             data = json.loads(line[len("@@result ") :])
