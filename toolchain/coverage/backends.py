@@ -47,8 +47,17 @@ class CoverageBackend:
         return reference_args()
 
 
-def reference_args() -> tuple[str, ...]:
+def reference_args(whole_prompt: bool = False) -> tuple[str, ...]:
+    """CPU-only placement. ``whole_prompt``: encoder models need the prompt in one ubatch
+    (llama-context.cpp: "encoder requires n_ubatch >= n_tokens"), so the small ubatch that keeps
+    accelerators such as BLAS out of the reference cannot be used for them."""
+    if whole_prompt:
+        return ("-ngl", "0", "-dev", "none", "-ub", "512", "-b", "512")
     return ("-ngl", "0", "-dev", "none", "-ub", str(REFERENCE_UBATCH))
+
+
+# What llama.cpp prints when an encoder model gets the prompt in more than one ubatch.
+ENCODER_UBATCH_ABORT = "encoder requires n_ubatch >= n_tokens"
 
 
 _KINDS: dict[str, tuple[Kind, int]] = {"cpu": ("cpu", 0), "blas": ("accel", 32)}
