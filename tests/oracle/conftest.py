@@ -1,33 +1,24 @@
 """Probes built once per tree content (kept in the test cache), support tables, op-file helpers.
 
-Compiling the probe (ggml + test-backend-ops.cpp at -O0, ~30 s per tree on 2 cores) holds the
-machine-wide build lock (``$TOOLCHAIN_TEST_BUILD_LOCK``, default /tmp/llama-build.lock), so it
-never runs beside another llama.cpp build.
+Compiling a probe (ggml + test-backend-ops.cpp at -O0) takes ~30 s per tree on 2 cores; three are
+built (0.3.36, 0.3.20, and 0.3.20's supports_op on 0.3.36's cases), once per test cache. Like the
+real-build fixtures, they compile inside the test run: on a shared machine run the suite under the
+machine's build lock (e.g. ``flock /tmp/llama-build.lock pytest``).
 """
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import test_cache_dir
-from toolchain.locking import exclusive
 from toolchain.oracle.probe import Probe, SupportRow, ensure_probe, run_support
 from toolchain.oracle.profiles import DeviceProfile, default_profiles
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "oracle"
-
-
-@contextmanager
-def build_lock() -> Iterator[None]:
-    path = Path(os.environ.get("TOOLCHAIN_TEST_BUILD_LOCK", "/tmp/llama-build.lock"))
-    with exclusive(path, wait=7200, what="the machine-wide build lock"):
-        yield
 
 
 @pytest.fixture(scope="session")
@@ -38,8 +29,7 @@ def oracle_cache() -> Path:
 
 
 def _probe(tree: Path, cache: Path, older: Path | None = None) -> Probe:
-    with build_lock():
-        return ensure_probe(tree, cache, supports_op_from=older, compiler_cache_dir=test_cache_dir() / "ccache")
+    return ensure_probe(tree, cache, supports_op_from=older, compiler_cache_dir=test_cache_dir() / "ccache")
 
 
 @pytest.fixture(scope="session")
