@@ -59,12 +59,14 @@ def fetch(session: nox.Session) -> None:
 def coverage(session: nox.Session) -> None:
     """Kernel-coverage matrix of the pinned build: reports/coverage.{json,md,html}, junit-coverage.xml.
 
-    Builds the coverage tools first (incremental after `nox -s build`); posargs go to the matrix,
+    Builds the coverage tools first (incremental after `nox -s build`), converts the tiny models,
+    validates the Metal oracle against the tree's docs/ops tables; posargs go to the matrix,
     e.g. `nox -s coverage -- -a llama,qwen3 --baseline old/coverage.json`.
     """
     install(session)
     session.run("llama-toolchain", "build", "--targets", "build,coverage")
     session.run("llama-toolchain", "convert")
+    session.run("llama-toolchain", "oracle", "validate")
     session.run("llama-toolchain", "coverage", *session.posargs)
 
 
@@ -81,6 +83,12 @@ def convert(session: nox.Session) -> None:
 def models(session: nox.Session) -> None:
     """List the architectures (`-- --list`) or shrink your own model (`-- --from-config config.json`)."""
     toolchain(session, "models")
+
+
+@nox.session
+def oracle(session: nox.Session) -> None:
+    """Metal oracle: `-- validate` against the tree's docs/ops/Metal.csv, or `-- predict --ops ops.txt`."""
+    toolchain(session, "oracle")
 
 
 @nox.session
@@ -114,6 +122,7 @@ def lint(session: nox.Session) -> None:
 CI_STEPS = (
     ("llama-toolchain", "build", "--targets", "build,coverage"),
     ("llama-toolchain", "convert"),
+    ("llama-toolchain", "oracle", "validate"),
     ("llama-toolchain", "coverage"),
 )
 

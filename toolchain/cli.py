@@ -25,6 +25,7 @@ STAGE_COMMANDS = (
     "toolchain.models.cli",
     "toolchain.convert.cli",
     "toolchain.coverage.cli",
+    "toolchain.oracle.cli",
     "toolchain.doctor.cli",
 )
 

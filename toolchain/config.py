@@ -32,6 +32,9 @@ class Settings:
     index_url: str = DEFAULT_INDEX_URL
     # Seconds a network operation (fetch, download) may stall before it is abandoned.
     network_timeout: float = 600.0
+    # An older tree for `oracle validate` to tell a stale docs/ops/Metal.csv from a wrong oracle:
+    # a llama-cpp-python requirement (an sdist) or a ref of the tree's repository ("" = none).
+    oracle_older: str = ""
 
     @property
     def src_dir(self) -> Path:
@@ -70,6 +73,7 @@ _KEYS = {
     "lock": "lock_path",
     "index-url": "index_url",
     "network-timeout": "network_timeout",
+    "oracle-older": "oracle_older",
 }
 
 

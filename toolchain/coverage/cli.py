@@ -21,6 +21,7 @@ from ..errors import CoverageFindingsError, InterruptedError_, UsageError
 from ..locking import work_dir_lock
 from ..log import LOG
 from .models import DEFAULT_TYPES, parse_model_arg
+from .predicted import DEFAULT_PROFILES, add_predictions
 from .records import COLUMNS, SEVERITY, Cell
 from .report import rank, write_reports
 from .run import CoverageRequest, plan, run_matrix, with_baseline
@@ -109,6 +110,10 @@ def cmd_coverage(args: argparse.Namespace) -> int:
                         LOG.warn(f"{cell.id}: {cell.status}: {cell.reason}")
 
                 run = run_matrix(request, planned, on_cell=on_cell, should_stop=stop.is_set)
+            profiles = tuple(p for p in _csv(args.predict) if p != "none")
+            if profiles and not run.interrupted:
+                with LOG.step("coverage: metal-predicted columns (from the tree's source)"):
+                    run = add_predictions(run, planned, request.scratch_dir, settings.cache_dir, profiles)
             run = with_baseline(run, args.baseline)
             paths = write_reports(run, settings.reports_dir)
     finally:
@@ -159,6 +164,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--no-archs-models", action="store_true",
                    help="do not make tiny models with the tree's test-llama-archs -o")
     p.add_argument("--variants", help="test-llama-archs model variants: dense, moe (default: dense)")
+    p.add_argument(
+        "--predict",
+        default=",".join(DEFAULT_PROFILES),
+        help="Metal GPU-family profiles to predict from the tree's source, comma-separated, or none "
+        f"(default: {','.join(DEFAULT_PROFILES)}; see `llama-toolchain oracle`)",
+    )
     p.add_argument("--fail-on", default="crash,hang,wrong",
                    help="statuses that make the run exit 50 (default: crash,hang,wrong; `none`)")
     p.add_argument("--json", action="store_true", help="print counts and report paths as JSON on stdout")

@@ -190,3 +190,4 @@ class CoverageRun:
     baseline: BaselineDiff | None = None
     verdict: str = ""
     observed_by: str = "device"
+    notes: tuple[str, ...] = ()  # statements the reports show above the matrix (e.g. about predictions)

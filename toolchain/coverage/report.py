@@ -125,6 +125,8 @@ def markdown(run: CoverageRun) -> str:
         lines += ["> **INCOMPLETE** — the run was interrupted" if run.interrupted else "> **INCOMPLETE**", ""]
     if run.verdict:
         lines += [f"**Verdict:** {run.verdict}", ""]
+    for note in run.notes:
+        lines += [f"> {note}", ""]
     devs = "; ".join(f"{d.backend}: {d.description or '?'} ({d.device_class})" for d in run.devices)
     lines += [f"Profile `{run.profile}`, device class **{run.device_class}** ({devs}); "
               f"{len(run.cells)} cells in {run.seconds:.0f} s; observed by `{run.observed_by}`.", "",
@@ -257,6 +259,8 @@ def html_page(run: CoverageRun) -> str:
         parts.append("<p class='inc'><b>INCOMPLETE</b>: the run was interrupted; only finished cells are shown.</p>")
     if run.verdict:
         parts.append(f"<p><b>Verdict:</b> {e(run.verdict)}</p>")
+    for note in run.notes:
+        parts.append(f"<p class='note'>{e(note)}</p>")
     parts.append(f"<p>Profile <code>{e(run.profile)}</code>, device class <b>{e(run.device_class)}</b>; "
                  f"{len(run.cells)} cells in {run.seconds:.0f} s.</p><p class='legend'>")
     parts += [f"<span style='background:{col};color:{'#000' if k in ('not-applicable', 'unverifiable') else '#fff'}'>"

@@ -15,6 +15,9 @@ from ..errors import OracleValidationError, UsageError
 from ..locking import exclusive
 from ..log import LOG
 from ..records import to_jsonable, write_report
+from ..source import SourceSpec, mirror_of
+from ..source import resolve as resolve_source
+from ..source.spec import SDIST_PROJECT
 from . import PREDICTIONS_REPORT, VALIDATION_REPORT
 from .records import OracleValidation, Predictions
 from .run import MIN_AGREEMENT, predict, tree_commit, validate_tree
@@ -39,17 +42,30 @@ def _profiles(args: argparse.Namespace) -> list[str] | None:
 def _older_tree(args: argparse.Namespace, tree: Path, settings: Settings) -> tuple[Path | None, str | None]:
     if args.older_tree:
         return args.older_tree.resolve(), None
-    if not args.older_ref:
+    older_pypi, older_ref = args.older_pypi, args.older_ref
+    if not (older_pypi or older_ref) and settings.oracle_older:
+        # [tool.llama-toolchain] oracle-older: a llama-cpp-python requirement or a ref
+        if settings.oracle_older.replace("_", "-").startswith(SDIST_PROJECT):
+            older_pypi = settings.oracle_older
+        else:
+            older_ref = settings.oracle_older
+    repo = tree
+    if older_pypi:
+        # an older llama-cpp-python sdist, imported into its mirror like any source
+        version = older_pypi.split("==")[-1]
+        resolved = resolve_source(SourceSpec(kind="pypi-sdist", location=older_pypi, ref=version), settings)
+        repo, older_ref = mirror_of(resolved, settings).path, resolved.commit
+    if not older_ref:
         return None, None
     # an older commit of the same repository, exported once into the cache
     try:
         commit = subprocess.run(
-            ["git", "-C", str(tree), "rev-parse", "--verify", "--end-of-options", f"{args.older_ref}^{{commit}}"],
+            ["git", "-C", str(repo), "rev-parse", "--verify", "--end-of-options", f"{older_ref}^{{commit}}"],
             capture_output=True, text=True, timeout=60, check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError) as exc:
         raise UsageError(
-            f"--older-ref {args.older_ref}: not a commit of the repository at {tree}",
+            f"older tree {older_ref}: not a commit of the repository at {repo}",
             "fetch it first, or give --older-tree PATH",
         ) from exc
     dest = settings.cache_dir / "oracle" / "trees" / commit
@@ -58,7 +74,7 @@ def _older_tree(args: argparse.Namespace, tree: Path, settings: Settings) -> tup
             with tempfile.TemporaryDirectory() as tmp:
                 archive = Path(tmp) / "tree.tar"
                 with archive.open("wb") as fh:
-                    subprocess.run(["git", "-C", str(tree), "archive", "--format=tar", commit], stdout=fh, check=True, timeout=600)
+                    subprocess.run(["git", "-C", str(repo), "archive", "--format=tar", commit], stdout=fh, check=True, timeout=600)
                 dest.mkdir(parents=True, exist_ok=True)
                 with tarfile.open(archive) as tar:
                     tar.extractall(dest, filter="data")
@@ -112,7 +128,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if not v.ok:
         raise OracleValidationError(
             f"oracle validation against {v.metal.reference} failed: {v.metal.reason} (report: {path})",
-            "each disagreement is listed in the report; give --older-tree/--older-ref to check staleness",
+            "each disagreement is listed in the report; give --older-tree/--older-ref/--older-pypi to check staleness",
         )
     LOG.ok(f"oracle validation: {v.metal.status} ({path})")
     return 0
@@ -163,6 +179,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     older = val.add_mutually_exclusive_group()
     older.add_argument("--older-tree", type=Path, default=None, help="an older tree, to tell a stale CSV from a wrong oracle")
     older.add_argument("--older-ref", default=None, help="an older commit of the tree's repository (exported into the cache)")
+    older.add_argument(
+        "--older-pypi",
+        default=None,
+        metavar="REQ",
+        help="an older llama-cpp-python sdist, e.g. llama-cpp-python==0.3.20 "
+        "(default: [tool.llama-toolchain] oracle-older)",
+    )
     val.add_argument("--build", type=Path, default=None, help="build dir whose test-backend-ops is compared with BLAS.csv/CPU.csv (default: the last build)")
     val.add_argument("--min-agreement", type=float, default=MIN_AGREEMENT, help=f"best-profile agreement required (default {MIN_AGREEMENT})")
     val.set_defaults(func=cmd_validate)

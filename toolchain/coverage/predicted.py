@@ -1,0 +1,153 @@
+"""Predicted Metal columns: what each Apple GPU family would reject, from the tree's source.
+
+For every model of the matrix, the Metal oracle (``toolchain.oracle``) evaluates the tree's own
+``ggml_metal_device_supports_op`` on the very ops file the device cells used, once per device
+profile. Each profile becomes a column ``metal-predicted:<profile>`` whose cells say
+``observed_by: predicted-from-source``: predictions, never observations on a device.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+from ..log import LOG
+from .cell import CellOptions, CellRunner
+from .records import Cell, CheckResult, CoverageRun, DeviceSummary, OpResult, Status, TensorShape, ToolColumn
+from .run import Plan
+
+DEFAULT_PROFILES = ("apple7", "apple9", "paravirtual")
+_SHAPE = re.compile(r"(\w+)\[(-?\d+),(-?\d+),(-?\d+),(-?\d+)\]")
+
+
+def _shapes(text: str) -> tuple[TensorShape, ...]:
+    return tuple(TensorShape(m[1], (int(m[2]), int(m[3]), int(m[4]), int(m[5]))) for m in _SHAPE.finditer(text))
+
+
+def add_predictions(
+    run: CoverageRun, planned: Plan, scratch_dir: Path, cache_dir: Path, profiles: tuple[str, ...]
+) -> CoverageRun:
+    """``run`` with the predicted columns added (or a column note saying why there are none)."""
+    from ..errors import OracleUnavailableError, ToolchainError
+    from ..oracle import predict
+
+    tree = Path(str(planned.manifest.get("source_dir") or ""))
+    if not profiles:
+        return run
+    if not (tree / "ggml" / "src" / "ggml-metal").is_dir():
+        return _note(run, "the tree has no Metal backend sources")
+    runner = CellRunner(planned.tools, scratch_dir / "cache", scratch_dir / "logs" / "predicted", CellOptions())
+    commit = str(run.source.get("commit") or "")
+    cells: list[Cell] = []
+    columns: list[str] = []
+    with LOG.progress("metal-predicted", total=len(planned.inputs)) as bar:
+        for i, model in enumerate(planned.inputs, 1):
+            bar.update(i, detail=f"{model.label}-{model.weight_type}")
+            ops_file, _out, problem = runner.export_ops(model)
+            if ops_file is None:
+                LOG.warn(f"metal-predicted: {model.label}-{model.weight_type}: no ops ({problem})")
+                continue
+            try:
+                preds = predict(ops_file, tree, cache_dir=cache_dir, profiles=list(profiles), commit=commit or None)
+            except OracleUnavailableError as exc:
+                LOG.warn(f"metal-predicted columns not computed: {exc.message}")
+                return _note(run, exc.message)
+            except ToolchainError as exc:
+                LOG.warn(f"metal-predicted: {model.label}-{model.weight_type}: {exc.message}")
+                continue
+            for prof in preds.profiles:
+                if prof.column not in columns:
+                    columns.append(prof.column)
+                cells.append(_cell(model, prof, preds.commit))
+    if not cells:
+        return run
+    all_cells = run.cells + tuple(cells)
+    notes = (
+        f"Columns {', '.join(f'`{c}`' for c in columns)} are PREDICTIONS from this llama.cpp tree's own "
+        f"Metal supports_op source (commit {commit[:12]}) evaluated per GPU-family profile on Linux: not "
+        "observations on a device. Not modelled: Metal pipeline compile failures at run time, the op-offload "
+        "batch threshold.",
+        validation_note(scratch_dir.parent / "reports" / "oracle-validation.json"),
+    )
+    return replace(
+        run,
+        notes=run.notes + notes,
+        cells=all_cells,
+        backends=run.backends + tuple(columns),
+        counts=dict(sorted(Counter(c.status for c in all_cells).items())),
+        columns=run.columns
+        + (
+            ToolColumn(
+                "metal-predicted",
+                True,
+                "oracle",
+                f"predictions from the tree's supports_op source ({commit[:12]}), not observations on a device",
+            ),
+        ),
+    )
+
+
+def _cell(model, prof, commit: str) -> Cell:  # type: ignore[no-untyped-def]
+    ops = []
+    for p in prof.ops:
+        params = p.case[len(p.op) + 1 : -1] if p.case.startswith(p.op + "(") else p.case
+        out = _shapes(f"{p.type}{p.ne}")
+        ops.append(
+            OpResult(
+                p.op,
+                params,
+                name=p.name,
+                output=out[0] if out else None,
+                sources=_shapes(p.sources),
+                supported="yes" if p.supported else "no",
+            )
+        )
+    status: Status = "unsupported" if prof.unsupported else "pass"
+    summary = (
+        f"predicted from source: {prof.unsupported} of {len(prof.ops)} op shapes rejected on {prof.family}"
+        if prof.unsupported
+        else f"predicted from source: all {len(prof.ops)} op shapes accepted on {prof.family}"
+    )
+    capabilities: dict[str, object] = {v.name: v.value for v in prof.props}
+    return Cell(
+        id=f"{model.label}-{model.weight_type}-{prof.column}",
+        architecture=model.architecture,
+        weight_type=model.weight_type,
+        backend=prof.column,
+        model=str(model.path),
+        status=status,
+        reason=f"{summary} (tree {commit[:12]})",
+        observed_by="predicted-from-source",
+        checks=(CheckResult("support", status, summary, details={"profile": prof.profile, "family": prof.family}),),
+        ops=tuple(ops),
+        device=DeviceSummary(prof.column, prof.description, "predicted", capabilities, "profile, not a device"),
+        variant=model.variant,
+    )
+
+
+def validation_note(path: Path) -> str:
+    """One line on how far the oracle agrees with the tree's real-device table (or that it was not checked)."""
+    import json
+
+    if not path.is_file():
+        return "The oracle was not validated in this work dir: run `llama-toolchain oracle validate`."
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        metal = data["metal"]
+    except (ValueError, KeyError, TypeError):
+        return f"{path} is not an oracle validation report."
+    if metal.get("status") == "skipped":
+        return f"Oracle validation skipped: {metal.get('reason', '')}"
+    best = ", ".join(metal.get("best_profiles", ())) or "?"
+    return (
+        f"Oracle validation against the tree's docs/ops/Metal.csv (captured upstream on a real Mac, commit "
+        f"{str(data.get('commit', ''))[:12]}): {metal.get('matched', 0):,} cases matched, best profile {best} at "
+        f"{100 * float(metal.get('best_agreement', 0)):.2f}% agreement, {len(metal.get('disagreements', ()))} "
+        f"disagreement(s), {metal.get('unexplained', 0)} unexplained ({'ok' if data.get('ok') else 'FAILED'})."
+    )
+
+
+def _note(run: CoverageRun, reason: str) -> CoverageRun:
+    return replace(run, columns=run.columns + (ToolColumn("metal-predicted", False, "oracle", reason),))
