@@ -175,3 +175,17 @@ def built_blas(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> 
     assert done.returncode == 0, done.stdout + done.stderr
     manifest = json.loads((project / ".toolchain" / "reports" / "build-manifest.json").read_text())
     return RealBuild(project, cache, manifest)
+
+
+@pytest.fixture(scope="session")
+def coverage_build(request: pytest.FixtureRequest) -> Path:
+    """A real 0.3.36 blas build dir with the `coverage` target group (and llama-debug): the session's
+    ``built_blas`` plus those targets (incremental), or ``$COVERAGE_TEST_BUILD_DIR`` (a developer's
+    existing build of the same tree, to iterate fast)."""
+    given = os.environ.get("COVERAGE_TEST_BUILD_DIR")
+    if given:
+        return Path(given).resolve()
+    built: RealBuild = request.getfixturevalue("built_blas")
+    done = built.run("build", "--profile", "blas", "--targets", "build,coverage", "--target", "llama-debug")
+    assert done.returncode == 0, done.stdout + done.stderr
+    return built.build_dir

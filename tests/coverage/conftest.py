@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RealBuild
 from toolchain.coverage.records import ModelInput
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,20 +42,6 @@ def fake_models(tmp_path: Path) -> tuple[ModelInput, ...]:
         path.write_bytes(b"GGUF fake")
         out.append(ModelInput(arch, "f16", path, "fixture"))
     return tuple(out)
-
-
-@pytest.fixture(scope="session")
-def coverage_build(request: pytest.FixtureRequest) -> Path:
-    """A real 0.3.36 blas build dir with the `coverage` target group (and llama-debug): the session's
-    ``built_blas`` plus those targets (incremental), or ``$COVERAGE_TEST_BUILD_DIR`` (a developer's
-    existing build of the same tree, to iterate fast)."""
-    given = os.environ.get("COVERAGE_TEST_BUILD_DIR")
-    if given:
-        return Path(given).resolve()
-    built: RealBuild = request.getfixturevalue("built_blas")
-    done = built.run("build", "--profile", "blas", "--targets", "build,coverage", "--target", "llama-debug")
-    assert done.returncode == 0, done.stdout + done.stderr
-    return built.build_dir
 
 
 def no_children_left(pid_dir: Path) -> list[int]:
