@@ -22,14 +22,31 @@ def _coverage(project: Path, *args: str, timeout: float = 900) -> subprocess.Com
     env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
     env.pop("GITHUB_ACTIONS", None)
     env.pop("GITHUB_STEP_SUMMARY", None)
-    return subprocess.run([sys.executable, "-m", "toolchain.coverage", *args], cwd=project, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "toolchain.coverage", *args],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture(scope="module")
-def real_run(coverage_build: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
+def real_run(
+    coverage_build: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, dict[str, object]]:
     project = tmp_path_factory.mktemp("coverage-real")
-    args = ["--build-dir", str(coverage_build), "-a", "llama,qwen3", "--types", "f16,q8_0", "--backends", "CPU,BLAS"]
+    args = [
+        "--build-dir",
+        str(coverage_build),
+        "-a",
+        "llama,qwen3",
+        "--types",
+        "f16,q8_0",
+        "--backends",
+        "CPU,BLAS",
+    ]
     if BASELINE_0320.is_file():
         args += ["--baseline", str(BASELINE_0320)]
     done = _coverage(project, *args, "--fail-on", "crash,hang,wrong")
@@ -38,10 +55,15 @@ def real_run(coverage_build: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return project, data
 
 
-def test_blas_column_shows_real_unsupported_ops_with_exact_shapes(real_run: tuple[Path, dict[str, object]]) -> None:
+def test_blas_column_shows_real_unsupported_ops_with_exact_shapes(
+    real_run: tuple[Path, dict[str, object]],
+) -> None:
     project, data = real_run
     cells = {c["id"]: c for c in data["cells"]}  # type: ignore[attr-defined]
-    assert set(cells) == {f"{a}-{t}-{b}" for a in ("llama", "qwen3") for t in ("f16", "q8_0") for b in ("CPU", "BLAS")}
+    device = {i for i, c in cells.items() if not c["backend"].startswith("metal-predicted:")}
+    assert device == {
+        f"{a}-{t}-{b}" for a in ("llama", "qwen3") for t in ("f16", "q8_0") for b in ("CPU", "BLAS")
+    }
     assert data["complete"] is True and data["profile"] == "blas"
     blas = cells["llama-f16-BLAS"]
     assert blas["status"] == "unsupported" and blas["observed_by"] == "device"
@@ -74,7 +96,10 @@ def test_baseline_diff_between_0320_and_0336(real_run: tuple[Path, dict[str, obj
         pytest.skip("fixtures/coverage/baseline-0.3.20.json not present")
     project, data = real_run
     base = data["baseline"]
-    assert isinstance(base, dict) and base["baseline_commit"] == json.loads(BASELINE_0320.read_text())["source"]["commit"]
+    assert (
+        isinstance(base, dict)
+        and base["baseline_commit"] == json.loads(BASELINE_0320.read_text())["source"]["commit"]
+    )
     assert data["verdict"] and ("safe to bump" in str(data["verdict"]))
     md = (project / ".toolchain" / "reports" / "coverage.md").read_text()
     assert "## Against the baseline" in md and str(data["verdict"]) in md
@@ -104,8 +129,22 @@ def test_crash_and_hang_wrappers_around_the_real_tool(coverage_build: Path, tmp_
     wrapper.chmod(0o755)
     project = tmp_path / "project"
     project.mkdir()
-    done = _coverage(project, "--build-dir", str(bin_dir.parent), "-a", "llama,qwen3", "--types", "f16",
-                     "--backends", "CPU,BLAS", "--columns", "support,test", "--timeout", "8", timeout=300)
+    done = _coverage(
+        project,
+        "--build-dir",
+        str(bin_dir.parent),
+        "-a",
+        "llama,qwen3",
+        "--types",
+        "f16",
+        "--backends",
+        "CPU,BLAS",
+        "--columns",
+        "support,test",
+        "--timeout",
+        "8",
+        timeout=300,
+    )
     assert done.returncode == 50, done.stdout + done.stderr  # findings: crash and hang
     data = json.loads((project / ".toolchain" / "reports" / "coverage.json").read_text())
     cells = {c["id"]: c for c in data["cells"]}
@@ -114,3 +153,22 @@ def test_crash_and_hang_wrappers_around_the_real_tool(coverage_build: Path, tmp_
     assert cells["llama-f16-BLAS"]["status"] == "hang"
     assert cells["llama-f16-CPU"]["status"] == "pass" and cells["qwen3-f16-CPU"]["status"] == "pass"
     assert data["complete"] is True
+
+
+def test_predicted_metal_columns_are_labelled_predictions(real_run: tuple[Path, dict[str, object]]) -> None:
+    project, data = real_run
+    cells = {c["id"]: c for c in data["cells"]}  # type: ignore[attr-defined]
+    predicted = [c for c in cells.values() if c["backend"].startswith("metal-predicted:")]
+    assert {c["backend"] for c in predicted} == {
+        "metal-predicted:apple7",
+        "metal-predicted:apple9",
+        "metal-predicted:paravirtual",
+    }
+    assert all(c["observed_by"] == "predicted-from-source" for c in predicted)
+    # the hosted runners' VM device has no simdgroup reduction: MUL_MAT is rejected there
+    vm = cells["llama-f16-metal-predicted:paravirtual"]
+    assert vm["status"] == "unsupported"
+    assert any(o["op"] == "MUL_MAT" and o["supported"] == "no" for o in vm["ops"])
+    assert cells["llama-f16-metal-predicted:apple9"]["status"] == "pass"
+    md = (project / ".toolchain" / "reports" / "coverage.md").read_text()
+    assert "PREDICTIONS from this llama.cpp tree's own Metal supports_op source" in md
