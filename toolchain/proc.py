@@ -12,7 +12,8 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,26 @@ class Completed:
     @property
     def signal_name(self) -> str:
         return signal_name(self.returncode)
+
+
+@contextmanager
+def deferred_interrupt() -> Iterator[None]:
+    """Hold Ctrl-C while native code runs and raise it right after.
+
+    A KeyboardInterrupt raised while a native extension (LIEF, through nanobind) is inside a call
+    back into Python becomes a C++ exception there and aborts the whole process (terminate);
+    deferring it keeps Ctrl-C an orderly exit 130."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
 
 
 def signal_name(returncode: int | None) -> str:

@@ -23,6 +23,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Literal
 
+from ..proc import deferred_interrupt
+
 Format = Literal["macho", "elf"]
 Kind = Literal["executable", "library", "module", "object", "other"]
 FileType = Literal["macho", "fat", "elf", "ar"]
@@ -140,7 +142,15 @@ def ar_members(data: bytes) -> Iterator[tuple[str, bytes]]:
             name = long_names[start : end if end >= 0 else None].decode("utf-8", "replace")
         else:
             name = raw_name[:-1] if raw_name.endswith("/") else raw_name
-        if name in ("", "/", "/SYM64", "__.SYMDEF", "__.SYMDEF SORTED", "__.SYMDEF_64", "__.SYMDEF_64 SORTED"):
+        if name in (
+            "",
+            "/",
+            "/SYM64",
+            "__.SYMDEF",
+            "__.SYMDEF SORTED",
+            "__.SYMDEF_64",
+            "__.SYMDEF_64 SORTED",
+        ):
             continue
         yield name, body
 
@@ -291,6 +301,11 @@ def _archive_slices(path: Path, data: bytes, arch_hint: str = "") -> list[Binary
 
 def read_binary(path: Path) -> tuple[BinarySlice, ...]:
     """Every slice of ``path`` (a thin or fat Mach-O, an ELF file or an archive); () if none."""
+    with deferred_interrupt():  # Ctrl-C inside LIEF's native code would abort the process
+        return _read_binary(path)
+
+
+def _read_binary(path: Path) -> tuple[BinarySlice, ...]:
     kind = sniff(path)
     if kind is None:
         return ()
