@@ -139,6 +139,12 @@ def ci(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Build benchmarks: targeted vs everything, warm vs cold cache, pin move, no-op."""
+    """Benchmarks, ratios measured in one run: build (targeted vs everything, warm cache, pin move,
+    no-op), convert (seconds per architecture), coverage (the full matrix). `-- build|convert|coverage`
+    runs one; reports in .toolchain/reports/bench*.json."""
     install(session)
-    session.run("python", "bench/bench_build.py", *session.posargs)
+    chosen = session.posargs or ["build", "convert", "coverage"]
+    for name in chosen:
+        if name not in ("build", "convert", "coverage"):
+            session.error(f"unknown benchmark {name!r}: build, convert or coverage")
+        session.run("python", f"bench/bench_{name}.py")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..cli import common_options, settings_from
 from ..log import LOG
+from ..models.cli import add_arch_option, chosen_archs
 from ..models.shrink import read_config, shrink_config
 from ..models.spec import load_specs, select
 from .stage import DEFAULT_TYPES, convert_architectures, parse_types, results_table
@@ -20,7 +21,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         spec, items = shrink_config(read_config(args.from_config), known)
         specs, shrinks = [spec], {spec.name: items}
     else:
-        specs = select(known, [a for group in args.arch for a in group] if args.arch else None)
+        specs = select(known, chosen_archs(args))
     types = parse_types(args.types)
     with LOG.step(f"convert {len(specs)} architecture(s) x {', '.join(types)}"):
         conversion = convert_architectures(specs, types, settings, tree=args.tree, seed=args.seed, shrinks=shrinks)
@@ -36,15 +37,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("convert", help="convert the tiny models with the tree's convert_hf_to_gguf.py, validate every GGUF")
     common_options(p)
-    p.add_argument(
-        "--arch",
-        "-a",
-        action="extend",
-        nargs="+",
-        type=lambda text: [a for a in text.split(",") if a],
-        metavar="A",
-        help="only these architectures: repeatable, space- or comma-separated (default: all)",
-    )
+    add_arch_option(p)
     p.add_argument("--types", default=",".join(DEFAULT_TYPES), help="comma-separated: f32,f16,bf16,q8_0,q4_0,q4_K")
     p.add_argument("--from-config", type=Path, metavar="PATH", help="convert a shrunk copy of this config.json")
     p.add_argument("--seed", type=int, default=0)

@@ -16,12 +16,28 @@ from .shrink import Shrink, read_config, shrink_config
 from .spec import ArchSpec, load_specs, select
 
 
+def add_arch_option(p: argparse.ArgumentParser) -> None:
+    """``--arch/-a``: repeatable, space- or comma-separated (as coverage's ``-a``)."""
+    p.add_argument(
+        "--arch",
+        "-a",
+        action="extend",
+        nargs="+",
+        type=lambda text: [a for a in text.split(",") if a],
+        metavar="A",
+        help="only these architectures: repeatable, space- or comma-separated (default: all)",
+    )
+
+
+def chosen_archs(args: argparse.Namespace) -> list[str] | None:
+    return [a for group in args.arch for a in group] if args.arch else None
+
 def _specs(args: argparse.Namespace) -> tuple[list[ArchSpec], dict[str, tuple[Shrink, ...]]]:
     known = load_specs()
     if args.from_config:
         spec, shrinks = shrink_config(read_config(args.from_config), known)
         return [spec], {spec.name: shrinks}
-    return select(known, [a for group in args.arch for a in group] if args.arch else None), {}
+    return select(known, chosen_archs(args)), {}
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -66,15 +82,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     common_options(p)
     p.add_argument("--list", action="store_true", help="print the known architectures, one per line")
     p.add_argument("--json", action="store_true", help="machine output on stdout")
-    p.add_argument(
-        "--arch",
-        "-a",
-        action="extend",
-        nargs="+",
-        type=lambda text: [a for a in text.split(",") if a],
-        metavar="A",
-        help="only these architectures: repeatable, space- or comma-separated (default: all)",
-    )
+    add_arch_option(p)
     p.add_argument("--from-config", type=Path, metavar="PATH", help="shrink a local config.json, keeping what changes kernels")
     p.add_argument("--seed", type=int, default=0, help="weight seed (same spec + seed = same bytes)")
     p.add_argument("--tree", type=Path, default=None, help="llama.cpp tree (default: the work dir's checkout)")
