@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..log import LOG
+from .backends import backend
 from .cell import CellOptions, CellRunner
 from .records import Cell, CheckResult, CoverageRun, DeviceSummary, OpResult, Status, TensorShape, ToolColumn
 from .run import Plan
@@ -23,7 +24,9 @@ _SHAPE = re.compile(r"(\w+)\[(-?\d+),(-?\d+),(-?\d+),(-?\d+)\]")
 
 
 def _shapes(text: str) -> tuple[TensorShape, ...]:
-    return tuple(TensorShape(m[1], (int(m[2]), int(m[3]), int(m[4]), int(m[5]))) for m in _SHAPE.finditer(text))
+    return tuple(
+        TensorShape(m[1], (int(m[2]), int(m[3]), int(m[4]), int(m[5]))) for m in _SHAPE.finditer(text)
+    )
 
 
 def add_predictions(
@@ -38,7 +41,17 @@ def add_predictions(
         return run
     if not (tree / "ggml" / "src" / "ggml-metal").is_dir():
         return _note(run, "the tree has no Metal backend sources")
-    runner = CellRunner(planned.tools, scratch_dir / "cache", scratch_dir / "logs" / "predicted", CellOptions())
+    # a Metal device in the matrix: predict its own family too, to cross-check the oracle on it
+    metal = {
+        b: planned.devices[b]
+        for b in planned.backends
+        if backend(b).profile == "metal" and b in planned.devices
+    }
+    matching = {b: name for b, d in metal.items() if (name := profile_for_device(d))}
+    profiles = tuple(dict.fromkeys((*profiles, *matching.values())))
+    runner = CellRunner(
+        planned.tools, scratch_dir / "cache", scratch_dir / "logs" / "predicted", CellOptions()
+    )
     commit = str(run.source.get("commit") or "")
     cells: list[Cell] = []
     columns: list[str] = []
@@ -50,7 +63,9 @@ def add_predictions(
                 LOG.warn(f"metal-predicted: {model.label}-{model.weight_type}: no ops ({problem})")
                 continue
             try:
-                preds = predict(ops_file, tree, cache_dir=cache_dir, profiles=list(profiles), commit=commit or None)
+                preds = predict(
+                    ops_file, tree, cache_dir=cache_dir, profiles=list(profiles), commit=commit or None
+                )
             except OracleUnavailableError as exc:
                 LOG.warn(f"metal-predicted columns not computed: {exc.message}")
                 return _note(run, exc.message)
@@ -63,6 +78,7 @@ def add_predictions(
                 cells.append(_cell(model, prof, preds.commit))
     if not cells:
         return run
+    cells, cross_notes = _cross_checked(run.cells, cells, matching)
     all_cells = run.cells + tuple(cells)
     notes = (
         f"Columns {', '.join(f'`{c}`' for c in columns)} are PREDICTIONS from this llama.cpp tree's own "
@@ -70,6 +86,7 @@ def add_predictions(
         "observations on a device. Not modelled: Metal pipeline compile failures at run time, the op-offload "
         "batch threshold.",
         validation_note(scratch_dir.parent / "reports" / "oracle-validation.json"),
+        *cross_notes,
     )
     return replace(
         run,
@@ -120,11 +137,78 @@ def _cell(model, prof, commit: str) -> Cell:  # type: ignore[no-untyped-def]
         status=status,
         reason=f"{summary} (tree {commit[:12]})",
         observed_by="predicted-from-source",
-        checks=(CheckResult("support", status, summary, details={"profile": prof.profile, "family": prof.family}),),
+        checks=(
+            CheckResult("support", status, summary, details={"profile": prof.profile, "family": prof.family}),
+        ),
         ops=tuple(ops),
-        device=DeviceSummary(prof.column, prof.description, "predicted", capabilities, "profile, not a device"),
+        device=DeviceSummary(
+            prof.column, prof.description, "predicted", capabilities, "profile, not a device"
+        ),
         variant=model.variant,
     )
+
+
+def profile_for_device(device: DeviceSummary) -> str | None:
+    """The oracle profile that stands for a device verify saw: its Apple GPU family (without bfloat:
+    the -nobf16 profile), or the hosted runners' paravirtual device."""
+    if device.device_class == "paravirtual":
+        return "paravirtual"
+    family = device.capabilities.get("gpu_family")
+    if not isinstance(family, int) or family < 7:
+        return None
+    return f"apple{family}" + ("-nobf16" if device.capabilities.get("bfloat") is False else "")
+
+
+def cross_check(device_cell: Cell, predicted_cell: Cell) -> CheckResult:
+    """The oracle's answer against the device's own `test-backend-ops support` answer, op by op
+    (the same ops file, so the same case strings)."""
+    seen = {o.key: o.supported for o in device_cell.ops if o.supported in ("yes", "no")}
+    said = {o.key: o.supported for o in predicted_cell.ops if o.supported in ("yes", "no")}
+    both = [k for k in said if k in seen]
+    differ = [f"{k}: predicted {said[k]}, device {seen[k]}" for k in both if said[k] != seen[k]]
+    status: Status = "wrong" if differ else "pass"
+    summary = (
+        f"{len(differ)} of {len(both)} op shapes: the prediction differs from {device_cell.backend}"
+        if differ
+        else f"all {len(both)} op shapes: the prediction matches {device_cell.backend}"
+    )
+    return CheckResult(
+        "cross-check",
+        status,
+        summary,
+        tuple(differ[:20]),
+        details={"device": device_cell.backend, "compared": len(both), "differ": len(differ)},
+    )
+
+
+def _cross_checked(
+    device_cells: tuple[Cell, ...], predicted: list[Cell], matching: dict[str, str]
+) -> tuple[list[Cell], tuple[str, ...]]:
+    """Predicted cells with a cross-check against the matching device's cells, and report notes."""
+    if not matching:
+        return predicted, ()
+    by_id = {c.id: i for i, c in enumerate(predicted)}
+    notes: list[str] = []
+    for cell in device_cells:
+        prof = matching.get(cell.backend)
+        if prof is None or not cell.ops:
+            continue
+        pid = f"{cell.id.removesuffix('-' + cell.backend)}-metal-predicted:{prof}"
+        if pid not in by_id:
+            continue
+        check = cross_check(cell, predicted[by_id[pid]])
+        predicted[by_id[pid]] = replace(predicted[by_id[pid]], checks=(*predicted[by_id[pid]].checks, check))
+        if check.status != "pass":
+            notes.append(
+                f"Oracle cross-check on {cell.backend} ({prof}), {cell.id}: {check.summary}: "
+                + "; ".join(check.evidence[:3])
+            )
+    if not notes:
+        notes.append(
+            f"Oracle cross-check: the predictions for {', '.join(sorted(set(matching.values())))} match "
+            f"the device's own support answers ({', '.join(sorted(matching))})."
+        )
+    return predicted, tuple(notes)
 
 
 def validation_note(path: Path) -> str:
