@@ -72,11 +72,11 @@ def coverage(session: nox.Session) -> None:
 
 @nox.session
 def convert(session: nox.Session) -> None:
-    """Tiny models for every architecture -> GGUF with the tree's own converter, validated (convert.json).
-
-    q4_0/q4_K need the tree's llama-quantize: run `nox -s build -- --targets build,coverage` first.
-    """
-    toolchain(session, "convert")
+    """Tiny models for every architecture -> GGUF with the tree's own converter, validated (convert.json):
+    f16 and q8_0 from the converter, q4_0 and q4_K from the tree's llama-quantize (built first)."""
+    install(session)
+    session.run("llama-toolchain", "build", "--targets", "build,coverage")
+    session.run("llama-toolchain", "convert", "--types", "f16,q8_0,q4_0,q4_K", *session.posargs)
 
 
 @nox.session
