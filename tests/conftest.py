@@ -189,3 +189,21 @@ def coverage_build(request: pytest.FixtureRequest) -> Path:
     done = built.run("build", "--profile", "blas", "--targets", "build,coverage", "--target", "llama-debug")
     assert done.returncode == 0, done.stdout + done.stderr
     return built.build_dir
+
+
+def shared_settings(tmp: Path) -> Settings:
+    """Settings whose cache is the test cache (the converter venv is reused across runs); work dir in tmp."""
+    return Settings(
+        project_root=tmp,
+        work_dir=tmp / ".toolchain",
+        cache_dir=test_cache_dir() / "convert-cache",
+        lock_path=tmp / "llama.lock",
+    )
+
+
+@pytest.fixture(scope="session")
+def converter_env(tree_0336: Path, tmp_path_factory: pytest.TempPathFactory) -> object:
+    """The converter environment for the 0.3.36 tree (built once into the test cache: ~3 min cold)."""
+    from toolchain.convert.env import ensure_env
+
+    return ensure_env(tree_0336, shared_settings(tmp_path_factory.mktemp("env")))

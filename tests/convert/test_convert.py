@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.convert.conftest import shared_settings
+from tests.conftest import shared_settings
 from tests.models.configs import REAL_CONFIGS
 from toolchain.convert.env import ConverterEnv
 from toolchain.convert.stage import Conversion, convert_architectures, results_table
