@@ -68,13 +68,28 @@ class Project:
         shutil.rmtree(self.root / ".toolchain" / "build", ignore_errors=True)
 
 
-def everything_seconds(build_dir: Path) -> float:
-    """`cmake --build` of every target in an already configured build dir (no compiler cache)."""
+def everything_seconds(build_dir: Path) -> tuple[float, list[str]]:
+    """`cmake --build` of every target in an already configured build dir (no compiler cache);
+    ninja keeps going past a target that fails, and the failures are returned, not hidden."""
     cache = json.loads((build_dir / ".toolchain-configured.json").read_text())
-    args = [cache["cmake"], "--build", str(build_dir), "--parallel", str(os.cpu_count() or 2)]
+    args = [
+        cache["cmake"],
+        "--build",
+        str(build_dir),
+        "--parallel",
+        str(os.cpu_count() or 2),
+        "--",
+        "-k",
+        "0",
+    ]
     start = time.monotonic()
-    subprocess.run(args, check=True, capture_output=True)
-    return time.monotonic() - start
+    done = subprocess.run(args, capture_output=True, text=True)
+    failed = [
+        line.removeprefix("FAILED: ").strip()
+        for line in done.stdout.splitlines()
+        if line.startswith("FAILED:")
+    ]
+    return time.monotonic() - start, failed
 
 
 def main() -> int:
@@ -93,6 +108,7 @@ def main() -> int:
     url = upstream_dir.as_uri()
     base = args.keep or Path(tempfile.mkdtemp(prefix="llama-bench-"))
     measures: list[Measure] = []
+    notes: list[str] = []
 
     def add(
         name: str, seconds: float, baseline: str = "", base_seconds: float | None = None, goal: str = ""
@@ -114,8 +130,14 @@ def main() -> int:
         if not args.skip_everything:
             # every target cold = the targeted build + building the rest in the same (cold) build dir:
             # ninja shares the objects, so this equals one cold full build (minus one Python start-up)
-            t_all = everything_seconds(build_dir) + t_cold
+            rest, failed = everything_seconds(build_dir)
+            t_all = rest + t_cold
             add("cold build of every target", t_all)
+            if failed:
+                print(
+                    f"  note: {len(failed)} step(s) of 'every target' failed to build: {'; '.join(failed[:5])}"
+                )
+                notes.append(f"every target: {len(failed)} failed step(s): {'; '.join(failed[:5])}")
             add("targeted / everything", t_cold, "cold build of every target", t_all, "<= 0.333")
 
         # 2. warm compiler cache: build once with the cache, wipe the build dir, build again
@@ -152,7 +174,11 @@ def main() -> int:
         ratio = f"{m.ratio:.3f}" if m.ratio is not None else ""
         print(f"{m.name:55} {m.seconds:9.1f} {ratio:>7}  {m.goal}")
     report = ROOT / ".toolchain" / "reports" / "bench.json"
-    write_report(report, "bench", {"upstream_commits": commits, "cpus": os.cpu_count(), "measures": measures})
+    write_report(
+        report,
+        "bench",
+        {"upstream_commits": commits, "cpus": os.cpu_count(), "measures": measures, "notes": notes},
+    )
     print(f"\nwritten: {report}")
     return 0
 
