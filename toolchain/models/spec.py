@@ -85,16 +85,8 @@ class ArchSpec:
     @property
     def content_hash(self) -> str:
         """Hash of everything that decides the checkpoint's bytes (not the file's comments)."""
-        data = {
-            "generator": GENERATOR_VERSION,
-            "architecture": self.architecture,
-            "model_type": self.model_type,
-            "hf_class": self.hf_class,
-            "tokenizer": self.tokenizer,
-            "config": self.config,
-            "config_null": list(self.config_null),
-            "config_json_extra": self.config_json_extra,
-        }
+        data = {k: v for k, v in self.job().items() if k != "name"}  # the name changes no byte
+        data["generator"] = GENERATOR_VERSION
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
     def job(self) -> dict[str, Any]:
