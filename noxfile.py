@@ -110,10 +110,14 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs)
 
 
+LINTED = ("toolchain", "tests", "fixtures", "bench", "kernels_tests", "noxfile.py")
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     install(session, "test")
-    session.run("ruff", "check", "toolchain", "tests", "fixtures", "bench", "noxfile.py")
+    session.run("ruff", "check", *LINTED)
+    session.run("ruff", "format", "--check", *LINTED)
     session.run("mypy")
 
 

@@ -66,7 +66,9 @@ def main() -> int:
         "ratio_batched_vs_one_process_each": round(wall / one_per_model, 3) if one_per_model else None,
     }
     print(json.dumps(result, indent=2))
-    print(f"{per_arch:.2f} s per architecture amortised ({'within' if per_arch <= GOAL_SECONDS else 'over'} the {GOAL_SECONDS:.0f} s goal)")
+    print(
+        f"{per_arch:.2f} s per architecture amortised ({'within' if per_arch <= GOAL_SECONDS else 'over'} the {GOAL_SECONDS:.0f} s goal)"
+    )
     write_report(settings.reports_dir / "bench-convert.json", "bench-convert", result)
     return 0
 

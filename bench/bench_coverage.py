@@ -45,15 +45,24 @@ def one_pass(request: CoverageRequest, label: str) -> dict[str, object]:
                 per_col[k] = per_col.get(k, 0.0) + v
     archs = sorted({c.architecture for c in run.cells})
     out = {
-        "pass": label, "architectures": len(archs), "cells": len(run.cells), "seconds": round(total, 1),
-        "plan_seconds": round(t_plan, 1), "cell_seconds_mean": round(statistics.mean(per_cell), 3) if per_cell else 0,
+        "pass": label,
+        "architectures": len(archs),
+        "cells": len(run.cells),
+        "seconds": round(total, 1),
+        "plan_seconds": round(t_plan, 1),
+        "cell_seconds_mean": round(statistics.mean(per_cell), 3) if per_cell else 0,
         "cell_seconds_max": round(max(per_cell), 3) if per_cell else 0,
-        "wall_per_cell": round(total / max(1, len(run.cells)), 3), "column_seconds": {k: round(v, 1) for k, v in per_col.items()},
-        "counts": run.counts, "models_skipped": len(planned.skips), "jobs": request.jobs,
+        "wall_per_cell": round(total / max(1, len(run.cells)), 3),
+        "column_seconds": {k: round(v, 1) for k, v in per_col.items()},
+        "counts": run.counts,
+        "models_skipped": len(planned.skips),
+        "jobs": request.jobs,
     }
-    print(f"{label:5s}: {len(archs)} architectures, {len(run.cells)} cells in {total:.1f} s "
-          f"(plan {t_plan:.1f} s; {out['wall_per_cell']} s wall per cell, {out['cell_seconds_mean']} s mean cell time, "
-          f"max {out['cell_seconds_max']} s); goal {GOAL_SECONDS:.0f} s: {'met' if total <= GOAL_SECONDS else 'MISSED'}")
+    print(
+        f"{label:5s}: {len(archs)} architectures, {len(run.cells)} cells in {total:.1f} s "
+        f"(plan {t_plan:.1f} s; {out['wall_per_cell']} s wall per cell, {out['cell_seconds_mean']} s mean cell time, "
+        f"max {out['cell_seconds_max']} s); goal {GOAL_SECONDS:.0f} s: {'met' if total <= GOAL_SECONDS else 'MISSED'}"
+    )
     print(f"       columns (cell-seconds): {out['column_seconds']}; statuses: {run.counts}")
     return out
 
@@ -68,14 +77,23 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings(ROOT)
     build = (args.build_dir or default_build_dir(settings)).resolve()
     scratch = args.keep or Path(tempfile.mkdtemp(prefix="bench-coverage-"))
-    request = CoverageRequest(build_dir=build, reports_dir=scratch / "reports", scratch_dir=scratch,
-                              architectures=tuple(a for a in args.architectures.split(",") if a),
-                              types=("f16", "q8_0"), backends=("CPU", "BLAS"), jobs=args.jobs)
+    request = CoverageRequest(
+        build_dir=build,
+        reports_dir=scratch / "reports",
+        scratch_dir=scratch,
+        architectures=tuple(a for a in args.architectures.split(",") if a),
+        types=("f16", "q8_0"),
+        backends=("CPU", "BLAS"),
+        jobs=args.jobs,
+    )
     results = [one_pass(request, "cold")]
     shutil.rmtree(scratch / "cache", ignore_errors=True)  # keep the models, rerun every tool
     results.append(one_pass(request, "warm"))
-    write_report(settings.reports_dir / "bench-coverage.json", "bench-coverage",
-                 {"build_dir": str(build), "goal_seconds": GOAL_SECONDS, "passes": results})
+    write_report(
+        settings.reports_dir / "bench-coverage.json",
+        "bench-coverage",
+        {"build_dir": str(build), "goal_seconds": GOAL_SECONDS, "passes": results},
+    )
     if not args.keep:
         shutil.rmtree(scratch, ignore_errors=True)
     return 0

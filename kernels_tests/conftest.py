@@ -37,14 +37,22 @@ def _csv(text: str | None) -> tuple[str, ...]:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     g = parser.getgroup("kernel coverage")
-    g.addoption("--project", default=os.environ.get("COVERAGE_PROJECT", "."), help="project root (default: .)")
+    g.addoption(
+        "--project", default=os.environ.get("COVERAGE_PROJECT", "."), help="project root (default: .)"
+    )
     g.addoption("--build-dir", default=None, help="build dir (default: the one of build-manifest.json)")
-    g.addoption("--architectures", default=os.environ.get("COVERAGE_ARCHITECTURES", ""), help="comma-separated")
-    g.addoption("--types", default=os.environ.get("COVERAGE_TYPES", ",".join(DEFAULT_TYPES)), help="comma-separated")
+    g.addoption(
+        "--architectures", default=os.environ.get("COVERAGE_ARCHITECTURES", ""), help="comma-separated"
+    )
+    g.addoption(
+        "--types", default=os.environ.get("COVERAGE_TYPES", ",".join(DEFAULT_TYPES)), help="comma-separated"
+    )
     g.addoption("--backends", default=os.environ.get("COVERAGE_BACKENDS", ""), help="comma-separated")
     g.addoption("--columns", default=",".join(COLUMNS), help="comma-separated columns")
     g.addoption("--cell-timeout", type=float, default=120.0, help="seconds per tool run")
-    g.addoption("--baseline", default=None, help="an earlier coverage.json: diff and bump verdict in the reports")
+    g.addoption(
+        "--baseline", default=None, help="an earlier coverage.json: diff and bump verdict in the reports"
+    )
     g.addoption("--fail-on", default="crash,hang,wrong", help="statuses that fail a cell's test")
 
 
@@ -74,10 +82,17 @@ def _state(config: pytest.Config) -> dict[str, Any]:
         with _locked(request.scratch_dir / ".plan.lock"):
             planned = plan(request)
         workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-        options = CellOptions(timeout=request.timeout, columns=request.columns, threads=1 if workers > 1 else 0)
+        options = CellOptions(
+            timeout=request.timeout, columns=request.columns, threads=1 if workers > 1 else 0
+        )
         run_dir = request.scratch_dir / "pytest-cells"
-        runner = CellRunner(planned.tools, request.scratch_dir / "cache", request.scratch_dir / "logs" / "pytest",
-                            options, planned.devices)
+        runner = CellRunner(
+            planned.tools,
+            request.scratch_dir / "cache",
+            request.scratch_dir / "logs" / "pytest",
+            options,
+            planned.devices,
+        )
         state = {"request": request, "plan": planned, "runner": runner, "run_dir": run_dir}
         config._coverage_state = state  # type: ignore[attr-defined]
     return state
@@ -149,7 +164,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     complete = not interrupted and wanted <= {c.id for c in cells}
     started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     seconds = time.monotonic() - getattr(config, "_coverage_t0", time.monotonic())
-    run = build_run(request, planned, tuple(cells), started, seconds, complete=complete, interrupted=interrupted)
+    run = build_run(
+        request, planned, tuple(cells), started, seconds, complete=complete, interrupted=interrupted
+    )
     baseline = config.getoption("--baseline")
     run = with_baseline(run, Path(baseline) if baseline else None)
     paths = write_reports(run, request.reports_dir)

@@ -11,8 +11,13 @@ from toolchain.coverage import CellRunner, CellSpec
 from toolchain.coverage.report import cell_json
 
 
-def test_cell(cell_spec: CellSpec, cell_runner: CellRunner, cell_results_dir: Path, fail_on: tuple[str, ...],
-              record_property: pytest.RecordProperty) -> None:
+def test_cell(
+    cell_spec: CellSpec,
+    cell_runner: CellRunner,
+    cell_results_dir: Path,
+    fail_on: tuple[str, ...],
+    record_property: pytest.RecordProperty,
+) -> None:
     cell = cell_runner.run(cell_spec)
     (cell_results_dir / f"{cell.id}.json").write_text(json.dumps(cell_json(cell)))
     record_property("status", cell.status)

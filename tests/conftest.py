@@ -140,8 +140,16 @@ class RealBuild:
     def run(self, *args: str, timeout: float = 3600) -> subprocess.CompletedProcess[str]:
         return self.run_env({}, *args, timeout=timeout)
 
-    def run_env(self, extra: dict[str, str], *args: str, timeout: float = 3600) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "TOOLCHAIN_CACHE": str(self.cache), "NO_COLOR": "1", "PYTHONPATH": str(ROOT), **extra}
+    def run_env(
+        self, extra: dict[str, str], *args: str, timeout: float = 3600
+    ) -> subprocess.CompletedProcess[str]:
+        env = {
+            **os.environ,
+            "TOOLCHAIN_CACHE": str(self.cache),
+            "NO_COLOR": "1",
+            "PYTHONPATH": str(ROOT),
+            **extra,
+        }
         env.pop("GITHUB_ACTIONS", None)
         return subprocess.run(
             [sys.executable, "-m", "toolchain", *args],

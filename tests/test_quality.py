@@ -17,8 +17,16 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+LINTED = ("toolchain", "tests", "fixtures", "bench", "kernels_tests", "noxfile.py")
+
+
 def test_ruff() -> None:
-    done = _run("ruff", "check", "toolchain", "tests", "fixtures", "bench", "noxfile.py")
+    done = _run("ruff", "check", *LINTED)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_ruff_format() -> None:
+    done = _run("ruff", "format", "--check", *LINTED)
     assert done.returncode == 0, done.stdout + done.stderr
 
 

@@ -20,7 +20,7 @@ from .log import LOG
 # Order = the pipeline, as shown in --help.
 STAGE_COMMANDS = (
     "toolchain.source.cli",
-    "toolchain.build.cli",
+    "toolchain.builder.cli",
     "toolchain.verify.cli",
     "toolchain.models.cli",
     "toolchain.convert.cli",

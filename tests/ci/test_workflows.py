@@ -132,7 +132,9 @@ def test_local_parity_with_nox_ci() -> None:
 
     tree = ast.parse((ROOT / "noxfile.py").read_text())  # read, not imported: nox is not a test dependency
     node = next(
-        n for n in tree.body if isinstance(n, ast.Assign) and any(getattr(t, "id", "") == "CI_STEPS" for t in n.targets)
+        n
+        for n in tree.body
+        if isinstance(n, ast.Assign) and any(getattr(t, "id", "") == "CI_STEPS" for t in n.targets)
     )
     steps = ast.literal_eval(node.value)
     local = [step[1] for step in steps]

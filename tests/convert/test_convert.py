@@ -26,7 +26,9 @@ SUBSET = ["llama", "gemma2", "mixtral", "phi3", "jamba", "mamba", "bert", "gpt2"
 
 
 @pytest.fixture(scope="module")
-def conversion(converter_env: ConverterEnv, tree_0336: Path, tmp_path_factory: pytest.TempPathFactory) -> Conversion:
+def conversion(
+    converter_env: ConverterEnv, tree_0336: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Conversion:
     settings = shared_settings(tmp_path_factory.mktemp("convert"))
     specs = [SPECS[n] for n in SUBSET]
     shrinks = {}
@@ -35,8 +37,17 @@ def conversion(converter_env: ConverterEnv, tree_0336: Path, tmp_path_factory: p
         specs.append(spec)
         shrinks[spec.name] = items
     # an architecture transformers has and this tree's converter does not: a verdict, not the end
-    specs.append(replace(SPECS["gpt2"], name="gptj", architecture="GPTJForCausalLM", model_type="gptj", gguf_arch="gptj",
-                         config={"n_embd": 256, "n_head": 4, "n_layer": 2, "rotary_dim": 16, "n_positions": 512}, config_json_extra={}))
+    specs.append(
+        replace(
+            SPECS["gpt2"],
+            name="gptj",
+            architecture="GPTJForCausalLM",
+            model_type="gptj",
+            gguf_arch="gptj",
+            config={"n_embd": 256, "n_head": 4, "n_layer": 2, "rotary_dim": 16, "n_positions": 512},
+            config_json_extra={},
+        )
+    )
     return convert_architectures(specs, ("f16", "q8_0", "q4_0"), settings, tree=tree_0336, shrinks=shrinks)
 
 
@@ -56,7 +67,9 @@ def test_from_config_models_convert(conversion: Conversion) -> None:
     assert len(from_config) == 3
     for model in from_config:
         assert model.shrinks and all(s.why for s in model.shrinks)
-        results = [r for r in conversion.results if r.architecture == model.name and r.type in ("f16", "q8_0")]
+        results = [
+            r for r in conversion.results if r.architecture == model.name and r.type in ("f16", "q8_0")
+        ]
         assert [r.status for r in results] == ["pass", "pass"], [(r.cause, r.error) for r in results]
     heads = {m.reference: (m.shape.head_dim, m.shape.gqa_ratio) for m in from_config if m.shape}
     assert sorted(heads.values()) == [(128, 4.0), (128, 7.0), (256, 2.0)]
@@ -74,7 +87,10 @@ def test_quantized_types_without_llama_quantize(conversion: Conversion) -> None:
 
 
 def test_report_written(conversion: Conversion, tmp_path: Path) -> None:
-    reports = sorted(Path(p) for p in {str(r.gguf.parents[2] / "reports" / "convert.json") for r in conversion.results if r.gguf})
+    reports = sorted(
+        Path(p)
+        for p in {str(r.gguf.parents[2] / "reports" / "convert.json") for r in conversion.results if r.gguf}
+    )
     data = json.loads(reports[0].read_text())
     assert data["kind"] == "convert" and data["schema_version"] == 1
     row = next(r for r in data["results"] if r["architecture"] == "llama" and r["type"] == "f16")

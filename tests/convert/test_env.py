@@ -18,7 +18,9 @@ def test_tree_pins_resolved_deliberately(tree_0336: Path) -> None:
     assert all(not r.line.startswith("--") for r in reqs.values())
     gguf = next(r for r in reqs.values() if r.original.startswith("gguf"))
     assert gguf.line == "" and "gguf-py" in gguf.why
-    mac_torch = next(r for r in resolve_requirements(tree_0336, system="Darwin") if r.original.startswith("torch"))
+    mac_torch = next(
+        r for r in resolve_requirements(tree_0336, system="Darwin") if r.original.startswith("torch")
+    )
     assert mac_torch.line == mac_torch.original
 
 

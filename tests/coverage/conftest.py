@@ -13,8 +13,14 @@ from toolchain.coverage.records import ModelInput
 
 ROOT = Path(__file__).resolve().parents[2]
 FAKE_TOOL = ROOT / "fixtures" / "coverage" / "fake_tool.py"
-FAKE_NAMES = ("test-export-graph-ops", "test-backend-ops", "test-llama-archs", "llama-completion",
-              "llama-eval-callback", "llama-quantize")
+FAKE_NAMES = (
+    "test-export-graph-ops",
+    "test-backend-ops",
+    "test-llama-archs",
+    "llama-completion",
+    "llama-eval-callback",
+    "llama-quantize",
+)
 
 
 def make_fake_build(dest: Path) -> Path:

@@ -32,7 +32,10 @@ def test_random_indices_crashing_the_cpu_reference_are_the_harness() -> None:
 
 def test_a_real_crash_stays_a_crash() -> None:
     # an abort in a GPU backend's code, or in an op without index sources, is a finding
-    assert _harness_index_crash(outcome("ggml-metal-ops.cpp:120: GGML_ASSERT(x < ne0) failed"), op("f32", "i32")) == ""
+    assert (
+        _harness_index_crash(outcome("ggml-metal-ops.cpp:120: GGML_ASSERT(x < ne0) failed"), op("f32", "i32"))
+        == ""
+    )
     assert _harness_index_crash(outcome(ABORT), op("f32", "f32")) == ""
     assert _harness_index_crash(outcome("Segmentation fault"), op("f32", "i32")) == ""
     assert _harness_index_crash(outcome(ABORT), None) == ""

@@ -18,15 +18,31 @@ from toolchain.coverage.isolate import live_count, run_isolated
 from toolchain.coverage.records import ModelInput
 
 
-def _request(tmp: Path, build: Path, models: tuple[ModelInput, ...], env: dict[str, str], timeout: float = 5.0,
-             jobs: int = 2) -> CoverageRequest:
-    return CoverageRequest(build_dir=build, reports_dir=tmp / "reports", scratch_dir=tmp / "scratch", models=models,
-                           types=("f16",), backends=("CPU", "BLAS"), timeout=timeout, jobs=jobs, env=env,
-                           observed_by="fixture")
+def _request(
+    tmp: Path,
+    build: Path,
+    models: tuple[ModelInput, ...],
+    env: dict[str, str],
+    timeout: float = 5.0,
+    jobs: int = 2,
+) -> CoverageRequest:
+    return CoverageRequest(
+        build_dir=build,
+        reports_dir=tmp / "reports",
+        scratch_dir=tmp / "scratch",
+        models=models,
+        types=("f16",),
+        backends=("CPU", "BLAS"),
+        timeout=timeout,
+        jobs=jobs,
+        env=env,
+        observed_by="fixture",
+    )
 
 
-def test_crash_and_hang_are_verdicts_and_the_run_goes_on(tmp_path: Path, fake_build: Path,
-                                                         fake_models: tuple[ModelInput, ...]) -> None:
+def test_crash_and_hang_are_verdicts_and_the_run_goes_on(
+    tmp_path: Path, fake_build: Path, fake_models: tuple[ModelInput, ...]
+) -> None:
     pids = tmp_path / "pids"
     pids.mkdir()
     # BLAS: test-backend-ops test aborts for the first model; a second (per-model) double hangs
@@ -60,15 +76,24 @@ def test_crash_and_hang_are_verdicts_and_the_run_goes_on(tmp_path: Path, fake_bu
     assert no_children_left(pids) == []
     paths = write_reports(run, tmp_path / "reports")
     junit = paths["junit"].read_text()
-    assert 'type="hang"' in junit and "failures=\"1\"" in junit
+    assert 'type="hang"' in junit and 'failures="1"' in junit
 
 
-def test_flood_is_bounded_and_killed(tmp_path: Path, fake_build: Path, fake_models: tuple[ModelInput, ...]) -> None:
+def test_flood_is_bounded_and_killed(
+    tmp_path: Path, fake_build: Path, fake_models: tuple[ModelInput, ...]
+) -> None:
     tool = fake_build / "bin" / "test-backend-ops"
     log = tmp_path / "flood.log"
     start = time.monotonic()
-    out = run_isolated([str(tool), "test", "-b", "BLAS"], log_path=log, timeout=60, env={**os.environ,
-                       "FAKE_FLOOD": "BLAS"}, max_log_bytes=1 << 20, flood_bytes=32 << 20, max_stdout_lines=1000)
+    out = run_isolated(
+        [str(tool), "test", "-b", "BLAS"],
+        log_path=log,
+        timeout=60,
+        env={**os.environ, "FAKE_FLOOD": "BLAS"},
+        max_log_bytes=1 << 20,
+        flood_bytes=32 << 20,
+        max_stdout_lines=1000,
+    )
     assert out.kind == "flood" and time.monotonic() - start < 30
     assert log.stat().st_size < (1 << 20) + 4096 and "log capped" in log.read_text()
     assert len(out.stdout) == 1000 and len(out.tail) <= 40
@@ -80,8 +105,9 @@ def test_flood_is_bounded_and_killed(tmp_path: Path, fake_build: Path, fake_mode
     assert blas.status == "crash" and test.summary.startswith("test-backend-ops test: flood")
 
 
-def test_tool_missing_columns_are_marked_with_the_reason(tmp_path: Path, fake_build: Path,
-                                                         fake_models: tuple[ModelInput, ...]) -> None:
+def test_tool_missing_columns_are_marked_with_the_reason(
+    tmp_path: Path, fake_build: Path, fake_models: tuple[ModelInput, ...]
+) -> None:
     (fake_build / "bin" / "test-export-graph-ops").unlink()
     (fake_build / "bin" / "test-llama-archs").unlink()
     req = _request(tmp_path, fake_build, fake_models[:1], {})
@@ -95,8 +121,9 @@ def test_tool_missing_columns_are_marked_with_the_reason(tmp_path: Path, fake_bu
     assert {c.column: c.status for c in cell.checks}["support"] == "not-applicable"
 
 
-def test_ctrl_c_writes_a_partial_report_and_leaves_no_child(tmp_path: Path, fake_build: Path,
-                                                             fake_models: tuple[ModelInput, ...]) -> None:
+def test_ctrl_c_writes_a_partial_report_and_leaves_no_child(
+    tmp_path: Path, fake_build: Path, fake_models: tuple[ModelInput, ...]
+) -> None:
     project = tmp_path / "project"
     project.mkdir()
     pids = tmp_path / "pids"
@@ -105,9 +132,27 @@ def test_ctrl_c_writes_a_partial_report_and_leaves_no_child(tmp_path: Path, fake
     env.pop("GITHUB_ACTIONS", None)
     models = [f"--model={m.architecture}:f16:{m.path}" for m in fake_models]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "toolchain.coverage", "--build-dir", str(fake_build), *models, "--types", "f16",
-         "--backends", "CPU,BLAS", "--jobs", "2", "--timeout", "30"],
-        cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "toolchain.coverage",
+            "--build-dir",
+            str(fake_build),
+            *models,
+            "--types",
+            "f16",
+            "--backends",
+            "CPU,BLAS",
+            "--jobs",
+            "2",
+            "--timeout",
+            "30",
+        ],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     report = project / ".toolchain" / "reports" / "coverage.json"
     # wait until a cell's last column (archs) has run, so the partial report holds a finished cell
@@ -128,20 +173,43 @@ def test_ctrl_c_writes_a_partial_report_and_leaves_no_child(tmp_path: Path, fake
     assert no_children_left(pids) == []
 
 
-def test_gpu_cells_without_a_real_device_are_unverifiable(tmp_path: Path, fake_build: Path,
-                                                          fake_models: tuple[ModelInput, ...]) -> None:
+def test_gpu_cells_without_a_real_device_are_unverifiable(
+    tmp_path: Path, fake_build: Path, fake_models: tuple[ModelInput, ...]
+) -> None:
     """Device honesty: MTL0 with verify's paravirtual device -> unverifiable, capabilities named."""
     reports = tmp_path / "reports"
     reports.mkdir()
-    (reports / "verify.json").write_text(json.dumps({
-        "kind": "verify", "path": str(fake_build), "device_class": "paravirtual",
-        "devices": [{"name": "MTL0", "description": "Apple Paravirtual device", "device_class": "paravirtual",
-                     "class_reason": "no simdgroup reduction, no simdgroup mm", "gpu_family": 5,
-                     "simdgroup_reduction": False, "simdgroup_mm": False, "bfloat": False}],
-    }))
-    req = CoverageRequest(build_dir=fake_build, reports_dir=reports, scratch_dir=tmp_path / "s",
-                          models=fake_models[:1], types=("f16",), backends=("CPU", "MTL0"), timeout=10,
-                          observed_by="fixture")
+    (reports / "verify.json").write_text(
+        json.dumps(
+            {
+                "kind": "verify",
+                "path": str(fake_build),
+                "device_class": "paravirtual",
+                "devices": [
+                    {
+                        "name": "MTL0",
+                        "description": "Apple Paravirtual device",
+                        "device_class": "paravirtual",
+                        "class_reason": "no simdgroup reduction, no simdgroup mm",
+                        "gpu_family": 5,
+                        "simdgroup_reduction": False,
+                        "simdgroup_mm": False,
+                        "bfloat": False,
+                    }
+                ],
+            }
+        )
+    )
+    req = CoverageRequest(
+        build_dir=fake_build,
+        reports_dir=reports,
+        scratch_dir=tmp_path / "s",
+        models=fake_models[:1],
+        types=("f16",),
+        backends=("CPU", "MTL0"),
+        timeout=10,
+        observed_by="fixture",
+    )
     run = run_matrix(req, plan(req))
     mtl = next(c for c in run.cells if c.backend == "MTL0")
     assert mtl.status == "unverifiable" and run.device_class == "paravirtual"

@@ -82,7 +82,9 @@ def test_csv_fields_match_the_trees(tree_0336: Path, tree_0320: Path) -> None:
 
     for tree in (tree_0336, tree_0320):
         src = (tree / "tests" / "test-backend-ops.cpp").read_text()
-        fields = re.search(r"get_fields\(\) \{\s*static const std::vector<std::string> fields = \{(.*?)\};", src, re.S)
+        fields = re.search(
+            r"get_fields\(\) \{\s*static const std::vector<std::string> fields = \{(.*?)\};", src, re.S
+        )
         csv_fields = re.search(r"get_fields_csv\(\) \{\s*return \{(.*?)\};", src, re.S)
         assert fields and csv_fields, tree
         order = re.findall(r'"(\w+)"', fields.group(1))
@@ -104,9 +106,18 @@ def test_nan_on_both_sides_is_not_the_backends_fault() -> None:
         # 0.3.36: the compare callback's message comes first, then the case string
         (f"[SET_ROWS] NaN at index 20 (CPU=nan CPU=nan)   RMS_NORM({P2}): \x1b[1;31mFAIL\x1b[0m", "nan-both"),
         # 0.3.20: case string first
-        (f"  RMS_NORM({P2}): [RMS_NORM] NaN at index 1 (BLAS=-nan CPU=-nan) \x1b[1;31mFAIL\x1b[0m", "nan-both"),
-        (f"[RMS_NORM] NaN at index 1 (BLAS=nan CPU=0.250000)   RMS_NORM({P2}): \x1b[1;31mFAIL\x1b[0m", "fail"),
-        (f"[NONE] NaN at index 1 (BLAS=nan CPU=nan) [RMS_NORM] ERR = 0.1 > 0.0005   RMS_NORM({P2}): FAIL", "fail"),
+        (
+            f"  RMS_NORM({P2}): [RMS_NORM] NaN at index 1 (BLAS=-nan CPU=-nan) \x1b[1;31mFAIL\x1b[0m",
+            "nan-both",
+        ),
+        (
+            f"[RMS_NORM] NaN at index 1 (BLAS=nan CPU=0.250000)   RMS_NORM({P2}): \x1b[1;31mFAIL\x1b[0m",
+            "fail",
+        ),
+        (
+            f"[NONE] NaN at index 1 (BLAS=nan CPU=nan) [RMS_NORM] ERR = 0.1 > 0.0005   RMS_NORM({P2}): FAIL",
+            "fail",
+        ),
         (f"  RMS_NORM({P2}): [RMS_NORM] ERR = 0.012 > 0.0000001 \x1b[1;31mFAIL\x1b[0m", "fail"),
         (f"  RMS_NORM({P2}): \x1b[1;32mOK\x1b[0m", "ok"),
         (f"  RMS_NORM({P2}): not supported [BLAS] ", "not-supported"),
@@ -178,13 +189,17 @@ common_debug_cb_eval:            result_output = (f32)    MUL_MAT(output.weight{
 
 
 def test_archs_table_rows() -> None:
-    rows = parse_archs_rows([
-        "|     Model arch.|  Device|Config|   NMSE vs. CPU|Roundtrip|",
-        "|          gemma3|AMD EPYC| Dense|  \x1b[1;32mOK\x1b[0m (2.76e-12)|       \x1b[1;32mOK\x1b[0m|",
-        "|          gemma3|OpenBLAS|   MoE|  \x1b[1;31mFAIL\x1b[0m (3.00e-02)|       \x1b[1;32mOK\x1b[0m|",
-        "|          gemma3|AMD EPYC| Dense|",  # a row its asynchronous log cut off
-    ])
-    assert rows[0]["nmse_status"] == "OK" and rows[0]["nmse"] == "2.76e-12" and rows[0]["device"] == "AMD EPYC"
+    rows = parse_archs_rows(
+        [
+            "|     Model arch.|  Device|Config|   NMSE vs. CPU|Roundtrip|",
+            "|          gemma3|AMD EPYC| Dense|  \x1b[1;32mOK\x1b[0m (2.76e-12)|       \x1b[1;32mOK\x1b[0m|",
+            "|          gemma3|OpenBLAS|   MoE|  \x1b[1;31mFAIL\x1b[0m (3.00e-02)|       \x1b[1;32mOK\x1b[0m|",
+            "|          gemma3|AMD EPYC| Dense|",  # a row its asynchronous log cut off
+        ]
+    )
+    assert (
+        rows[0]["nmse_status"] == "OK" and rows[0]["nmse"] == "2.76e-12" and rows[0]["device"] == "AMD EPYC"
+    )
     assert rows[1]["config"] == "MoE" and rows[1]["nmse_status"] == "FAIL"
     assert rows[2]["nmse_status"] == ""
 
@@ -201,12 +216,39 @@ def test_models_from_convert_report(tmp_path: Path) -> None:
     other = tmp_path / "distilbert-q8_0.gguf"
     other.write_bytes(b"GGUF")
     report = tmp_path / "convert.json"
-    report.write_text(json.dumps({"schema_version": 1, "kind": "convert", "results": [
-        {"architecture": "qwen3", "type": "f16", "status": "pass", "gguf": str(good), "gguf_architecture": "qwen3"},
-        {"architecture": "distilbert", "type": "q8_0", "status": "pass", "gguf": str(other),
-         "gguf_architecture": "bert"},
-        {"architecture": "llama", "type": "f16", "status": "error", "gguf": None, "gguf_architecture": ""},
-    ]}))
+    report.write_text(
+        json.dumps(
+            {
+                "schema_version": 1,
+                "kind": "convert",
+                "results": [
+                    {
+                        "architecture": "qwen3",
+                        "type": "f16",
+                        "status": "pass",
+                        "gguf": str(good),
+                        "gguf_architecture": "qwen3",
+                    },
+                    {
+                        "architecture": "distilbert",
+                        "type": "q8_0",
+                        "status": "pass",
+                        "gguf": str(other),
+                        "gguf_architecture": "bert",
+                    },
+                    {
+                        "architecture": "llama",
+                        "type": "f16",
+                        "status": "error",
+                        "gguf": None,
+                        "gguf_architecture": "",
+                    },
+                ],
+            }
+        )
+    )
     models = from_convert_report(report)
     assert [(m.architecture, m.weight_type, m.variant, m.label) for m in models] == [
-        ("qwen3", "f16", "", "qwen3"), ("bert", "q8_0", "distilbert", "bert-distilbert")]
+        ("qwen3", "f16", "", "qwen3"),
+        ("bert", "q8_0", "distilbert", "bert-distilbert"),
+    ]

@@ -15,10 +15,17 @@ SPECS = load_specs()
 
 
 def _settings(tmp: Path, name: str) -> Settings:
-    return Settings(project_root=tmp, work_dir=tmp / name / ".toolchain", cache_dir=tmp / name / "cache", lock_path=tmp / "llama.lock")
+    return Settings(
+        project_root=tmp,
+        work_dir=tmp / name / ".toolchain",
+        cache_dir=tmp / name / "cache",
+        lock_path=tmp / "llama.lock",
+    )
 
 
-def test_same_spec_and_seed_give_identical_bytes(tmp_path: Path, converter_env: ConverterEnv, tree_0336: Path) -> None:
+def test_same_spec_and_seed_give_identical_bytes(
+    tmp_path: Path, converter_env: ConverterEnv, tree_0336: Path
+) -> None:
     specs = [SPECS["llama"], SPECS["mixtral"]]
     a = make_models(specs, _settings(tmp_path, "a"), converter_env.python, tree_0336, seed=0)
     b = make_models(specs, _settings(tmp_path, "b"), converter_env.python, tree_0336, seed=0)
@@ -32,13 +39,20 @@ def test_same_spec_and_seed_give_identical_bytes(tmp_path: Path, converter_env: 
     llama = a.models[0]
     assert llama.shape is not None and llama.shape.head_dim == 128 and llama.shape.gqa_ratio == 4.0
     assert llama.shape.vocab == 512
-    assert sorted(p.name for p in llama.path.iterdir()) == ["config.json", "model.safetensors", "tokenizer.model", "toolchain-model.json"]
+    assert sorted(p.name for p in llama.path.iterdir()) == [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.model",
+        "toolchain-model.json",
+    ]
     index = read_safetensors_index(llama.path / "model.safetensors")
     assert index["model.layers.0.self_attn.k_proj.weight"] == ("BF16", (128, 512))
     assert a.models[1].shape is not None and a.models[1].shape.n_expert == 4
 
 
-def test_cache_reused_and_changed_spec_rebuilt(tmp_path: Path, converter_env: ConverterEnv, tree_0336: Path) -> None:
+def test_cache_reused_and_changed_spec_rebuilt(
+    tmp_path: Path, converter_env: ConverterEnv, tree_0336: Path
+) -> None:
     settings = _settings(tmp_path, "x")
     first = make_models([SPECS["gemma"]], settings, converter_env.python, tree_0336)
     assert first.models[0].status == "ok" and not first.models[0].cached
@@ -56,7 +70,9 @@ def test_cache_reused_and_changed_spec_rebuilt(tmp_path: Path, converter_env: Co
     assert repaired.models[0].safetensors_sha256 == first.models[0].safetensors_sha256
 
 
-def test_a_broken_spec_is_a_verdict_not_the_end(tmp_path: Path, converter_env: ConverterEnv, tree_0336: Path) -> None:
+def test_a_broken_spec_is_a_verdict_not_the_end(
+    tmp_path: Path, converter_env: ConverterEnv, tree_0336: Path
+) -> None:
     broken = replace(SPECS["llama"], name="broken", model_type="no_such_model_type")
     made = make_models([broken, SPECS["phi3"]], _settings(tmp_path, "y"), converter_env.python, tree_0336)
     assert made.models[0].status == "error" and made.models[0].error

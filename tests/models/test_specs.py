@@ -16,9 +16,20 @@ from toolchain.models.spec import ArchSpec, load_specs, parse_spec, select, shap
 
 SPECS = load_specs()
 ISSUE_FEATURES = {
-    "gqa", "moe", "sliding-window", "logit-softcap", "qk-norm", "partial-rotary", "alibi",
-    "parallel-attention", "mla", "ssm", "hybrid-attention-ssm", "tied-embeddings",
-    "untied-embeddings", "encoder-only",
+    "gqa",
+    "moe",
+    "sliding-window",
+    "logit-softcap",
+    "qk-norm",
+    "partial-rotary",
+    "alibi",
+    "parallel-attention",
+    "mla",
+    "ssm",
+    "hybrid-attention-ssm",
+    "tied-embeddings",
+    "untied-embeddings",
+    "encoder-only",
 }
 
 
@@ -38,7 +49,9 @@ def test_shape_faithful(spec: ArchSpec) -> None:
         if ref["n_head_kv"] == 1:
             assert shape.n_head_kv == 1, "MQA stays MQA"
         else:
-            assert shape.n_head / shape.n_head_kv == ref["n_head"] / ref["n_head_kv"], "GQA ratio must be the real one"
+            assert shape.n_head / shape.n_head_kv == ref["n_head"] / ref["n_head_kv"], (
+                "GQA ratio must be the real one"
+            )
     assert shape.hidden is not None and shape.hidden % 256 == 0
     if shape.ffn is not None:
         assert shape.ffn % 256 == 0
@@ -54,7 +67,9 @@ def test_shape_faithful(spec: ArchSpec) -> None:
 
 def test_content_hash_follows_the_config_only() -> None:
     spec = SPECS["llama"]
-    data = json.loads(json.dumps({k: v for k, v in vars(spec).items() if k not in ("name", "path")}, default=list))
+    data = json.loads(
+        json.dumps({k: v for k, v in vars(spec).items() if k not in ("name", "path")}, default=list)
+    )
     data["features"], data["config_null"] = list(spec.features), list(spec.config_null)
     data = {k: v for k, v in data.items() if v not in ("", {}, []) or k in ("config", "features")}
     same = parse_spec("llama", data)
@@ -67,15 +82,33 @@ def test_content_hash_follows_the_config_only() -> None:
 def test_path_traversal_in_names_is_refused(name: str) -> None:
     with pytest.raises(UnsafeInputError):
         select(SPECS, [name])
-    data = {"architecture": "LlamaForCausalLM", "model_type": "llama", "gguf_arch": "llama", "reference": "x",
-            "features": [], "tokenizer": "spm:512", "tokenizer_why": "x", "config": {}, "reference_shape": {}}
+    data = {
+        "architecture": "LlamaForCausalLM",
+        "model_type": "llama",
+        "gguf_arch": "llama",
+        "reference": "x",
+        "features": [],
+        "tokenizer": "spm:512",
+        "tokenizer_why": "x",
+        "config": {},
+        "reference_shape": {},
+    }
     with pytest.raises(UnsafeInputError):
         parse_spec(name, data)
 
 
 def test_tokenizer_vocab_name_cannot_escape_the_tree() -> None:
-    data = {"architecture": "GPT2LMHeadModel", "model_type": "gpt2", "gguf_arch": "gpt2", "reference": "x",
-            "features": [], "tokenizer": "bpe:../../etc/passwd", "tokenizer_why": "x", "config": {}, "reference_shape": {}}
+    data = {
+        "architecture": "GPT2LMHeadModel",
+        "model_type": "gpt2",
+        "gguf_arch": "gpt2",
+        "reference": "x",
+        "features": [],
+        "tokenizer": "bpe:../../etc/passwd",
+        "tokenizer_why": "x",
+        "config": {},
+        "reference_shape": {},
+    }
     with pytest.raises(UnsafeInputError):
         parse_spec("gpt2x", data)
 
@@ -85,7 +118,15 @@ def test_unknown_architecture_is_a_model_error() -> None:
         select(SPECS, ["not_an_arch"])
     assert err.value.exit_code == 40
     with pytest.raises(ModelError):
-        shrink_config({"architectures": ["NoSuchForCausalLM"], "model_type": "nosuch", "hidden_size": 64, "num_attention_heads": 1}, SPECS)
+        shrink_config(
+            {
+                "architectures": ["NoSuchForCausalLM"],
+                "model_type": "nosuch",
+                "hidden_size": 64,
+                "num_attention_heads": 1,
+            },
+            SPECS,
+        )
 
 
 def test_non_json_config_is_a_model_error(tmp_path: Path) -> None:

@@ -43,7 +43,9 @@ def probe_0320(tree_0320: Path, oracle_cache: Path) -> Probe:
 
 
 @pytest.fixture(scope="session")
-def probes_for_validation(probe_0336: Probe, probe_0320: Probe, tree_0336: Path, tree_0320: Path, oracle_cache: Path) -> Path:
+def probes_for_validation(
+    probe_0336: Probe, probe_0320: Probe, tree_0336: Path, tree_0320: Path, oracle_cache: Path
+) -> Path:
     """All three probes validation needs (0.3.36, 0.3.20, 0.3.20's rules on 0.3.36's cases), built; the cache."""
     _probe(tree_0336, oracle_cache, tree_0320)
     return oracle_cache
@@ -54,9 +56,13 @@ def profiles(tree: Path, probe: Probe) -> dict[str, DeviceProfile]:
 
 
 @pytest.fixture(scope="session")
-def support_0336(probe_0336: Probe, tree_0336: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[SupportRow]]:
+def support_0336(
+    probe_0336: Probe, tree_0336: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, list[SupportRow]]:
     """Every built-in case of 0.3.36, per profile."""
-    rows = run_support(probe_0336, list(profiles(tree_0336, probe_0336).values()), tmp_path_factory.mktemp("support"))
+    rows = run_support(
+        probe_0336, list(profiles(tree_0336, probe_0336).values()), tmp_path_factory.mktemp("support")
+    )
     out: dict[str, list[SupportRow]] = {}
     for r in rows:
         out.setdefault(r.backend, []).append(r)

@@ -47,7 +47,14 @@ def test_validate_writes_the_report(run, tree_0336: Path, tree_0320: Path) -> No
 
 def test_validate_fails_with_its_exit_code(run, tree_0336: Path, tree_0320: Path) -> None:  # type: ignore[no-untyped-def]
     code, reports = run(
-        "oracle", "validate", "--tree", str(tree_0336), "--older-tree", str(tree_0320), "--profiles", "paravirtual"
+        "oracle",
+        "validate",
+        "--tree",
+        str(tree_0336),
+        "--older-tree",
+        str(tree_0320),
+        "--profiles",
+        "paravirtual",
     )
     assert code == 71
     assert json.loads((reports / "oracle-validation.json").read_text())["ok"] is False
@@ -55,13 +62,22 @@ def test_validate_fails_with_its_exit_code(run, tree_0336: Path, tree_0320: Path
 
 def test_predict_writes_the_report(run, tree_0336: Path) -> None:  # type: ignore[no-untyped-def]
     code, reports = run(
-        "oracle", "predict", "--tree", str(tree_0336), "--ops", str(FIXTURES / "tiny-llama-0.3.36.ops.txt"),
-        "--profiles", "apple7,paravirtual",
+        "oracle",
+        "predict",
+        "--tree",
+        str(tree_0336),
+        "--ops",
+        str(FIXTURES / "tiny-llama-0.3.36.ops.txt"),
+        "--profiles",
+        "apple7,paravirtual",
     )
     assert code == 0
     data = json.loads((reports / "oracle-predictions.json").read_text())
     assert data["kind"] == "oracle-predictions"
-    assert [p["column"] for p in data["profiles"]] == ["metal-predicted:apple7", "metal-predicted:paravirtual"]
+    assert [p["column"] for p in data["profiles"]] == [
+        "metal-predicted:apple7",
+        "metal-predicted:paravirtual",
+    ]
 
 
 def test_not_a_tree_is_a_usage_error(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -14,11 +14,20 @@ def test_cut_from_0336_follows_calls_into_common(tree_0336: Path) -> None:
     ex = extract(tree_0336)
     names = [f.name for f in ex.functions]
     assert names[:2] == ["ggml_metal_supports_mul_mat_op", ENTRY]  # static helper first, as in the .m
-    assert {"ggml_metal_op_mul_mat_use_mm", "ggml_metal_op_mul_mat_id_use_mm", "ggml_metal_op_mul_mat_use_fwht",
-            "ggml_metal_fwht_supported_size"} <= set(names)
+    assert {
+        "ggml_metal_op_mul_mat_use_mm",
+        "ggml_metal_op_mul_mat_id_use_mm",
+        "ggml_metal_op_mul_mat_use_fwht",
+        "ggml_metal_fwht_supported_size",
+    } <= set(names)
     assert {f.language for f in ex.functions if f.file.endswith(".m")} == {"c"}
     assert {f.language for f in ex.functions if f.file.endswith(".cpp")} == {"cxx"}
-    assert set(ex.props_used) == {"has_bfloat", "has_simdgroup_mm", "has_simdgroup_reduction", "max_theadgroup_memory_size"}
+    assert set(ex.props_used) == {
+        "has_bfloat",
+        "has_simdgroup_mm",
+        "has_simdgroup_reduction",
+        "max_theadgroup_memory_size",
+    }
     assert "Foundation" not in ex.source("c") and '#include "toolchain_oracle_shim.h"' in ex.source("c")
     entry = next(f for f in ex.functions if f.name == ENTRY)
     assert entry.text.startswith("bool ggml_metal_device_supports_op(") and entry.text.endswith("}")
@@ -56,7 +65,8 @@ def _tree(tmp_path: Path, body: str, prelude: str = "") -> Path:
     (tmp_path / DEVICE_M).write_text(
         '#import "ggml-metal-device.h"\n#include <Metal/Metal.h>\n' + prelude + "\n"
         "bool ggml_metal_device_supports_op(ggml_metal_device_t dev, const struct ggml_tensor * op) {\n"
-        + body + "\n}\n"
+        + body
+        + "\n}\n"
     )
     return tmp_path
 
@@ -74,7 +84,11 @@ def test_a_plain_body_is_cut(tmp_path: Path) -> None:
         ("    return [dev->mtl_device supportsFamily:7];", "", "Objective-C"),
         ('    return getenv("X") != NULL;', "", "environment variable"),
         ("#if TARGET_OS_OSX\n    return true;\n#endif\n    return false;", "", "preprocessor conditional"),
-        ("    return op->ne[0] <= MY_LIMIT;", "#define MY_LIMIT 64", "defined in ggml/src/ggml-metal/ggml-metal-device.m itself: MY_LIMIT"),
+        (
+            "    return op->ne[0] <= MY_LIMIT;",
+            "#define MY_LIMIT 64",
+            "defined in ggml/src/ggml-metal/ggml-metal-device.m itself: MY_LIMIT",
+        ),
         ("    return op->ne[0] <= kLimit;", "static const int kLimit = 64;", "kLimit"),
         ("    return dev->props.has_tensor;", "", "dev->props.has_tensor, not declared"),
     ],

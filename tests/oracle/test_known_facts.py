@@ -21,29 +21,64 @@ def _fa(tree: Path, hs: int, k_type: str = "f16", v_type: str = "f16", hsv: int 
     hsv = hsv or hs
     n_kv, n_batch, n_head = 256, 8, 4
     return ops_line(
-        tree, "FLASH_ATTN_EXT", "f32", [hsv, n_head, n_batch, 1],
-        [("f32", [hs, n_batch, n_head, 1]), (k_type, [hs, n_kv, n_head, 1]), (v_type, [hsv, n_kv, n_head, 1]),
-         ("f16", [n_kv, n_batch, 1, 1])],
+        tree,
+        "FLASH_ATTN_EXT",
+        "f32",
+        [hsv, n_head, n_batch, 1],
+        [
+            ("f32", [hs, n_batch, n_head, 1]),
+            (k_type, [hs, n_kv, n_head, 1]),
+            (v_type, [hsv, n_kv, n_head, 1]),
+            ("f16", [n_kv, n_batch, 1, 1]),
+        ],
         params=[1040187392, 0, 0, 0],  # scale 0.125f as bits, max_bias 0, softcap 0, prec default
         name=f"fa-{hs}-{k_type}-{v_type}",
     )
 
 
 def _mul_mat(tree: Path, a: str, b: str, n: int, k: int = 256, m: int = 64) -> str:
-    return ops_line(tree, "MUL_MAT", "f32", [m, n, 1, 1], [(a, [k, m, 1, 1]), (b, [k, n, 1, 1])], name=f"mm-{a}-{b}-{n}")
+    return ops_line(
+        tree, "MUL_MAT", "f32", [m, n, 1, 1], [(a, [k, m, 1, 1]), (b, [k, n, 1, 1])], name=f"mm-{a}-{b}-{n}"
+    )
 
 
 def _cases(tree: Path) -> list[str]:
     return [
-        _fa(tree, 128),                                   # 0 head size 128
-        _fa(tree, 16),                                    # 1 head size 16: no kernel
-        _fa(tree, 128, "f16", "f32"),                     # 2 K and V of different types
-        _mul_mat(tree, "f32", "f32", 1),                  # 3 plain MUL_MAT
-        _mul_mat(tree, "bf16", "f32", 16),                # 4 a bf16 weight
-        ops_line(tree, "SOFT_MAX", "f32", [64, 8, 1, 1], [("f32", [64, 8, 1, 1])], params=[1065353216, 0], name="sm"),  # 5
-        ops_line(tree, "RMS_NORM", "f32", [64, 8, 1, 1], [("f32", [64, 8, 1, 1])], params=[925353388], name="norm"),   # 6
-        ops_line(tree, "CONCAT", "f32", [64, 16, 1, 1], [("f32", [64, 8, 1, 1]), ("f16", [64, 8, 1, 1])], params=[1], name="cat-mixed"),  # 7
-        ops_line(tree, "CONCAT", "f32", [64, 16, 1, 1], [("f32", [64, 8, 1, 1]), ("f32", [64, 8, 1, 1])], params=[1], name="cat"),  # 8
+        _fa(tree, 128),  # 0 head size 128
+        _fa(tree, 16),  # 1 head size 16: no kernel
+        _fa(tree, 128, "f16", "f32"),  # 2 K and V of different types
+        _mul_mat(tree, "f32", "f32", 1),  # 3 plain MUL_MAT
+        _mul_mat(tree, "bf16", "f32", 16),  # 4 a bf16 weight
+        ops_line(
+            tree,
+            "SOFT_MAX",
+            "f32",
+            [64, 8, 1, 1],
+            [("f32", [64, 8, 1, 1])],
+            params=[1065353216, 0],
+            name="sm",
+        ),  # 5
+        ops_line(
+            tree, "RMS_NORM", "f32", [64, 8, 1, 1], [("f32", [64, 8, 1, 1])], params=[925353388], name="norm"
+        ),  # 6
+        ops_line(
+            tree,
+            "CONCAT",
+            "f32",
+            [64, 16, 1, 1],
+            [("f32", [64, 8, 1, 1]), ("f16", [64, 8, 1, 1])],
+            params=[1],
+            name="cat-mixed",
+        ),  # 7
+        ops_line(
+            tree,
+            "CONCAT",
+            "f32",
+            [64, 16, 1, 1],
+            [("f32", [64, 8, 1, 1]), ("f32", [64, 8, 1, 1])],
+            params=[1],
+            name="cat",
+        ),  # 8
     ]
 
 
@@ -127,7 +162,11 @@ def test_every_mul_mat_rejected_on_paravirtual(support_0336: dict[str, list[Supp
 
 def test_mul_mat_f16_src1_small_batch_needs_the_mm_path(support_0336: dict[str, list[SupportRow]]) -> None:
     """0.3.36: a quantized weight times an f16 activation only on the simdgroup-mm path (ne11 > 8)."""
-    rows = [r for r in support_0336["apple9"] if r.op == "MUL_MAT" and r.case.startswith("type_a=q4_0,type_b=f16,")]
+    rows = [
+        r
+        for r in support_0336["apple9"]
+        if r.op == "MUL_MAT" and r.case.startswith("type_a=q4_0,type_b=f16,")
+    ]
     small = [r for r in rows if ",n=1," in r.case]
     large = [r for r in rows if ",n=16," in r.case or ",n=32," in r.case]
     assert small and large

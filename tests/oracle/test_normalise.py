@@ -17,7 +17,10 @@ from toolchain.oracle.normalise import (
 
 def test_split_keeps_brackets_together() -> None:
     assert split_case("type=f32,ne=[4,5,6,7],nr23=[1,1],v=0") == (
-        ("type", "f32"), ("ne", "[4,5,6,7]"), ("nr23", "[1,1]"), ("v", "0"),
+        ("type", "f32"),
+        ("ne", "[4,5,6,7]"),
+        ("nr23", "[1,1]"),
+        ("v", "0"),
     )
     assert join_case(split_case("a=1,b=[1,2]")) == "a=1,b=[1,2]"
     assert split_case("") == ()
@@ -25,11 +28,15 @@ def test_split_keeps_brackets_together() -> None:
 
 def test_renames_in_place() -> None:
     fa = split_case("hsk=128,type_KV=q8_0,permute=[0,1,2,3]")
-    assert join_case(apply_renames("FLASH_ATTN_EXT", fa)) == "hsk=128,type_K=q8_0,type_V=q8_0,permute=[0,1,2,3]"
+    assert (
+        join_case(apply_renames("FLASH_ATTN_EXT", fa)) == "hsk=128,type_K=q8_0,type_V=q8_0,permute=[0,1,2,3]"
+    )
     cpy = split_case("type_src=f32,type_dst=f16,ne=[256,4,4,4]")
     assert join_case(apply_renames("CPY", cpy)) == "type_src=f32,type_dst=f16,ne_src=[256,4,4,4]"
     rows = split_case("type=q8_0,type_idx=i64,ne=[1,2,3,4]")
-    assert join_case(apply_renames("SET_ROWS", rows)) == "type_src=f32,type_dst=q8_0,type_idx=i64,ne=[1,2,3,4]"
+    assert (
+        join_case(apply_renames("SET_ROWS", rows)) == "type_src=f32,type_dst=q8_0,type_idx=i64,ne=[1,2,3,4]"
+    )
     # only for the op the rule names
     assert apply_renames("GET_ROWS", rows) == rows
 
@@ -56,13 +63,22 @@ def test_defaults_are_read_from_constructor_signatures() -> None:
 
 def test_tree_defaults_from_the_real_tree(tree_0336: Path) -> None:
     d = tree_defaults([(tree_0336 / "tests" / "test-backend-ops.cpp").read_text()])
-    for name, value in [("src_overlap", "0"), ("m_v", "0"), ("n_offs", "0"), ("kv_view", "1"), ("kernel_offset", "0")]:
+    for name, value in [
+        ("src_overlap", "0"),
+        ("m_v", "0"),
+        ("n_offs", "0"),
+        ("kv_view", "1"),
+        ("kernel_offset", "0"),
+    ]:
         assert value in d[name], name
 
 
 def test_new_parameter_dropped_only_at_its_default() -> None:
     csv = [("MUL_MAT", "type_a=f16,m=16,o=1")]
-    tree = [("MUL_MAT", "type_a=f16,m=16,o=1,src_overlap=0"), ("MUL_MAT", "type_a=f16,m=16,o=1,src_overlap=1")]
+    tree = [
+        ("MUL_MAT", "type_a=f16,m=16,o=1,src_overlap=0"),
+        ("MUL_MAT", "type_a=f16,m=16,o=1,src_overlap=1"),
+    ]
     n = make_normaliser([csv, tree], ["bool src_overlap = false,"])
     assert n.canonical("MUL_MAT", csv[0][1]) == ("type_a=f16,m=16,o=1", None)
     assert n.canonical("MUL_MAT", tree[0][1]) == ("type_a=f16,m=16,o=1", None)
@@ -84,4 +100,8 @@ def test_renamed_csv_case_meets_the_tree_case() -> None:
     csv = [("FLASH_ATTN_EXT", "hsk=64,type_KV=f16,permute=[0,1,2,3]")]
     tree = [("FLASH_ATTN_EXT", "hsk=64,type_K=f16,type_V=f16,permute=[0,1,2,3],kv_view=1,n_kv_max=0")]
     n: Normaliser = make_normaliser([csv, tree], ["bool kv_view = true, int64_t n_kv_max = 0)"])
-    assert n.canonical(*csv[0])[0] == n.canonical(*tree[0])[0] == "hsk=64,type_K=f16,type_V=f16,permute=[0,1,2,3]"
+    assert (
+        n.canonical(*csv[0])[0]
+        == n.canonical(*tree[0])[0]
+        == "hsk=64,type_K=f16,type_V=f16,permute=[0,1,2,3]"
+    )

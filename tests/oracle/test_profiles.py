@@ -13,7 +13,9 @@ from toolchain.oracle.profiles import GPU_FAMILIES, default_profiles, device_rul
 def test_rules_are_read_from_the_device_init(tree_0336: Path) -> None:
     rules = device_rules(tree_0336)
     red = [r for r in rules.rules if r.prop == "has_simdgroup_reduction" and r.kind == "family"][-1]
-    assert set(red.families) == {"Apple7", "Metal3"} and red.where.startswith("ggml/src/ggml-metal/ggml-metal-device.m:")
+    assert set(red.families) == {"Apple7", "Metal3"} and red.where.startswith(
+        "ggml/src/ggml-metal/ggml-metal-device.m:"
+    )
     bf = [r for r in rules.rules if r.prop == "has_bfloat" and r.kind == "family"][-1]
     assert set(bf.families) == {"Metal3", "Apple6"}
     assert any(r.prop == "has_bfloat" and r.env == "GGML_METAL_BF16_DISABLE" for r in rules.rules)
@@ -33,7 +35,9 @@ def test_profiles_follow_the_rules(version: str, request: pytest.FixtureRequest)
     # every value says where it came from
     src = {p.name: p.source for p in profiles["apple7"].props}
     assert src["has_simdgroup_reduction"].startswith("tree ggml/src/ggml-metal/ggml-metal-device.m:")
-    assert "GGML_METAL_BF16_DISABLE" in {p.name: p.source for p in profiles["apple7-nobf16"].props}["has_bfloat"]
+    assert (
+        "GGML_METAL_BF16_DISABLE" in {p.name: p.source for p in profiles["apple7-nobf16"].props}["has_bfloat"]
+    )
     assert "Apple Metal feature set tables" in src["max_theadgroup_memory_size"]
     assert profiles["apple7"].prop("has_tensor") == "0"  # tensor API off for pre-M5 names, per the tree
 

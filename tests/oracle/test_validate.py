@@ -43,7 +43,9 @@ def test_wrong_profile_fails_validation(
     tree_0336: Path, tree_0320: Path, probes_for_validation: Path, probe_0336: Probe
 ) -> None:
     """An "M-series" profile without simdgroup matrix multiply: plausible, wrong, and caught."""
-    wrong_family = GPUFamily("wrong", "Apple6 + Metal3, no simdgroup mm", "Apple Wrong", ("Apple6", "Metal3"), "test", 32768, True)
+    wrong_family = GPUFamily(
+        "wrong", "Apple6 + Metal3, no simdgroup mm", "Apple Wrong", ("Apple6", "Metal3"), "test", 32768, True
+    )
     wrong = make_profile(wrong_family, "", device_rules(tree_0336), probe_0336.extraction.props_fields)
     assert wrong.prop("has_simdgroup_mm") == "0" and wrong.prop("has_simdgroup_reduction") == "1"
     v = validate_tree(tree_0336, cache_dir=probes_for_validation, older_tree=tree_0320, profiles=[wrong])
@@ -51,12 +53,18 @@ def test_wrong_profile_fails_validation(
     assert v.metal.unexplained > 0 and "unexplained" in v.metal.reason
 
 
-def test_paravirtual_alone_fails_on_agreement(tree_0336: Path, tree_0320: Path, probes_for_validation: Path) -> None:
-    v = validate_tree(tree_0336, cache_dir=probes_for_validation, older_tree=tree_0320, profiles=["paravirtual"])
+def test_paravirtual_alone_fails_on_agreement(
+    tree_0336: Path, tree_0320: Path, probes_for_validation: Path
+) -> None:
+    v = validate_tree(
+        tree_0336, cache_dir=probes_for_validation, older_tree=tree_0320, profiles=["paravirtual"]
+    )
     assert not v.ok and "best agreement" in v.metal.reason
 
 
-def test_without_an_older_tree_disagreements_stay_unexplained(tree_0336: Path, probes_for_validation: Path) -> None:
+def test_without_an_older_tree_disagreements_stay_unexplained(
+    tree_0336: Path, probes_for_validation: Path
+) -> None:
     v = validate_tree(tree_0336, cache_dir=probes_for_validation, profiles=["apple9"])
     assert not v.ok and v.metal.unexplained == len(v.metal.disagreements) > 0
     assert "no older tree given" in v.metal.disagreements[0].detail
@@ -81,8 +89,14 @@ def test_blas_and_cpu_measured_against_upstream(
     coverage_build: Path, tree_0336: Path, probes_for_validation: Path
 ) -> None:
     """This machine's test-backend-ops vs docs/ops/BLAS.csv and CPU.csv."""
-    v = validate_tree(tree_0336, cache_dir=probes_for_validation, older_tree=None, profiles=["apple9"],
-                      measured_build=coverage_build, min_agreement=0.0)
+    v = validate_tree(
+        tree_0336,
+        cache_dir=probes_for_validation,
+        older_tree=None,
+        profiles=["apple9"],
+        measured_build=coverage_build,
+        min_agreement=0.0,
+    )
     by = {t.backend: t for t in v.measured}
     assert (coverage_build / "bin" / "test-backend-ops").is_file()
     for name in ("BLAS", "CPU"):

@@ -96,7 +96,9 @@ def test_a_missing_backend_library_breaks_the_graph(blas_dir: Path, tmp_path: Pa
 def test_a_crashing_build_is_a_verdict_with_its_last_lines(blas_dir: Path, tmp_path: Path) -> None:
     bad_model = tmp_path / "broken.gguf"
     bad_model.write_bytes(b"GGUF\x03\x00\x00\x00" + b"\xff" * 64)
-    v = verify_path(blas_dir, PROFILES["blas"], runtime=True, model=bad_model, log_dir=tmp_path / "logs", timeout=120)
+    v = verify_path(
+        blas_dir, PROFILES["blas"], runtime=True, model=bad_model, log_dir=tmp_path / "logs", timeout=120
+    )
     run = next(c for c in v.checks if c.name == "runtime.one-token")
     assert run.status == "fail" and run.evidence
     assert not v.ok

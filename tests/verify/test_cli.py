@@ -14,8 +14,18 @@ def test_good_build_exits_0_and_writes_the_report(
     macho_fixtures: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     work = tmp_path / "work"
-    code = main(["verify", str(macho_fixtures["shared"]), "--no-runtime", "--json", "--work-dir", str(work),
-                 "--project", str(tmp_path)])
+    code = main(
+        [
+            "verify",
+            str(macho_fixtures["shared"]),
+            "--no-runtime",
+            "--json",
+            "--work-dir",
+            str(work),
+            "--project",
+            str(tmp_path),
+        ]
+    )
     assert code == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed["ok"] is True and printed["profile"] == "metal"  # auto: Mach-O -> metal
@@ -27,8 +37,19 @@ def test_good_build_exits_0_and_writes_the_report(
 def test_bad_build_exits_30_with_what_to_do(
     macho_fixtures: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["verify", str(macho_fixtures["no-metal"]), "--profile", "metal", "--no-runtime",
-                 "--work-dir", str(tmp_path / "work"), "--project", str(tmp_path)])
+    code = main(
+        [
+            "verify",
+            str(macho_fixtures["no-metal"]),
+            "--profile",
+            "metal",
+            "--no-runtime",
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--project",
+            str(tmp_path),
+        ]
+    )
     assert code == 30
     err = capsys.readouterr().err
     assert "built without Metal: rebuild with -DGGML_METAL=ON" in err
@@ -36,13 +57,37 @@ def test_bad_build_exits_30_with_what_to_do(
 
 def test_frameworks_folder_and_single_binary(macho_fixtures: dict[str, Path], tmp_path: Path) -> None:
     for name in ("app-frameworks", "single-binary"):
-        code = main(["verify", str(macho_fixtures[name]), "--profile", "metal", "--no-runtime",
-                     "--work-dir", str(tmp_path / "work"), "--project", str(tmp_path), "-q"])
+        code = main(
+            [
+                "verify",
+                str(macho_fixtures[name]),
+                "--profile",
+                "metal",
+                "--no-runtime",
+                "--work-dir",
+                str(tmp_path / "work"),
+                "--project",
+                str(tmp_path),
+                "-q",
+            ]
+        )
         assert code == 0, name
 
 
 def test_not_a_binary(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("hello", encoding="utf-8")
-    code = main(["verify", str(tmp_path / "notes.txt"), "--profile", "metal", "--no-runtime",
-                 "--work-dir", str(tmp_path / "work"), "--project", str(tmp_path), "-q"])
+    code = main(
+        [
+            "verify",
+            str(tmp_path / "notes.txt"),
+            "--profile",
+            "metal",
+            "--no-runtime",
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--project",
+            str(tmp_path),
+            "-q",
+        ]
+    )
     assert code == 30

@@ -14,18 +14,38 @@ from toolchain.verify import Verification, require_ok, verify_path
 from toolchain.verify.binaries import read_binary
 
 METAL = PROFILES["metal"]
-GOOD = [v.name for v in VARIANTS if v.name not in {"no-metal", "no-shader-library", "no-metal-framework", "too-new", "moved"}]
+GOOD = [
+    v.name
+    for v in VARIANTS
+    if v.name not in {"no-metal", "no-shader-library", "no-metal-framework", "too-new", "moved"}
+]
 # bad variant -> (failing check, text in its `found`, text in its hint)
 BAD = {
-    "no-metal": ("registration", "no ggml_backend_metal_reg", "built without Metal: rebuild with -DGGML_METAL=ON"),
+    "no-metal": (
+        "registration",
+        "no ggml_backend_metal_reg",
+        "built without Metal: rebuild with -DGGML_METAL=ON",
+    ),
     "no-shader-library": (
         "shader-library",
         "no __DATA,__ggml_metallib section in libggml-metal.dylib and no default.metallib in bin/",
         "default.metallib missing beside bin/: embed the library",
     ),
-    "no-metal-framework": ("linked-libraries", "libggml-metal.dylib does not link Metal.framework", "Metal.framework"),
-    "too-new": ("deployment-target", "built for macOS 26.0, newer than the deployment target 13.3", "CMAKE_OSX_DEPLOYMENT_TARGET=13.3"),
-    "moved": ("dependencies", "llama-cli needs @rpath/libggml.dylib: not found", "moved away from its libraries"),
+    "no-metal-framework": (
+        "linked-libraries",
+        "libggml-metal.dylib does not link Metal.framework",
+        "Metal.framework",
+    ),
+    "too-new": (
+        "deployment-target",
+        "built for macOS 26.0, newer than the deployment target 13.3",
+        "CMAKE_OSX_DEPLOYMENT_TARGET=13.3",
+    ),
+    "moved": (
+        "dependencies",
+        "llama-cli needs @rpath/libggml.dylib: not found",
+        "moved away from its libraries",
+    ),
 }
 # What the project configured, as `llama-toolchain build` would pass it.
 TARGET = {"too-new": "13.3"}
@@ -128,7 +148,9 @@ def test_static_archives_are_read_per_member_and_slice(macho_fixtures: dict[str,
 
 
 @pytest.mark.skipif(sys.platform == "darwin", reason="on a Mac the fixtures would be run for real")
-def test_runtime_of_a_mac_build_on_linux_is_unverifiable(macho_fixtures: dict[str, Path], tmp_path: Path) -> None:
+def test_runtime_of_a_mac_build_on_linux_is_unverifiable(
+    macho_fixtures: dict[str, Path], tmp_path: Path
+) -> None:
     v = verify_path(macho_fixtures["shared"], METAL, runtime=True, report=tmp_path / "verify.json")
     rt = [c for c in v.checks if c.observed_by == "device"]
     assert rt and all(c.status == "unverifiable" for c in rt), rt

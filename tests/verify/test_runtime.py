@@ -27,7 +27,11 @@ def test_real_device_0336_format() -> None:
     assert (dev.name, dev.description, dev.gpu_family) == ("MTL0", "Apple M2 Max", 8)
     assert dev.gpu_families == ("MTLGPUFamilyApple8", "MTLGPUFamilyMetal4")
     assert (dev.simdgroup_reduction, dev.simdgroup_mm, dev.unified_memory, dev.bfloat, dev.tensor) == (
-        True, True, True, True, False,
+        True,
+        True,
+        True,
+        True,
+        False,
     )
     assert dev.max_working_set_mb == pytest.approx(77309.41)
     dev = classify(dev, METAL)
@@ -196,8 +200,16 @@ def test_crash_and_hang_are_verdicts_with_the_last_lines(tmp_path: Path, action:
     runner = _fake_runner(tmp_path, action)
     model = tmp_path / "model.gguf"
     model.write_bytes(b"GGUF")
-    rt = runtime_checks([runner], PROFILES["blas"], binary_format="elf", archs=["x86_64"], timeout=2.0,
-                        model=model, log_dir=tmp_path / "logs", plat=LINUX)
+    rt = runtime_checks(
+        [runner],
+        PROFILES["blas"],
+        binary_format="elf",
+        archs=["x86_64"],
+        timeout=2.0,
+        model=model,
+        log_dir=tmp_path / "logs",
+        plat=LINUX,
+    )
     run = next(c for c in rt.checks if c.name == "runtime.one-token")
     assert run.status == "fail" and run.found == verdict
     assert run.evidence and run.evidence[-1] == "log line 39"
@@ -210,8 +222,16 @@ def test_paravirtual_metal_run_is_unverifiable_not_failed(tmp_path: Path) -> Non
     model = tmp_path / "model.gguf"
     model.write_bytes(b"GGUF")
     mac = PlatformInfo(name="darwin", machine="arm64", release="")
-    rt = runtime_checks([runner], METAL, binary_format="macho", archs=["arm64"], timeout=10.0, model=model,
-                        log_dir=tmp_path / "logs", plat=mac)
+    rt = runtime_checks(
+        [runner],
+        METAL,
+        binary_format="macho",
+        archs=["arm64"],
+        timeout=10.0,
+        model=model,
+        log_dir=tmp_path / "logs",
+        plat=mac,
+    )
     assert rt.device_class == "paravirtual"
     assert {c.status for c in rt.checks} == {"unverifiable"}, rt.checks
     assert rt.devices[0].simdgroup_reduction is False

@@ -26,6 +26,12 @@ def validated_ggufs(
 
 
 __all__ = [
-    "ALL_TYPES", "DEFAULT_TYPES", "Conversion", "ConvertResult", "GGUFCheck", "convert_architectures",
-    "validate_gguf", "validated_ggufs",
+    "ALL_TYPES",
+    "DEFAULT_TYPES",
+    "Conversion",
+    "ConvertResult",
+    "GGUFCheck",
+    "convert_architectures",
+    "validate_gguf",
+    "validated_ggufs",
 ]

@@ -24,23 +24,39 @@ def cmd_convert(args: argparse.Namespace) -> int:
         specs = select(known, chosen_archs(args))
     types = parse_types(args.types)
     with LOG.step(f"convert {len(specs)} architecture(s) x {', '.join(types)}"):
-        conversion = convert_architectures(specs, types, settings, tree=args.tree, seed=args.seed, shrinks=shrinks)
+        conversion = convert_architectures(
+            specs, types, settings, tree=args.tree, seed=args.seed, shrinks=shrinks
+        )
     print(results_table(conversion))
     failed = [r for r in conversion.results if r.status == "error"]
     for r in failed:
         LOG.warn(f"{r.architecture} {r.type}: {r.cause}: {r.error.splitlines()[0] if r.error else ''}")
     passed = sum(r.status == "pass" for r in conversion.results)
-    LOG.info(f"{passed}/{len(conversion.results)} pass in {conversion.seconds:.0f} s; report: {settings.reports_dir / 'convert.json'}")
+    LOG.info(
+        f"{passed}/{len(conversion.results)} pass in {conversion.seconds:.0f} s; report: {settings.reports_dir / 'convert.json'}"
+    )
     return 0 if args.keep_going or not failed else 1
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("convert", help="convert the tiny models with the tree's convert_hf_to_gguf.py, validate every GGUF")
+    p = sub.add_parser(
+        "convert", help="convert the tiny models with the tree's convert_hf_to_gguf.py, validate every GGUF"
+    )
     common_options(p)
     add_arch_option(p)
-    p.add_argument("--types", default=",".join(DEFAULT_TYPES), help="comma-separated: f32,f16,bf16,q8_0,q4_0,q4_K")
-    p.add_argument("--from-config", type=Path, metavar="PATH", help="convert a shrunk copy of this config.json")
+    p.add_argument(
+        "--types", default=",".join(DEFAULT_TYPES), help="comma-separated: f32,f16,bf16,q8_0,q4_0,q4_K"
+    )
+    p.add_argument(
+        "--from-config", type=Path, metavar="PATH", help="convert a shrunk copy of this config.json"
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--tree", type=Path, default=None, help="llama.cpp tree (default: the work dir's checkout)")
-    p.add_argument("--keep-going", action="store_true", help="exit 0 even when some pairs failed (they are in convert.json)")
+    p.add_argument(
+        "--tree", type=Path, default=None, help="llama.cpp tree (default: the work dir's checkout)"
+    )
+    p.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="exit 0 even when some pairs failed (they are in convert.json)",
+    )
     p.set_defaults(func=cmd_convert)

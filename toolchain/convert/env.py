@@ -97,11 +97,29 @@ def resolve_requirements(tree: Path, system: str | None = None) -> tuple[Require
         elif line.startswith("-"):
             out.append(Requirement("", line, "dropped: pip option from the tree's file"))
         elif name == "torch" and system == "Linux":
-            out.append(Requirement(f"torch=={TORCH_LINUX}", line, f"Linux: torch pinned to {TORCH_LINUX} (CPU wheel found locally by pip; the tree's pin is a multi-GB download from an unreachable index)"))
+            out.append(
+                Requirement(
+                    f"torch=={TORCH_LINUX}",
+                    line,
+                    f"Linux: torch pinned to {TORCH_LINUX} (CPU wheel found locally by pip; the tree's pin is a multi-GB download from an unreachable index)",
+                )
+            )
         elif name == "sentencepiece":
-            out.append(Requirement(f"{line},<0.2.3" if "<" in line else f"{line}<0.2.3", line, "sentencepiece 0.2.3 needs protobuf>=5 but the tree pins protobuf<5: kept the protobuf pin, narrowed sentencepiece"))
+            out.append(
+                Requirement(
+                    f"{line},<0.2.3" if "<" in line else f"{line}<0.2.3",
+                    line,
+                    "sentencepiece 0.2.3 needs protobuf>=5 but the tree pins protobuf<5: kept the protobuf pin, narrowed sentencepiece",
+                )
+            )
         elif name == "gguf":
-            out.append(Requirement("", line, "the tree's own gguf-py is used (the converter puts it first on sys.path); its dependencies are installed instead"))
+            out.append(
+                Requirement(
+                    "",
+                    line,
+                    "the tree's own gguf-py is used (the converter puts it first on sys.path); its dependencies are installed instead",
+                )
+            )
         else:
             out.append(Requirement(line, line))
     out += [Requirement(dep, "", "gguf-py's dependency") for dep in GGUF_PY_DEPS]
@@ -110,7 +128,9 @@ def resolve_requirements(tree: Path, system: str | None = None) -> tuple[Require
 
 def env_key(tree: Path, requirements: tuple[Requirement, ...]) -> str:
     digest = hashlib.sha256()
-    digest.update(f"policy={POLICY_VERSION};python={sys.version_info[:2]};{platform.system()};{platform.machine()}".encode())
+    digest.update(
+        f"policy={POLICY_VERSION};python={sys.version_info[:2]};{platform.system()};{platform.machine()}".encode()
+    )
     for req in requirements:
         digest.update(f"{req.line}|{req.original}\n".encode())
     gguf_py = tree / "gguf-py" / "pyproject.toml"
@@ -122,7 +142,13 @@ def env_key(tree: Path, requirements: tuple[Requirement, ...]) -> str:
 def _freeze(python: Path, log: Path) -> dict[str, str]:
     import subprocess
 
-    done = subprocess.run([str(python), "-m", "pip", "freeze", "--all"], capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [str(python), "-m", "pip", "freeze", "--all"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     installed: dict[str, str] = {}
     for line in done.stdout.splitlines():
         if "==" in line:
@@ -142,7 +168,9 @@ def ensure_env(tree: Path, settings: Settings, *, offline_ok: bool = True) -> Co
     with exclusive(root / f".{key}.lock", wait=INSTALL_TIMEOUT, what=f"converter environment {key}"):
         if record.is_file():
             data = json.loads(record.read_text())
-            return ConverterEnv(tree, venv, key, requirements, dict(data["installed"]), data["python_version"], reused=True)
+            return ConverterEnv(
+                tree, venv, key, requirements, dict(data["installed"]), data["python_version"], reused=True
+            )
         partial = root / f"{key}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         log = root / f"{key}.log"
@@ -153,13 +181,23 @@ def ensure_env(tree: Path, settings: Settings, *, offline_ok: bool = True) -> Co
             raise ConvertError(f"could not create a venv: {' '.join(done.tail[-3:])}", f"see {log}")
         lines = [r.line for r in requirements if r.line]
         done = stream(
-            [str(partial / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "--no-input", *lines],
+            [
+                str(partial / "bin" / "python"),
+                "-m",
+                "pip",
+                "install",
+                "--disable-pip-version-check",
+                "--no-input",
+                *lines,
+            ],
             log_path=log,
             timeout=INSTALL_TIMEOUT,
             env={**os.environ, "PIP_NO_INPUT": "1"},
         )
         if done.returncode != 0 or done.timed_out:
-            errors = [line for line in done.tail if "ERROR" in line or "error" in line][-5:] or list(done.tail[-5:])
+            errors = [line for line in done.tail if "ERROR" in line or "error" in line][-5:] or list(
+                done.tail[-5:]
+            )
             raise ConvertError(
                 "pip could not install the converter's requirements:\n  " + "\n  ".join(errors),
                 f"full log: {log}",
@@ -183,5 +221,7 @@ def ensure_env(tree: Path, settings: Settings, *, offline_ok: bool = True) -> Co
             )
             + "\n",
         )
-        LOG.ok(f"converter environment {key}: torch {installed.get('torch', '?')}, transformers {installed.get('transformers', '?')}")
+        LOG.ok(
+            f"converter environment {key}: torch {installed.get('torch', '?')}, transformers {installed.get('transformers', '?')}"
+        )
         return ConverterEnv(tree, venv, key, requirements, installed, python_version, reused=False)

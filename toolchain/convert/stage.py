@@ -48,7 +48,9 @@ class ConvertResult:
     seconds: float = 0.0
     tokenizer: str = ""
     cached: bool = False
-    cause: str = ""  # unknown-architecture | tokenizer-rejected | converter-crash | validation | model | quantize
+    cause: str = (
+        ""  # unknown-architecture | tokenizer-rejected | converter-crash | validation | model | quantize
+    )
     error: str = ""
     tail: tuple[str, ...] = ()
     types: dict[str, int] = field(default_factory=dict)
@@ -76,12 +78,16 @@ def parse_types(text: str) -> tuple[str, ...]:
     types = tuple(t.strip() for t in text.split(",") if t.strip())
     bad = [t for t in types if t not in ALL_TYPES]
     if bad or not types:
-        raise UsageError(f"unknown output type(s): {', '.join(bad) or '(none)'}", f"known: {', '.join(ALL_TYPES)}")
+        raise UsageError(
+            f"unknown output type(s): {', '.join(bad) or '(none)'}", f"known: {', '.join(ALL_TYPES)}"
+        )
     return types
 
 
 def find_quantize(settings: Settings) -> Path | None:
-    found = sorted(settings.build_root.glob("*/bin/llama-quantize"), key=lambda p: p.stat().st_mtime, reverse=True)
+    found = sorted(
+        settings.build_root.glob("*/bin/llama-quantize"), key=lambda p: p.stat().st_mtime, reverse=True
+    )
     return found[0] if found else None
 
 
@@ -123,17 +129,30 @@ def _validated(model: TinyModel, path: Path, outtype: str, seconds: float, cache
     result = _check(model, path, outtype, seconds, cached)
     if digest and result.status == "pass":
         data = {k: v for k, v in to_jsonable(result).items() if k not in ("gguf", "tail")}
-        atomic_write_text(record, json.dumps({"sha256": digest, "source": model.content_hash, "result": data}))
+        atomic_write_text(
+            record, json.dumps({"sha256": digest, "source": model.content_hash, "result": data})
+        )
     return result
 
 
 def _check(model: TinyModel, path: Path, outtype: str, seconds: float, cached: bool) -> ConvertResult:
     check = validate_gguf(path, model.path, model.gguf_arch, outtype)
     return ConvertResult(
-        model.name, model.architecture, outtype, "pass" if check.ok else "error", path,
-        gguf_architecture=check.architecture, tensor_count=check.tensor_count, matched_tensors=check.matched,
-        size_bytes=path.stat().st_size if path.is_file() else 0, seconds=seconds, tokenizer=model.tokenizer,
-        cached=cached, cause="" if check.ok else "validation", error="; ".join(check.problems[:6]), types=check.types,
+        model.name,
+        model.architecture,
+        outtype,
+        "pass" if check.ok else "error",
+        path,
+        gguf_architecture=check.architecture,
+        tensor_count=check.tensor_count,
+        matched_tensors=check.matched,
+        size_bytes=path.stat().st_size if path.is_file() else 0,
+        seconds=seconds,
+        tokenizer=model.tokenizer,
+        cached=cached,
+        cause="" if check.ok else "validation",
+        error="; ".join(check.problems[:6]),
+        types=check.types,
     )
 
 
@@ -152,7 +171,9 @@ def convert_architectures(
     start = time.monotonic()
     tree = (tree or settings.src_dir).resolve()
     if not (tree / "convert_hf_to_gguf.py").is_file():
-        raise ConvertError(f"{tree} has no convert_hf_to_gguf.py", "run `llama-toolchain fetch` first (or pass the tree)")
+        raise ConvertError(
+            f"{tree} has no convert_hf_to_gguf.py", "run `llama-toolchain fetch` first (or pass the tree)"
+        )
     env = ensure_env(tree, settings)
     models = make_models(specs, settings, env.python, tree, seed=seed, shrinks=shrinks)
     results: dict[tuple[str, str], ConvertResult] = {}
@@ -162,7 +183,13 @@ def convert_architectures(
         for outtype in types:
             if model.status != "ok":
                 results[(model.name, outtype)] = ConvertResult(
-                    model.name, model.architecture, outtype, "error", cause="model", error=model.error, tokenizer=model.tokenizer
+                    model.name,
+                    model.architecture,
+                    outtype,
+                    "error",
+                    cause="model",
+                    error=model.error,
+                    tokenizer=model.tokenizer,
                 )
                 continue
             if outtype not in CONVERTER_TYPES:
@@ -174,7 +201,9 @@ def convert_architectures(
                 continue
             check_model_dir(model.path)
             job_id = f"{model.name}:{outtype}"
-            jobs.append({"id": job_id, "model_dir": str(model.path), "outtype": outtype, "outfile": str(path)})
+            jobs.append(
+                {"id": job_id, "model_dir": str(model.path), "outtype": outtype, "outfile": str(path)}
+            )
             pending[job_id] = (model, outtype, path)
     startup = 0.0
     if jobs:
@@ -217,13 +246,25 @@ def convert_architectures(
             else:
                 tail = tuple(data.get("tail", ()))
                 result = ConvertResult(
-                    model.name, model.architecture, outtype, "error", seconds=float(data["seconds"]),
-                    tokenizer=model.tokenizer, cause=classify(data["error"], tail), error=data["error"], tail=tail,
+                    model.name,
+                    model.architecture,
+                    outtype,
+                    "error",
+                    seconds=float(data["seconds"]),
+                    tokenizer=model.tokenizer,
+                    cause=classify(data["error"], tail),
+                    error=data["error"],
+                    tail=tail,
                 )
             results[(model.name, outtype)] = result
         for model, outtype, _path in pending.values():
             results[(model.name, outtype)] = ConvertResult(
-                model.name, model.architecture, outtype, "error", tokenizer=model.tokenizer, cause="converter-crash",
+                model.name,
+                model.architecture,
+                outtype,
+                "error",
+                tokenizer=model.tokenizer,
+                cause="converter-crash",
                 error=f"the converter process stopped before this job (exit {done.returncode}{', timed out' if done.timed_out else ''})",
                 tail=done.tail[-10:],
             )
@@ -238,7 +279,11 @@ def convert_architectures(
         tree=tree,
         converter_env=str(env.venv),
         installed=env.installed,
-        requirement_changes=tuple(f"{r.original or '(added)'} -> {r.line or '(not installed)'}: {r.why}" for r in env.requirements if r.why),
+        requirement_changes=tuple(
+            f"{r.original or '(added)'} -> {r.line or '(not installed)'}: {r.why}"
+            for r in env.requirements
+            if r.why
+        ),
         quantize_tool=str(quantize) if quantize else "",
         models=models,
         results=ordered,
@@ -260,13 +305,26 @@ def _quantize(
 ) -> ConvertResult:
     if tool is None:
         return ConvertResult(
-            model.name, model.architecture, outtype, "not-available", tokenizer=model.tokenizer, cause="quantize",
+            model.name,
+            model.architecture,
+            outtype,
+            "not-available",
+            tokenizer=model.tokenizer,
+            cause="quantize",
             error="not available: no llama-quantize in this build (build with --targets build,coverage)",
         )
     source = gguf_path(settings, model, "f16")
     base = results.get((model.name, "f16"))
     if not (source.is_file() and (base is None or base.status == "pass")):
-        return ConvertResult(model.name, model.architecture, outtype, "error", tokenizer=model.tokenizer, cause="quantize", error="no valid f16 GGUF to quantize from")
+        return ConvertResult(
+            model.name,
+            model.architecture,
+            outtype,
+            "error",
+            tokenizer=model.tokenizer,
+            cause="quantize",
+            error="no valid f16 GGUF to quantize from",
+        )
     path = gguf_path(settings, model, outtype)
     stamp = path.with_name(path.name + ".stamp")
     want = f"{sha256_file(source)}:{sha256_file(tool)}:{outtype}"
@@ -279,8 +337,15 @@ def _quantize(
     )
     if done.returncode != 0:
         return ConvertResult(
-            model.name, model.architecture, outtype, "error", seconds=done.seconds, tokenizer=model.tokenizer,
-            cause="quantize", error=f"llama-quantize exited {done.returncode}", tail=done.tail[-10:],
+            model.name,
+            model.architecture,
+            outtype,
+            "error",
+            seconds=done.seconds,
+            tokenizer=model.tokenizer,
+            cause="quantize",
+            error=f"llama-quantize exited {done.returncode}",
+            tail=done.tail[-10:],
         )
     result = _validated(model, path, outtype, done.seconds, cached=False)
     if result.status == "pass":
@@ -291,7 +356,10 @@ def _quantize(
 def results_table(conversion: Conversion) -> str:
     """Markdown: one row per architecture, one column per type (status, size, seconds)."""
     types = list(dict.fromkeys(r.type for r in conversion.results))
-    rows = ["| architecture | gguf arch | tokenizer | " + " | ".join(types) + " |", "|---|---|---|" + "---|" * len(types)]
+    rows = [
+        "| architecture | gguf arch | tokenizer | " + " | ".join(types) + " |",
+        "|---|---|---|" + "---|" * len(types),
+    ]
     by_arch: dict[str, list[ConvertResult]] = {}
     for r in conversion.results:
         by_arch.setdefault(r.architecture, []).append(r)
@@ -299,7 +367,9 @@ def results_table(conversion: Conversion) -> str:
         cells = []
         for r in items:
             if r.status == "pass":
-                cells.append(f"pass {r.size_bytes / 1e6:.1f} MB {r.seconds:.1f}s{' (cached)' if r.cached else ''}")
+                cells.append(
+                    f"pass {r.size_bytes / 1e6:.1f} MB {r.seconds:.1f}s{' (cached)' if r.cached else ''}"
+                )
             else:
                 cells.append(f"{r.status}: {r.cause}")
         gguf_arch = next((r.gguf_architecture for r in items if r.gguf_architecture), "")

@@ -77,7 +77,9 @@ def validate_gguf(path: Path, model_dir: Path, expected_arch: str, outtype: str)
     header_count = int(_field(reader, "GGUF.tensor_count") or 0)
     tensors = {t.name: t for t in reader.tensors}
     if header_count != len(reader.tensors) or len(tensors) != len(reader.tensors):
-        problems.append(f"header says {header_count} tensors, {len(reader.tensors)} read ({len(tensors)} distinct names)")
+        problems.append(
+            f"header says {header_count} tensors, {len(reader.tensors)} read ({len(tensors)} distinct names)"
+        )
     size = path.stat().st_size
     types: dict[str, int] = {}
     allowed = ALLOWED.get(outtype, frozenset())
@@ -94,7 +96,10 @@ def validate_gguf(path: Path, model_dir: Path, expected_arch: str, outtype: str)
         problems.append(f"no tensor is {TARGET[outtype]}: the file is not really {outtype}")
 
     config = json.loads((model_dir / "config.json").read_text())
-    layers = next((config[k] for k in ("num_hidden_layers", "n_layer", "n_layers") if isinstance(config.get(k), int)), None)
+    layers = next(
+        (config[k] for k in ("num_hidden_layers", "n_layer", "n_layers") if isinstance(config.get(k), int)),
+        None,
+    )
     block_count = _field(reader, f"{arch}.block_count")
     if layers is not None and block_count is not None and int(block_count) != layers:
         problems.append(f"{arch}.block_count is {block_count}, the checkpoint has {layers} layers")
@@ -115,7 +120,9 @@ def validate_gguf(path: Path, model_dir: Path, expected_arch: str, outtype: str)
         t = tensors[mapped]
         got = tuple(int(d) for d in reversed(list(t.shape)))  # GGUF lists ne0 first
         if _numel(got) != numel:
-            problems.append(f"{mapped}: {_numel(got)} elements {list(got)}, the source has {numel} ({[list(s) for s in shapes]})")
+            problems.append(
+                f"{mapped}: {_numel(got)} elements {list(got)}, the source has {numel} ({[list(s) for s in shapes]})"
+            )
         elif (
             len(shapes) == 1
             and len([d for d in got if d > 1]) == len([d for d in shapes[0] if d > 1])
@@ -124,7 +131,17 @@ def validate_gguf(path: Path, model_dir: Path, expected_arch: str, outtype: str)
             problems.append(f"{mapped}: shape {list(got)} vs source {list(shapes[0])}")
     if not expected:
         problems.append("no tensor of the source checkpoint could be matched by name")
-    return GGUFCheck(path, not problems, version, arch, len(reader.tensors), len(expected), unplaced, types, tuple(problems))
+    return GGUFCheck(
+        path,
+        not problems,
+        version,
+        arch,
+        len(reader.tensors),
+        len(expected),
+        unplaced,
+        types,
+        tuple(problems),
+    )
 
 
 def _numel(shape: tuple[int, ...]) -> int:

@@ -73,7 +73,12 @@ def convert_one(module: Any, job: dict[str, Any], tail: _Tail) -> dict[str, Any]
     finally:
         sys.argv = old_argv
     if not tmp.is_file():
-        return {"status": "error", "error": "the converter wrote no file", "tail": tail.lines[-TAIL:], "seconds": time.monotonic() - start}
+        return {
+            "status": "error",
+            "error": "the converter wrote no file",
+            "tail": tail.lines[-TAIL:],
+            "seconds": time.monotonic() - start,
+        }
     tmp.replace(out)
     return {"status": "ok", "seconds": time.monotonic() - start, "tail": tail.lines[-3:]}
 
@@ -87,7 +92,16 @@ def main(argv: list[str]) -> int:
 
     tail = _Tail()
     logging.getLogger().addHandler(tail)
-    print(RESULT_PREFIX + json.dumps({"startup_seconds": time.monotonic() - start, "gguf_file": getattr(sys.modules.get("gguf"), "__file__", "")}), flush=True)
+    print(
+        RESULT_PREFIX
+        + json.dumps(
+            {
+                "startup_seconds": time.monotonic() - start,
+                "gguf_file": getattr(sys.modules.get("gguf"), "__file__", ""),
+            }
+        ),
+        flush=True,
+    )
     for job in jobs:
         result = convert_one(module, job, tail)
         result["job"] = job["id"]

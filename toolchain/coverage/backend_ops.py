@@ -28,12 +28,22 @@ from dataclasses import dataclass, replace
 
 from .records import OpResult, OpTest, TensorShape
 
-CSV_FIELDS = ("backend_name", "op_name", "op_params", "test_mode", "supported", "error_message", "backend_reg_name")
+CSV_FIELDS = (
+    "backend_name",
+    "op_name",
+    "op_params",
+    "test_mode",
+    "supported",
+    "error_message",
+    "backend_reg_name",
+)
 REQUIRED_CSV_FIELDS = ("op_name", "op_params", "supported")
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _SHAPE = re.compile(r"(?P<type>[a-z0-9_]+)\[(?P<ne>-?\d+(?:,-?\d+){3})\](?:nb\[(?P<nb>\d+(?:,\d+)*)\])?")
-_NAN = re.compile(r"\[(?P<op>[^\]]+)\] NaN at index (?P<i>\d+) \((?P<a>[^=\s]+)=(?P<va>\S+) (?P<b>[^=\s]+)=(?P<vb>\S+)\)")
+_NAN = re.compile(
+    r"\[(?P<op>[^\]]+)\] NaN at index (?P<i>\d+) \((?P<a>[^=\s]+)=(?P<va>\S+) (?P<b>[^=\s]+)=(?P<vb>\S+)\)"
+)
 _CASE_LINE = re.compile(r"(?:^|\s)(?P<op>[A-Z][A-Z0-9_]*)\((?P<params>.*)\): (?P<rest>.*)$")
 _NOT_SUPPORTED = re.compile(r"not supported \[(?P<who>[^\]]*)\]")
 _MESSAGES = re.compile(
@@ -67,8 +77,11 @@ def parse_generic_params(params: str) -> dict[str, object]:
         return {}
     ne = tuple(int(x) for x in m["ne"].split(","))
     sources = tuple(
-        TensorShape(s["type"], tuple(int(x) for x in s["ne"].split(",")),  # type: ignore[arg-type]
-                    tuple(int(x) for x in s["nb"].split(",")) if s["nb"] else ())
+        TensorShape(
+            s["type"],
+            tuple(int(x) for x in s["ne"].split(",")),  # type: ignore[arg-type]
+            tuple(int(x) for x in s["nb"].split(",")) if s["nb"] else (),
+        )
         for s in _SHAPE.finditer(m["src"])
     )
     op_params: list[int] = []
@@ -141,8 +154,11 @@ def parse_support_csv(lines: Iterable[str], *, backend: str | None = None) -> Su
     if header is None and not problems:
         problems.append("no CSV header in the output (is this test-backend-ops --output csv?)")
     return SupportParse(
-        tuple(ops.values()), tuple(header or ()), tuple(problems),
-        tuple(sorted(n for n in names if n)), tuple(sorted(r for r in regs if r)),
+        tuple(ops.values()),
+        tuple(header or ()),
+        tuple(problems),
+        tuple(sorted(n for n in names if n)),
+        tuple(sorted(r for r in regs if r)),
     )
 
 

@@ -119,21 +119,40 @@ def _harness_index_crash(out: Outcome, culprit: OpResult | None) -> str:
     sources), else ""."""
     if culprit is None or not any(src.type in ("i32", "i64") for src in culprit.sources):
         return ""
-    abort = next((line for line in (*out.abort_lines, *out.tail) if _CPU_INDEX_ASSERT.search(line)), "")
-    if not abort:
+    found = next((m for line in (*out.abort_lines, *out.tail) if (m := _CPU_INDEX_ASSERT.search(line))), None)
+    if found is None:
         return ""
-    return (f"harness, not the backend: {culprit.op} got random indices out of context and the CPU "
-            f"reference's bounds check aborted ({_CPU_INDEX_ASSERT.search(abort)[0]})")  # type: ignore[index]
+    return (
+        f"harness, not the backend: {culprit.op} got random indices out of context and the CPU "
+        f"reference's bounds check aborted ({found[0]})"
+    )
 
 
 def _outcome_json(o: Outcome) -> dict[str, Any]:
-    return {"args": list(o.args), "kind": o.kind, "returncode": o.returncode, "seconds": o.seconds,
-            "tail": list(o.tail), "log": o.log, "output_bytes": o.output_bytes, "abort_lines": list(o.abort_lines)}
+    return {
+        "args": list(o.args),
+        "kind": o.kind,
+        "returncode": o.returncode,
+        "seconds": o.seconds,
+        "tail": list(o.tail),
+        "log": o.log,
+        "output_bytes": o.output_bytes,
+        "abort_lines": list(o.abort_lines),
+    }
 
 
 def _outcome_from(d: Mapping[str, Any]) -> Outcome:
-    return Outcome(tuple(d["args"]), d["kind"], d["returncode"], d["seconds"], tuple(d["tail"]), (), d["log"],
-                   d["output_bytes"], tuple(d["abort_lines"]))
+    return Outcome(
+        tuple(d["args"]),
+        d["kind"],
+        d["returncode"],
+        d["seconds"],
+        tuple(d["tail"]),
+        (),
+        d["log"],
+        d["output_bytes"],
+        tuple(d["abort_lines"]),
+    )
 
 
 def _status_of(o: Outcome) -> Status | None:
@@ -156,15 +175,26 @@ def _evidence(o: Outcome) -> tuple[str, ...]:
 class CellRunner:
     """Runs cells against one build's tools; ``cache_dir`` holds the shared per-model work."""
 
-    def __init__(self, tools: Toolset, cache_dir: Path, log_dir: Path, options: CellOptions | None = None,
-                 devices: Mapping[str, DeviceSummary] | None = None) -> None:
+    def __init__(
+        self,
+        tools: Toolset,
+        cache_dir: Path,
+        log_dir: Path,
+        options: CellOptions | None = None,
+        devices: Mapping[str, DeviceSummary] | None = None,
+    ) -> None:
         self.tools = tools
         self.cache_dir = cache_dir
         self.log_dir = log_dir
         self.options = options or CellOptions()
         self.devices = dict(devices or {})
-        self.env = {**os.environ, "GGML_NO_BACKTRACE": "1", "LLAMA_LOG_COLORS": "off", "NO_COLOR": "1",
-                    **self.options.env}
+        self.env = {
+            **os.environ,
+            "GGML_NO_BACKTRACE": "1",
+            "LLAMA_LOG_COLORS": "off",
+            "NO_COLOR": "1",
+            **self.options.env,
+        }
 
     # --- helpers ---------------------------------------------------------------------------------
     def _run(self, args: list[str], log: Path, env: Mapping[str, str] | None = None) -> Outcome:
@@ -192,13 +222,17 @@ class CellRunner:
             d.mkdir(parents=True, exist_ok=True)
             tmp = d / "ops.txt.tmp"
             tmp.unlink(missing_ok=True)
-            out = self._run([str(exporter), "-m", str(model.path), "-o", str(tmp), *self._threads()], d / "export.log")
+            out = self._run(
+                [str(exporter), "-m", str(model.path), "-o", str(tmp), *self._threads()], d / "export.log"
+            )
             problem = ""
             ok = out.kind == "ok" and tmp.is_file() and tmp.stat().st_size > 0
             if ok:
                 tmp.replace(ops)
             else:
-                problem = out.describe(self.options.timeout) if out.kind != "ok" else "the exporter wrote no ops"
+                problem = (
+                    out.describe(self.options.timeout) if out.kind != "ok" else "the exporter wrote no ops"
+                )
             meta.write_text(json.dumps({"ok": ok, "problem": problem, "outcome": _outcome_json(out)}))
             return (ops if ok else None), out, problem
 
@@ -207,7 +241,9 @@ class CellRunner:
         d = self._model_dir(model)
         with _locked(d / ".reference.lock"):
             # keyed on how the reference is run: a change of placement invalidates old results
-            key = hashlib.sha256(json.dumps([reference_args(), reference_args(True)]).encode()).hexdigest()[:10]
+            key = hashlib.sha256(json.dumps([reference_args(), reference_args(True)]).encode()).hexdigest()[
+                :10
+            ]
             meta = d / f"reference-{key}.json"
             if meta.is_file():
                 return dict(json.loads(meta.read_text()))
@@ -220,14 +256,28 @@ class CellRunner:
             meta.write_text(json.dumps(data))
             return data
 
-    def _decode(self, model: ModelInput, placement: tuple[str, ...], out_dir: Path, label: str) -> dict[str, Any]:
+    def _decode(
+        self, model: ModelInput, placement: tuple[str, ...], out_dir: Path, label: str
+    ) -> dict[str, Any]:
         """Run the runner (tokens) and the logits tool on ``placement``; returns JSON-able data."""
         out_dir.mkdir(parents=True, exist_ok=True)
         env = {**self.env, "GGML_SCHED_DEBUG": "2"}
         flags = self.tools.runner_flags
         data: dict[str, Any] = {"label": label, "placement": list(placement)}
-        common = ["-m", str(model.path), "-p", self.options.prompt, "-c", "256", "-s", str(self.options.seed),
-                  "--temp", "0", *self._threads(), *placement]
+        common = [
+            "-m",
+            str(model.path),
+            "-p",
+            self.options.prompt,
+            "-c",
+            "256",
+            "-s",
+            str(self.options.seed),
+            "--temp",
+            "0",
+            *self._threads(),
+            *placement,
+        ]
         # tokens (and the scheduler's report) from the runner
         if self.tools.runner is not None:
             args = [str(self.tools.runner), *common, "-n", str(self.options.n_predict)]
@@ -283,10 +333,17 @@ class CellRunner:
             durations["export"] = round(time.monotonic() - t0, 3)
             if ops_file is None and exp_out is not None:
                 st = _status_of(exp_out) or "error"
-                checks.append(CheckResult(
-                    "support", st, f"op export failed: {export_problem}", _evidence(exp_out),
-                    round(exp_out.seconds, 3), exp_out.args, exp_out.log,
-                ))
+                checks.append(
+                    CheckResult(
+                        "support",
+                        st,
+                        f"op export failed: {export_problem}",
+                        _evidence(exp_out),
+                        round(exp_out.seconds, 3),
+                        exp_out.args,
+                        exp_out.log,
+                    )
+                )
         for column in COLUMNS:
             if column not in cols or should_stop():
                 continue
@@ -313,55 +370,124 @@ class CellRunner:
         durations["total"] = round(time.monotonic() - start, 3)
         return self._verdict(spec, be, checks, ops, durations)
 
-    def _verdict(self, spec: CellSpec, be: CoverageBackend, checks: list[CheckResult], ops: tuple[OpResult, ...],
-                 durations: dict[str, float]) -> Cell:
+    def _verdict(
+        self,
+        spec: CellSpec,
+        be: CoverageBackend,
+        checks: list[CheckResult],
+        ops: tuple[OpResult, ...],
+        durations: dict[str, float],
+    ) -> Cell:
         device = self.devices.get(spec.backend) or DeviceSummary(spec.backend)
         counted = [c.status for c in checks if c.status != "not-applicable"]
         status = worst(counted) if counted else "not-applicable"
         decisive = [c for c in checks if c.status == status]
-        reason = "; ".join(f"{c.column}: {c.summary}" for c in decisive[:2]) if decisive else "no column could run"
+        reason = (
+            "; ".join(f"{c.column}: {c.summary}" for c in decisive[:2]) if decisive else "no column could run"
+        )
         if be.needs_device_class and device.device_class != "real":
             caps = ", ".join(f"{k}={v}" for k, v in device.capabilities.items()) or "none reported"
-            reason = (f"{spec.backend} is a {device.device_class} device ({device.reason or caps}; capabilities: "
-                      f"{caps}): results on it prove nothing (observed: {status})")
-            checks = [replace(c, status="unverifiable", details={**c.details, "observed_status": c.status})
-                      if c.status != "not-applicable" else c for c in checks]
+            reason = (
+                f"{spec.backend} is a {device.device_class} device ({device.reason or caps}; capabilities: "
+                f"{caps}): results on it prove nothing (observed: {status})"
+            )
+            checks = [
+                replace(c, status="unverifiable", details={**c.details, "observed_status": c.status})
+                if c.status != "not-applicable"
+                else c
+                for c in checks
+            ]
             status = "unverifiable"
         return Cell(
-            id=spec.id, architecture=spec.model.architecture, weight_type=spec.model.weight_type,
-            backend=spec.backend, model=str(spec.model.path), status=status, reason=reason,
-            observed_by=self.options.observed_by, checks=tuple(checks), ops=ops, durations=durations,
-            device=device, variant=spec.model.variant,
+            id=spec.id,
+            architecture=spec.model.architecture,
+            weight_type=spec.model.weight_type,
+            backend=spec.backend,
+            model=str(spec.model.path),
+            status=status,
+            reason=reason,
+            observed_by=self.options.observed_by,
+            checks=tuple(checks),
+            ops=ops,
+            durations=durations,
+            device=device,
+            variant=spec.model.variant,
         )
 
     # --- columns -----------------------------------------------------------------------------------
-    def _support(self, spec: CellSpec, be: CoverageBackend, ops_file: Path) -> tuple[CheckResult, tuple[OpResult, ...]]:
+    def _support(
+        self, spec: CellSpec, be: CoverageBackend, ops_file: Path
+    ) -> tuple[CheckResult, tuple[OpResult, ...]]:
         assert self.tools.backend_ops is not None
-        args = [str(self.tools.backend_ops), "support", "--test-file", str(ops_file), "-b", spec.backend,
-                "--output", "csv"]
+        args = [
+            str(self.tools.backend_ops),
+            "support",
+            "--test-file",
+            str(ops_file),
+            "-b",
+            spec.backend,
+            "--output",
+            "csv",
+        ]
         out = self._run(args, self.log_dir / spec.id / "support.log")
         parsed: SupportParse = parse_support_csv(out.stdout, backend=spec.backend)
         ops = parsed.ops
         bad = _status_of(out)
         if bad:
-            return CheckResult("support", bad, f"test-backend-ops support: {out.describe(self.options.timeout)}",
-                               _evidence(out), out.seconds, out.args, out.log), ops
+            return CheckResult(
+                "support",
+                bad,
+                f"test-backend-ops support: {out.describe(self.options.timeout)}",
+                _evidence(out),
+                out.seconds,
+                out.args,
+                out.log,
+            ), ops
         if not ops:
             why = "; ".join(parsed.problems[:3]) or f"no rows ({out.describe(self.options.timeout)})"
-            return CheckResult("support", "error", f"no support rows for {spec.backend}: {why}", _evidence(out),
-                               out.seconds, out.args, out.log, {"problems": list(parsed.problems[:20])}), ops
+            return CheckResult(
+                "support",
+                "error",
+                f"no support rows for {spec.backend}: {why}",
+                _evidence(out),
+                out.seconds,
+                out.args,
+                out.log,
+                {"problems": list(parsed.problems[:20])},
+            ), ops
         no = [o for o in ops if o.supported == "no"]
-        details: dict[str, object] = {"ops": len(ops), "unsupported": len(no), "problems": list(parsed.problems[:20])}
+        details: dict[str, object] = {
+            "ops": len(ops),
+            "unsupported": len(no),
+            "problems": list(parsed.problems[:20]),
+        }
         if no:
             first = ", ".join(o.key for o in no[:3])
-            return CheckResult("support", "unsupported", f"{len(no)} of {len(ops)} op shapes not supported by "
-                               f"{spec.backend}: {first}{' …' if len(no) > 3 else ''}", (), out.seconds, out.args,
-                               out.log, details), ops
-        return CheckResult("support", "pass", f"all {len(ops)} op shapes supported", (), out.seconds, out.args,
-                           out.log, details), ops
+            return CheckResult(
+                "support",
+                "unsupported",
+                f"{len(no)} of {len(ops)} op shapes not supported by "
+                f"{spec.backend}: {first}{' …' if len(no) > 3 else ''}",
+                (),
+                out.seconds,
+                out.args,
+                out.log,
+                details,
+            ), ops
+        return CheckResult(
+            "support",
+            "pass",
+            f"all {len(ops)} op shapes supported",
+            (),
+            out.seconds,
+            out.args,
+            out.log,
+            details,
+        ), ops
 
-    def _test(self, spec: CellSpec, be: CoverageBackend, ops_file: Path,
-              ops: tuple[OpResult, ...]) -> tuple[CheckResult, tuple[OpResult, ...]]:
+    def _test(
+        self, spec: CellSpec, be: CoverageBackend, ops_file: Path, ops: tuple[OpResult, ...]
+    ) -> tuple[CheckResult, tuple[OpResult, ...]]:
         assert self.tools.backend_ops is not None
         args = [str(self.tools.backend_ops), "test", "--test-file", str(ops_file), "-b", spec.backend]
         out = self._run(args, self.log_dir / spec.id / "test.log")
@@ -377,40 +503,97 @@ class CellRunner:
             done = [o for o in merged if o.test != "not-run"]
             pending = [o for o in merged if o.test == "not-run" and o.supported != "no"]
             where = (f"; last finished: {done[-1].key}" if done else "") + (
-                f"; next in order (the likely culprit): {pending[0].key}" if pending else "")
+                f"; next in order (the likely culprit): {pending[0].key}" if pending else ""
+            )
             harness = _harness_index_crash(out, pending[0] if pending else None) if bad == "crash" else ""
             if harness:
                 # like the NaN trap: the op ran out of its graph on random inputs, and the CPU
                 # reference itself refused them; not a finding about the backend
                 assert pending
                 merged = tuple(replace(o, message=harness) if o.key == pending[0].key else o for o in merged)
-                return CheckResult("test", "error", f"test-backend-ops test: {harness}{where}",
-                                   _evidence(out), out.seconds, out.args, out.log), merged
+                return CheckResult(
+                    "test",
+                    "error",
+                    f"test-backend-ops test: {harness}{where}",
+                    _evidence(out),
+                    out.seconds,
+                    out.args,
+                    out.log,
+                ), merged
             if pending and bad == "crash":
-                merged = tuple(replace(o, test="crash", message=out.describe(self.options.timeout))
-                               if o.key == pending[0].key else o for o in merged)
-            return CheckResult("test", bad, f"test-backend-ops test: {out.describe(self.options.timeout)}{where}",
-                               _evidence(out), out.seconds, out.args, out.log), merged
+                merged = tuple(
+                    replace(o, test="crash", message=out.describe(self.options.timeout))
+                    if o.key == pending[0].key
+                    else o
+                    for o in merged
+                )
+            return CheckResult(
+                "test",
+                bad,
+                f"test-backend-ops test: {out.describe(self.options.timeout)}{where}",
+                _evidence(out),
+                out.seconds,
+                out.args,
+                out.log,
+            ), merged
         fails = [o for o in merged if o.test == "fail"]
         nans = [o for o in merged if o.test in ("nan-both", "nan-reference")]
         oks = [o for o in merged if o.test == "ok"]
-        details: dict[str, object] = {"ok": len(oks), "fail": len(fails), "nan": len(nans),
-                                      "not_supported": sum(o.test == "not-supported" for o in merged)}
+        details: dict[str, object] = {
+            "ok": len(oks),
+            "fail": len(fails),
+            "nan": len(nans),
+            "not_supported": sum(o.test == "not-supported" for o in merged),
+        }
         if fails:
             first = "; ".join(f"{o.key}: {o.message or 'FAIL'}" for o in fails[:2])
-            return CheckResult("test", "wrong", f"{len(fails)} op shape(s) differ from the CPU: {first}",
-                               tuple(o.message for o in fails[:EVIDENCE_LINES] if o.message), out.seconds,
-                               out.args, out.log, details), merged
+            return CheckResult(
+                "test",
+                "wrong",
+                f"{len(fails)} op shape(s) differ from the CPU: {first}",
+                tuple(o.message for o in fails[:EVIDENCE_LINES] if o.message),
+                out.seconds,
+                out.args,
+                out.log,
+                details,
+            ), merged
         if not oks and not nans:
             if out.kind != "ok" and not results:
-                return CheckResult("test", "error", f"test-backend-ops test: {out.describe(self.options.timeout)}, "
-                                   "no case lines", _evidence(out), out.seconds, out.args, out.log, details), merged
-            return CheckResult("test", "not-applicable", f"no op shape runs on {spec.backend} (all unsupported)",
-                               (), out.seconds, out.args, out.log, details), merged
-        note = (f"; {len(nans)} with NaN on both sides (random inputs out of context: not the backend's result)"
-                if nans else "")
-        return CheckResult("test", "pass", f"{len(oks)} op shape(s) match the CPU{note}", (), out.seconds, out.args,
-                           out.log, details), merged
+                return CheckResult(
+                    "test",
+                    "error",
+                    f"test-backend-ops test: {out.describe(self.options.timeout)}, no case lines",
+                    _evidence(out),
+                    out.seconds,
+                    out.args,
+                    out.log,
+                    details,
+                ), merged
+            return CheckResult(
+                "test",
+                "not-applicable",
+                f"no op shape runs on {spec.backend} (all unsupported)",
+                (),
+                out.seconds,
+                out.args,
+                out.log,
+                details,
+            ), merged
+        note = (
+            f"; {len(nans)} with NaN on both sides (random inputs out of context: not the backend's result)"
+            if nans
+            else ""
+        )
+        return CheckResult(
+            "test",
+            "pass",
+            f"{len(oks)} op shape(s) match the CPU{note}",
+            (),
+            out.seconds,
+            out.args,
+            out.log,
+            details,
+        ), merged
 
     def _e2e(self, spec: CellSpec, be: CoverageBackend, ops: tuple[OpResult, ...] = ()) -> CheckResult:
         ref = self.reference(spec.model)
@@ -425,22 +608,47 @@ class CellRunner:
         log = str(dev.get("runner", {}).get("log", ""))
         if bad:
             status, summary, evidence = bad
-            return CheckResult("e2e", status, f"{'CPU reference' if be.kind == 'cpu' else spec.backend} run: {summary}",
-                               evidence, 0.0, cmd, log)
+            return CheckResult(
+                "e2e",
+                status,
+                f"{'CPU reference' if be.kind == 'cpu' else spec.backend} run: {summary}",
+                evidence,
+                0.0,
+                cmd,
+                log,
+            )
         if ref_bad:
-            return CheckResult("e2e", "error", f"the CPU reference run failed ({ref_bad[1]}): nothing to compare with",
-                               ref_bad[2], 0.0, cmd, log)
+            return CheckResult(
+                "e2e",
+                "error",
+                f"the CPU reference run failed ({ref_bad[1]}): nothing to compare with",
+                ref_bad[2],
+                0.0,
+                cmd,
+                log,
+            )
         sched: dict[str, Any] = dev.get("sched", {})
         details: dict[str, object] = {
-            "splits_pp": sched.get("splits_pp"), "splits_tg": sched.get("splits_tg"),
-            "nodes_by_backend": sched.get("nodes_by_backend", {}), "cpu_ops": sched.get("cpu_ops", {}),
-            "disabled": sched.get("disabled", []), "prompt_tokens": sched.get("prompt_tokens"),
+            "splits_pp": sched.get("splits_pp"),
+            "splits_tg": sched.get("splits_tg"),
+            "nodes_by_backend": sched.get("nodes_by_backend", {}),
+            "cpu_ops": sched.get("cpu_ops", {}),
+            "disabled": sched.get("disabled", []),
+            "prompt_tokens": sched.get("prompt_tokens"),
             "logits": dev.get("logits_kind", "none"),
             "reference_backends": ref.get("sched", {}).get("nodes_by_backend", {}),
         }
         if be.kind == "cpu":
-            return CheckResult("e2e", "pass", f"decoded {self.options.n_predict} token(s) on the CPU (the reference)",
-                               (), 0.0, cmd, log, details)
+            return CheckResult(
+                "e2e",
+                "pass",
+                f"decoded {self.options.n_predict} token(s) on the CPU (the reference)",
+                (),
+                0.0,
+                cmd,
+                log,
+                details,
+            )
         # logits
         findings: list[tuple[Status, str]] = []
         a, b = ref.get("logits"), dev.get("logits")
@@ -448,43 +656,74 @@ class CellRunner:
             err = nmse(a, b)
             details["nmse"] = err if math.isfinite(err) else "inf"
             kind = dev.get("logits_kind")
-            what = "last-token logits" if kind == "full" else f"{len(a)} sampled output values (eval-callback)"
+            what = (
+                "last-token logits" if kind == "full" else f"{len(a)} sampled output values (eval-callback)"
+            )
             limit = nmse_threshold(spec.model.weight_type)
             details["nmse_threshold"] = limit
-            ops_ok = bool(ops) and not any(o.test in ("fail", "crash") for o in ops) and any(o.test == "ok" for o in ops)
+            ops_ok = (
+                bool(ops)
+                and not any(o.test in ("fail", "crash") for o in ops)
+                and any(o.test == "ok" for o in ops)
+            )
             if err > limit and limit == NMSE_THRESHOLD_QUANTIZED and err <= NMSE_GROSS and ops_ok:
                 # every op the backend ran matched the CPU in isolation: the drift is the CPU's q8
                 # activations vs the backend's dequantized weights, accumulated over the layers
-                details["nmse_note"] = (f"NMSE {err:.1e} above {limit:g} but every op the backend ran matched the "
-                                        "CPU in test-backend-ops: attributed to the CPU's q8 activation quantization")
+                details["nmse_note"] = (
+                    f"NMSE {err:.1e} above {limit:g} but every op the backend ran matched the "
+                    "CPU in test-backend-ops: attributed to the CPU's q8 activation quantization"
+                )
             elif err > limit:
                 # node sums are comparable only when both runs split the prompt alike
                 same_split = kind == "sampled" and len(_nodes(ref)) == len(_nodes(dev))
                 div = first_divergence(_nodes(ref), _nodes(dev)) if same_split else ""
-                findings.append(("wrong", f"NMSE {err:.2e} > {limit:g} on {what}"
-                                 + (f"; first diverging node: {div}" if div else "")))
+                findings.append(
+                    (
+                        "wrong",
+                        f"NMSE {err:.2e} > {limit:g} on {what}"
+                        + (f"; first diverging node: {div}" if div else ""),
+                    )
+                )
         same_tokens = ref.get("text") == dev.get("text")
         details["tokens_agree"] = same_tokens
         if not same_tokens and not (a and b):
             if "logits_kind" in dev:
-                findings.append(("error", "generated tokens differ from the CPU run and the logits could not be read "
-                                 "to tell a near-tie from a wrong result"))
+                findings.append(
+                    (
+                        "error",
+                        "generated tokens differ from the CPU run and the logits could not be read "
+                        "to tell a near-tie from a wrong result",
+                    )
+                )
             else:
-                findings.append(("wrong", "generated tokens differ from the CPU run (tokens only: no logits tool)"))
+                findings.append(
+                    ("wrong", "generated tokens differ from the CPU run (tokens only: no logits tool)")
+                )
         # fallback
-        on_backend = sum(n for k, n in sched.get("nodes_by_backend", {}).items()
-                         if k.startswith(be.sched_prefix[:4]))
+        on_backend = sum(
+            n for k, n in sched.get("nodes_by_backend", {}).items() if k.startswith(be.sched_prefix[:4])
+        )
         cpu_ops: dict[str, int] = sched.get("cpu_ops", {})
         if sched.get("disabled"):
             findings.append(("fallback", "; ".join(sched["disabled"][:2])))
         if be.kind == "gpu" and cpu_ops:
             listed = ", ".join(f"{op}×{n}" for op, n in sorted(cpu_ops.items(), key=lambda x: -x[1])[:6])
-            findings.append(("fallback", f"the scheduler ran {sum(cpu_ops.values())} compute node(s) on the CPU: "
-                             f"{listed} (splits {sched.get('splits_pp')}/{sched.get('splits_tg')})"))
+            findings.append(
+                (
+                    "fallback",
+                    f"the scheduler ran {sum(cpu_ops.values())} compute node(s) on the CPU: "
+                    f"{listed} (splits {sched.get('splits_pp')}/{sched.get('splits_tg')})",
+                )
+            )
         if be.kind == "accel" and sched.get("nodes_by_backend") and on_backend == 0:
             tokens = sched.get("prompt_tokens")
-            findings.append(("fallback", f"{spec.backend} received no node of the graph (prompt of {tokens} tokens; "
-                             f"it takes work from batch {be.min_batch})"))
+            findings.append(
+                (
+                    "fallback",
+                    f"{spec.backend} received no node of the graph (prompt of {tokens} tokens; "
+                    f"it takes work from batch {be.min_batch})",
+                )
+            )
         if findings:
             st = worst([f[0] for f in findings])
             return CheckResult("e2e", st, "; ".join(f[1] for f in findings), (), 0.0, cmd, log, details)
@@ -521,41 +760,101 @@ class CellRunner:
         rows = parse_archs_rows(lines)
         desc = (self.devices.get(spec.backend) or DeviceSummary(spec.backend)).description
         config = "MoE" if spec.model.variant == "moe" else "Dense"
-        mine = [r for r in rows if r["arch"] == arch and r["config"] == config
-                and (with_b or _device_matches(r["device"], spec.backend, desc, be))]
+        mine = [
+            r
+            for r in rows
+            if r["arch"] == arch
+            and r["config"] == config
+            and (with_b or _device_matches(r["device"], spec.backend, desc, be))
+        ]
         bad = _status_of(out)
         if bad:
             if mine and all(r["nmse_status"] in ("OK", "SKIP") for r in mine):
                 pass  # our row finished before another device's row crashed (runs without -b)
             else:
-                return CheckResult("archs", bad, f"test-llama-archs -a {arch}: {out.describe(self.options.timeout)}",
-                                   _evidence(out), out.seconds, out.args, out.log)
+                return CheckResult(
+                    "archs",
+                    bad,
+                    f"test-llama-archs -a {arch}: {out.describe(self.options.timeout)}",
+                    _evidence(out),
+                    out.seconds,
+                    out.args,
+                    out.log,
+                )
         lost = not mine or not mine[0]["nmse_status"]
-        if lost and with_b and out.kind in ("ok", "exit") and not any("no tests executed" in x for x in lines):
+        if (
+            lost
+            and with_b
+            and out.kind in ("ok", "exit")
+            and not any("no tests executed" in x for x in lines)
+        ):
             # test-llama-archs logs asynchronously: through a pipe its last row can be lost; its exit
             # status still says whether every test of this (architecture, backend) passed
             ok = out.returncode == 0
-            return CheckResult("archs", "pass" if ok else "wrong",
-                               f"test-llama-archs -a {arch} -b {spec.backend}: exit {out.returncode} ("
-                               + ("all passed" if ok else "a test failed") + "; its asynchronous log lost the row)",
-                               () if ok else _evidence(out), out.seconds, out.args, out.log)
+            return CheckResult(
+                "archs",
+                "pass" if ok else "wrong",
+                f"test-llama-archs -a {arch} -b {spec.backend}: exit {out.returncode} ("
+                + ("all passed" if ok else "a test failed")
+                + "; its asynchronous log lost the row)",
+                () if ok else _evidence(out),
+                out.seconds,
+                out.args,
+                out.log,
+            )
         if not mine:
-            return CheckResult("archs", "not-applicable",
-                               f"test-llama-archs has no {config} row for {arch} on {spec.backend}", (), out.seconds,
-                               out.args, out.log)
+            return CheckResult(
+                "archs",
+                "not-applicable",
+                f"test-llama-archs has no {config} row for {arch} on {spec.backend}",
+                (),
+                out.seconds,
+                out.args,
+                out.log,
+            )
         row = mine[0]
-        details: dict[str, object] = {"nmse": row["nmse"], "roundtrip": row["roundtrip"], "device": row["device"]}
+        details: dict[str, object] = {
+            "nmse": row["nmse"],
+            "roundtrip": row["roundtrip"],
+            "device": row["device"],
+        }
         if row["nmse_status"] == "SKIP":
-            return CheckResult("archs", "not-applicable", f"test-llama-archs skips {arch} ({config})", (),
-                               out.seconds, out.args, out.log, details)
+            return CheckResult(
+                "archs",
+                "not-applicable",
+                f"test-llama-archs skips {arch} ({config})",
+                (),
+                out.seconds,
+                out.args,
+                out.log,
+                details,
+            )
         if row["nmse_status"] != "OK" or row["roundtrip"] == "FAIL":
-            return CheckResult("archs", "wrong", f"test-llama-archs: NMSE {row['nmse_status']} {row['nmse']}, "
-                               f"roundtrip {row['roundtrip']}", (row["raw"],), out.seconds, out.args, out.log, details)
-        return CheckResult("archs", "pass", f"test-llama-archs: NMSE {row['nmse']} vs CPU, roundtrip {row['roundtrip']}",
-                           (), out.seconds, out.args, out.log, details)
+            return CheckResult(
+                "archs",
+                "wrong",
+                f"test-llama-archs: NMSE {row['nmse_status']} {row['nmse']}, roundtrip {row['roundtrip']}",
+                (row["raw"],),
+                out.seconds,
+                out.args,
+                out.log,
+                details,
+            )
+        return CheckResult(
+            "archs",
+            "pass",
+            f"test-llama-archs: NMSE {row['nmse']} vs CPU, roundtrip {row['roundtrip']}",
+            (),
+            out.seconds,
+            out.args,
+            out.log,
+            details,
+        )
 
 
-_ARCH_ROW = re.compile(r"^\|\s*(?P<arch>[\w.-]+)\|\s*(?P<device>[^|]*?)\|\s*(?P<config>Dense|MoE)\|(?P<rest>.*)$")
+_ARCH_ROW = re.compile(
+    r"^\|\s*(?P<arch>[\w.-]+)\|\s*(?P<device>[^|]*?)\|\s*(?P<config>Dense|MoE)\|(?P<rest>.*)$"
+)
 
 
 def parse_archs_rows(lines: list[str]) -> list[dict[str, str]]:
@@ -570,9 +869,17 @@ def parse_archs_rows(lines: list[str]) -> list[dict[str, str]]:
         nmse_cell = cells[0] if cells else ""
         status = nmse_cell.split()[0] if nmse_cell else ""
         value = re.search(r"\(([^)]*)\)", nmse_cell)
-        rows.append({"arch": m["arch"].strip(), "device": m["device"].strip(), "config": m["config"],
-                     "nmse_status": status, "nmse": value.group(1) if value else "",
-                     "roundtrip": cells[1].split()[0] if len(cells) > 1 and cells[1] else "", "raw": line})
+        rows.append(
+            {
+                "arch": m["arch"].strip(),
+                "device": m["device"].strip(),
+                "config": m["config"],
+                "nmse_status": status,
+                "nmse": value.group(1) if value else "",
+                "roundtrip": cells[1].split()[0] if len(cells) > 1 and cells[1] else "",
+                "raw": line,
+            }
+        )
     return rows
 
 
@@ -593,9 +900,16 @@ def _read_log(path: Path, limit: int = 4 << 20) -> list[str]:
 
 
 def _sched_json(s: SchedReport) -> dict[str, Any]:
-    return {"nodes_by_backend": s.nodes_by_backend, "cpu_ops": s.cpu_ops, "cpu_nodes": list(s.cpu_nodes),
-            "splits_pp": s.splits_pp, "splits_tg": s.splits_tg, "split_backends": list(s.split_backends),
-            "disabled": list(s.disabled), "prompt_tokens": s.prompt_tokens}
+    return {
+        "nodes_by_backend": s.nodes_by_backend,
+        "cpu_ops": s.cpu_ops,
+        "cpu_nodes": list(s.cpu_nodes),
+        "splits_pp": s.splits_pp,
+        "splits_tg": s.splits_tg,
+        "split_backends": list(s.split_backends),
+        "disabled": list(s.disabled),
+        "prompt_tokens": s.prompt_tokens,
+    }
 
 
 def _nodes(data: Mapping[str, Any]) -> list[Any]:
@@ -615,7 +929,11 @@ def _run_failure(data: Mapping[str, Any]) -> tuple[Status, str, tuple[str, ...]]
             bad = "error"
         if bad:
             prog = Path(out.args[0]).name if out.args else key
-            return bad, f"{prog}: {out.describe(120.0 if out.kind != 'hang' else out.seconds)}", _evidence(out)
+            return (
+                bad,
+                f"{prog}: {out.describe(120.0 if out.kind != 'hang' else out.seconds)}",
+                _evidence(out),
+            )
     return None
 
 

@@ -40,12 +40,20 @@ def default_build_dir(settings: Settings) -> Path:
                 return path
         except (ValueError, KeyError, TypeError):
             pass
-    dirs = sorted(p for p in settings.build_root.glob("*-*") if (p / "bin").is_dir()) if settings.build_root.is_dir() else []
+    dirs = (
+        sorted(p for p in settings.build_root.glob("*-*") if (p / "bin").is_dir())
+        if settings.build_root.is_dir()
+        else []
+    )
     if len(dirs) == 1:
         return dirs[0]
     raise UsageError(
         "no build to cover: no build-manifest.json in the reports and "
-        + (f"{len(dirs)} build dirs under {settings.build_root}" if dirs else f"nothing under {settings.build_root}"),
+        + (
+            f"{len(dirs)} build dirs under {settings.build_root}"
+            if dirs
+            else f"nothing under {settings.build_root}"
+        ),
         "run `nox -s build -- --targets build,coverage` first, or pass --build-dir",
     )
 
@@ -84,12 +92,17 @@ def cmd_coverage(args: argparse.Namespace) -> int:
     fail_on = tuple(s for s in _csv(args.fail_on) if s != "none")
     bad = [s for s in fail_on if s not in SEVERITY]
     if bad:
-        raise UsageError(f"unknown status(es) in --fail-on: {', '.join(bad)}", f"statuses: {', '.join(SEVERITY)}")
+        raise UsageError(
+            f"unknown status(es) in --fail-on: {', '.join(bad)}", f"statuses: {', '.join(SEVERITY)}"
+        )
     if args.baseline and not args.baseline.is_file():
-        raise UsageError(f"--baseline {args.baseline}: no such file", "give a coverage.json of an earlier run")
+        raise UsageError(
+            f"--baseline {args.baseline}: no such file", "give a coverage.json of an earlier run"
+        )
     stop = threading.Event()
     previous = None
     if threading.current_thread() is threading.main_thread():
+
         def on_sigterm(_sig: int, _frame: FrameType | None) -> None:
             stop.set()
 
@@ -101,9 +114,12 @@ def cmd_coverage(args: argparse.Namespace) -> int:
                 for col in planned.tools.columns:
                     if not col.available:
                         LOG.warn(f"column {col.column} not computed: {col.reason}")
-                LOG.info(f"{len(planned.specs)} cells: {len(planned.inputs)} model(s) × {', '.join(planned.backends)}"
-                         + (f"; {len(planned.skips)} model(s) skipped" if planned.skips else ""))
+                LOG.info(
+                    f"{len(planned.specs)} cells: {len(planned.inputs)} model(s) × {', '.join(planned.backends)}"
+                    + (f"; {len(planned.skips)} model(s) skipped" if planned.skips else "")
+                )
             with LOG.step("coverage: cells"), LOG.progress("cells", total=len(planned.specs)) as bar:
+
                 def on_cell(cell: Cell, i: int, n: int) -> None:
                     bar.update(i, n, cell.id)
                     if cell.status not in ("pass", "not-applicable", "unsupported", "unverifiable"):
@@ -124,8 +140,17 @@ def cmd_coverage(args: argparse.Namespace) -> int:
     for path in paths.values():
         LOG.info(f"report: {path}")
     if args.json:
-        print(json.dumps({"counts": run.counts, "complete": run.complete, "reports": {k: str(v) for k, v in paths.items()},
-                          "verdict": run.verdict}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "counts": run.counts,
+                    "complete": run.complete,
+                    "reports": {k: str(v) for k, v in paths.items()},
+                    "verdict": run.verdict,
+                },
+                indent=2,
+            )
+        )
     if run.interrupted:
         raise InterruptedError_("interrupted: the partial report is marked incomplete", str(paths["json"]))
     if run.baseline is not None:
@@ -152,17 +177,28 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     common_options(p)
     p.add_argument("--build-dir", type=Path, help="build dir (default: the one in build-manifest.json)")
-    p.add_argument("--architectures", "-a", help="comma-separated architectures (default: convert.json's, else ~50)")
+    p.add_argument(
+        "--architectures", "-a", help="comma-separated architectures (default: convert.json's, else ~50)"
+    )
     p.add_argument("--types", "-t", help=f"comma-separated weight types (default: {','.join(DEFAULT_TYPES)})")
-    p.add_argument("--backends", "-b", help="comma-separated test-backend-ops names (default: CPU + the profile's)")
+    p.add_argument(
+        "--backends", "-b", help="comma-separated test-backend-ops names (default: CPU + the profile's)"
+    )
     p.add_argument("--columns", help=f"comma-separated columns (default: {','.join(COLUMNS)})")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds each tool run may take (default 120)")
+    p.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds each tool run may take (default 120)"
+    )
     p.add_argument("--jobs", "-j", type=int, help="cells in parallel (default: core count)")
     p.add_argument("--baseline", type=Path, help="an earlier coverage.json: report a diff and a bump verdict")
     p.add_argument("--model", action="append", metavar="ARCH:TYPE:PATH", help="a GGUF to cover (repeatable)")
-    p.add_argument("--convert-report", type=Path, help="convert.json to read models from (default: reports dir)")
-    p.add_argument("--no-archs-models", action="store_true",
-                   help="do not make tiny models with the tree's test-llama-archs -o")
+    p.add_argument(
+        "--convert-report", type=Path, help="convert.json to read models from (default: reports dir)"
+    )
+    p.add_argument(
+        "--no-archs-models",
+        action="store_true",
+        help="do not make tiny models with the tree's test-llama-archs -o",
+    )
     p.add_argument("--variants", help="test-llama-archs model variants: dense, moe (default: dense)")
     p.add_argument(
         "--predict",
@@ -170,7 +206,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="Metal GPU-family profiles to predict from the tree's source, comma-separated, or none "
         f"(default: {','.join(DEFAULT_PROFILES)}; see `llama-toolchain oracle`)",
     )
-    p.add_argument("--fail-on", default="crash,hang,wrong",
-                   help="statuses that make the run exit 50 (default: crash,hang,wrong; `none`)")
+    p.add_argument(
+        "--fail-on",
+        default="crash,hang,wrong",
+        help="statuses that make the run exit 50 (default: crash,hang,wrong; `none`)",
+    )
     p.add_argument("--json", action="store_true", help="print counts and report paths as JSON on stdout")
     p.set_defaults(func=cmd_coverage)

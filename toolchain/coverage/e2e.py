@@ -36,6 +36,8 @@ FLOAT_TYPES = frozenset({"f32", "f16", "bf16"})
 
 def nmse_threshold(weight_type: str) -> float:
     return NMSE_THRESHOLD if weight_type.lower() in FLOAT_TYPES else NMSE_THRESHOLD_QUANTIZED
+
+
 PROMPT = (
     "The quick brown fox jumps over the lazy dog while the tiny model keeps counting tokens: "
     "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
@@ -48,8 +50,12 @@ _NODE = re.compile(
 )
 _SPLIT = re.compile(r"## SPLIT #(?P<n>\d+): (?P<backend>[^\s#]+)")
 _SPLITS_CTX = re.compile(r"(?:graph splits|splits) = (?P<pp>\d+)(?: / (?P<tg>\d+))?")
-_DISABLED = re.compile(r"(?P<what>[\w ]+?) not supported, set to disabled|flash_attn is not compatible.*forcing off")
-_TOKENS_IN = re.compile(r"Token ids \((?P<n>\d+)\)|prompt eval time = .*?/\s*(?P<m>\d+) tokens|number of input tokens = (?P<k>\d+)")
+_DISABLED = re.compile(
+    r"(?P<what>[\w ]+?) not supported, set to disabled|flash_attn is not compatible.*forcing off"
+)
+_TOKENS_IN = re.compile(
+    r"Token ids \((?P<n>\d+)\)|prompt eval time = .*?/\s*(?P<m>\d+) tokens|number of input tokens = (?P<k>\d+)"
+)
 _CB_HEAD = re.compile(r"^\S+:\s+(?P<name>\S+) = \((?P<type>\w+)\)\s+(?P<op>\S+)\(")
 _FLOAT = re.compile(r"-?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?|-?nan|-?inf", re.I)
 _SUM = re.compile(r"^\s*sum = (?P<v>\S+)")
@@ -101,8 +107,16 @@ def parse_sched(lines: Iterable[str], *, keep: int = 12) -> SchedReport:
         t = _TOKENS_IN.search(line)
         if t and tokens is None:
             tokens = int(t["n"] or t["m"] or t["k"])
-    return SchedReport(dict(by_backend), dict(cpu_ops), tuple(cpu_nodes), pp, tg,
-                       tuple(sorted(split_backends)), tuple(dict.fromkeys(disabled)), tokens)
+    return SchedReport(
+        dict(by_backend),
+        dict(cpu_ops),
+        tuple(cpu_nodes),
+        pp,
+        tg,
+        tuple(sorted(split_backends)),
+        tuple(dict.fromkeys(disabled)),
+        tokens,
+    )
 
 
 def nmse(reference: Sequence[float], other: Sequence[float]) -> float:

@@ -27,15 +27,69 @@ from .tools import Toolset
 DEFAULT_TYPES = ("f16", "q8_0")
 # A spread of the architectures people ship (dense and MoE, attention variants, SSM/RWKV hybrids).
 DEFAULT_ARCHITECTURES = (
-    "llama", "llama4", "qwen2", "qwen2moe", "qwen3", "qwen3moe", "qwen3next", "gemma", "gemma2", "gemma3",
-    "gemma3n", "phi2", "phi3", "starcoder2", "falcon", "gpt2", "gptneox", "bloom", "mpt", "stablelm",
-    "olmo", "olmo2", "olmoe", "command-r", "cohere2", "deepseek", "deepseek2", "granite", "granitemoe",
-    "exaone", "internlm2", "minicpm", "glm4", "mamba", "mamba2", "rwkv6", "jamba", "baichuan", "orion",
-    "nemotron", "smollm3", "lfm2", "falcon-h1", "ernie4_5", "hunyuan-dense", "arcee", "dots1", "seed_oss",
-    "apertus", "gpt-oss", "mistral3", "starcoder",
+    "llama",
+    "llama4",
+    "qwen2",
+    "qwen2moe",
+    "qwen3",
+    "qwen3moe",
+    "qwen3next",
+    "gemma",
+    "gemma2",
+    "gemma3",
+    "gemma3n",
+    "phi2",
+    "phi3",
+    "starcoder2",
+    "falcon",
+    "gpt2",
+    "gptneox",
+    "bloom",
+    "mpt",
+    "stablelm",
+    "olmo",
+    "olmo2",
+    "olmoe",
+    "command-r",
+    "cohere2",
+    "deepseek",
+    "deepseek2",
+    "granite",
+    "granitemoe",
+    "exaone",
+    "internlm2",
+    "minicpm",
+    "glm4",
+    "mamba",
+    "mamba2",
+    "rwkv6",
+    "jamba",
+    "baichuan",
+    "orion",
+    "nemotron",
+    "smollm3",
+    "lfm2",
+    "falcon-h1",
+    "ernie4_5",
+    "hunyuan-dense",
+    "arcee",
+    "dots1",
+    "seed_oss",
+    "apertus",
+    "gpt-oss",
+    "mistral3",
+    "starcoder",
 )
-QUANT_NAMES = {"f32": "F32", "f16": "F16", "bf16": "BF16", "q8_0": "Q8_0", "q4_0": "Q4_0", "q4_k": "Q4_K_M",
-               "q5_k": "Q5_K_M", "q6_k": "Q6_K"}
+QUANT_NAMES = {
+    "f32": "F32",
+    "f16": "F16",
+    "bf16": "BF16",
+    "q8_0": "Q8_0",
+    "q4_0": "Q4_0",
+    "q4_k": "Q4_K_M",
+    "q5_k": "Q5_K_M",
+    "q6_k": "Q6_K",
+}
 
 
 @dataclass(frozen=True)
@@ -55,7 +109,12 @@ def from_convert_report(path: Path) -> list[ModelInput]:
             arch = node.get("gguf_architecture") or node.get("architecture") or node.get("arch")
             wtype = node.get("weight_type") or node.get("outtype") or node.get("type") or node.get("ftype")
             status = str(node.get("status", "pass"))
-            if isinstance(gguf, str) and gguf.endswith(".gguf") and isinstance(arch, str) and isinstance(wtype, str):
+            if (
+                isinstance(gguf, str)
+                and gguf.endswith(".gguf")
+                and isinstance(arch, str)
+                and isinstance(wtype, str)
+            ):
                 if status in ("pass", "ok", "converted", "valid") and Path(gguf).is_file():
                     spec = node.get("architecture")
                     # several specs can map to one GGUF architecture (bert, distilbert -> bert)
@@ -78,8 +137,13 @@ def parse_model_arg(text: str) -> ModelInput:
     return ModelInput(arch, wtype.lower(), Path(path).expanduser().resolve(), "given")
 
 
-def archs_models(tools: Toolset, architectures: Sequence[str], dest: Path, timeout: float = 120.0,
-                 variants: Sequence[str] = ("dense",)) -> tuple[list[ModelInput], list[ModelSkip]]:
+def archs_models(
+    tools: Toolset,
+    architectures: Sequence[str],
+    dest: Path,
+    timeout: float = 120.0,
+    variants: Sequence[str] = ("dense",),
+) -> tuple[list[ModelInput], list[ModelSkip]]:
     """f32 tiny models from ``test-llama-archs -a ARCH -o DIR`` (cached in ``dest``)."""
     if tools.archs is None:
         return [], [ModelSkip(a, "no test-llama-archs in this build: no model source") for a in architectures]
@@ -92,8 +156,11 @@ def archs_models(tools: Toolset, architectures: Sequence[str], dest: Path, timeo
             adir.mkdir(parents=True, exist_ok=True)
             for f in adir.glob("*.gguf"):
                 f.unlink()
-            out = run_isolated([str(tools.archs), "-a", arch, "-o", str(adir), "-s", "1"],
-                               log_path=adir / "save.log", timeout=timeout)
+            out = run_isolated(
+                [str(tools.archs), "-a", arch, "-o", str(adir), "-s", "1"],
+                log_path=adir / "save.log",
+                timeout=timeout,
+            )
             files = sorted(adir.glob("*.gguf"))
             if out.kind != "ok":
                 skips.append(ModelSkip(arch, f"test-llama-archs -o: {out.describe(timeout)}"))
@@ -109,17 +176,24 @@ def archs_models(tools: Toolset, architectures: Sequence[str], dest: Path, timeo
         if not picked and by_variant and "dense" in variants:
             picked = sorted(by_variant)[:1]  # MoE-only architectures
         if not picked:
-            skips.append(ModelSkip(arch, "test-llama-archs does not build this architecture (unknown or unsupported "
-                                   "by its saver in this tree)"))
+            skips.append(
+                ModelSkip(
+                    arch,
+                    "test-llama-archs does not build this architecture (unknown or unsupported "
+                    "by its saver in this tree)",
+                )
+            )
             continue
         for v in picked:
-            found.append(ModelInput(arch, "f32", by_variant[v], "test-llama-archs",
-                                    variant="" if v == "dense" else v))
+            found.append(
+                ModelInput(arch, "f32", by_variant[v], "test-llama-archs", variant="" if v == "dense" else v)
+            )
     return found, skips
 
 
-def with_types(tools: Toolset, models: Iterable[ModelInput], types: Sequence[str], dest: Path,
-               timeout: float = 120.0) -> tuple[list[ModelInput], list[ModelSkip]]:
+def with_types(
+    tools: Toolset, models: Iterable[ModelInput], types: Sequence[str], dest: Path, timeout: float = 120.0
+) -> tuple[list[ModelInput], list[ModelSkip]]:
     """One input per (model, wanted type): the model itself when its type matches, else a quantized copy."""
     out: list[ModelInput] = []
     skips: list[ModelSkip] = []
@@ -142,8 +216,11 @@ def with_types(tools: Toolset, models: Iterable[ModelInput], types: Sequence[str
             if not target.is_file() or target.stat().st_mtime < source.path.stat().st_mtime:
                 dest.mkdir(parents=True, exist_ok=True)
                 tmp = target.with_suffix(".tmp")
-                result = run_isolated([str(tools.quantize), "--allow-requantize", str(source.path), str(tmp), qname],
-                                      log_path=dest / f"{target.stem}.log", timeout=timeout)
+                result = run_isolated(
+                    [str(tools.quantize), "--allow-requantize", str(source.path), str(tmp), qname],
+                    log_path=dest / f"{target.stem}.log",
+                    timeout=timeout,
+                )
                 if result.kind != "ok" or not tmp.is_file():
                     tmp.unlink(missing_ok=True)
                     skips.append(ModelSkip(label, f"llama-quantize {qname}: {result.describe(timeout)}"))

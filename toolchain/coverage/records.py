@@ -25,7 +25,15 @@ Status = Literal[
     "crash", "hang", "wrong", "unsupported", "fallback", "error", "unverifiable", "not-applicable", "pass"
 ]
 SEVERITY: tuple[Status, ...] = (
-    "crash", "hang", "wrong", "unsupported", "fallback", "error", "unverifiable", "not-applicable", "pass",
+    "crash",
+    "hang",
+    "wrong",
+    "unsupported",
+    "fallback",
+    "error",
+    "unverifiable",
+    "not-applicable",
+    "pass",
 )
 # Statuses that fail a run by default (``--fail-on``) and that count as "broken" in a baseline diff.
 BROKEN: frozenset[str] = frozenset({"crash", "hang", "wrong"})

@@ -30,11 +30,27 @@ from .records import (
 
 REPORT_KIND = "coverage"
 COLOURS = {
-    "pass": "#2e7d32", "unsupported": "#f9a825", "fallback": "#ef6c00", "wrong": "#c62828", "crash": "#6a1b9a",
-    "hang": "#4a148c", "error": "#616161", "unverifiable": "#90a4ae", "not-applicable": "#e0e0e0",
+    "pass": "#2e7d32",
+    "unsupported": "#f9a825",
+    "fallback": "#ef6c00",
+    "wrong": "#c62828",
+    "crash": "#6a1b9a",
+    "hang": "#4a148c",
+    "error": "#616161",
+    "unverifiable": "#90a4ae",
+    "not-applicable": "#e0e0e0",
 }
-ICONS = {"pass": "✅", "unsupported": "🟨", "fallback": "🟧", "wrong": "❌", "crash": "💥", "hang": "⏳",
-         "error": "⚠️", "unverifiable": "❔", "not-applicable": "➖"}
+ICONS = {
+    "pass": "✅",
+    "unsupported": "🟨",
+    "fallback": "🟧",
+    "wrong": "❌",
+    "crash": "💥",
+    "hang": "⏳",
+    "error": "⚠️",
+    "unverifiable": "❔",
+    "not-applicable": "➖",
+}
 
 
 # --- JSON ------------------------------------------------------------------------------------------
@@ -80,8 +96,11 @@ def diff_baseline(run: CoverageRun, baseline: Path) -> BaselineDiff:
                 fixed.append(change)
             else:
                 changed.append(change)
-        old_unsup = {o.get("key") or f"{o['op']}({o['params']})" for o in prev.get("ops", [])
-                     if o.get("supported") == "no"}
+        old_unsup = {
+            o.get("key") or f"{o['op']}({o['params']})"
+            for o in prev.get("ops", [])
+            if o.get("supported") == "no"
+        }
         now_unsup = {o.key for o in cell.ops if o.supported == "no"}
         # a shape unsupported now that was supported before, or that the old tree's graph did not need
         new_unsup += [f"{cid}: {k}" for k in sorted(now_unsup - old_unsup)]
@@ -90,8 +109,10 @@ def diff_baseline(run: CoverageRun, baseline: Path) -> BaselineDiff:
     unsafe = bool(broken) or not run.complete
     reasons = []
     if broken:
-        reasons.append(f"{len(broken)} cell(s) newly broken ({', '.join(c.id for c in broken[:4])}"
-                       f"{' …' if len(broken) > 4 else ''})")
+        reasons.append(
+            f"{len(broken)} cell(s) newly broken ({', '.join(c.id for c in broken[:4])}"
+            f"{' …' if len(broken) > 4 else ''})"
+        )
     if not run.complete:
         reasons.append("this run is incomplete")
     src = old.get("source", {}) if isinstance(old.get("source"), dict) else {}
@@ -100,17 +121,32 @@ def diff_baseline(run: CoverageRun, baseline: Path) -> BaselineDiff:
     if unsafe:
         verdict = f"NOT safe to bump the pin {old_commit[:12]} -> {new_commit[:12]}: " + "; ".join(reasons)
     else:
-        extra = f"; {len(new_unsup)} newly unsupported shape(s) (fallbacks, not failures)" if new_unsup else ""
-        verdict = (f"safe to bump the pin {old_commit[:12]} -> {new_commit[:12]}: no cell newly crashes, hangs or "
-                   f"computes wrong numbers; {len(fixed)} fixed{extra}")
-    return BaselineDiff(str(baseline), old_commit, tuple(broken), tuple(fixed), tuple(changed), tuple(new_unsup),
-                        tuple(gone_unsup), tuple(missing), not unsafe, verdict)
+        extra = (
+            f"; {len(new_unsup)} newly unsupported shape(s) (fallbacks, not failures)" if new_unsup else ""
+        )
+        verdict = (
+            f"safe to bump the pin {old_commit[:12]} -> {new_commit[:12]}: no cell newly crashes, hangs or "
+            f"computes wrong numbers; {len(fixed)} fixed{extra}"
+        )
+    return BaselineDiff(
+        str(baseline),
+        old_commit,
+        tuple(broken),
+        tuple(fixed),
+        tuple(changed),
+        tuple(new_unsup),
+        tuple(gone_unsup),
+        tuple(missing),
+        not unsafe,
+        verdict,
+    )
 
 
 # --- Markdown ---------------------------------------------------------------------------------------
 def _shape(o: OpResult) -> str:
     if o.output is None:
         return o.params
+
     def fmt(t: TensorShape) -> str:
         return f"{t.type}[{','.join(map(str, t.ne))}]"
 
@@ -128,20 +164,34 @@ def markdown(run: CoverageRun) -> str:
     for note in run.notes:
         lines += [f"> {note}", ""]
     devs = "; ".join(f"{d.backend}: {d.description or '?'} ({d.device_class})" for d in run.devices)
-    lines += [f"Profile `{run.profile}`, device class **{run.device_class}** ({devs}); "
-              f"{len(run.cells)} cells in {run.seconds:.0f} s; observed by `{run.observed_by}`.", "",
-              "Counts: " + ", ".join(f"{ICONS.get(k, '')} {k} {v}" for k, v in sorted(run.counts.items(),
-                                                                                    key=lambda kv: rank(kv[0]))), ""]
+    lines += [
+        f"Profile `{run.profile}`, device class **{run.device_class}** ({devs}); "
+        f"{len(run.cells)} cells in {run.seconds:.0f} s; observed by `{run.observed_by}`.",
+        "",
+        "Counts: "
+        + ", ".join(
+            f"{ICONS.get(k, '')} {k} {v}" for k, v in sorted(run.counts.items(), key=lambda kv: rank(kv[0]))
+        ),
+        "",
+    ]
     missing_cols = [c for c in run.columns if not c.available or c.reason]
     if missing_cols:
-        lines += ["Columns:", *[f"- `{c.column}`: {'not computed: ' if not c.available else ''}{c.reason}"
-                                for c in missing_cols], ""]
+        lines += [
+            "Columns:",
+            *[
+                f"- `{c.column}`: {'not computed: ' if not c.available else ''}{c.reason}"
+                for c in missing_cols
+            ],
+            "",
+        ]
     # matrix
     rows: dict[tuple[str, str], dict[str, Cell]] = defaultdict(dict)
     for c in run.cells:
         rows[(c.architecture + (f"-{c.variant}" if c.variant else ""), c.weight_type)][c.backend] = c
-    lines += ["| architecture | type | " + " | ".join(run.backends) + " |",
-              "|---|---|" + "---|" * len(run.backends)]
+    lines += [
+        "| architecture | type | " + " | ".join(run.backends) + " |",
+        "|---|---|" + "---|" * len(run.backends),
+    ]
     for (arch, wtype), by_b in rows.items():
         cells = []
         for b in run.backends:
@@ -158,20 +208,36 @@ def markdown(run: CoverageRun) -> str:
             for o in c.unsupported_ops:
                 by_op[o.op].append(o)
             for op, items in list(by_op.items())[:16]:
-                shapes = "; ".join(_shape(o) for o in items[:6]) + (f"; … {len(items) - 6} more" if len(items) > 6 else "")
+                shapes = "; ".join(_shape(o) for o in items[:6]) + (
+                    f"; … {len(items) - 6} more" if len(items) > 6 else ""
+                )
                 lines.append(f"  - unsupported `{op}` ×{len(items)}: {shapes}")
             if len(by_op) > 16:
-                lines.append(f"  - … {len(by_op) - 16} more unsupported ops (coverage.json has every case string)")
+                lines.append(
+                    f"  - … {len(by_op) - 16} more unsupported ops (coverage.json has every case string)"
+                )
             for o in c.failing_ops[:5]:
                 lines.append(f"  - {o.test} `{o.op}` {_shape(o)}: {o.message}")
         lines.append("")
     if run.baseline:
         d = run.baseline
-        lines += [f"## Against the baseline ({d.baseline}, commit {d.baseline_commit[:12]})", "",
-                  f"**{d.verdict}**", ""]
-        for title, changes in (("Newly broken", d.newly_broken), ("Fixed", d.fixed), ("Other changes", d.changed)):
+        lines += [
+            f"## Against the baseline ({d.baseline}, commit {d.baseline_commit[:12]})",
+            "",
+            f"**{d.verdict}**",
+            "",
+        ]
+        for title, changes in (
+            ("Newly broken", d.newly_broken),
+            ("Fixed", d.fixed),
+            ("Other changes", d.changed),
+        ):
             if changes:
-                lines += [f"### {title}", *[f"- {c.id}: {c.before} → {c.after} ({c.detail})" for c in changes], ""]
+                lines += [
+                    f"### {title}",
+                    *[f"- {c.id}: {c.before} → {c.after} ({c.detail})" for c in changes],
+                    "",
+                ]
         if d.new_unsupported:
             lines += ["### New unsupported shapes", *[f"- `{s}`" for s in d.new_unsupported[:100]], ""]
             if len(d.new_unsupported) > 100:
@@ -188,10 +254,20 @@ def junit(run: CoverageRun) -> str:
     suite = ET.Element("testsuite", name="kernel-coverage", tests=str(len(run.cells)))
     failures = errors = skipped = 0
     for c in run.cells:
-        case = ET.SubElement(suite, "testcase", classname=f"coverage.{c.backend}", name=c.id,
-                             time=f"{c.durations.get('total', 0.0):.3f}")
-        text = "\n".join([c.reason, *[f"{k.column}: {k.status}: {k.summary}" for k in c.checks],
-                          *[e for k in c.checks for e in k.evidence]])
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=f"coverage.{c.backend}",
+            name=c.id,
+            time=f"{c.durations.get('total', 0.0):.3f}",
+        )
+        text = "\n".join(
+            [
+                c.reason,
+                *[f"{k.column}: {k.status}: {k.summary}" for k in c.checks],
+                *[e for k in c.checks for e in k.evidence],
+            ]
+        )
         if c.status in BROKEN:
             failures += 1
             ET.SubElement(case, "failure", message=f"{c.status}: {c.reason}"[:500], type=c.status).text = text
@@ -256,15 +332,22 @@ def html_page(run: CoverageRun) -> str:
         f"<h1>Kernel coverage — {e(str(src.get('location') or '?'))} @ {e(str(src.get('commit') or '?')[:12])}</h1>",
     ]
     if not run.complete:
-        parts.append("<p class='inc'><b>INCOMPLETE</b>: the run was interrupted; only finished cells are shown.</p>")
+        parts.append(
+            "<p class='inc'><b>INCOMPLETE</b>: the run was interrupted; only finished cells are shown.</p>"
+        )
     if run.verdict:
         parts.append(f"<p><b>Verdict:</b> {e(run.verdict)}</p>")
     for note in run.notes:
         parts.append(f"<p class='note'>{e(note)}</p>")
-    parts.append(f"<p>Profile <code>{e(run.profile)}</code>, device class <b>{e(run.device_class)}</b>; "
-                 f"{len(run.cells)} cells in {run.seconds:.0f} s.</p><p class='legend'>")
-    parts += [f"<span style='background:{col};color:{'#000' if k in ('not-applicable', 'unverifiable') else '#fff'}'>"
-              f"{e(k)}</span>" for k, col in COLOURS.items()]
+    parts.append(
+        f"<p>Profile <code>{e(run.profile)}</code>, device class <b>{e(run.device_class)}</b>; "
+        f"{len(run.cells)} cells in {run.seconds:.0f} s.</p><p class='legend'>"
+    )
+    parts += [
+        f"<span style='background:{col};color:{'#000' if k in ('not-applicable', 'unverifiable') else '#fff'}'>"
+        f"{e(k)}</span>"
+        for k, col in COLOURS.items()
+    ]
     parts.append("</p>")
     for b in run.backends:
         archs, ops, grid = heatmap(run.cells, b)
@@ -277,8 +360,10 @@ def html_page(run: CoverageRun) -> str:
             parts.append(f"<tr><th>{e(a)}</th>")
             for op in ops:
                 st = grid.get((a, op))
-                parts.append(f"<td class='h' title='{e(a)} {e(op)}: {e(st or 'not needed')}' "
-                             f"style='background:{COLOURS.get(st or '', '#fff')}'></td>")
+                parts.append(
+                    f"<td class='h' title='{e(a)} {e(op)}: {e(st or 'not needed')}' "
+                    f"style='background:{COLOURS.get(st or '', '#fff')}'></td>"
+                )
             parts.append("</tr>")
         parts.append("</table>")
     parts.append("<h2>Matrix</h2><table><tr><th>cell</th><th>status</th><th>reason</th><th>s</th></tr>")
@@ -286,14 +371,18 @@ def html_page(run: CoverageRun) -> str:
         col = COLOURS.get(c.status, "#fff")
         detail = "".join(
             f"<div><b>{e(k.column)}</b> {e(k.status)}: {e(k.summary)}"
-            + (f"<pre>{e(chr(10).join(k.evidence))}</pre>" if k.evidence else "") + "</div>" for k in c.checks)
+            + (f"<pre>{e(chr(10).join(k.evidence))}</pre>" if k.evidence else "")
+            + "</div>"
+            for k in c.checks
+        )
         unsup = "".join(f"<div><code>{e(o.key)}</code></div>" for o in c.unsupported_ops[:50])
         parts.append(
             f"<tr><td>{e(c.id)}</td><td style='background:{col};color:"
             f"{'#000' if c.status in ('not-applicable', 'unverifiable') else '#fff'}'>{e(c.status)}</td>"
             f"<td><details><summary>{e(c.reason[:160])}</summary>{detail}"
-            + (f"<div>unsupported shapes:</div>{unsup}" if unsup else "") +
-            f"</details></td><td>{c.durations.get('total', 0):.1f}</td></tr>")
+            + (f"<div>unsupported shapes:</div>{unsup}" if unsup else "")
+            + f"</details></td><td>{c.durations.get('total', 0):.1f}</td></tr>"
+        )
     parts.append("</table>")
     if run.baseline:
         d = run.baseline
@@ -302,8 +391,11 @@ def html_page(run: CoverageRun) -> str:
         parts += [f"<li>fixed: {e(c.id)} {e(c.before)} → {e(c.after)}</li>" for c in d.fixed]
         parts += [f"<li>new unsupported: <code>{e(s)}</code></li>" for s in d.new_unsupported[:200]]
         parts.append("</ul>")
-    parts.append("<script type='application/json' id='coverage-summary'>"
-                 + html.escape(json.dumps({"counts": run.counts, "complete": run.complete})) + "</script>")
+    parts.append(
+        "<script type='application/json' id='coverage-summary'>"
+        + html.escape(json.dumps({"counts": run.counts, "complete": run.complete}))
+        + "</script>"
+    )
     parts.append("</body></html>")
     return "".join(parts)
 
@@ -337,21 +429,56 @@ def _shape_from(d: dict[str, Any] | None) -> TensorShape | None:
 
 def cell_from_json(d: dict[str, Any]) -> Cell:
     ops = tuple(
-        OpResult(op=o["op"], params=o["params"], name=o.get("name", ""), output=_shape_from(o.get("output")),
-                 sources=tuple(s for s in (_shape_from(x) for x in o.get("sources", [])) if s is not None),
-                 op_params=tuple(o.get("op_params", ())), supported=o.get("supported", "unknown"),
-                 test=o.get("test", "not-run"), message=o.get("message", ""))
+        OpResult(
+            op=o["op"],
+            params=o["params"],
+            name=o.get("name", ""),
+            output=_shape_from(o.get("output")),
+            sources=tuple(s for s in (_shape_from(x) for x in o.get("sources", [])) if s is not None),
+            op_params=tuple(o.get("op_params", ())),
+            supported=o.get("supported", "unknown"),
+            test=o.get("test", "not-run"),
+            message=o.get("message", ""),
+        )
         for o in d.get("ops", [])
     )
     checks = tuple(
-        CheckResult(k["column"], k["status"], k["summary"], tuple(k.get("evidence", ())), k.get("seconds", 0.0),
-                    tuple(k.get("command", ())), k.get("log", ""), dict(k.get("details", {})))
+        CheckResult(
+            k["column"],
+            k["status"],
+            k["summary"],
+            tuple(k.get("evidence", ())),
+            k.get("seconds", 0.0),
+            tuple(k.get("command", ())),
+            k.get("log", ""),
+            dict(k.get("details", {})),
+        )
         for k in d.get("checks", [])
     )
     dev = d.get("device")
-    device = DeviceSummary(dev["backend"], dev.get("description", ""), dev.get("device_class", "real"),
-                           dict(dev.get("capabilities", {})), dev.get("reason", "")) if dev else None
-    return Cell(id=d["id"], architecture=d["architecture"], weight_type=d["weight_type"], backend=d["backend"],
-                model=d["model"], status=d["status"], reason=d["reason"], observed_by=d["observed_by"],
-                checks=checks, ops=ops, durations=dict(d.get("durations", {})), device=device,
-                variant=d.get("variant", ""))
+    device = (
+        DeviceSummary(
+            dev["backend"],
+            dev.get("description", ""),
+            dev.get("device_class", "real"),
+            dict(dev.get("capabilities", {})),
+            dev.get("reason", ""),
+        )
+        if dev
+        else None
+    )
+    return Cell(
+        id=d["id"],
+        architecture=d["architecture"],
+        weight_type=d["weight_type"],
+        backend=d["backend"],
+        model=d["model"],
+        status=d["status"],
+        reason=d["reason"],
+        observed_by=d["observed_by"],
+        checks=checks,
+        ops=ops,
+        durations=dict(d.get("durations", {})),
+        device=device,
+        variant=d.get("variant", ""),
+    )

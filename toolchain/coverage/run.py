@@ -90,19 +90,34 @@ def read_manifest(build_dir: Path, reports_dir: Path) -> dict[str, Any]:
     return {}
 
 
-def device_summaries(reports_dir: Path, build_dir: Path, backends: Sequence[str]) -> tuple[dict[str, DeviceSummary], str]:
+def device_summaries(
+    reports_dir: Path, build_dir: Path, backends: Sequence[str]
+) -> tuple[dict[str, DeviceSummary], str]:
     """Per backend: verify.json's device (class, capabilities) when it verified this build."""
     verify = _read_json(reports_dir / "verify.json")
     if verify and Path(str(verify.get("path", ""))).resolve() != build_dir.resolve():
         verify = {}
     found: dict[str, DeviceSummary] = {}
-    caps_keys = ("gpu_family", "gpu_families", "simdgroup_reduction", "simdgroup_mm", "unified_memory", "bfloat",
-                 "tensor", "max_working_set_mb", "memory_total_mib")
+    caps_keys = (
+        "gpu_family",
+        "gpu_families",
+        "simdgroup_reduction",
+        "simdgroup_mm",
+        "unified_memory",
+        "bfloat",
+        "tensor",
+        "max_working_set_mb",
+        "memory_total_mib",
+    )
     for dev in verify.get("devices", []) or []:
         caps = {k: dev[k] for k in caps_keys if dev.get(k) not in (None, [], "")}
-        found[str(dev.get("name"))] = DeviceSummary(str(dev.get("name")), str(dev.get("description", "")),
-                                                    str(dev.get("device_class", "none")), caps,
-                                                    str(dev.get("class_reason", "")))
+        found[str(dev.get("name"))] = DeviceSummary(
+            str(dev.get("name")),
+            str(dev.get("description", "")),
+            str(dev.get("device_class", "none")),
+            caps,
+            str(dev.get("class_reason", "")),
+        )
     out: dict[str, DeviceSummary] = {}
     for name in backends:
         be = backend(name)
@@ -111,10 +126,15 @@ def device_summaries(reports_dir: Path, build_dir: Path, backends: Sequence[str]
         elif be.kind == "cpu":
             out[name] = DeviceSummary(name, os.uname().machine, "real", {}, "the host CPU")
         elif not be.needs_device_class:
-            out[name] = DeviceSummary(name, "", "real", {}, "runs on the host CPU (no device capabilities involved)")
+            out[name] = DeviceSummary(
+                name, "", "real", {}, "runs on the host CPU (no device capabilities involved)"
+            )
         else:
-            why = "verify.json has no run-time device for this build (run `llama-toolchain verify`)" if not verify \
+            why = (
+                "verify.json has no run-time device for this build (run `llama-toolchain verify`)"
+                if not verify
                 else f"verify saw no {name} device"
+            )
             out[name] = DeviceSummary(name, "", "none", {}, why)
     classes = [d.device_class for n, d in out.items() if backend(n).kind != "cpu"]
     device_class = str(verify.get("device_class") or (classes[0] if classes else "real"))
@@ -141,13 +161,15 @@ def plan(request: CoverageRequest, log: Callable[[str], None] = lambda _m: None)
         wanted = request.architectures or (DEFAULT_ARCHITECTURES if not inputs else ())
         missing = [a for a in wanted if a not in have_archs]
         if missing:
-            made, skipped = archs_models(tools, missing, request.scratch_dir / "models" / "archs",
-                                         request.timeout, request.variants)
+            made, skipped = archs_models(
+                tools, missing, request.scratch_dir / "models" / "archs", request.timeout, request.variants
+            )
             log(f"{len(made)} model(s) from test-llama-archs -o")
             inputs += made
             skips += skipped
-    typed, skipped = with_types(tools, inputs, request.types, request.scratch_dir / "models" / "typed",
-                                request.timeout)
+    typed, skipped = with_types(
+        tools, inputs, request.types, request.scratch_dir / "models" / "typed", request.timeout
+    )
     skips += skipped
     specs = tuple(CellSpec(m, b) for m in typed for b in backends)
     return Plan(tools, tuple(typed), tuple(skips), specs, manifest, devices, device_class, tuple(backends))
@@ -163,13 +185,24 @@ def run_matrix(
     """Run every planned cell; KeyboardInterrupt yields a partial, incomplete run (then re-raised
     by the caller through :func:`finish_interrupted`)."""
     jobs = request.jobs or os.cpu_count() or 1
-    options = CellOptions(timeout=request.timeout, columns=request.columns, threads=1 if jobs > 1 else 0,
-                          env=request.env, observed_by=request.observed_by, n_predict=request.n_predict)
+    options = CellOptions(
+        timeout=request.timeout,
+        columns=request.columns,
+        threads=1 if jobs > 1 else 0,
+        env=request.env,
+        observed_by=request.observed_by,
+        n_predict=request.n_predict,
+    )
     started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     t0 = time.monotonic()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    runner = CellRunner(planned.tools, request.scratch_dir / "cache", request.scratch_dir / "logs" / stamp, options,
-                        planned.devices)
+    runner = CellRunner(
+        planned.tools,
+        request.scratch_dir / "cache",
+        request.scratch_dir / "logs" / stamp,
+        options,
+        planned.devices,
+    )
     cells: list[Cell] = []
     stop = threading.Event()
     interrupted = False
@@ -205,12 +238,27 @@ def run_matrix(
     done_ids = {c.id for c in cells}
     order = {s.id: i for i, s in enumerate(planned.specs)}
     cells.sort(key=lambda c: order.get(c.id, 0))
-    return build_run(request, planned, tuple(cells), started, time.monotonic() - t0,
-                     complete=not interrupted and done_ids == {s.id for s in planned.specs}, interrupted=interrupted)
+    return build_run(
+        request,
+        planned,
+        tuple(cells),
+        started,
+        time.monotonic() - t0,
+        complete=not interrupted and done_ids == {s.id for s in planned.specs},
+        interrupted=interrupted,
+    )
 
 
-def build_run(request: CoverageRequest, planned: Plan, cells: tuple[Cell, ...], started: str, seconds: float,
-              *, complete: bool, interrupted: bool) -> CoverageRun:
+def build_run(
+    request: CoverageRequest,
+    planned: Plan,
+    cells: tuple[Cell, ...],
+    started: str,
+    seconds: float,
+    *,
+    complete: bool,
+    interrupted: bool,
+) -> CoverageRun:
     m = planned.manifest
     src = m.get("source", {}) if isinstance(m.get("source"), dict) else {}
     source = {k: src.get(k) for k in ("kind", "location", "ref", "commit")}

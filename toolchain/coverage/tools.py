@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .records import ToolColumn
 
-# Names newest first (toolchain/build/targets.py lists the same wants for the build).
+# Names newest first (toolchain/builder/targets.py lists the same wants for the build).
 BACKEND_OPS = ("test-backend-ops",)
 EXPORTERS = ("test-export-graph-ops", "export-graph-ops", "llama-export-graph-ops")
 ARCHS = ("test-llama-archs",)
@@ -51,7 +51,10 @@ def binary_contains(path: Path, needles: Iterable[bytes]) -> dict[bytes, bool]:
 def help_text(program: Path, timeout: float = 30.0) -> str:
     try:
         done = subprocess.run(
-            [str(program), "--help"], capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL,
+            [str(program), "--help"],
+            capture_output=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
             env={**os.environ, "LLAMA_LOG_COLORS": "off"},
         )
     except (OSError, subprocess.SubprocessError):
@@ -95,7 +98,9 @@ def detect(bin_dir: Path) -> Toolset:
     eval_cb = _find(bin_dir, EVAL_CALLBACK)
     quantize = _find(bin_dir, QUANTIZE)
     if backend_ops:
-        seen = binary_contains(backend_ops, (b"--test-file", b"support", b"--output", b"csv", b"NaN at index"))
+        seen = binary_contains(
+            backend_ops, (b"--test-file", b"support", b"--output", b"csv", b"NaN at index")
+        )
         if seen[b"--test-file"]:
             features.add("test-file")
         if seen[b"support"]:
@@ -109,8 +114,11 @@ def detect(bin_dir: Path) -> Toolset:
     runner_flags: list[str] = []
     if runner:
         text = help_text(runner)
-        runner_flags = [f for f in ("-no-cnv", "--no-warmup", "--no-display-prompt", "-v", "-dev", "-ub", "-fa")
-                        if _has_option(text, f)]
+        runner_flags = [
+            f
+            for f in ("-no-cnv", "--no-warmup", "--no-display-prompt", "-v", "-dev", "-ub", "-fa")
+            if _has_option(text, f)
+        ]
     if eval_cb and "--tensor-filter" in help_text(eval_cb):
         features.add("tensor-filter")
     if logits and "--save-logits" in help_text(logits):
@@ -121,21 +129,31 @@ def detect(bin_dir: Path) -> Toolset:
     def col(name: str, ok: bool, tool: Path | None, reason: str) -> ToolColumn:
         return ToolColumn(name, ok, tool.name if tool else "", "" if ok else reason)
 
-    need_file = "test-backend-ops" if not backend_ops else ("--test-file" if "test-file" not in features else "")
+    need_file = (
+        "test-backend-ops" if not backend_ops else ("--test-file" if "test-file" not in features else "")
+    )
     export_reason = (
         f"none of {', '.join(EXPORTERS)} in {bin_dir} (older trees lack the graph-op exporter; "
-        "build the `coverage` target group)" if exporter is None else ""
+        "build the `coverage` target group)"
+        if exporter is None
+        else ""
     )
     support_reason = (
-        "no test-backend-ops in the build (build the `coverage` target group)" if not backend_ops
-        else "this tree's test-backend-ops has no `support` mode" if "support-mode" not in features
-        else "this tree's test-backend-ops has no `--output csv`" if "csv" not in features
-        else f"this tree's test-backend-ops has no {need_file}" if need_file
+        "no test-backend-ops in the build (build the `coverage` target group)"
+        if not backend_ops
+        else "this tree's test-backend-ops has no `support` mode"
+        if "support-mode" not in features
+        else "this tree's test-backend-ops has no `--output csv`"
+        if "csv" not in features
+        else f"this tree's test-backend-ops has no {need_file}"
+        if need_file
         else export_reason
     )
     test_reason = (
-        "no test-backend-ops in the build (build the `coverage` target group)" if not backend_ops
-        else f"this tree's test-backend-ops has no {need_file}" if need_file
+        "no test-backend-ops in the build (build the `coverage` target group)"
+        if not backend_ops
+        else f"this tree's test-backend-ops has no {need_file}"
+        if need_file
         else export_reason
     )
     e2e_reason = f"none of {', '.join(RUNNERS)} in {bin_dir}"
@@ -148,18 +166,42 @@ def detect(bin_dir: Path) -> Toolset:
     )
     if runner is not None and logits is None:
         columns = tuple(
-            ToolColumn(c.column, c.available, c.tool,
-                       "logits compared on the sampled values llama-eval-callback prints (build llama-debug "
-                       "for the full last-token logits)" if eval_cb else "no llama-debug / llama-eval-callback: "
-                       "tokens compared, not logits")
-            if c.column == "e2e" else c for c in columns
+            ToolColumn(
+                c.column,
+                c.available,
+                c.tool,
+                "logits compared on the sampled values llama-eval-callback prints (build llama-debug "
+                "for the full last-token logits)"
+                if eval_cb
+                else "no llama-debug / llama-eval-callback: tokens compared, not logits",
+            )
+            if c.column == "e2e"
+            else c
+            for c in columns
         )
     if archs is not None and "archs-backend" not in features:
         columns = tuple(
-            ToolColumn(c.column, c.available, c.tool,
-                       "this tree's test-llama-archs has no -b: one run tests every device; rows are matched "
-                       "to the backend by device description")
-            if c.column == "archs" else c for c in columns
+            ToolColumn(
+                c.column,
+                c.available,
+                c.tool,
+                "this tree's test-llama-archs has no -b: one run tests every device; rows are matched "
+                "to the backend by device description",
+            )
+            if c.column == "archs"
+            else c
+            for c in columns
         )
-    return Toolset(bin_dir, backend_ops, exporter, archs, runner, logits, eval_cb, quantize,
-                   frozenset(features), columns, tuple(runner_flags))
+    return Toolset(
+        bin_dir,
+        backend_ops,
+        exporter,
+        archs,
+        runner,
+        logits,
+        eval_cb,
+        quantize,
+        frozenset(features),
+        columns,
+        tuple(runner_flags),
+    )

@@ -1,6 +1,6 @@
 """The failure catalog as data: twelve classes in the Apple Silicon diagnostic order.
 
-Source: ../shared/research/failure-catalog.md. Each class has a stable ``id`` (the JSON name),
+The classes of the README's doctor table. Each class has a stable ``id`` (the JSON name),
 its ``order`` (most likely first), a title, the fix, and the log patterns that show it.
 
 Patterns come from three places (``origin``):

@@ -27,9 +27,28 @@ from .spec import ArchSpec, ModelShape, safe_name, shape_of
 WORKER = Path(__file__).with_name("worker.py")
 RECORD = "toolchain-model.json"
 ALLOWED_FILES = frozenset(
-    {"config.json", "model.safetensors", "tokenizer.model", "tokenizer.json", "tokenizer_config.json", "vocab.txt", RECORD}
+    {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.model",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "vocab.txt",
+        RECORD,
+    }
 )
-SAFETENSORS_DTYPES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
+SAFETENSORS_DTYPES = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+}
 
 
 @dataclass(frozen=True)
@@ -79,7 +98,9 @@ def read_safetensors_index(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]
                 raise ModelError(f"{path}: corrupt safetensors (header length {n} for a {size}-byte file)")
             header = json.loads(fh.read(n))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{path}: corrupt safetensors: {exc}", "delete the model directory; it is rebuilt") from exc
+        raise ModelError(
+            f"{path}: corrupt safetensors: {exc}", "delete the model directory; it is rebuilt"
+        ) from exc
     if not isinstance(header, dict):
         raise ModelError(f"{path}: corrupt safetensors (header is not an object)")
     out: dict[str, tuple[str, tuple[int, ...]]] = {}
@@ -88,18 +109,26 @@ def read_safetensors_index(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]
         if name == "__metadata__":
             continue
         try:
-            dtype, shape, (start, stop) = info["dtype"], tuple(int(d) for d in info["shape"]), info["data_offsets"]
+            dtype, shape, (start, stop) = (
+                info["dtype"],
+                tuple(int(d) for d in info["shape"]),
+                info["data_offsets"],
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{path}: corrupt safetensors entry {name!r}") from exc
         numel = 1
         for d in shape:
             numel *= d
         if dtype not in SAFETENSORS_DTYPES or stop - start != numel * SAFETENSORS_DTYPES[dtype] or start < 0:
-            raise ModelError(f"{path}: corrupt safetensors: {name} {dtype}{list(shape)} has {stop - start} bytes")
+            raise ModelError(
+                f"{path}: corrupt safetensors: {name} {dtype}{list(shape)} has {stop - start} bytes"
+            )
         end = max(end, stop)
         out[name] = (dtype, shape)
     if 8 + n + end != size:
-        raise ModelError(f"{path}: corrupt safetensors: data ends at {8 + n + end}, file has {size} bytes (truncated?)")
+        raise ModelError(
+            f"{path}: corrupt safetensors: data ends at {8 + n + end}, file has {size} bytes (truncated?)"
+        )
     return out
 
 
@@ -107,7 +136,10 @@ def check_model_dir(path: Path) -> None:
     """Only the files we write: no pickles (*.bin, *.pt), no code (*.py), no remote-code config."""
     for entry in path.iterdir():
         if entry.name not in ALLOWED_FILES or entry.is_symlink():
-            raise ModelError(f"{path}: unexpected file {entry.name}", "model directories hold only config, safetensors and tokenizer files")
+            raise ModelError(
+                f"{path}: unexpected file {entry.name}",
+                "model directories hold only config, safetensors and tokenizer files",
+            )
     config = json.loads((path / "config.json").read_text())
     if "auto_map" in config:
         raise ModelError(f"{path}/config.json has auto_map (remote code): refused")
@@ -128,14 +160,18 @@ def _cached(spec: ArchSpec, path: Path, seed: int, shrinks: tuple[Shrink, ...]) 
         return None
     try:
         data = json.loads(record.read_text())
-        if data.get("content_hash") != spec.content_hash or sha256_file(path / "model.safetensors") != data.get("safetensors_sha256"):
+        if data.get("content_hash") != spec.content_hash or sha256_file(
+            path / "model.safetensors"
+        ) != data.get("safetensors_sha256"):
             return None
     except (OSError, json.JSONDecodeError):
         return None
     return _model(spec, path, seed, data, shrinks, cached=True)
 
 
-def _model(spec: ArchSpec, path: Path, seed: int, data: dict[str, Any], shrinks: tuple[Shrink, ...], cached: bool) -> TinyModel:
+def _model(
+    spec: ArchSpec, path: Path, seed: int, data: dict[str, Any], shrinks: tuple[Shrink, ...], cached: bool
+) -> TinyModel:
     config = json.loads((path / "config.json").read_text())
     return TinyModel(
         name=spec.name,
@@ -220,22 +256,47 @@ def make_models(
             path = model_dir(settings, spec, seed)
             if data["status"] != "ok":
                 results[spec.name] = TinyModel(
-                    spec.name, spec.architecture, spec.gguf_arch, path, spec.content_hash, seed, "error",
-                    reference=spec.reference, features=spec.features, tokenizer=spec.tokenizer,
+                    spec.name,
+                    spec.architecture,
+                    spec.gguf_arch,
+                    path,
+                    spec.content_hash,
+                    seed,
+                    "error",
+                    reference=spec.reference,
+                    features=spec.features,
+                    tokenizer=spec.tokenizer,
                     error=data["error"] + "\n" + "\n".join(data.get("traceback", [])[-6:]),
                 )
                 continue
             read_safetensors_index(path / "model.safetensors")
             data["safetensors_sha256"] = sha256_file(path / "model.safetensors")
             data["content_hash"] = spec.content_hash
-            record = {k: data[k] for k in ("content_hash", "safetensors_sha256", "n_params", "n_tensors", "seconds", "notes", "tokenizer")}
+            record = {
+                k: data[k]
+                for k in (
+                    "content_hash",
+                    "safetensors_sha256",
+                    "n_params",
+                    "n_tensors",
+                    "seconds",
+                    "notes",
+                    "tokenizer",
+                )
+            }
             atomic_write_text(path / RECORD, json.dumps(record, indent=2, sort_keys=True) + "\n")
             results[spec.name] = _model(spec, path, seed, data, shrinks.get(spec.name, ()), cached=False)
         for spec in specs:
             if spec.name not in results:
                 results[spec.name] = TinyModel(
-                    spec.name, spec.architecture, spec.gguf_arch, model_dir(settings, spec, seed), spec.content_hash, seed,
-                    "error", error=f"the model worker stopped (exit {done.returncode}): " + " / ".join(done.tail[-5:]),
+                    spec.name,
+                    spec.architecture,
+                    spec.gguf_arch,
+                    model_dir(settings, spec, seed),
+                    spec.content_hash,
+                    seed,
+                    "error",
+                    error=f"the model worker stopped (exit {done.returncode}): " + " / ".join(done.tail[-5:]),
                 )
     ordered = tuple(results[s.name] for s in specs)
     return ModelSet(settings.cache_dir / "models", ordered, time.monotonic() - start)

@@ -32,6 +32,7 @@ def add_arch_option(p: argparse.ArgumentParser) -> None:
 def chosen_archs(args: argparse.Namespace) -> list[str] | None:
     return [a for group in args.arch for a in group] if args.arch else None
 
+
 def _specs(args: argparse.Namespace) -> tuple[list[ArchSpec], dict[str, tuple[Shrink, ...]]]:
     known = load_specs()
     if args.from_config:
@@ -57,7 +58,9 @@ def cmd_models(args: argparse.Namespace) -> int:
             LOG.info(f"  {s.key}: {s.before} -> {s.after}  ({s.why})")
     tree = (args.tree or settings.src_dir).resolve()
     if not (tree / "convert_hf_to_gguf.py").is_file():
-        raise ConvertError(f"{tree} is not a llama.cpp tree", "run `llama-toolchain fetch` first, or pass --tree")
+        raise ConvertError(
+            f"{tree} is not a llama.cpp tree", "run `llama-toolchain fetch` first, or pass --tree"
+        )
     env = ensure_env(tree, settings)
     models = make_models(specs, settings, env.python, tree, seed=args.seed, shrinks=shrinks)
     if args.json:
@@ -73,7 +76,9 @@ def cmd_models(args: argparse.Namespace) -> int:
             if sh
             else ""
         )
-        LOG.ok(f"{m.name}: {shape} ({m.n_params / 1e6:.1f} M params{', cached' if m.cached else ''}) {m.path}")
+        LOG.ok(
+            f"{m.name}: {shape} ({m.n_params / 1e6:.1f} M params{', cached' if m.cached else ''}) {m.path}"
+        )
     return 0 if all(m.status == "ok" for m in models.models) else 1
 
 
@@ -83,7 +88,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--list", action="store_true", help="print the known architectures, one per line")
     p.add_argument("--json", action="store_true", help="machine output on stdout")
     add_arch_option(p)
-    p.add_argument("--from-config", type=Path, metavar="PATH", help="shrink a local config.json, keeping what changes kernels")
+    p.add_argument(
+        "--from-config",
+        type=Path,
+        metavar="PATH",
+        help="shrink a local config.json, keeping what changes kernels",
+    )
     p.add_argument("--seed", type=int, default=0, help="weight seed (same spec + seed = same bytes)")
-    p.add_argument("--tree", type=Path, default=None, help="llama.cpp tree (default: the work dir's checkout)")
+    p.add_argument(
+        "--tree", type=Path, default=None, help="llama.cpp tree (default: the work dir's checkout)"
+    )
     p.set_defaults(func=cmd_models)

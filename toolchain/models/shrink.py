@@ -42,7 +42,9 @@ def read_config(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ModelError(f"{path} is not JSON: {exc}", "pass the model's config.json (as on its model card)") from exc
+        raise ModelError(
+            f"{path} is not JSON: {exc}", "pass the model's config.json (as on its model card)"
+        ) from exc
     if not isinstance(data, dict):
         raise ModelError(f"{path}: a config.json is a JSON object, not {type(data).__name__}")
     return data
@@ -63,11 +65,18 @@ def shrink_config(config: dict[str, Any], known: dict[str, ArchSpec]) -> tuple[A
         )
     archs = config.get("architectures")
     model_type = config.get("model_type")
-    if not isinstance(archs, list) or not archs or not isinstance(archs[0], str) or not isinstance(model_type, str):
+    if (
+        not isinstance(archs, list)
+        or not archs
+        or not isinstance(archs[0], str)
+        or not isinstance(model_type, str)
+    ):
         raise ModelError("config.json needs 'architectures' (a list) and 'model_type' (a string)")
     architecture = archs[0]
     if not _IDENT.match(architecture) or not _IDENT.match(model_type):
-        raise UnsafeInputError(f"architecture {architecture!r} / model_type {model_type!r} are not identifiers")
+        raise UnsafeInputError(
+            f"architecture {architecture!r} / model_type {model_type!r} are not identifiers"
+        )
     template = next((s for s in known.values() if s.architecture == architecture), None)
     if template is None:
         raise ModelError(
@@ -75,12 +84,18 @@ def shrink_config(config: dict[str, Any], known: dict[str, ArchSpec]) -> tuple[A
             "add a spec for it (the tokenizer recipe and the converter's name are per architecture)",
         )
     cfg = {k: v for k, v in config.items() if k not in DROP and k != "architectures"}
-    shrinks: list[Shrink] = [Shrink(k, "(set)", "(dropped)", "not a shape: real-checkpoint metadata") for k in DROP if k in config and k != "auto_map"]
+    shrinks: list[Shrink] = [
+        Shrink(k, "(set)", "(dropped)", "not a shape: real-checkpoint metadata")
+        for k in DROP
+        if k in config and k != "auto_map"
+    ]
 
     hidden = first(cfg, ("hidden_size", "n_embd", "d_model"))
     hidden_key = next((k for k in ("hidden_size", "n_embd", "d_model") if k in cfg), "hidden_size")
     n_head = first(cfg, ("num_attention_heads", "n_head", "n_heads"))
-    head_key = next((k for k in ("num_attention_heads", "n_head", "n_heads") if k in cfg), "num_attention_heads")
+    head_key = next(
+        (k for k in ("num_attention_heads", "n_head", "n_heads") if k in cfg), "num_attention_heads"
+    )
     kv_key = next((k for k in ("num_key_value_heads", "num_kv_heads") if k in cfg), None)
     n_kv = cfg.get(kv_key) if kv_key else n_head
     if not hidden or not n_head:
@@ -94,7 +109,13 @@ def shrink_config(config: dict[str, Any], known: dict[str, ArchSpec]) -> tuple[A
     kv = min(kv, n_kv or kv)
     new_heads = ratio * kv
     if new_heads < n_head:
-        _set(cfg, shrinks, head_key, new_heads, f"fewer heads, same GQA ratio {ratio}:1 and head_dim {head_dim}; query width {new_heads * head_dim} is a multiple of {BLOCK}")
+        _set(
+            cfg,
+            shrinks,
+            head_key,
+            new_heads,
+            f"fewer heads, same GQA ratio {ratio}:1 and head_dim {head_dim}; query width {new_heads * head_dim} is a multiple of {BLOCK}",
+        )
         if kv_key:
             _set(cfg, shrinks, kv_key, kv, f"GQA ratio {ratio}:1 kept")
     if hidden == n_head * head_dim:
@@ -114,18 +135,38 @@ def shrink_config(config: dict[str, Any], known: dict[str, ArchSpec]) -> tuple[A
         if isinstance(cfg.get(key), int) and cfg[key] > 0:
             new = min(_round_up(cfg[key] * scale), 4 * _round_up(cfg[hidden_key]))
             if new < cfg[key]:
-                _set(cfg, shrinks, key, new, f"FFN scaled with hidden ({cfg[key]}/{hidden}), rounded up to a multiple of {BLOCK}")
+                _set(
+                    cfg,
+                    shrinks,
+                    key,
+                    new,
+                    f"FFN scaled with hidden ({cfg[key]}/{hidden}), rounded up to a multiple of {BLOCK}",
+                )
     if isinstance(cfg.get("moe_intermediate_size"), int):
         new = _round_up(cfg["moe_intermediate_size"] * scale)
         if new < cfg["moe_intermediate_size"]:
-            _set(cfg, shrinks, "moe_intermediate_size", new, f"expert FFN scaled with hidden, multiple of {BLOCK}")
+            _set(
+                cfg,
+                shrinks,
+                "moe_intermediate_size",
+                new,
+                f"expert FFN scaled with hidden, multiple of {BLOCK}",
+            )
     top_k = first(cfg, ("num_experts_per_tok", "moe_topk"))
     for key in ("num_local_experts", "num_experts", "n_routed_experts"):
         if isinstance(cfg.get(key), int) and top_k:
             new = min(cfg[key], max(2 * top_k, 4))
             if new < cfg[key]:
-                _set(cfg, shrinks, key, new, f"few experts: top-{top_k} routing kept, {new} experts to route among")
-    layers_key = next((k for k in ("num_hidden_layers", "n_layer", "n_layers") if k in cfg), "num_hidden_layers")
+                _set(
+                    cfg,
+                    shrinks,
+                    key,
+                    new,
+                    f"few experts: top-{top_k} routing kept, {new} experts to route among",
+                )
+    layers_key = next(
+        (k for k in ("num_hidden_layers", "n_layer", "n_layers") if k in cfg), "num_hidden_layers"
+    )
     layers = cfg.get(layers_key)
     if isinstance(cfg.get("layer_types"), list) and cfg["layer_types"]:
         kinds = list(dict.fromkeys(cfg["layer_types"]))  # one layer of each kind, in the real order
@@ -139,14 +180,29 @@ def shrink_config(config: dict[str, Any], known: dict[str, ArchSpec]) -> tuple[A
     if isinstance(cfg.get("first_k_dense_replace"), int) and cfg["first_k_dense_replace"] >= cfg[layers_key]:
         _set(cfg, shrinks, "first_k_dense_replace", 1, "one dense layer, then MoE layers")
     if isinstance(cfg.get("vocab_size"), int):
-        shrinks.append(Shrink("vocab_size", cfg["vocab_size"], f"from tokenizer {template.tokenizer}", template.tokenizer_why))
+        shrinks.append(
+            Shrink(
+                "vocab_size",
+                cfg["vocab_size"],
+                f"from tokenizer {template.tokenizer}",
+                template.tokenizer_why,
+            )
+        )
         cfg.pop("vocab_size")
     for key in ("pad_token_id", "bos_token_id", "eos_token_id"):
         if isinstance(cfg.get(key), int):
-            shrinks.append(Shrink(key, cfg.pop(key), "(tokenizer's)", "special ids follow the tiny tokenizer"))
+            shrinks.append(
+                Shrink(key, cfg.pop(key), "(tokenizer's)", "special ids follow the tiny tokenizer")
+            )
     for key in ("max_position_embeddings", "n_positions"):
         if isinstance(cfg.get(key), int) and cfg[key] > 8192 and "rope_scaling" not in cfg:
-            _set(cfg, shrinks, key, 8192, "context length is metadata for the kernels; 8192 keeps the file small")
+            _set(
+                cfg,
+                shrinks,
+                key,
+                8192,
+                "context length is metadata for the kernels; 8192 keeps the file small",
+            )
     nulls = tuple(sorted(k for k, v in cfg.items() if v is None))
     cfg = {k: v for k, v in cfg.items() if v is not None and k != "model_type"}
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]

@@ -24,12 +24,40 @@ GENERATOR_VERSION = 1
 
 FEATURES = frozenset(
     {
-        "gqa", "mqa", "moe", "shared-expert", "grouped-expert-routing", "sliding-window", "logit-softcap",
-        "qk-norm", "partial-rotary", "alibi", "parallel-attention", "mla", "ssm", "ssm-groups",
-        "ssm-rms-norm", "hybrid-attention-ssm", "hybrid-attention-conv", "tied-embeddings",
-        "untied-embeddings", "encoder-only", "qkv-bias", "fused-qkv", "layernorm",
-        "non-parametric-layernorm", "learned-positions", "head-dim-80", "head-dim-96", "head-dim-256",
-        "no-rope-layers", "scaled-residual", "relu2-mlp", "xielu", "attention-sinks", "post-norms",
+        "gqa",
+        "mqa",
+        "moe",
+        "shared-expert",
+        "grouped-expert-routing",
+        "sliding-window",
+        "logit-softcap",
+        "qk-norm",
+        "partial-rotary",
+        "alibi",
+        "parallel-attention",
+        "mla",
+        "ssm",
+        "ssm-groups",
+        "ssm-rms-norm",
+        "hybrid-attention-ssm",
+        "hybrid-attention-conv",
+        "tied-embeddings",
+        "untied-embeddings",
+        "encoder-only",
+        "qkv-bias",
+        "fused-qkv",
+        "layernorm",
+        "non-parametric-layernorm",
+        "learned-positions",
+        "head-dim-80",
+        "head-dim-96",
+        "head-dim-256",
+        "no-rope-layers",
+        "scaled-residual",
+        "relu2-mlp",
+        "xielu",
+        "attention-sinks",
+        "post-norms",
     }
 )
 TOKENIZER_KINDS = ("spm", "bpe", "wordpiece", "none")
@@ -105,7 +133,10 @@ class ArchSpec:
 def _require(data: dict[str, Any], key: str, kind: type, where: str) -> Any:
     value = data.get(key)
     if not isinstance(value, kind):
-        raise ModelError(f"{where}: '{key}' must be a {kind.__name__}", "see fixtures/architectures/llama.toml for the format")
+        raise ModelError(
+            f"{where}: '{key}' must be a {kind.__name__}",
+            "see fixtures/architectures/llama.toml for the format",
+        )
     return value
 
 
@@ -113,12 +144,24 @@ def parse_spec(name: str, data: dict[str, Any], path: Path | None = None) -> Arc
     where = str(path or name)
     safe_name(name, "architecture spec name")
     known = {
-        "architecture", "model_type", "gguf_arch", "reference", "features", "tokenizer", "tokenizer_why", "config",
-        "reference_shape", "config_null", "hf_class", "config_json_extra",
+        "architecture",
+        "model_type",
+        "gguf_arch",
+        "reference",
+        "features",
+        "tokenizer",
+        "tokenizer_why",
+        "config",
+        "reference_shape",
+        "config_null",
+        "hf_class",
+        "config_json_extra",
     }
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ModelError(f"{where}: unknown key(s) {', '.join(unknown)}", f"known keys: {', '.join(sorted(known))}")
+        raise ModelError(
+            f"{where}: unknown key(s) {', '.join(unknown)}", f"known keys: {', '.join(sorted(known))}"
+        )
     architecture = _require(data, "architecture", str, where)
     hf_class = data.get("hf_class", "")
     for ident in (architecture, hf_class or architecture):
@@ -130,11 +173,15 @@ def parse_spec(name: str, data: dict[str, Any], path: Path | None = None) -> Arc
     features = tuple(_require(data, "features", list, where))
     bad = sorted(set(features) - FEATURES)
     if bad:
-        raise ModelError(f"{where}: unknown feature(s) {', '.join(bad)}", f"known: {', '.join(sorted(FEATURES))}")
+        raise ModelError(
+            f"{where}: unknown feature(s) {', '.join(bad)}", f"known: {', '.join(sorted(FEATURES))}"
+        )
     tokenizer = _require(data, "tokenizer", str, where)
     kind, _, arg = tokenizer.partition(":")
     if kind not in TOKENIZER_KINDS:
-        raise ModelError(f"{where}: tokenizer recipe {tokenizer!r} unknown", f"kinds: {', '.join(TOKENIZER_KINDS)}")
+        raise ModelError(
+            f"{where}: tokenizer recipe {tokenizer!r} unknown", f"kinds: {', '.join(TOKENIZER_KINDS)}"
+        )
     if kind in ("bpe", "wordpiece"):
         safe_name(arg, "tokenizer vocab name")
     elif arg and not arg.isdigit():
@@ -176,7 +223,9 @@ def select(specs: dict[str, ArchSpec], names: list[str] | None) -> list[ArchSpec
     for name in names:
         safe_name(name, "architecture")
         if name not in specs:
-            raise ModelError(f"unknown architecture {name!r}", "`llama-toolchain models --list` prints the known ones")
+            raise ModelError(
+                f"unknown architecture {name!r}", "`llama-toolchain models --list` prints the known ones"
+            )
         out.append(specs[name])
     return out
 
@@ -218,8 +267,16 @@ def shape_of(config: dict[str, Any]) -> ModelShape:
     extra = {
         k: config[k]
         for k in (
-            "sliding_window", "kv_lora_rank", "q_lora_rank", "state_size", "mamba_d_state", "n_groups",
-            "partial_rotary_factor", "rotary_pct", "attn_logit_softcapping", "final_logit_softcapping",
+            "sliding_window",
+            "kv_lora_rank",
+            "q_lora_rank",
+            "state_size",
+            "mamba_d_state",
+            "n_groups",
+            "partial_rotary_factor",
+            "rotary_pct",
+            "attn_logit_softcapping",
+            "final_logit_softcapping",
             "tie_word_embeddings",
         )
         if config.get(k) is not None

@@ -215,7 +215,12 @@ def wordpiece_from_tree(dest: Path, tree: Path, name: str) -> dict[str, Any]:
     (dest / "tokenizer_config.json").write_text(
         json.dumps({"tokenizer_class": "BertTokenizer", "do_lower_case": True}, indent=2) + "\n"
     )
-    return {"vocab_size": len(lines), "files": ["vocab.txt", "tokenizer_config.json"], "bos_token_id": None, "eos_token_id": None}
+    return {
+        "vocab_size": len(lines),
+        "files": ["vocab.txt", "tokenizer_config.json"],
+        "bos_token_id": None,
+        "eos_token_id": None,
+    }
 
 
 def make_tokenizer(dest: Path, recipe: str, tree: Path, cache: Path) -> dict[str, Any]:
@@ -227,7 +232,12 @@ def make_tokenizer(dest: Path, recipe: str, tree: Path, cache: Path) -> dict[str
     if kind == "wordpiece":
         return wordpiece_from_tree(dest, tree, arg)
     if kind == "none":
-        return {"vocab_size": int(arg) if arg else None, "files": [], "bos_token_id": None, "eos_token_id": None}
+        return {
+            "vocab_size": int(arg) if arg else None,
+            "files": [],
+            "bos_token_id": None,
+            "eos_token_id": None,
+        }
     raise ValueError(f"unknown tokenizer recipe {recipe!r}")
 
 

@@ -61,7 +61,10 @@ def _older_tree(args: argparse.Namespace, tree: Path, settings: Settings) -> tup
     try:
         commit = subprocess.run(
             ["git", "-C", str(repo), "rev-parse", "--verify", "--end-of-options", f"{older_ref}^{{commit}}"],
-            capture_output=True, text=True, timeout=60, check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError) as exc:
         raise UsageError(
@@ -74,7 +77,12 @@ def _older_tree(args: argparse.Namespace, tree: Path, settings: Settings) -> tup
             with tempfile.TemporaryDirectory() as tmp:
                 archive = Path(tmp) / "tree.tar"
                 with archive.open("wb") as fh:
-                    subprocess.run(["git", "-C", str(repo), "archive", "--format=tar", commit], stdout=fh, check=True, timeout=600)
+                    subprocess.run(
+                        ["git", "-C", str(repo), "archive", "--format=tar", commit],
+                        stdout=fh,
+                        check=True,
+                        timeout=600,
+                    )
                 dest.mkdir(parents=True, exist_ok=True)
                 with tarfile.open(archive) as tar:
                     tar.extractall(dest, filter="data")
@@ -146,7 +154,9 @@ def _default_build(settings: Settings) -> Path | None:
 def cmd_predict(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     tree = _tree(args, settings)
-    preds: Predictions = predict(args.ops, tree, cache_dir=settings.cache_dir, profiles=_profiles(args), commit=tree_commit(tree))
+    preds: Predictions = predict(
+        args.ops, tree, cache_dir=settings.cache_dir, profiles=_profiles(args), commit=tree_commit(tree)
+    )
     name, kind = PREDICTIONS_REPORT
     path = write_report(settings.reports_dir / name, kind, preds)
     if args.json:
@@ -154,7 +164,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     LOG.info(f"predicted from source ({preds.commit}), not observed on a device:")
     for p in preds.profiles:
         rejected = sorted({f"{o.op}" for o in p.ops if not o.supported})
-        LOG.info(f"    {p.column:36} {p.supported:4} supported, {p.unsupported:4} rejected  {' '.join(rejected)}")
+        LOG.info(
+            f"    {p.column:36} {p.supported:4} supported, {p.unsupported:4} rejected  {' '.join(rejected)}"
+        )
     LOG.ok(f"oracle predictions for {args.ops} ({path})")
     return 0
 
@@ -165,8 +177,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
     def shared(p: argparse.ArgumentParser) -> None:
         common_options(p)
-        p.add_argument("--tree", type=Path, default=None, help="llama.cpp tree (default: the work dir's checkout)")
-        p.add_argument("--profiles", default=None, help="comma-separated oracle profiles (default: all the tree knows)")
+        p.add_argument(
+            "--tree", type=Path, default=None, help="llama.cpp tree (default: the work dir's checkout)"
+        )
+        p.add_argument(
+            "--profiles", default=None, help="comma-separated oracle profiles (default: all the tree knows)"
+        )
         p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
 
     pred = osub.add_parser("predict", help="per-profile verdicts for a model's exported graph ops")
@@ -174,11 +190,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     pred.add_argument("--ops", type=Path, required=True, help="test-export-graph-ops output of the same tree")
     pred.set_defaults(func=cmd_predict)
 
-    val = osub.add_parser("validate", help="check the oracle against the tree's docs/ops/Metal.csv (and BLAS/CPU)")
+    val = osub.add_parser(
+        "validate", help="check the oracle against the tree's docs/ops/Metal.csv (and BLAS/CPU)"
+    )
     shared(val)
     older = val.add_mutually_exclusive_group()
-    older.add_argument("--older-tree", type=Path, default=None, help="an older tree, to tell a stale CSV from a wrong oracle")
-    older.add_argument("--older-ref", default=None, help="an older commit of the tree's repository (exported into the cache)")
+    older.add_argument(
+        "--older-tree", type=Path, default=None, help="an older tree, to tell a stale CSV from a wrong oracle"
+    )
+    older.add_argument(
+        "--older-ref", default=None, help="an older commit of the tree's repository (exported into the cache)"
+    )
     older.add_argument(
         "--older-pypi",
         default=None,
@@ -186,6 +208,16 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="an older llama-cpp-python sdist, e.g. llama-cpp-python==0.3.20 "
         "(default: [tool.llama-toolchain] oracle-older)",
     )
-    val.add_argument("--build", type=Path, default=None, help="build dir whose test-backend-ops is compared with BLAS.csv/CPU.csv (default: the last build)")
-    val.add_argument("--min-agreement", type=float, default=MIN_AGREEMENT, help=f"best-profile agreement required (default {MIN_AGREEMENT})")
+    val.add_argument(
+        "--build",
+        type=Path,
+        default=None,
+        help="build dir whose test-backend-ops is compared with BLAS.csv/CPU.csv (default: the last build)",
+    )
+    val.add_argument(
+        "--min-agreement",
+        type=float,
+        default=MIN_AGREEMENT,
+        help=f"best-profile agreement required (default {MIN_AGREEMENT})",
+    )
     val.set_defaults(func=cmd_validate)

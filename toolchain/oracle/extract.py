@@ -148,7 +148,9 @@ def _find_definition(lines: list[str], name: str) -> tuple[int, int] | None:
 def _props_struct(header: str) -> tuple[PropsField, ...]:
     match = re.search(r"struct\s+ggml_metal_device_props\s*\{(.*?)\};", _strip_comments(header), re.S)
     if not match:
-        raise ExtractionFailed(f"{DEVICE_H}: no `struct ggml_metal_device_props {{ … }};` to build the shim from")
+        raise ExtractionFailed(
+            f"{DEVICE_H}: no `struct ggml_metal_device_props {{ … }};` to build the shim from"
+        )
     fields: list[PropsField] = []
     for decl in match.group(1).split(";"):
         decl = " ".join(decl.split())
@@ -192,7 +194,9 @@ def extract(tree: Path) -> Extraction:
     """Cut the entry function and its helpers out of ``tree``; raise ExtractionFailed with why not."""
     device_m = tree / DEVICE_M
     if not device_m.is_file():
-        raise ExtractionFailed(f"{DEVICE_M} is missing: this tree has no (or a differently laid out) Metal backend")
+        raise ExtractionFailed(
+            f"{DEVICE_M} is missing: this tree has no (or a differently laid out) Metal backend"
+        )
     header = tree / DEVICE_H
     if not header.is_file():
         raise ExtractionFailed(f"{DEVICE_H} is missing: no props struct to build the shim from")
@@ -231,7 +235,9 @@ def extract(tree: Path) -> Extraction:
             continue  # from the ggml headers / libggml-base: the compile will prove it
         rel, first, last = hit
         language, raw_lines, clean_lines = sources[rel]
-        fn = CutFunction(name, str(rel), first + 1, last + 1, language, "\n".join(raw_lines[first : last + 1]))
+        fn = CutFunction(
+            name, str(rel), first + 1, last + 1, language, "\n".join(raw_lines[first : last + 1])
+        )
         found[name] = fn
         bodies[name] = "\n".join(clean_lines[first : last + 1])
         for call in _CALL.findall(bodies[name]):
@@ -240,7 +246,9 @@ def extract(tree: Path) -> Extraction:
 
     problems: list[str] = []
     for name, fn in found.items():
-        problems += _refusals(fn, bodies[name], local_names if fn.file == str(DEVICE_M) else set(), field_names)
+        problems += _refusals(
+            fn, bodies[name], local_names if fn.file == str(DEVICE_M) else set(), field_names
+        )
     if problems:
         raise ExtractionFailed("; ".join(problems))
 

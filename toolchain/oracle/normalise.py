@@ -37,12 +37,16 @@ class Rename:
 
 RENAMES: tuple[Rename, ...] = (
     Rename(
-        "FLASH_ATTN_EXT", "type_KV", (("type_K", "{v}"), ("type_V", "{v}")),
+        "FLASH_ATTN_EXT",
+        "type_KV",
+        (("type_K", "{v}"), ("type_V", "{v}")),
         "one type for K and V became separate type_K / type_V",
     ),
     Rename("CPY", "ne", (("ne_src", "{v}"),), "ne became ne_src when ne_dst was added"),
     Rename(
-        "SET_ROWS", "type", (("type_src", "f32"), ("type_dst", "{v}")),
+        "SET_ROWS",
+        "type",
+        (("type_src", "f32"), ("type_dst", "{v}")),
         "the destination type `type` became type_dst; the source, always f32 before, became type_src",
     ),
 )
@@ -153,9 +157,7 @@ def key_sets(rows: Iterable[tuple[str, str]]) -> dict[str, frozenset[str]]:
     return {op: frozenset(keys) for op, keys in sets.items()}
 
 
-def make_normaliser(
-    sides: Sequence[Iterable[tuple[str, str]]], default_sources: Iterable[str]
-) -> Normaliser:
+def make_normaliser(sides: Sequence[Iterable[tuple[str, str]]], default_sources: Iterable[str]) -> Normaliser:
     """A normaliser for joining ``sides`` (each an iterable of (op, case))."""
     per_side = [key_sets(side) for side in sides]
     ops = set().union(*(s.keys() for s in per_side)) if per_side else set()

@@ -24,8 +24,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..build.cmake import find_cmake, find_compilers, find_ninja
-from ..build.compiler_cache import detect
+from ..builder.cmake import find_cmake, find_compilers, find_ninja
+from ..builder.compiler_cache import detect
 from ..errors import BuildError
 from ..locking import exclusive
 from ..log import LOG
@@ -138,7 +138,9 @@ def ensure_probe(
     start = time.monotonic()
     tree = tree.resolve()
     if not (tree / "tests" / "test-backend-ops.cpp").is_file():
-        raise ProbeUnavailable("tests/test-backend-ops.cpp is missing: the probe needs the tree's own test cases")
+        raise ProbeUnavailable(
+            "tests/test-backend-ops.cpp is missing: the probe needs the tree's own test cases"
+        )
     origin = (supports_op_from or tree).resolve()
     try:
         extraction = extract(origin)

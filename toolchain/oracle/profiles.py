@@ -52,45 +52,58 @@ GPU_FAMILIES: Mapping[str, GPUFamily] = MappingProxyType(
         f.name: f
         for f in (
             GPUFamily(
-                "apple7", "Apple7 GPU family: M1 (A14)", "Apple M1",
+                "apple7",
+                "Apple7 GPU family: M1 (A14)",
+                "Apple M1",
                 (*_apple(7), *_COMMON, "Mac2", "Metal3", "Metal4"),
                 f"{APPLE_TABLES}; Metal3 from macOS 13, Metal4 from macOS 26 on Apple7+",
-                32768, True,
+                32768,
+                True,
             ),
             GPUFamily(
-                "apple8", "Apple8 GPU family: M2 (A15, A16)", "Apple M2",
+                "apple8",
+                "Apple8 GPU family: M2 (A15, A16)",
+                "Apple M2",
                 (*_apple(8), *_COMMON, "Mac2", "Metal3", "Metal4"),
                 f"{APPLE_TABLES}; Metal3 from macOS 13, Metal4 from macOS 26 on Apple7+",
-                32768, True,
+                32768,
+                True,
             ),
             GPUFamily(
-                "apple9", "Apple9 GPU family: M3, M4 (A17 Pro, A18)", "Apple M4",
+                "apple9",
+                "Apple9 GPU family: M3, M4 (A17 Pro, A18)",
+                "Apple M4",
                 (*_apple(9), *_COMMON, "Mac2", "Metal3", "Metal4"),
                 f"{APPLE_TABLES}; Metal3 from macOS 13, Metal4 from macOS 26 on Apple7+",
-                32768, True,
+                32768,
+                True,
             ),
             GPUFamily(
-                "apple10", "Apple10 GPU family: M5 (A19)", "Apple M5",
+                "apple10",
+                "Apple10 GPU family: M5 (A19)",
+                "Apple M5",
                 (*_apple(10), *_COMMON, "Mac2", "Metal3", "Metal4"),
                 f"{APPLE_TABLES}; Metal4 from macOS 26",
-                32768, True, needs_tree_token="M5",
+                32768,
+                True,
+                needs_tree_token="M5",
             ),
             GPUFamily(
-                "paravirtual", "Apple Paravirtual device (GitHub-hosted macOS runners, VMs)",
+                "paravirtual",
+                "Apple Paravirtual device (GitHub-hosted macOS runners, VMs)",
                 "Apple Paravirtual device",
                 (*_apple(5), *_COMMON),
                 "the device log of hosted runners: MTLGPUFamilyApple5 / Common3, no Metal3 "
                 "(llama.cpp #8617, #14829)",
-                32768, True,
+                32768,
+                True,
             ),
         )
     }
 )
 
 # name suffix -> run-time switches set (environment variables the tree's init reads)
-VARIANTS: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {"": (), "-nobf16": ("GGML_METAL_BF16_DISABLE",)}
-)
+VARIANTS: Mapping[str, tuple[str, ...]] = MappingProxyType({"": (), "-nobf16": ("GGML_METAL_BF16_DISABLE",)})
 
 
 @dataclass(frozen=True)
@@ -138,7 +151,9 @@ class DeviceProfile:
 
 _FAMILY = re.compile(r"supportsFamily:\s*MTLGPUFamily(\w+?)(?:_GGML)?\s*\]")
 _ASSIGN = re.compile(r"dev->props\.(\w+)\s*(\|?=)\s*(.+?);\s*$")
-_ENV_OFF = re.compile(r'getenv\("(\w+)"\)\s*!=\s*(?:NULL|nil)\s*\)\s*\{\s*dev->props\.(\w+)\s*=\s*false;', re.S)
+_ENV_OFF = re.compile(
+    r'getenv\("(\w+)"\)\s*!=\s*(?:NULL|nil)\s*\)\s*\{\s*dev->props\.(\w+)\s*=\s*false;', re.S
+)
 _ATTR = re.compile(r"dev->mtl_device\.(\w+)\s*$")
 
 
@@ -147,7 +162,14 @@ def device_rules(tree: Path) -> DeviceRules:
     path = tree / DEVICE_M
     text = path.read_text(encoding="utf-8", errors="replace")
     lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if re.match(r"^ggml_metal_device_t ggml_metal_device_init\(", line)), 0)
+    start = next(
+        (
+            i
+            for i, line in enumerate(lines)
+            if re.match(r"^ggml_metal_device_t ggml_metal_device_init\(", line)
+        ),
+        0,
+    )
     end = next((i for i in range(start + 1, len(lines)) if lines[i].rstrip() == "}"), len(lines) - 1)
     rules: list[Rule] = []
     family_rules: dict[str, list[str]] = {}
@@ -169,7 +191,15 @@ def device_rules(tree: Path) -> DeviceRules:
             rules.append(Rule(prop, "max-apple", where=where, text=lines[i].strip()))
     for m in _ENV_OFF.finditer(text[sum(len(x) + 1 for x in lines[:start]) :]):
         line = text.count("\n", 0, text.find(m.group(0))) + 1
-        rules.append(Rule(m.group(2), "env-off", env=m.group(1), where=f"{DEVICE_M}:{line}", text=" ".join(m.group(0).split())))
+        rules.append(
+            Rule(
+                m.group(2),
+                "env-off",
+                env=m.group(1),
+                where=f"{DEVICE_M}:{line}",
+                text=" ".join(m.group(0).split()),
+            )
+        )
     body = "\n".join(lines[start : end + 1])
     tensor_names = tuple(re.findall(r'!\[\[dev->mtl_device name\] containsString:@"(\w+)"\]', body))
     knows = tuple(sorted(set(re.findall(r'"((?:M|A)\d+)(?: [A-Za-z]+)?"', text))))
@@ -181,7 +211,9 @@ def _last(rules: Sequence[Rule], prop: str, kind: str) -> Rule | None:
     return found[-1] if found else None
 
 
-def make_profile(family: GPUFamily, suffix: str, rules: DeviceRules, fields: Sequence[PropsField]) -> DeviceProfile:
+def make_profile(
+    family: GPUFamily, suffix: str, rules: DeviceRules, fields: Sequence[PropsField]
+) -> DeviceProfile:
     switches = VARIANTS[suffix]
     values: dict[str, PropValue] = {}
     fam = set(family.families)
@@ -192,21 +224,36 @@ def make_profile(family: GPUFamily, suffix: str, rules: DeviceRules, fields: Seq
         if rule is not None:
             val = bool(fam & set(rule.families))
             hit = sorted(fam & set(rule.families))
-            why = f"{family.name} supports {', '.join(hit)}" if hit else f"{family.name} supports none of them"
-            values[name] = PropValue(name, str(int(val)), f"tree {rule.where}: {rule.text} -> {why} ({family.families_source})")
+            why = (
+                f"{family.name} supports {', '.join(hit)}" if hit else f"{family.name} supports none of them"
+            )
+            values[name] = PropValue(
+                name, str(int(val)), f"tree {rule.where}: {rule.text} -> {why} ({family.families_source})"
+            )
         elif attr is not None and attr.attribute == "hasUnifiedMemory":
-            values[name] = PropValue(name, str(int(family.unified_memory)), f"tree {attr.where}: {attr.text}; {APPLE_TABLES}")
+            values[name] = PropValue(
+                name, str(int(family.unified_memory)), f"tree {attr.where}: {attr.text}; {APPLE_TABLES}"
+            )
         elif attr is not None and attr.attribute == "maxThreadgroupMemoryLength":
-            values[name] = PropValue(name, str(family.max_threadgroup_memory), f"tree {attr.where}: {attr.text}; {APPLE_TABLES}")
+            values[name] = PropValue(
+                name, str(family.max_threadgroup_memory), f"tree {attr.where}: {attr.text}; {APPLE_TABLES}"
+            )
         elif name == "gpu_family" and (g := _last(rules.rules, name, "max-apple")) is not None:
             apple = max(int(f[5:]) for f in family.families if f.startswith("Apple"))
-            values[name] = PropValue(name, str(apple), f"tree {g.where}: highest MTLGPUFamilyAppleN supported")
+            values[name] = PropValue(
+                name, str(apple), f"tree {g.where}: highest MTLGPUFamilyAppleN supported"
+            )
         elif name in ("name", "desc"):
             values[name] = PropValue(name, family.device_name if name == "desc" else "MTL0", "profile data")
     # the tensor API: on only for the device names the tree lists (unless GGML_METAL_TENSOR_ENABLE)
-    if "has_tensor" in values and rules.tensor_names and not any(t in family.device_name for t in rules.tensor_names):
+    if (
+        "has_tensor" in values
+        and rules.tensor_names
+        and not any(t in family.device_name for t in rules.tensor_names)
+    ):
         values["has_tensor"] = PropValue(
-            "has_tensor", "0",
+            "has_tensor",
+            "0",
             f"tree {DEVICE_M}: tensor API disabled unless the device name contains one of "
             f"{', '.join(rules.tensor_names)} ({family.device_name})",
         )
@@ -215,9 +262,13 @@ def make_profile(family: GPUFamily, suffix: str, rules: DeviceRules, fields: Seq
             if r.kind == "env-off" and r.env == env and r.prop in values:
                 values[r.prop] = PropValue(r.prop, "0", f"tree {r.where}: {r.text} ({env} set)")
     for field in fields:
-        values.setdefault(field.name, PropValue(field.name, "0", "not modelled: zero (not read by supports_op)"))
+        values.setdefault(
+            field.name, PropValue(field.name, "0", "not modelled: zero (not read by supports_op)")
+        )
     description = family.description + (f", with {' '.join(switches)}" if switches else "")
-    return DeviceProfile(family.name + suffix, description, family.name, switches, tuple(values[f.name] for f in fields))
+    return DeviceProfile(
+        family.name + suffix, description, family.name, switches, tuple(values[f.name] for f in fields)
+    )
 
 
 def default_profiles(tree: Path, fields: Sequence[PropsField]) -> tuple[DeviceProfile, ...]:

@@ -49,7 +49,10 @@ def tree_commit(tree: Path) -> str:
     try:
         top = subprocess.run(
             ["git", "-C", str(tree), "rev-parse", "--show-toplevel", "HEAD"],
-            capture_output=True, text=True, timeout=30, check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
         ).stdout.split()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -155,12 +158,25 @@ def predict(
         n_ok = sum(o.supported for o in ops)
         out.append(
             ProfilePredictions(
-                profile.name, f"metal-predicted:{profile.name}", profile.family, profile.description,
-                profile.switches, profile.props, n_ok, len(ops) - n_ok, tuple(ops),
+                profile.name,
+                f"metal-predicted:{profile.name}",
+                profile.family,
+                profile.description,
+                profile.switches,
+                profile.props,
+                n_ok,
+                len(ops) - n_ok,
+                tuple(ops),
             )
         )
     return Predictions(
-        OBSERVED_BY, STATEMENT, str(tree), commit or tree_commit(tree), str(ops_file), probe_info(probe), tuple(out)
+        OBSERVED_BY,
+        STATEMENT,
+        str(tree),
+        commit or tree_commit(tree),
+        str(ops_file),
+        probe_info(probe),
+        tuple(out),
     )
 
 
@@ -226,10 +242,14 @@ def _table_validation(
     dis = explain(comparison, first, ev) if first else ()
     if not gate:  # a measurement on this machine: listed as a finding, not explained away
         dis = tuple(
-            replace(d, explanation="measured-difference", detail=(
-                "this machine's build answers differently from upstream's capture (capture machine and "
-                "commit unknown); reported, not gated"
-            ))
+            replace(
+                d,
+                explanation="measured-difference",
+                detail=(
+                    "this machine's build answers differently from upstream's capture (capture machine and "
+                    "commit unknown); reported, not gated"
+                ),
+            )
             for d in dis
         )
     unexplained = sum(d.explanation == "unexplained" for d in dis) if gate else 0
@@ -240,12 +260,19 @@ def _table_validation(
         if unexplained:
             problems.append(f"{unexplained} unexplained disagreement(s)")
     status = ("failed" if problems else "ok") if gate else "reported"
-    reason = "; ".join(problems) if problems else (
-        f"{len(comparison.matched)} cases matched; best {', '.join(best)} at {best_rate:.2%}"
+    reason = (
+        "; ".join(problems)
+        if problems
+        else (f"{len(comparison.matched)} cases matched; best {', '.join(best)} at {best_rate:.2%}")
     )
     union: Table = Table({}, frozenset(), {}, 0)
     for t in tables.values():
-        union = Table({**union.answers, **t.answers}, union.ambiguous | t.ambiguous, {**union.blockers, **t.blockers}, t.rows)
+        union = Table(
+            {**union.answers, **t.answers},
+            union.ambiguous | t.ambiguous,
+            {**union.blockers, **t.blockers},
+            t.rows,
+        )
     result = TableValidation(
         backend=backend,
         status=status,
@@ -269,9 +296,28 @@ def _table_validation(
     return result, comparison, ref
 
 
-def skipped(backend: str, reference: Path, reason: str, ours: str = "", observed_by: str = OBSERVED_BY) -> TableValidation:
+def skipped(
+    backend: str, reference: Path, reason: str, ours: str = "", observed_by: str = OBSERVED_BY
+) -> TableValidation:
     return TableValidation(
-        backend, "skipped", reason, str(reference), ours, observed_by, 0, 0, 0, 0, (), (), (), 0.0, (), (), {}, 0
+        backend,
+        "skipped",
+        reason,
+        str(reference),
+        ours,
+        observed_by,
+        0,
+        0,
+        0,
+        0,
+        (),
+        (),
+        (),
+        0.0,
+        (),
+        (),
+        {},
+        0,
     )
 
 
@@ -297,7 +343,11 @@ def validate_tree(
     metal_csv = tree / METAL_CSV
     measured = _measured(tree, measured_build, older_tree)
     if not metal_csv.is_file():
-        metal = skipped("Metal", metal_csv, f"this tree has no {METAL_CSV}: nothing to validate against (older trees lack it)")
+        metal = skipped(
+            "Metal",
+            metal_csv,
+            f"this tree has no {METAL_CSV}: nothing to validate against (older trees lack it)",
+        )
         return _validation(tree, commit, older_tree, older_commit, True, None, (), metal, measured, start)
     probe = _probe(tree, cache_dir)
     chosen = _chosen(tree, probe, profiles)
@@ -313,9 +363,16 @@ def validate_tree(
     if older_tree is not None:
         evidence = _older_evidence(tree, older_tree, cache_dir, chosen, norm, older_commit)
     metal, _cmp, _ref = _table_validation(
-        "Metal", metal_csv, reference, ours, norm,
+        "Metal",
+        metal_csv,
+        reference,
+        ours,
+        norm,
         ours_label=f"oracle probe {probe.key}: test-backend-ops support over {len(chosen)} profile(s)",
-        observed_by=OBSERVED_BY, evidence_for=evidence, min_agreement=min_agreement, gate=True,
+        observed_by=OBSERVED_BY,
+        evidence_for=evidence,
+        min_agreement=min_agreement,
+        gate=True,
     )
     ok = metal.status == "ok"
     return _validation(tree, commit, older_tree, older_commit, ok, probe, chosen, metal, measured, start)
@@ -382,8 +439,10 @@ def _older_evidence(
         LOG.warn(f"oracle: no probe for the older tree {older}: {exc.reason}")
     return {
         p.name: Evidence(
-            older_rules.get(p.name, {}), f"cut from {label}, run on this tree's cases",
-            older_own.get(p.name, {}), f"{label}, its own cases",
+            older_rules.get(p.name, {}),
+            f"cut from {label}, run on this tree's cases",
+            older_own.get(p.name, {}),
+            f"{label}, its own cases",
         )
         for p in chosen
     }
@@ -402,14 +461,25 @@ def _measured(tree: Path, build: Path | None, older_tree: Path | None) -> tuple[
     for backend in ("BLAS", "CPU"):
         ref_path = tree / "docs" / "ops" / f"{backend}.csv"
         if build is None:
-            out.append(skipped(backend, ref_path, "no build given (--build): nothing measured", observed_by="device"))
+            out.append(
+                skipped(backend, ref_path, "no build given (--build): nothing measured", observed_by="device")
+            )
             continue
         tbo = _find_tbo(build)
         if tbo is None:
-            out.append(skipped(backend, ref_path, f"no test-backend-ops in {build}: build it with --targets build,coverage", observed_by="device"))
+            out.append(
+                skipped(
+                    backend,
+                    ref_path,
+                    f"no test-backend-ops in {build}: build it with --targets build,coverage",
+                    observed_by="device",
+                )
+            )
             continue
         if not ref_path.is_file():
-            out.append(skipped(backend, ref_path, f"this tree has no docs/ops/{backend}.csv", observed_by="device"))
+            out.append(
+                skipped(backend, ref_path, f"this tree has no docs/ops/{backend}.csv", observed_by="device")
+            )
             continue
         args = [str(tbo), "support", "-b", backend, "--output", "csv"]
         try:
@@ -419,16 +489,30 @@ def _measured(tree: Path, build: Path | None, older_tree: Path | None) -> tuple[
             continue
         rows = parse_support_csv(done.stdout)
         if not rows:
-            out.append(skipped(backend, ref_path, f"this build has no {backend} backend (no rows from {' '.join(args)})", observed_by="device"))
+            out.append(
+                skipped(
+                    backend,
+                    ref_path,
+                    f"this build has no {backend} backend (no rows from {' '.join(args)})",
+                    observed_by="device",
+                )
+            )
             continue
         reference = parse_support_csv(ref_path.read_text(encoding="utf-8"))
         norm = normalise.make_normaliser(
             [[(r.op, r.case) for r in reference], [(r.op, r.case) for r in rows]], _sources(tree, older_tree)
         )
         table, _c, _r = _table_validation(
-            backend, ref_path, reference, {backend: rows}, norm,
-            ours_label=f"{' '.join(args)} (this machine)", observed_by="device",
-            evidence_for=None, min_agreement=0.0, gate=False,
+            backend,
+            ref_path,
+            reference,
+            {backend: rows},
+            norm,
+            ours_label=f"{' '.join(args)} (this machine)",
+            observed_by="device",
+            evidence_for=None,
+            min_agreement=0.0,
+            gate=False,
         )
         out.append(table)
     return tuple(out)

@@ -117,7 +117,11 @@ def unmatched(side: str, mine: Table, other: Table, limit: int = 5) -> tuple[Unm
         by_op = dict(Counter(op for op, _ in keys).most_common())
         examples = tuple(f"{op} {case}" for op, case in sorted(keys)[:limit])
         first = sorted(keys)[0]
-        extra = f"; e.g. {mine.blockers[first]}" if reason.startswith("has a parameter") and first in mine.blockers else ""
+        extra = (
+            f"; e.g. {mine.blockers[first]}"
+            if reason.startswith("has a parameter") and first in mine.blockers
+            else ""
+        )
         out.append(Unmatched(side, reason + extra, len(keys), by_op, examples))
     return tuple(out)
 
@@ -176,17 +180,25 @@ def explain(comparison: Comparison, profile: str, evidence: Evidence) -> tuple[D
         if predicted == ref:
             continue
         if evidence.older_rules.get(key) == ref:
-            kind, detail = "stale-csv", (
-                f"the older supports_op ({evidence.older_rules_label}) gives the CSV's answer on this case: "
-                "the CSV was captured before this rule changed"
+            kind, detail = (
+                "stale-csv",
+                (
+                    f"the older supports_op ({evidence.older_rules_label}) gives the CSV's answer on this case: "
+                    "the CSV was captured before this rule changed"
+                ),
             )
         elif evidence.older_tree.get(key) == ref:
-            kind, detail = "stale-csv", (
-                f"the older tree ({evidence.older_tree_label}) gives the CSV's answer on this case: "
-                "the CSV was captured before this rule changed"
+            kind, detail = (
+                "stale-csv",
+                (
+                    f"the older tree ({evidence.older_tree_label}) gives the CSV's answer on this case: "
+                    "the CSV was captured before this rule changed"
+                ),
             )
         else:
-            agreeing = sorted(n for n, t in evidence.other_profiles.items() if n != profile and t.get(key) == ref)
+            agreeing = sorted(
+                n for n, t in evidence.other_profiles.items() if n != profile and t.get(key) == ref
+            )
             if agreeing:
                 kind, detail = "profile-mismatch", f"profile(s) {', '.join(agreeing)} give the CSV's answer"
             else:
@@ -194,7 +206,9 @@ def explain(comparison: Comparison, profile: str, evidence: Evidence) -> tuple[D
                 if evidence.older_rules_label or evidence.older_tree_label:
                     older = evidence.older_rules.get(key, evidence.older_tree.get(key))
                     why.append(
-                        "the older tree has no such case" if older is None else "the older tree answers as this tree"
+                        "the older tree has no such case"
+                        if older is None
+                        else "the older tree answers as this tree"
                     )
                 else:
                     why.append("no older tree given to check staleness")

@@ -43,7 +43,9 @@ def profile_for(name: str, path: Path, inputs: Inputs | None = None) -> BackendP
     verified statically on Linux."""
     if name != "auto":
         if name not in PROFILES:
-            raise ProfileError(f"unknown backend profile {name!r}", f"choose one of: auto, {', '.join(PROFILES)}")
+            raise ProfileError(
+                f"unknown backend profile {name!r}", f"choose one of: auto, {', '.join(PROFILES)}"
+            )
         return PROFILES[name]
     for part in (path, *path.parents[:2]):
         head = part.name.split("-", 1)[0]
@@ -95,9 +97,15 @@ def verify_path(
 
         programs = list(inputs.files)
         if path.is_file():  # a single binary: the runner may sit beside it
-            programs += sorted(p for p in path.resolve().parent.iterdir() if p.is_file() and p not in programs)
+            programs += sorted(
+                p for p in path.resolve().parent.iterdir() if p.is_file() and p not in programs
+            )
         if log_dir is None:
-            log_dir = (report.parent / "verify-logs") if report else Path(tempfile.mkdtemp(prefix="llama-toolchain-verify-"))
+            log_dir = (
+                (report.parent / "verify-logs")
+                if report
+                else Path(tempfile.mkdtemp(prefix="llama-toolchain-verify-"))
+            )
         rt = runtime_checks(
             programs,
             profile,

@@ -3,7 +3,7 @@
 Mach-O (thin and fat), ELF, and ``.a`` archives (each member; fat archives per slice) are read.
 LIEF does the parsing; this module only sniffs the file type, splits archives (a few lines: LIEF
 does not read ``ar``) and flattens LIEF's objects into plain data, working around its traps
-(see ../shared/research/dependency-notes.md):
+(LIEF 1.0 behaviour, checked on the fixtures in tests/verify/):
 
 - Mach-O: ``Symbol.is_external`` means *undefined*; a stripped executable keeps its exports only
   in the export trie (LIEF merges them into ``symbols`` with ``has_export_info``).

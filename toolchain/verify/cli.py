@@ -63,14 +63,29 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("verify", help="prove a build carries its backend: binaries (static) and a run on the device")
+    p = sub.add_parser(
+        "verify", help="prove a build carries its backend: binaries (static) and a run on the device"
+    )
     common_options(p)
-    p.add_argument("path", nargs="?", type=Path, default=None,
-                   help="a build dir (with bin/), a binary, or an app's Contents/Frameworks (default: newest build)")
-    p.add_argument("--profile", default=None, help="backend profile (default: [tool.llama-toolchain] profile; "
-                   "auto = from the build dir's name or the binaries)")
+    p.add_argument(
+        "path",
+        nargs="?",
+        type=Path,
+        default=None,
+        help="a build dir (with bin/), a binary, or an app's Contents/Frameworks (default: newest build)",
+    )
+    p.add_argument(
+        "--profile",
+        default=None,
+        help="backend profile (default: [tool.llama-toolchain] profile; "
+        "auto = from the build dir's name or the binaries)",
+    )
     p.add_argument("--no-runtime", action="store_true", help="static checks only (no device needed)")
-    p.add_argument("--deployment-target", default=None, help="macOS the build must load on (default: CMakeCache.txt)")
-    p.add_argument("--timeout", type=float, default=180.0, help="seconds each run may take before it counts as a hang")
+    p.add_argument(
+        "--deployment-target", default=None, help="macOS the build must load on (default: CMakeCache.txt)"
+    )
+    p.add_argument(
+        "--timeout", type=float, default=180.0, help="seconds each run may take before it counts as a hang"
+    )
     p.add_argument("--json", action="store_true", help="print the verification as JSON on stdout")
     p.set_defaults(func=cmd_verify)

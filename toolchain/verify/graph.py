@@ -77,7 +77,12 @@ class DependencyGraph:
         while queue:
             cur = queue.pop(0)
             for e in self.edges:
-                if e.loader == cur and e.resolved is not None and e.resolved not in prev and e.resolved != root.path:
+                if (
+                    e.loader == cur
+                    and e.resolved is not None
+                    and e.resolved not in prev
+                    and e.resolved != root.path
+                ):
                     prev[e.resolved] = e
                     if e.resolved == target:
                         chain = [e]
@@ -115,7 +120,9 @@ class _Resolver:
         return next((s for s in self.read(path) if s.arch == self.arch and not s.member), None)
 
     # -- Mach-O -----------------------------------------------------------------------------------
-    def macho(self, name: str, chain: list[BinarySlice], exe_dir: Path | None) -> tuple[Path | None, EdgeKind, list[str]]:
+    def macho(
+        self, name: str, chain: list[BinarySlice], exe_dir: Path | None
+    ) -> tuple[Path | None, EdgeKind, list[str]]:
         loader = chain[-1]
         if name.startswith(MACHO_SYSTEM_PREFIXES):
             return None, "system", []

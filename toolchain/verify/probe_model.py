@@ -87,5 +87,7 @@ def write_probe_model(dest: Path) -> Path:
 
 
 def probe_model_name() -> str:
-    key = hashlib.sha256(f"{_VERSION}-{N_EMBD}-{N_HEAD}-{N_LAYER}-{N_FF}-{N_CTX}-{SEED}".encode()).hexdigest()[:12]
+    key = hashlib.sha256(
+        f"{_VERSION}-{N_EMBD}-{N_HEAD}-{N_LAYER}-{N_FF}-{N_CTX}-{SEED}".encode()
+    ).hexdigest()[:12]
     return f"verify-probe-llama-{key}.gguf"

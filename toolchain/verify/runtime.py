@@ -33,7 +33,9 @@ LIST_DEVICES_TIMEOUT = 60.0
 TAIL = 25
 
 # "Available devices:" rows of common_print_available_devices (common/arg.cpp).
-_DEVICE_ROW = re.compile(r"^\s+(?P<name>[^\s:]+): (?P<desc>.*?) \((?P<total>\d+) MiB, (?P<free>\d+) MiB free\)\s*$")
+_DEVICE_ROW = re.compile(
+    r"^\s+(?P<name>[^\s:]+): (?P<desc>.*?) \((?P<total>\d+) MiB, (?P<free>\d+) MiB free\)\s*$"
+)
 _OFFLOADED = re.compile(r"offloaded (?P<n>\d+)/(?P<m>\d+) layers to GPU")
 # ggml-backend.cpp, GGML_SCHED_DEBUG: "## SPLIT #3: BLAS # 1 inputs"
 _SPLIT = re.compile(r"## SPLIT #\d+: (?P<backend>[^\s#]+)")
@@ -90,7 +92,11 @@ def parse_metal_log(lines: Iterable[str]) -> list[DeviceInfo]:
             devices.append(
                 DeviceInfo(backend="metal", name=nd["name"], description=nd["desc"])
                 if nd
-                else DeviceInfo(backend="metal", name=name["name"], description=name["name"] if not name["name"].startswith("MTL") else "")
+                else DeviceInfo(
+                    backend="metal",
+                    name=name["name"],
+                    description=name["name"] if not name["name"].startswith("MTL") else "",
+                )
             )
             continue
         if not devices:
@@ -127,7 +133,9 @@ def classify(device: DeviceInfo, profile: BackendProfile) -> DeviceInfo:
     if "paravirtual" in f"{device.name} {device.description}".lower():
         problems.append("a paravirtual (VM) device")
     if lacking:
-        problems.append("no " + ", no ".join(c.replace("_", " ") for c in lacking) + (" reported" if unknown else ""))
+        problems.append(
+            "no " + ", no ".join(c.replace("_", " ") for c in lacking) + (" reported" if unknown else "")
+        )
     if want.min_gpu_family and device.gpu_family is not None and device.gpu_family < want.min_gpu_family:
         problems.append(f"GPU family Apple{device.gpu_family} < Apple{want.min_gpu_family}")
     if problems:
@@ -146,8 +154,9 @@ class RuntimeResult:
     runs: tuple[RuntimeRun, ...]
 
 
-def _run(args: Sequence[str], log_dir: Path, name: str, timeout: float,
-         env: Mapping[str, str] | None = None) -> tuple[Completed, list[str]]:
+def _run(
+    args: Sequence[str], log_dir: Path, name: str, timeout: float, env: Mapping[str, str] | None = None
+) -> tuple[Completed, list[str]]:
     lines: list[str] = []
     log = log_dir / f"{name}.log"
     log.unlink(missing_ok=True)
@@ -191,20 +200,36 @@ def runtime_checks(
     host_arch = {"aarch64": "arm64", "amd64": "x86_64"}.get(plat.machine.lower(), plat.machine.lower())
 
     def result(status: Status, found: str, hint: str, cls: DeviceClass = "none") -> RuntimeResult:
-        check = Check("runtime", "the build runs a one-token generation on its device", found, "", status, "device",
-                      hint=hint)
+        check = Check(
+            "runtime",
+            "the build runs a one-token generation on its device",
+            found,
+            "",
+            status,
+            "device",
+            hint=hint,
+        )
         return RuntimeResult((check,), (), cls, ())
 
     if binary_format != host_format:
-        return result("unverifiable", f"{binary_format} binaries cannot run on {plat.name}",
-                      f"run `llama-toolchain verify` on a {'Mac' if binary_format == 'macho' else 'Linux machine'}")
+        return result(
+            "unverifiable",
+            f"{binary_format} binaries cannot run on {plat.name}",
+            f"run `llama-toolchain verify` on a {'Mac' if binary_format == 'macho' else 'Linux machine'}",
+        )
     if archs and not any(a in (host_arch, "aarch64" if host_arch == "arm64" else host_arch) for a in archs):
-        return result("unverifiable", f"built for {', '.join(archs)}; this machine is {host_arch}",
-                      "run it on a machine of that architecture")
+        return result(
+            "unverifiable",
+            f"built for {', '.join(archs)}; this machine is {host_arch}",
+            "run it on a machine of that architecture",
+        )
     runner = find_runner(programs)
     if runner is None:
-        return result("unverifiable", f"none of {', '.join(RUNNERS)} among the programs",
-                      "build a runner target (llama-completion or llama-cli) to verify at run time")
+        return result(
+            "unverifiable",
+            f"none of {', '.join(RUNNERS)} among the programs",
+            "build a runner target (llama-completion or llama-cli) to verify at run time",
+        )
     if log_dir is None:
         log_dir = Path(tempfile.mkdtemp(prefix="llama-toolchain-verify-"))
     runs: list[RuntimeRun] = []
@@ -224,16 +249,40 @@ def runtime_checks(
         ok, how = _outcome(done, LIST_DEVICES_TIMEOUT)
         listed = parse_device_list(lines)
         if not ok:
-            checks.append(Check("runtime.list-devices", f"`{rel} --list-devices` exits 0", how, rel, "fail", "device",
-                                hint="the build cannot even enumerate its devices: see the log lines",
-                                evidence=done.tail))
+            checks.append(
+                Check(
+                    "runtime.list-devices",
+                    f"`{rel} --list-devices` exits 0",
+                    how,
+                    rel,
+                    "fail",
+                    "device",
+                    hint="the build cannot even enumerate its devices: see the log lines",
+                    evidence=done.tail,
+                )
+            )
     ours = [d for d in listed if d.name.startswith(profile.device_prefixes)]
 
     # --- one-token run ---
     model = model or write_probe_model(log_dir / probe_model_name())
     # >= 32 prompt tokens: backends such as BLAS take MUL_MAT only from that batch size on
-    args = [str(runner), "-m", str(model), "-p", PROMPT, "-n", "1", "-ngl", "99", "-c", "256",
-            "--temp", "0", "-s", "1"]
+    args = [
+        str(runner),
+        "-m",
+        str(model),
+        "-p",
+        PROMPT,
+        "-n",
+        "1",
+        "-ngl",
+        "99",
+        "-c",
+        "256",
+        "--temp",
+        "0",
+        "-s",
+        "1",
+    ]
     for flag, option in (("-no-cnv", "-no-cnv"), ("--no-warmup", "--no-warmup"), ("-v", "--verbose")):
         if re.search(rf"(^|[\s,]){re.escape(option)}([\s,]|$)", help_text, re.M):
             args.append(flag)
@@ -249,18 +298,39 @@ def runtime_checks(
     for dev in logged:
         match = next((d for d in ours if d.name == dev.name), None)
         if match:
-            dev = replace(dev, description=dev.description or match.description,
-                          memory_total_mib=match.total_mib, memory_free_mib=match.free_mib)
+            dev = replace(
+                dev,
+                description=dev.description or match.description,
+                memory_total_mib=match.total_mib,
+                memory_free_mib=match.free_mib,
+            )
         devices.append(classify(dev, profile))
     for d in ours:
         if not any(x.name == d.name for x in devices):
-            info = DeviceInfo(backend=profile.name, name=d.name, description=d.description,
-                              memory_total_mib=d.total_mib, memory_free_mib=d.free_mib)
-            devices.append(classify(info, profile) if not parser else replace(
-                info, device_class="none", class_reason="listed, but the run printed no device lines"))
+            info = DeviceInfo(
+                backend=profile.name,
+                name=d.name,
+                description=d.description,
+                memory_total_mib=d.total_mib,
+                memory_free_mib=d.free_mib,
+            )
+            devices.append(
+                classify(info, profile)
+                if not parser
+                else replace(
+                    info, device_class="none", class_reason="listed, but the run printed no device lines"
+                )
+            )
     if not profile.device.listed and ran and not devices:
-        devices.append(DeviceInfo(backend=profile.name, name=profile.device_prefixes[0], description=plat.machine,
-                                  device_class="real", class_reason="the one-token run completed on it"))
+        devices.append(
+            DeviceInfo(
+                backend=profile.name,
+                name=profile.device_prefixes[0],
+                description=plat.machine,
+                device_class="real",
+                class_reason="the one-token run completed on it",
+            )
+        )
     device_class: DeviceClass = "none"
     if any(d.device_class == "real" for d in devices):
         device_class = "real"
@@ -268,54 +338,131 @@ def runtime_checks(
         device_class = "paravirtual"
     best = next((d for d in devices if d.device_class == device_class), None)
 
-    expected_dev = f"a {'/'.join(profile.device_prefixes)} device" + (" in --list-devices" if profile.device.listed else "")
+    expected_dev = f"a {'/'.join(profile.device_prefixes)} device" + (
+        " in --list-devices" if profile.device.listed else ""
+    )
     if device_class == "real":
         assert best is not None
         found = f"{best.name}: {best.description} ({best.class_reason})"
         checks.append(Check("runtime.device", expected_dev, found, rel, "pass", "device"))
     elif device_class == "paravirtual":
         assert best is not None
-        checks.append(Check("runtime.device", expected_dev, f"{best.name}: {best.description or '?'}: {best.class_reason}",
-                            rel, "unverifiable", "device", hint="verify on a real Apple Silicon Mac (self-hosted runner)"))
+        checks.append(
+            Check(
+                "runtime.device",
+                expected_dev,
+                f"{best.name}: {best.description or '?'}: {best.class_reason}",
+                rel,
+                "unverifiable",
+                "device",
+                hint="verify on a real Apple Silicon Mac (self-hosted runner)",
+            )
+        )
     else:
         seen = ", ".join(d.name for d in listed) or "none"
         if profile.device.listed and not parser:
             # the build can run here and the listing is authoritative: the backend is missing at run time
-            checks.append(Check("runtime.device", expected_dev, f"devices listed: {seen}", rel, "fail", "device",
-                                hint=f"the {profile.name} backend did not register at run time: check the static "
-                                "checks and that the backend's system library loads (ldd)", evidence=done.tail))
+            checks.append(
+                Check(
+                    "runtime.device",
+                    expected_dev,
+                    f"devices listed: {seen}",
+                    rel,
+                    "fail",
+                    "device",
+                    hint=f"the {profile.name} backend did not register at run time: check the static "
+                    "checks and that the backend's system library loads (ldd)",
+                    evidence=done.tail,
+                )
+            )
         else:
-            checks.append(Check("runtime.device", expected_dev, f"no {profile.name} device on this machine (listed: {seen})",
-                                rel, "unverifiable", "device", hint="verify on a machine with the device"))
+            checks.append(
+                Check(
+                    "runtime.device",
+                    expected_dev,
+                    f"no {profile.name} device on this machine (listed: {seen})",
+                    rel,
+                    "unverifiable",
+                    "device",
+                    hint="verify on a machine with the device",
+                )
+            )
 
     # --- the run's verdict ---
     evidence = done.tail if not ran else ()
     run_expected = "one token generated with -ngl 99, exit 0"
     if device_class == "paravirtual" or (device_class == "none" and checks[-1].status == "unverifiable"):
-        checks.append(Check("runtime.one-token", run_expected, how, rel, "unverifiable", "device",
-                            hint=checks[-1].found, evidence=evidence))
+        checks.append(
+            Check(
+                "runtime.one-token",
+                run_expected,
+                how,
+                rel,
+                "unverifiable",
+                "device",
+                hint=checks[-1].found,
+                evidence=evidence,
+            )
+        )
     else:
-        checks.append(Check("runtime.one-token", run_expected, how, rel, "pass" if ran else "fail", "device",
-                            hint="" if ran else "the build crashes or hangs on a tiny model: see the log lines "
-                            "(`llama-toolchain doctor` classifies them)", evidence=evidence))
+        checks.append(
+            Check(
+                "runtime.one-token",
+                run_expected,
+                how,
+                rel,
+                "pass" if ran else "fail",
+                "device",
+                hint=""
+                if ran
+                else "the build crashes or hangs on a tiny model: see the log lines "
+                "(`llama-toolchain doctor` classifies them)",
+                evidence=evidence,
+            )
+        )
         splits = sorted({m["backend"] for m in map(_SPLIT.search, lines) if m})
         if ran and device_class == "real":
             ours_ran = [b for b in splits if b.startswith(profile.device_prefixes)]
             if not splits:
-                checks.append(Check("runtime.graph", f"graph splits run on {'/'.join(profile.device_prefixes)}",
-                                    "this tree's log shows no graph splits (GGML_SCHED_DEBUG)", rel, "unverifiable",
-                                    "device", hint="the scheduler's split lines are not printed by this tree"))
+                checks.append(
+                    Check(
+                        "runtime.graph",
+                        f"graph splits run on {'/'.join(profile.device_prefixes)}",
+                        "this tree's log shows no graph splits (GGML_SCHED_DEBUG)",
+                        rel,
+                        "unverifiable",
+                        "device",
+                        hint="the scheduler's split lines are not printed by this tree",
+                    )
+                )
             else:
-                checks.append(Check("runtime.graph", f"graph splits run on {'/'.join(profile.device_prefixes)}",
-                                    f"splits ran on {', '.join(splits)}", rel, "pass" if ours_ran else "fail",
-                                    "device", hint="" if ours_ran else "the device is registered but the scheduler "
-                                    "gave it no work: its supports_op rejected every op of the probe model"))
+                checks.append(
+                    Check(
+                        "runtime.graph",
+                        f"graph splits run on {'/'.join(profile.device_prefixes)}",
+                        f"splits ran on {', '.join(splits)}",
+                        rel,
+                        "pass" if ours_ran else "fail",
+                        "device",
+                        hint=""
+                        if ours_ran
+                        else "the device is registered but the scheduler "
+                        "gave it no work: its supports_op rejected every op of the probe model",
+                    )
+                )
         off = [m for m in map(_OFFLOADED.search, lines) if m]
         if profile.device.offloads_layers and ran and device_class == "real":
             n, m = (int(off[-1]["n"]), int(off[-1]["m"])) if off else (0, 0)
             full = bool(off) and n == m
-            checks.append(Check("runtime.offload", "every layer offloaded to the GPU",
-                                f"offloaded {n}/{m} layers" if off else "no `offloaded N/M layers` line", rel,
-                                "pass" if full else "fail", "device",
-                                hint="" if full else "the device was found but layers stayed on the CPU"))
+            checks.append(
+                Check(
+                    "runtime.offload",
+                    "every layer offloaded to the GPU",
+                    f"offloaded {n}/{m} layers" if off else "no `offloaded N/M layers` line",
+                    rel,
+                    "pass" if full else "fail",
+                    "device",
+                    hint="" if full else "the device was found but layers stayed on the CPU",
+                )
+            )
     return RuntimeResult(tuple(checks), tuple(devices), device_class, tuple(runs))

@@ -82,12 +82,16 @@ def discover(path: Path) -> Inputs:
     ``Frameworks``) or a single binary."""
     path = path.expanduser()
     if not path.exists():
-        raise VerifyError(f"{path} does not exist", "give a build dir, a binary or an app's Frameworks folder")
+        raise VerifyError(
+            f"{path} does not exist", "give a build dir, a binary or an app's Frameworks folder"
+        )
     cache_file: Path | None = None
     if path.is_file():
         files = [path.resolve()] if _is_binary(path) else []
         if not files:
-            raise VerifyError(f"{path} is not a Mach-O or ELF binary", "give a program, a library or a build dir")
+            raise VerifyError(
+                f"{path} is not a Mach-O or ELF binary", "give a program, a library or a build dir"
+            )
         for parent in path.resolve().parents[:2]:
             if (parent / CMAKE_CACHE).is_file():
                 cache_file = parent / CMAKE_CACHE
@@ -130,13 +134,15 @@ def _needed_for(exp: StaticExpectations, fmt: str) -> tuple[str, ...]:
 def _is_module_name(path: Path, stem: str) -> bool:
     # ggml_backend_load_best: "lib" + name + ".so" or "lib" + name + "-<variant>.so" (".dll" on Windows)
     name = path.name
-    return name.startswith(f"lib{stem}") and name.endswith((".so", ".dll")) and (
-        name[len(stem) + 3 :] in (".so", ".dll") or name[len(stem) + 3 :].startswith("-")
+    return (
+        name.startswith(f"lib{stem}")
+        and name.endswith((".so", ".dll"))
+        and (name[len(stem) + 3 :] in (".so", ".dll") or name[len(stem) + 3 :].startswith("-"))
     )
 
 
 def short_library(name: str) -> str:
-    """"/System/Library/Frameworks/Metal.framework/Versions/A/Metal" -> "Metal.framework"."""
+    """ "/System/Library/Frameworks/Metal.framework/Versions/A/Metal" -> "Metal.framework"."""
     for part in name.split("/"):
         if part.endswith(".framework"):
             return part
@@ -173,17 +179,30 @@ class _Checker:
         self.base = (inputs.path if inputs.path.is_dir() else inputs.path.parent).resolve()
         cache = inputs.cache
         self.target = deployment_target or cache.get("CMAKE_OSX_DEPLOYMENT_TARGET") or None
-        self.target_source = (
-            "given" if deployment_target else (f"{CMAKE_CACHE}" if self.target else "")
-        )
+        self.target_source = "given" if deployment_target else (f"{CMAKE_CACHE}" if self.target else "")
         exp = profile.expectations
-        self.embed = embed_library if embed_library is not None else _on(cache.get(exp.embed_option)) if exp.embed_option else None
+        self.embed = (
+            embed_library
+            if embed_library is not None
+            else _on(cache.get(exp.embed_option))
+            if exp.embed_option
+            else None
+        )
         self.host_macos = host_macos
         self.checks: list[Check] = []
         self.broken = False
 
-    def add(self, name: str, expected: str, found: str, status: Status, file: Path | str = "", *,
-            arch: str = "", hint: str = "") -> None:
+    def add(
+        self,
+        name: str,
+        expected: str,
+        found: str,
+        status: Status,
+        file: Path | str = "",
+        *,
+        arch: str = "",
+        hint: str = "",
+    ) -> None:
         file_text = _rel(file, self.base) if isinstance(file, Path) else file
         self.checks.append(Check(name, expected, found, file_text, status, "static", arch, hint))
 
@@ -205,7 +224,9 @@ class _Checker:
         formats = sorted({s.format for s in every})
         multi = len(archs) > 1
         for arch in archs:
-            self.check_arch(arch, [s for s in roots_all if s.arch == arch], [s for s in every if s.arch == arch], multi)
+            self.check_arch(
+                arch, [s for s in roots_all if s.arch == arch], [s for s in every if s.arch == arch], multi
+            )
         return StaticResult(tuple(self.checks), tuple(slices), tuple(archs), tuple(formats))
 
     def check_arch(self, arch: str, roots: list[BinarySlice], every: list[BinarySlice], multi: bool) -> None:
@@ -215,8 +236,10 @@ class _Checker:
         # backend modules (GGML_BACKEND_DL) are dlopen()ed: their own dependencies are a graph too
         module_dirs = {p.path.parent for p in programs} or {self.base}
         modules = [
-            s for s in every
-            if s.path.parent in module_dirs and s.kind in ("module", "library")
+            s
+            for s in every
+            if s.path.parent in module_dirs
+            and s.kind in ("module", "library")
             and any(_is_module_name(s.path, p.expectations.library_stem) for p in _profiles(self.profile))
             and any(p.expectations.dl_module_symbol in s.defined for p in _profiles(self.profile))
         ]
@@ -237,7 +260,9 @@ class _Checker:
             self.check_deployment(tag, macho_nodes, programs)
 
     # ------------------------------------------------------------------------------------------------
-    def check_dependencies(self, tag: str, graph: DependencyGraph, module_graph: DependencyGraph | None) -> None:
+    def check_dependencies(
+        self, tag: str, graph: DependencyGraph, module_graph: DependencyGraph | None
+    ) -> None:
         edges = [*graph.edges, *(module_graph.edges if module_graph else ())]
         scanned_names = {f.name for f in self.inputs.files}
         broken: list[Edge] = []
@@ -277,7 +302,11 @@ class _Checker:
             )
         self.broken = bool(broken)
         if not broken:
-            found = f"{len(project)} project libraries resolved: {', '.join(project)}" if project else "no project libraries needed"
+            found = (
+                f"{len(project)} project libraries resolved: {', '.join(project)}"
+                if project
+                else "no project libraries needed"
+            )
             self.add("dependencies", expected, found, "pass", arch=tag)
 
     def check_registration(
@@ -294,24 +323,38 @@ class _Checker:
         label = exp.label or prof.name
         syms = exp.registration_symbols
         expected = f"{' or '.join(syms)} in a file the programs link, or {exp.dl_module_symbol} in a lib{exp.library_stem}*.so module"
-        dl = [m for m in modules if _is_module_name(m.path, exp.library_stem) and exp.dl_module_symbol in m.defined]
-        linked = [s for s in known if s.kind in ("executable", "library") and set(syms) & s.defined and s not in dl]
+        dl = [
+            m
+            for m in modules
+            if _is_module_name(m.path, exp.library_stem) and exp.dl_module_symbol in m.defined
+        ]
+        linked = [
+            s for s in known if s.kind in ("executable", "library") and set(syms) & s.defined and s not in dl
+        ]
         reached: list[tuple[BinarySlice, str]] = []
         for carrier in linked:
             for prog in programs or [carrier]:
                 chain = graph.path_to(prog, carrier.path) if programs else ()
                 if chain is not None:
-                    reached.append((carrier, _chain_text(prog, chain) if programs else f"in {carrier.path.name}"))
+                    reached.append(
+                        (carrier, _chain_text(prog, chain) if programs else f"in {carrier.path.name}")
+                    )
                     break
         for module in dl:
-            reached.append((module, f"loadable module {module.path.name} ({exp.dl_module_symbol}) beside the programs"))
+            reached.append(
+                (module, f"loadable module {module.path.name} ({exp.dl_module_symbol}) beside the programs")
+            )
         if reached:
-            found = "; ".join(f"{next(iter(set(syms) & c.defined), exp.dl_module_symbol)} {how}" for c, how in reached)
+            found = "; ".join(
+                f"{next(iter(set(syms) & c.defined), exp.dl_module_symbol)} {how}" for c, how in reached
+            )
             self.add(name, expected, found, "pass", reached[0][0].path, arch=tag)
             return [c for c, _ in reached]
         configured = _on(self.inputs.cache.get(exp.enable_option)) if exp.enable_option else None
         cache_note = f" ({CMAKE_CACHE}: {exp.enable_option}=OFF)" if configured is False else ""
-        rebuild = f"rebuild with -D{exp.enable_option}=ON" if exp.enable_option else "rebuild with the backend on"
+        rebuild = (
+            f"rebuild with -D{exp.enable_option}=ON" if exp.enable_option else "rebuild with the backend on"
+        )
         if linked:
             self.add(
                 name,
@@ -325,12 +368,24 @@ class _Checker:
             return []
         inspected = sorted({n.path.name for n in known})
         if self.broken:
-            self.add(name, expected, f"no {' / '.join(syms)} in {', '.join(inspected)}, but libraries are missing",
-                     "unverifiable", arch=tag, hint="fix the dependencies check first")
+            self.add(
+                name,
+                expected,
+                f"no {' / '.join(syms)} in {', '.join(inspected)}, but libraries are missing",
+                "unverifiable",
+                arch=tag,
+                hint="fix the dependencies check first",
+            )
             return []
         if inspected and all(n.stripped and n.format == "elf" for n in known):
-            self.add(name, expected, f"no symbols left in stripped {', '.join(inspected)}", "unverifiable",
-                     arch=tag, hint="verify the unstripped build dir")
+            self.add(
+                name,
+                expected,
+                f"no symbols left in stripped {', '.join(inspected)}",
+                "unverifiable",
+                arch=tag,
+                hint="verify the unstripped build dir",
+            )
             return []
         self.add(
             name,
@@ -368,8 +423,9 @@ class _Checker:
                 hits = [short_library(n) for n in c.needed if any(w.lower() in n.lower() for w in wanted)]
                 self.add(name, expected, f"links {', '.join(hits)}", "pass", c.path, arch=tag)
 
-    def check_shader_library(self, tag: str, prof: BackendProfile, carriers: list[BinarySlice],
-                             programs: list[BinarySlice]) -> None:
+    def check_shader_library(
+        self, tag: str, prof: BackendProfile, carriers: list[BinarySlice], programs: list[BinarySlice]
+    ) -> None:
         exp = prof.expectations
         assert exp.embedded_section is not None
         seg, sect = exp.embedded_section
@@ -383,8 +439,15 @@ class _Checker:
                 kinds = [s[len(prefix) : -len("_start")].strip("_") for s in starts]
                 if size == 0 or unpaired:
                     what = "is empty" if size == 0 else f"lacks the end of {', '.join(unpaired)}"
-                    self.add("shader-library", expected, f"{seg},{sect} in {c.path.name} {what}", "fail", c.path,
-                             arch=tag, hint="the embedded library is broken: rebuild from a clean build dir")
+                    self.add(
+                        "shader-library",
+                        expected,
+                        f"{seg},{sect} in {c.path.name} {what}",
+                        "fail",
+                        c.path,
+                        arch=tag,
+                        hint="the embedded library is broken: rebuild from a clean build dir",
+                    )
                     continue
                 if not starts:
                     layout = "start/end symbols not visible"
@@ -392,8 +455,14 @@ class _Checker:
                     layout = f"one library ({prefix}_start/_end, older layout)"
                 else:
                     layout = f"{len(kinds)} kernel libraries ({', '.join(kinds[:4])}{'…' if len(kinds) > 4 else ''})"
-                self.add("shader-library", expected, f"embedded: {seg},{sect} {size} bytes, {layout}", "pass",
-                         c.path, arch=tag)
+                self.add(
+                    "shader-library",
+                    expected,
+                    f"embedded: {seg},{sect} {size} bytes, {layout}",
+                    "pass",
+                    c.path,
+                    arch=tag,
+                )
                 continue
             if self.embed:
                 self.add(
@@ -409,8 +478,14 @@ class _Checker:
             dirs = self.resource_dirs(c, programs)
             hits = [d / exp.resource_file for d in dirs if (d / exp.resource_file).is_file()]
             if hits:
-                self.add("shader-library", expected, f"not embedded; {self.rel(hits[0])} present", "pass",
-                         hits[0], arch=tag)
+                self.add(
+                    "shader-library",
+                    expected,
+                    f"not embedded; {self.rel(hits[0])} present",
+                    "pass",
+                    hits[0],
+                    arch=tag,
+                )
                 continue
             where = self.rel(dirs[0]) if dirs else "bin"
             where = "." if where == "" else where
@@ -439,8 +514,13 @@ class _Checker:
     def check_deployment(self, tag: str, nodes: list[BinarySlice], programs: list[BinarySlice]) -> None:
         with_minos = [(n, n.minos) for n in nodes if n.minos]
         if not with_minos:
-            self.add("deployment-target", "LC_BUILD_VERSION minos", "no LC_BUILD_VERSION in any file",
-                     "unverifiable", arch=tag)
+            self.add(
+                "deployment-target",
+                "LC_BUILD_VERSION minos",
+                "no LC_BUILD_VERSION in any file",
+                "unverifiable",
+                arch=tag,
+            )
             return
         newest_node, newest = max(with_minos, key=lambda item: version_key(item[1]))
         limits: list[tuple[str, str]] = []
@@ -454,7 +534,9 @@ class _Checker:
                 oldest_prog = min(prog_minos, key=version_key)
                 limits.append((oldest_prog, f"the programs' own minos {oldest_prog}"))
         summary = ", ".join(sorted({f"{n.path.name} {m}" for n, m in with_minos}))
-        expected = "minos not newer than " + (" and ".join(text for _, text in limits) or "the deployment target")
+        expected = "minos not newer than " + (
+            " and ".join(text for _, text in limits) or "the deployment target"
+        )
         for limit, text in limits:
             too_new = sorted({n.path.name for n, m in with_minos if version_key(m) > version_key(limit)})
             if too_new:
@@ -471,14 +553,27 @@ class _Checker:
                 )
                 return
         if self.target or self.host_macos:
-            self.add("deployment-target", expected, f"minos {newest} (newest of: {summary})", "pass", arch=tag)
+            self.add(
+                "deployment-target", expected, f"minos {newest} (newest of: {summary})", "pass", arch=tag
+            )
         elif limits:
-            self.add("deployment-target", expected, f"minos {newest} everywhere ({summary}); no deployment target "
-                     "configured and not on a Mac", "pass", arch=tag)
+            self.add(
+                "deployment-target",
+                expected,
+                f"minos {newest} everywhere ({summary}); no deployment target configured and not on a Mac",
+                "pass",
+                arch=tag,
+            )
         else:
-            self.add("deployment-target", expected, f"minos {newest} ({summary})", "unverifiable", arch=tag,
-                     hint="no deployment target configured (--deployment-target or CMAKE_OSX_DEPLOYMENT_TARGET) "
-                     "and not on a Mac")
+            self.add(
+                "deployment-target",
+                expected,
+                f"minos {newest} ({summary})",
+                "unverifiable",
+                arch=tag,
+                hint="no deployment target configured (--deployment-target or CMAKE_OSX_DEPLOYMENT_TARGET) "
+                "and not on a Mac",
+            )
 
 
 def host_macos_version(plat: PlatformInfo | None = None) -> str | None:

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from toolchain.build.capabilities import read_capabilities
-from toolchain.build.cli import passthrough_args
-from toolchain.build.stage import BuildRequest, _unused_variables, build_dir_for, plan_defines, user_defines
-from toolchain.build.targets import choose_targets, parse_groups
+from toolchain.builder.capabilities import read_capabilities
+from toolchain.builder.cli import passthrough_args
+from toolchain.builder.stage import BuildRequest, _unused_variables, build_dir_for, plan_defines, user_defines
+from toolchain.builder.targets import choose_targets, parse_groups
 from toolchain.config import Settings
 from toolchain.errors import ProfileError, UsageError
 from toolchain.profiles import PROFILES, PlatformInfo, resolve_profile
