@@ -4,11 +4,17 @@ Locally: rich on stderr (progress bars for long steps). Under GitHub Actions
 (``GITHUB_ACTIONS=true``): each step folds into a ``::group::`` and failures become ``::error::``
 annotations, as cibuildwheel does. Everything goes to stderr; stdout is kept for machine output
 (``--json``).
+
+Text from users, logs and trees is printed **verbatim**: the console never interprets Rich markup
+(``[/x]``, ``[bold]``) or emoji codes (``:1234:``), and control characters (terminal escape
+sequences such as clear-screen or OSC 52 clipboard writes) are shown as visible escapes
+(:func:`verbatim`). Only this module's own prefixes carry style, as separate ``Text`` spans.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -17,6 +23,21 @@ from dataclasses import dataclass, field
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
+# C0 controls but tab and newline, DEL, and C1 controls (0x80-0x9f: a lone CSI is 0x9b)
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def verbatim(text: str) -> str:
+    """``text`` safe to echo to a terminal: every control character but tab and newline becomes
+    a visible escape (``\\x1b``), so a log line cannot clear the screen, move the cursor or write
+    the clipboard (OSC 52). Printable text, brackets and colons included, is left as it is."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _styled(prefix: str, style: str, message: str) -> Text:
+    return Text.assemble((prefix, style), verbatim(message))
 
 
 def _escape_annotation(text: str) -> str:
@@ -30,47 +51,53 @@ class Log:
     quiet: bool = False
     # soft_wrap: never insert line breaks (paths and commands in messages stay copyable; the
     # terminal wraps for itself)
-    console: Console = field(default_factory=lambda: Console(stderr=True, highlight=False, soft_wrap=True))
+    # markup, emoji and highlighting off: nothing printed is ever interpreted (see the module doc)
+    console: Console = field(
+        default_factory=lambda: Console(
+            stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False
+        )
+    )
 
     def info(self, message: str) -> None:
         if not self.quiet:
-            self.console.print(message, markup=False)
+            self.console.print(Text(verbatim(message)))
 
     def ok(self, message: str) -> None:
         if not self.quiet:
-            self.console.print(f"[green]✓[/green] {message}", highlight=False)
+            self.console.print(_styled("✓ ", "green", message))
 
     def warn(self, message: str) -> None:
         if self.github:
-            print(f"::warning::{_escape_annotation(message)}", file=sys.stderr, flush=True)
+            print(f"::warning::{_escape_annotation(verbatim(message))}", file=sys.stderr, flush=True)
         else:
-            self.console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+            self.console.print(_styled("warning: ", "yellow", message))
 
     def error(self, message: str, title: str = "llama-toolchain") -> None:
         if self.github:
             print(
-                f"::error title={_escape_annotation(title)}::{_escape_annotation(message)}",
+                f"::error title={_escape_annotation(verbatim(title))}::{_escape_annotation(verbatim(message))}",
                 file=sys.stderr,
                 flush=True,
             )
         else:
-            self.console.print(f"[red bold]error ({title}):[/red bold] {message}", highlight=False)
+            self.console.print(_styled(f"error ({verbatim(title)}): ", "red bold", message))
 
     @contextmanager
     def step(self, title: str) -> Iterator[None]:
         """A named step: a fold under GitHub Actions, a timed header locally."""
         start = time.monotonic()
         if self.github:
-            print(f"::group::{title}", file=sys.stderr, flush=True)
+            print(f"::group::{verbatim(title)}", file=sys.stderr, flush=True)
         elif not self.quiet:
-            self.console.print(f"[bold cyan]==>[/bold cyan] [bold]{title}[/bold]", highlight=False)
+            self.console.print(Text.assemble(("==> ", "bold cyan"), (verbatim(title), "bold")))
         try:
             yield
         finally:
             if self.github:
                 print("::endgroup::", file=sys.stderr, flush=True)
             elif not self.quiet:
-                self.console.print(f"    [dim]{title}: {time.monotonic() - start:.1f} s[/dim]")
+                done = f"    {verbatim(title)}: {time.monotonic() - start:.1f} s"
+                self.console.print(Text(done, style="dim"))
 
     @contextmanager
     def progress(self, description: str, total: int | None = None) -> Iterator[ProgressHandle]:
@@ -80,14 +107,14 @@ class Log:
             yield handle
             return
         with Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             console=self.console,
             transient=True,
         ) as bar:
-            task = bar.add_task(description, total=total)
+            task = bar.add_task(verbatim(description), total=total)
             yield ProgressHandle(bar, task, self, description, total)
 
 
@@ -112,7 +139,8 @@ class ProgressHandle:
         if decile != self._last_decile:
             self._last_decile = decile
             suffix = f" {detail}" if detail else ""
-            print(f"    {self.description}: {completed}/{self.total}{suffix}", file=sys.stderr, flush=True)
+            line = f"    {self.description}: {completed}/{self.total}{suffix}"
+            print(verbatim(line), file=sys.stderr, flush=True)
 
 
 LOG = Log()

@@ -7,10 +7,11 @@ import json
 from pathlib import Path
 
 from rich.table import Table
+from rich.text import Text
 
 from ..cli import common_options, settings_from
 from ..errors import VerifyError
-from ..log import LOG
+from ..log import LOG, verbatim
 from ..records import to_jsonable
 from . import REPORT_NAME, Verification, profile_for, require_ok, verify_path
 from .static import discover
@@ -26,12 +27,18 @@ def _default_path(build_root: Path) -> Path:
 
 
 def print_table(v: Verification) -> None:
-    table = Table(title=f"verify {v.path} ({v.profile})", show_lines=False, title_justify="left")
+    title = Text(verbatim(f"verify {v.path} ({v.profile})"))
+    table = Table(title=title, show_lines=False, title_justify="left")
     for col in ("status", "check", "observed by", "found"):
         table.add_column(col, overflow="fold")
     for c in v.checks:
         name = f"{c.name} [{c.arch}]" if c.arch else c.name
-        table.add_row(f"[{_STYLE[c.status]}]{c.status}[/]", name, c.observed_by, c.found)
+        table.add_row(
+            Text(c.status, style=_STYLE[c.status]),
+            Text(verbatim(name)),
+            Text(c.observed_by),
+            Text(verbatim(c.found)),
+        )
     if not LOG.quiet:
         LOG.console.print(table)
         for d in v.devices:
