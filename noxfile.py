@@ -1,14 +1,22 @@
 """Thin sessions over `llama-toolchain` (the package does the work; nox only makes the venv).
 
+The sessions run in the directory nox was invoked from, so the project (its `llama.lock`,
+`pyproject.toml`, `.toolchain/`) is yours even when this noxfile lives elsewhere:
+`nox -f path/to/llama-toolchain/noxfile.py -s build` from your repository. The GitHub workflows in
+ci/github/ run exactly these sessions.
+
 nox -s build                 # fetch the locked llama.cpp, build, verify, write the manifest
 nox -s build -- --ref HEAD --git   # a one-off build of upstream HEAD (lock untouched)
+nox -s coverage              # build the coverage tools, convert the tiny models, validate the oracle, matrix
+nox -s coverage -- --profile blas -a llama --baseline old/coverage.json   # source/build options go to the build
 nox -s update -- --pypi llama-cpp-python==0.3.36
 nox -s tests                 # the project's own test suite
-nox -s bench                 # build benchmarks (ratios, .toolchain/reports/bench.json)
+nox -s bench                 # benchmarks (ratios, .toolchain/reports/bench*.json)
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 from pathlib import Path
 
@@ -22,8 +30,8 @@ ROOT = Path(__file__).parent
 
 
 def install(session: nox.Session, extras: str = "") -> None:
-    """Editable install, skipped when the venv already has it for this pyproject.toml."""
-    target = f".[{extras}]" if extras else "."
+    """Editable install of this toolchain, skipped when the venv already has it for this pyproject.toml."""
+    target = f"{ROOT}[{extras}]" if extras else str(ROOT)
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + target.encode()).hexdigest()
     stamp = Path(session.virtualenv.location) / ".llama-toolchain-installed"
     if stamp.is_file() and stamp.read_text() == digest:
@@ -32,9 +40,44 @@ def install(session: nox.Session, extras: str = "") -> None:
     stamp.write_text(digest)
 
 
-def toolchain(session: nox.Session, *args: str) -> None:
+def in_project(session: nox.Session) -> None:
+    """Install, then work where nox was invoked (the user's project), not in this folder."""
     install(session)
+    session.chdir(session.invoked_from)
+
+
+def toolchain(session: nox.Session, *args: str) -> None:
+    in_project(session)
     session.run("llama-toolchain", *args, *session.posargs)
+
+
+def split_job_args(posargs: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """`nox -s coverage -- …` -> (build options, architectures, the rest).
+
+    The source and build options (--profile, --git, --ref, …) go to the build step; the
+    architectures (`-a`/`--architectures`/`--arch`) to the conversion and the matrix alike, so a
+    job that covers one architecture converts only that one; everything else to the last step."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--profile")
+    parser.add_argument("--ref")
+    parser.add_argument("--git", nargs="?", const="")
+    parser.add_argument("--pypi")
+    for flag in ("--offline", "--force", "--allow-dirty", "--no-compiler-cache"):
+        parser.add_argument(flag, action="store_true")
+    parser.add_argument("-a", "--architectures", "--arch", dest="archs", action="append", default=[])
+    known, rest = parser.parse_known_args(posargs)
+    build: list[str] = []
+    for action in parser._actions:
+        value = getattr(known, action.dest)
+        flag = action.option_strings[0]
+        if action.dest == "archs":
+            continue
+        if value is True:
+            build.append(flag)
+        elif isinstance(value, str):
+            build += [flag] if value == "" and flag == "--git" else [flag, value]
+    archs = [a for group in known.archs for a in group.split(",") if a]
+    return build, archs, rest
 
 
 @nox.session
@@ -55,28 +98,41 @@ def fetch(session: nox.Session) -> None:
     toolchain(session, "fetch")
 
 
+# The main job's steps after the build, in order (the build step gets the source/build options).
+COVERAGE_STEPS = (
+    ("llama-toolchain", "convert"),
+    ("llama-toolchain", "oracle", "validate"),
+    ("llama-toolchain", "coverage"),
+)
+
+
 @nox.session
 def coverage(session: nox.Session) -> None:
     """Kernel-coverage matrix of the pinned build: reports/coverage.{json,md,html}, junit-coverage.xml.
 
     Builds the coverage tools first (incremental after `nox -s build`), converts the tiny models,
-    validates the Metal oracle against the tree's docs/ops tables; posargs go to the matrix,
-    e.g. `nox -s coverage -- -a llama,qwen3 --baseline old/coverage.json`.
+    validates the Metal oracle against the tree's docs/ops tables, runs the matrix. Source and
+    build options go to the build step, the rest to the matrix:
+    `nox -s coverage -- --profile blas -a llama,qwen3 --baseline old/coverage.json`.
     """
-    install(session)
-    session.run("llama-toolchain", "build", "--targets", "build,coverage")
-    session.run("llama-toolchain", "convert")
-    session.run("llama-toolchain", "oracle", "validate")
-    session.run("llama-toolchain", "coverage", *session.posargs)
+    in_project(session)
+    build_args, archs, matrix_args = split_job_args(list(session.posargs))
+    session.run("llama-toolchain", "build", "--targets", "build,coverage", *build_args)
+    for step in COVERAGE_STEPS:
+        selected = {"convert": ["--arch", ",".join(archs)], "coverage": ["--architectures", ",".join(archs)]}
+        extra = selected.get(step[1], []) if archs else []
+        session.run(*step, *extra, *(matrix_args if step[1] == "coverage" else []))
 
 
 @nox.session
 def convert(session: nox.Session) -> None:
     """Tiny models for every architecture -> GGUF with the tree's own converter, validated (convert.json):
     f16 and q8_0 from the converter, q4_0 and q4_K from the tree's llama-quantize (built first)."""
-    install(session)
-    session.run("llama-toolchain", "build", "--targets", "build,coverage")
-    session.run("llama-toolchain", "convert", "--types", "f16,q8_0,q4_0,q4_K", *session.posargs)
+    in_project(session)
+    build_args, archs, convert_args = split_job_args(list(session.posargs))
+    session.run("llama-toolchain", "build", "--targets", "build,coverage", *build_args)
+    selected = ["--arch", ",".join(archs)] if archs else []
+    session.run("llama-toolchain", "convert", "--types", "f16,q8_0,q4_0,q4_K", *selected, *convert_args)
 
 
 @nox.session
@@ -107,7 +163,7 @@ def doctor(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The project's own tests (real builds included: allow ~20 minutes on 2 cores when cold)."""
     install(session, "test")
-    session.run("pytest", *session.posargs)
+    session.run("pytest", *session.posargs)  # in this folder: the project's own tests
 
 
 LINTED = ("toolchain", "tests", "fixtures", "bench", "kernels_tests", "noxfile.py")
@@ -119,26 +175,6 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", *LINTED)
     session.run("ruff", "format", "--check", *LINTED)
     session.run("mypy")
-
-
-# The steps of ci/github/coverage.yml, in order: `nox -s ci` reproduces a CI run locally
-# (tests/ci/test_workflows.py keeps the two in step).
-CI_STEPS = (
-    ("llama-toolchain", "build", "--targets", "build,coverage"),
-    ("llama-toolchain", "convert"),
-    ("llama-toolchain", "oracle", "validate"),
-    ("llama-toolchain", "coverage"),
-)
-
-
-@nox.session
-def ci(session: nox.Session) -> None:
-    """The CI workflow's steps, locally and in the same order (posargs go to the build step)."""
-    install(session)
-    build_step, *rest = CI_STEPS
-    session.run(*build_step, *session.posargs)
-    for step in rest:
-        session.run(*step)
 
 
 @nox.session

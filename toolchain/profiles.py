@@ -284,3 +284,18 @@ HOST_PROBES: Mapping[str, Mapping[str, tuple[str, ...]]] = MappingProxyType(
         "linux": MappingProxyType({"distribution": ("lsb_release", "-ds")}),
     }
 )
+
+# What identifies the toolchain a build dir's objects were made with, beyond the compilers
+# themselves (their resolved path and `--version` are always part of it): an Xcode or SDK update
+# must give a new build dir, never reuse objects of the old one (builder/identity.py).
+TOOLCHAIN_PROBES: Mapping[str, Mapping[str, tuple[str, ...]]] = MappingProxyType(
+    {
+        "darwin": MappingProxyType(
+            {
+                "sdk-version": ("xcrun", "--sdk", "macosx", "--show-sdk-version"),
+                "sdk-path": ("xcrun", "--sdk", "macosx", "--show-sdk-path"),
+                "xcode": ("xcodebuild", "-version"),
+            }
+        ),
+    }
+)

@@ -1,11 +1,13 @@
 """What a tree offers and what the build passes to CMake: both trees, every profile."""
 
+import os
 from pathlib import Path
 
 import pytest
 
 from toolchain.builder.capabilities import read_capabilities
 from toolchain.builder.cli import passthrough_args
+from toolchain.builder.identity import changes_since, toolchain_identity
 from toolchain.builder.stage import BuildRequest, _unused_variables, build_dir_for, plan_defines, user_defines
 from toolchain.builder.targets import choose_targets, parse_groups
 from toolchain.config import Settings
@@ -63,15 +65,49 @@ def test_profiles_as_cmake_arguments() -> None:
         resolve_profile("rocm", LINUX)
 
 
-def test_build_dir_per_commit_profile_and_options(tmp_path: Path) -> None:
+def test_build_dir_per_commit_profile_options_and_toolchain(tmp_path: Path) -> None:
     settings = Settings(tmp_path, tmp_path / ".toolchain", tmp_path / "cache", tmp_path / "llama.lock")
     req = BuildRequest(profile=PROFILES["blas"])
-    a = build_dir_for(settings, "a" * 40, req, {"X": "1"})
-    assert a == build_dir_for(settings, "a" * 40, req, {"X": "1"})
-    assert a != build_dir_for(settings, "b" * 40, req, {"X": "1"})
-    assert a != build_dir_for(settings, "a" * 40, req, {"X": "2"})
-    assert a != build_dir_for(settings, "a" * 40, BuildRequest(profile=PROFILES["cpu"]), {"X": "1"})
+    tc = {"CC": "/usr/bin/gcc-12 gcc 12.2.0", "CXX": "/usr/bin/g++-12 g++ 12.2.0"}
+    a = build_dir_for(settings, "a" * 40, req, {"X": "1"}, tc)
+    assert a == build_dir_for(settings, "a" * 40, req, {"X": "1"}, dict(tc))
+    assert a != build_dir_for(settings, "b" * 40, req, {"X": "1"}, tc)
+    assert a != build_dir_for(settings, "a" * 40, req, {"X": "2"}, tc)
+    assert a != build_dir_for(settings, "a" * 40, BuildRequest(profile=PROFILES["cpu"]), {"X": "1"}, tc)
+    # an Xcode / SDK / compiler update: a new build dir, never the old toolchain's objects
+    assert a != build_dir_for(settings, "a" * 40, req, {"X": "1"}, {**tc, "CC": "/usr/bin/gcc-13 gcc 13.1.0"})
+    assert a != build_dir_for(settings, "a" * 40, req, {"X": "1"}, {**tc, "sdk-version": "26.1"})
     assert a.name.startswith("blas-") and a.parent == settings.build_root
+
+
+def _fake_compiler(tmp_path: Path, version: str) -> Path:
+    """A real executable that reports a version and compiles with the system compiler."""
+    path = tmp_path / f"cc-{version}"
+    path.write_text(
+        f'#!/bin/sh\nif [ "$1" = --version ]; then echo "fakecc {version}"; exit 0; fi\nexec cc "$@"\n'
+    )
+    path.chmod(0o755)
+    return path
+
+
+def test_toolchain_identity_reads_each_compiler_and_changes_with_it(tmp_path: Path) -> None:
+    one = toolchain_identity({"CC": str(_fake_compiler(tmp_path, "1.0"))}, os.environ)
+    two = toolchain_identity({"CC": str(_fake_compiler(tmp_path, "2.0"))}, os.environ)
+    assert one["CC"].endswith("fakecc 1.0") and two["CC"].endswith("fakecc 2.0") and one != two
+    broken = tmp_path / "broken-cc"
+    broken.write_text("#!/bin/sh\nexit 3\n")
+    broken.chmod(0o755)
+    assert toolchain_identity({"CC": str(broken)}, os.environ)["CC"].endswith("unknown (exit 3)")
+    missing = toolchain_identity({"CC": str(tmp_path / "nope")}, os.environ)["CC"]
+    assert "unknown (" in missing
+
+
+def test_changes_since_the_last_build_name_the_pin_and_the_toolchain() -> None:
+    previous = {"source": {"commit": "a" * 40}, "toolchain_identity": {"CC": "gcc 12", "sdk-version": "15.5"}}
+    changes = changes_since(previous, commit="b" * 40, identity={"CC": "gcc 12", "sdk-version": "26.1"})
+    assert changes == ["pin: aaaaaaaaaaaa -> bbbbbbbbbbbb", "sdk-version: 15.5 -> 26.1"]
+    assert changes_since(previous, commit="a" * 40, identity=previous["toolchain_identity"]) == []  # type: ignore[arg-type]
+    assert changes_since(None, commit="a" * 40, identity={}) == []
 
 
 def test_targets_pick_the_names_each_tree_has() -> None:

@@ -96,7 +96,7 @@ def test_build_and_verify() -> None:
     wf = load(ROOT / "ci" / "github" / "build-and-verify.yml")
     assert {"push", "pull_request", "workflow_dispatch", "workflow_call"} <= set(wf["on"])
     assert {"profile", "runners", "linux"} <= set(wf["on"]["workflow_call"]["inputs"])
-    assert "llama-toolchain build" in runs(wf)
+    assert '-s build -- --profile "$PROFILE"' in runs(wf) and "llama-toolchain" not in runs(wf)
     uploads = [s for s in steps(wf) if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
     assert len(uploads) == 2
     for up in uploads:
@@ -109,7 +109,7 @@ def test_coverage_workflow() -> None:
     wf = load(ROOT / "ci" / "github" / "coverage.yml")
     assert {"runs-on", "profile", "architectures"} <= set(wf["on"]["workflow_call"]["inputs"])
     text = runs(wf)
-    assert "llama-toolchain coverage" in text and "--targets build,coverage" in text
+    assert '-s coverage -- "${args[@]}"' in text and "llama-toolchain" not in text
     assert "GITHUB_STEP_SUMMARY" in text and "unverifiable" in text and "self-hosted" in text
     assert any("action-junit-report" in str(s.get("uses", "")) for s in steps(wf))
     upload = next(s for s in steps(wf) if str(s.get("uses", "")).startswith("actions/upload-artifact@"))
@@ -126,21 +126,14 @@ def test_canary() -> None:
     assert "LLAMA_CANARY_ISSUE == 'true'" in issue["if"], "opening issues is off by default"
 
 
-def test_local_parity_with_nox_ci() -> None:
-    """`nox -s ci` runs the same llama-toolchain commands, in the workflows' order."""
-    import ast
-
-    tree = ast.parse((ROOT / "noxfile.py").read_text())  # read, not imported: nox is not a test dependency
-    node = next(
-        n
-        for n in tree.body
-        if isinstance(n, ast.Assign) and any(getattr(t, "id", "") == "CI_STEPS" for t in n.targets)
-    )
-    steps = ast.literal_eval(node.value)
-    local = [step[1] for step in steps]
-    wf = load(ROOT / "ci" / "github" / "coverage.yml")
-    remote = re.findall(r"llama-toolchain (\w+)", runs(wf))
-    assert local == remote
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_workflows_run_the_nox_sessions(path: Path) -> None:
+    """One definition of the job: the workflows call `nox -s build` / `nox -s coverage`, never the
+    stages one by one (and there is no `nox -s ci` copy to keep in step)."""
+    text = runs(load(path))
+    assert re.search(r"\bnox (-f \S+ )?-s (build|coverage)\b", text)
+    assert "llama-toolchain " not in text
+    assert "def ci(" not in (ROOT / "noxfile.py").read_text()
 
 
 def test_readme_shows_the_caller() -> None:

@@ -61,6 +61,10 @@ class BuildManifest:
     missing_targets: dict[str, str]  # purpose -> why
     tools: Tools
     host: HostInfo
+    # compilers (resolved path + --version) and, on macOS, SDK and Xcode: part of the build dir key
+    toolchain_identity: dict[str, str]
+    # what differs from the previous build-manifest.json of this work dir (pin, compiler, SDK …)
+    changed_since_last: tuple[str, ...]
     artifacts: tuple[Artifact, ...]
     compiler_cache: CacheStats
     durations: dict[str, float]

@@ -33,6 +33,7 @@ from ..source import Checkout
 from . import compiler_cache
 from .capabilities import read_capabilities
 from .cmake import ConfigureReply, find_cmake, find_compilers, find_ninja, read_file_api, request_file_api
+from .identity import changes_since, toolchain_identity
 from .manifest import MANIFEST_KIND, Artifact, BuildManifest, Tools, host_info
 from .targets import choose_targets
 
@@ -66,13 +67,21 @@ def plan_defines(request: BuildRequest, source_dir: Path) -> tuple[dict[str, str
     return defines, skipped
 
 
-def build_dir_for(settings: Settings, commit: str, request: BuildRequest, defines: dict[str, str]) -> Path:
+def build_dir_for(
+    settings: Settings,
+    commit: str,
+    request: BuildRequest,
+    defines: dict[str, str],
+    identity: dict[str, str],
+) -> Path:
+    """One build dir per (commit, profile, options, toolchain identity)."""
     key = json.dumps(
         {
             "commit": commit,
             "profile": request.profile.name,
             "defines": defines,
             "extra": request.extra_cmake_args,
+            "toolchain": identity,
         },
         sort_keys=True,
     )
@@ -88,16 +97,20 @@ def run_build(settings: Settings, checkout: Checkout, request: BuildRequest) -> 
     started = time.monotonic()
     durations: dict[str, float] = {}
     defines, skipped = plan_defines(request, checkout.path)
-    build_dir = build_dir_for(settings, checkout.commit, request, defines)
+    env = dict(os.environ)
+    compilers = find_compilers(env)
+    identity = toolchain_identity(compilers, env)
+    build_dir = build_dir_for(settings, checkout.commit, request, defines, identity)
     report_path = settings.reports_dir / "build-manifest.json"
+    changes = changes_since(_read_json(report_path), commit=checkout.commit, identity=identity)
+    for change in changes:
+        LOG.info(f"changed since the last build: {change}")
     report_path.unlink(missing_ok=True)
     (build_dir / "build-manifest.json").unlink(missing_ok=True)
 
-    env = dict(os.environ)
     caps = read_capabilities(checkout.path)
     cmake = find_cmake(caps.cmake_minimum)
     ninja = find_ninja()
-    find_compilers(env)
     cache = compiler_cache.detect(
         settings.compiler_cache_dir, settings.work_dir, enabled=request.compiler_cache
     )
@@ -160,6 +173,8 @@ def run_build(settings: Settings, checkout: Checkout, request: BuildRequest) -> 
         missing_targets=missing,
         tools=Tools(cmake=cmake, ninja=ninja, generator=reply.generator, compilers=reply.compilers),
         host=host_info(),
+        toolchain_identity=identity,
+        changed_since_last=tuple(changes),
         artifacts=artifacts,
         compiler_cache=stats,
         durations={**durations, "total": round(time.monotonic() - started, 3)},
@@ -169,12 +184,16 @@ def run_build(settings: Settings, checkout: Checkout, request: BuildRequest) -> 
     return manifest
 
 
-def _read_stamp(build_dir: Path) -> dict[str, object] | None:
+def _read_json(path: Path) -> dict[str, object] | None:
     try:
-        data = json.loads((build_dir / STAMP).read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def _read_stamp(build_dir: Path) -> dict[str, object] | None:
+    return _read_json(build_dir / STAMP)
 
 
 def _configure(
