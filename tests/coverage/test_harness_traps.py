@@ -39,3 +39,14 @@ def test_a_real_crash_stays_a_crash() -> None:
     assert _harness_index_crash(outcome(ABORT), op("f32", "f32")) == ""
     assert _harness_index_crash(outcome("Segmentation fault"), op("f32", "i32")) == ""
     assert _harness_index_crash(outcome(ABORT), None) == ""
+
+
+def test_accel_device_run_keeps_weights_out_of_the_cpus_extra_buffers() -> None:
+    """On a host with AMX (or repacked CPU layouts) the CPU's extra buffer type takes the matrix
+    weights and BLAS gets no node: the device run asks for plain host buffers where it can."""
+    from toolchain.coverage.backends import backend
+
+    blas = backend("BLAS")
+    assert "--no-repack" in blas.device_args(("-v", "--no-repack"))
+    assert "--no-repack" not in blas.device_args(("-v",)), "only where the tree's runner has the flag"
+    assert "--no-repack" not in backend("CPU").device_args(("--no-repack",))

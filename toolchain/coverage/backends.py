@@ -39,11 +39,15 @@ class CoverageBackend:
         """Verdicts on this backend need verify's device class (a GPU can be a VM's)."""
         return bool(PROFILES[self.profile].device.required_capabilities) or self.kind == "gpu"
 
-    def device_args(self) -> tuple[str, ...]:
+    def device_args(self, runner_flags: tuple[str, ...] = ()) -> tuple[str, ...]:
         if self.kind == "gpu":
             return ("-ngl", "99", "-dev", self.name)
         if self.kind == "accel":
-            return ("-ngl", "99")
+            # The CPU's extra buffer types (AMX on recent Xeons, the repacked layouts on ARM/x86)
+            # take the matrix weights when the host has them, and only the CPU backend can read
+            # those buffers: BLAS would then get no node at all, on this host only. `--no-repack`
+            # keeps the weights in plain host memory, which the accelerator reads.
+            return ("-ngl", "99", *(("--no-repack",) if "--no-repack" in runner_flags else ()))
         return reference_args()
 
 

@@ -602,7 +602,7 @@ class CellRunner:
             dev = ref
         else:
             d = self.log_dir / spec.id
-            dev = self._decode(spec.model, be.device_args(), d, "device")
+            dev = self._decode(spec.model, be.device_args(self.tools.runner_flags), d, "device")
         bad = _run_failure(dev)
         cmd = tuple(dev.get("runner", dev.get("logits_run", {})).get("args", ()))
         log = str(dev.get("runner", {}).get("log", ""))

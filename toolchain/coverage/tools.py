@@ -116,7 +116,16 @@ def detect(bin_dir: Path) -> Toolset:
         text = help_text(runner)
         runner_flags = [
             f
-            for f in ("-no-cnv", "--no-warmup", "--no-display-prompt", "-v", "-dev", "-ub", "-fa")
+            for f in (
+                "-no-cnv",
+                "--no-warmup",
+                "--no-display-prompt",
+                "-v",
+                "-dev",
+                "-ub",
+                "-fa",
+                "--no-repack",
+            )
             if _has_option(text, f)
         ]
     if eval_cb and "--tensor-filter" in help_text(eval_cb):
