@@ -27,6 +27,7 @@ from .records import (
     OpResult,
     TensorShape,
 )
+from .summary import ICONS, step_summary
 
 REPORT_KIND = "coverage"
 COLOURS = {
@@ -39,17 +40,6 @@ COLOURS = {
     "error": "#616161",
     "unverifiable": "#90a4ae",
     "not-applicable": "#e0e0e0",
-}
-ICONS = {
-    "pass": "✅",
-    "unsupported": "🟨",
-    "fallback": "🟧",
-    "wrong": "❌",
-    "crash": "💥",
-    "hang": "⏳",
-    "error": "⚠️",
-    "unverifiable": "❔",
-    "not-applicable": "➖",
 }
 
 
@@ -407,16 +397,19 @@ def write_reports(run: CoverageRun, reports_dir: Path) -> dict[str, Path]:
         "md": reports_dir / "coverage.md",
         "junit": reports_dir / "junit-coverage.xml",
         "html": reports_dir / "coverage.html",
+        "summary": reports_dir / "coverage-summary.md",
     }
     write_json(run, paths["json"])
     md = markdown(run)
     atomic_write_text(paths["md"], md)
     atomic_write_text(paths["junit"], junit(run))
     atomic_write_text(paths["html"], html_page(run))
+    short = step_summary(run)
+    atomic_write_text(paths["summary"], short)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
+    if summary:  # the short form: the full coverage.md outgrows GitHub's 1 MiB per step
         with open(summary, "a", encoding="utf-8") as fh:
-            fh.write(md)
+            fh.write(short)
     return paths
 
 
