@@ -125,6 +125,14 @@ def coverage(session: nox.Session) -> None:
 
 
 @nox.session
+def merge(session: nox.Session) -> None:
+    """Merge the coverage reports of `nox -s coverage -- --shard K/N` runs:
+    `nox -s merge -- shards/*/coverage.json [--baseline old/coverage.json]`."""
+    in_project(session)
+    session.run("llama-toolchain", "coverage", "merge", *session.posargs)
+
+
+@nox.session
 def convert(session: nox.Session) -> None:
     """Tiny models for every architecture -> GGUF with the tree's own converter, validated (convert.json):
     f16 and q8_0 from the converter, q4_0 and q4_K from the tree's llama-quantize (built first)."""

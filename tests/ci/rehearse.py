@@ -33,7 +33,7 @@ class Unsupported(Exception):
 
 # --- expressions ---------------------------------------------------------------------------------
 _TOKEN = re.compile(
-    r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>-?\d+(?:\.\d+)?)|(?P<op>==|!=|&&|\|\||!|\(|\)|,)"
+    r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>-?\d+(?:\.\d+)?)|(?P<op>==|!=|<=|>=|<|>|&&|\|\||!|\(|\)|,)"
     r"|(?P<name>[A-Za-z_][A-Za-z0-9_-]*(?:\.[A-Za-z_*][A-Za-z0-9_-]*)*))"
 )
 
@@ -66,12 +66,25 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _number(value: Any) -> float:
+    """GitHub's coercion for ordering comparisons: numbers, numeric strings, booleans; else NaN."""
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(str(value).strip() or 0)
+    except ValueError:
+        return float("nan")
+
+
 @dataclass
 class Context:
     inputs: dict[str, Any]
     matrix: dict[str, Any] = field(default_factory=dict)
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    needs: dict[str, dict[str, Any]] = field(default_factory=dict)
     failed: bool = False
     runner: dict[str, str] = field(
         default_factory=lambda: {"os": "Linux", "arch": "X64", "temp": "/tmp", "name": "rehearsal"}
@@ -87,6 +100,7 @@ class Context:
             "env": self.env,
             "runner": self.runner,
             "github": self.github,
+            "needs": self.needs,
             "vars": {},
         }
         if head not in roots:
@@ -157,6 +171,10 @@ class _Parser:
     def cmp(self) -> Any:
         left = self.unary()
         tok = self.peek()
+        if tok is not None and tok[0] == "op" and tok[1] in ("<", ">", "<=", ">="):
+            self.take()
+            a, b = _number(left), _number(self.unary())
+            return {"<": a < b, ">": a > b, "<=": a <= b, ">=": a >= b}[tok[1]]
         if tok in (("op", "=="), ("op", "!=")):
             self.take()
             right = self.unary()
@@ -262,6 +280,8 @@ class StepResult:
 class JobResult:
     steps: list[StepResult]
     summary: str
+    outputs: dict[str, str] = field(default_factory=dict)  # the job's `outputs:`, evaluated
+    ran: bool = True  # False when the job's `if:` was false
 
     @property
     def failed(self) -> list[StepResult]:
@@ -302,21 +322,29 @@ def run_job(
     inputs: dict[str, Any] | None = None,
     env: dict[str, str] | None = None,
     scratch: Path,
+    needs: dict[str, JobResult] | None = None,
+    matrix: dict[str, Any] | None = None,
     timeout: float = 3600,
 ) -> JobResult:
-    """Run ``job`` of the workflow in ``workspace``; ``inputs`` override the declared defaults."""
+    """Run ``job`` of the workflow in ``workspace``; ``inputs`` override the declared defaults,
+    ``needs`` are the results of the jobs it needs, ``matrix`` picks a row (default: the first)."""
     wf = load(workflow_path)
     spec = wf["jobs"][job]
     ctx = Context(inputs={**input_defaults(wf), **(inputs or {})})
-    matrix = (spec.get("strategy") or {}).get("matrix") or {}
-    for key, values in matrix.items():
+    ctx.needs = {name: {"outputs": r.outputs, "result": "success"} for name, r in (needs or {}).items()}
+    declared = (spec.get("strategy") or {}).get("matrix") or {}
+    for key, values in declared.items():
         if key in ("include", "exclude"):
             raise Unsupported("matrix include/exclude")
         if isinstance(values, str):
             values = evaluate(values.strip()[3:-2], ctx) if values.strip().startswith("${{") else [values]
-        ctx.matrix[key] = values[0]
+        if matrix and key in matrix:
+            assert matrix[key] in values, f"matrix {key}={matrix[key]!r} is not one of {values!r}"
+            ctx.matrix[key] = matrix[key]
+        else:
+            ctx.matrix[key] = values[0]
     if "if" in spec and not condition(spec["if"], ctx):
-        return JobResult([], "")
+        return JobResult([], "", ran=False)
     scratch.mkdir(parents=True, exist_ok=True)
     files = {
         name: scratch / name.lower()
@@ -379,4 +407,6 @@ def run_job(
         results.append(StepResult(name, "run", done.returncode, outputs, done.stdout))
         if done.returncode != 0 and not step.get("continue-on-error"):
             ctx.failed = True
-    return JobResult(results, files["GITHUB_STEP_SUMMARY"].read_text(encoding="utf-8", errors="replace"))
+    outputs = {k: substitute(str(v), ctx) for k, v in (spec.get("outputs") or {}).items()}
+    summary = files["GITHUB_STEP_SUMMARY"].read_text(encoding="utf-8", errors="replace")
+    return JobResult(results, summary, outputs)

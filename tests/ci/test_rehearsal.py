@@ -66,6 +66,11 @@ def test_every_expression_of_every_workflow_evaluates(path: Path) -> None:
         assert name in declared, f"{path.name}: inputs.{name} is not a declared input"
     for job_name, job in wf["jobs"].items():
         ctx = Context(inputs=declared, steps={"lock": {"outputs": {"commit": "0" * 40}}, "head": {}})
+        ctx.needs = {"plan": {"outputs": {"shards": "[1]"}}, "coverage": {}, "canary": {}}
+        if "if" in job:
+            condition(job["if"], ctx)
+        for value in (job.get("name", ""), json.dumps(job.get("outputs", {}))):
+            substitute(str(value), ctx)
         for key, values in ((job.get("strategy") or {}).get("matrix") or {}).items():
             ctx.matrix[key] = evaluate(values.strip()[3:-2], ctx)[0] if isinstance(values, str) else values[0]
         for value in (job.get("runs-on", ""), json.dumps(job.get("env", {}))):
@@ -103,8 +108,10 @@ def test_a_broken_step_fails_and_outputs_flow(tmp_path: Path) -> None:
 
 
 # --- real jobs -------------------------------------------------------------------------------------
-def _checkout(dest: Path) -> Path:
-    """What actions/checkout gives: this repository's tracked and untracked (not ignored) files."""
+def _checkout(dest: Path, upstream: Upstream) -> Path:
+    """What actions/checkout gives: this repository's tracked and untracked (not ignored) files,
+    as a user's repository pinned to the local upstream's v0.3.36 (the tree the suite's own build
+    compiled, so the compiler cache is warm and nothing is fetched from PyPI)."""
     listed = subprocess.run(
         ["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         capture_output=True,
@@ -116,6 +123,15 @@ def _checkout(dest: Path) -> Path:
             target = dest / raw.decode()
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, target)
+    done = subprocess.run(
+        [sys.executable, "-m", "toolchain", "update", "--git", upstream.url, "--ref", "v0.3.36"],
+        cwd=dest,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "TOOLCHAIN_CACHE": str(dest.parent / "cache")},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
     return dest
 
 
@@ -130,8 +146,8 @@ def _runner_env(tmp: Path) -> dict[str, str]:
         # hosted runners have passwordless sudo; as root here it only runs the command
         (bin_dir / "sudo").write_text('#!/bin/sh\nexec "$@"\n')
         (bin_dir / "sudo").chmod(0o755)
-    cache = tmp / "cache"
-    cache.mkdir()
+    cache = tmp / "cache"  # the mirror from _checkout's `update` is already there
+    cache.mkdir(exist_ok=True)
     shared = conftest.test_cache_dir()
     for name, src in (
         ("sdists", shared / "sdists"),
@@ -140,7 +156,8 @@ def _runner_env(tmp: Path) -> dict[str, str]:
         ("oracle", shared / "oracle-cache" / "oracle"),
     ):
         src.mkdir(parents=True, exist_ok=True)
-        (cache / name).symlink_to(src)
+        if not (cache / name).exists():
+            (cache / name).symlink_to(src)
     env = {
         k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "NOX_CURRENT_SESSION")
     }
@@ -157,10 +174,10 @@ def _explain(result: Any) -> str:
 
 
 @pytest.mark.slow
-def test_rehearse_build_and_verify_linux_job(tmp_path: Path, built_blas: object) -> None:
+def test_rehearse_build_and_verify_linux_job(tmp_path: Path, upstream: Upstream, built_blas: object) -> None:
     """`nox -s build -- --profile blas` as the workflow's Linux job runs it (the real build; the
     compiler cache is warm from the suite's own build of the same tree)."""
-    workspace = _checkout(tmp_path / "ws")
+    workspace = _checkout(tmp_path / "ws", upstream)
     result = run_job(
         ROOT / "ci" / "github" / "build-and-verify.yml",
         "linux",
@@ -184,30 +201,62 @@ def test_rehearse_build_and_verify_linux_job(tmp_path: Path, built_blas: object)
 
 
 @pytest.mark.slow
-def test_rehearse_coverage_job(tmp_path: Path, built_blas: object, converter_env: object) -> None:
-    """The coverage workflow as a user dispatches it for one architecture on a Linux runner:
-    `nox -s coverage -- --profile blas --architectures llama`, then the summary step."""
-    workspace = _checkout(tmp_path / "ws")
-    result = run_job(
-        ROOT / "ci" / "github" / "coverage.yml",
-        "coverage",
-        workspace=workspace,
-        inputs={"profile": "blas", "architectures": "llama"},
-        env=_runner_env(tmp_path),
-        scratch=tmp_path / "scratch",
-    )
-    assert not result.failed, _explain(result)
-    skipped = " ".join(result.skipped_uses)
-    assert "action-junit-report" in skipped and "upload-artifact" in skipped
+def test_rehearse_coverage_job_in_two_shards_and_the_merge(
+    tmp_path: Path, upstream: Upstream, built_blas: object, converter_env: object
+) -> None:
+    """The coverage workflow as a user dispatches it for one architecture in two shards on Linux
+    runners: the plan job lists the shards, each shard job runs `nox -s coverage -- --profile blas
+    --architectures llama --shard K/2`, and the merge job runs `nox -s merge` on their reports
+    (placed where actions/download-artifact puts them)."""
+    workspace = _checkout(tmp_path / "ws", upstream)
+    env = _runner_env(tmp_path)
+    wf = ROOT / "ci" / "github" / "coverage.yml"
+    inputs = {"profile": "blas", "architectures": "llama", "shards": 2}
+    planned = run_job(wf, "plan", workspace=workspace, inputs=inputs, env=env, scratch=tmp_path / "p")
+    assert not planned.failed and json.loads(planned.outputs["shards"]) == [1, 2]
     reports = workspace / ".toolchain" / "reports"
-    coverage = json.loads((reports / "coverage.json").read_text())
-    assert {c["architecture"] for c in coverage["cells"]} == {"llama"}
-    convert = json.loads((reports / "convert.json").read_text())
-    assert {r["architecture"] for r in convert["results"]} == {"llama"}, (
-        "only the covered architecture is converted"
+    for k in (1, 2):
+        result = run_job(
+            wf,
+            "coverage",
+            workspace=workspace,
+            inputs=inputs,
+            env=env,
+            scratch=tmp_path / f"s{k}",
+            needs={"plan": planned},
+            matrix={"shard": k},
+        )
+        assert not result.failed, _explain(result)
+        skipped = " ".join(result.skipped_uses)
+        assert "action-junit-report" in skipped and "upload-artifact" in skipped
+        shard = json.loads((reports / "coverage.json").read_text())
+        assert shard["shard"] == f"{k}/2" and {c["architecture"] for c in shard["cells"]} == {"llama"}
+        convert = json.loads((reports / "convert.json").read_text())
+        assert {r["architecture"] for r in convert["results"]} == {"llama"}, "only the covered architecture"
+        artifact = workspace / "shards" / f"coverage-reports-{k}"
+        artifact.mkdir(parents=True)
+        shutil.copy2(reports / "coverage.json", artifact / "coverage.json")
+    merged = run_job(
+        wf,
+        "merge",
+        workspace=workspace,
+        inputs=inputs,
+        env=env,
+        scratch=tmp_path / "m",
+        needs={"plan": planned},
     )
-    assert (reports / "oracle-validation.json").is_file() and (reports / "junit-coverage.xml").is_file()
-    assert "llama" in result.summary
+    assert merged.ran and not merged.failed, _explain(merged)
+    data = json.loads((reports / "coverage.json").read_text())
+    assert (
+        data["complete"]
+        and data["shard"] == ""
+        and {c["weight_type"] for c in data["cells"]} == {"f16", "q8_0"}
+    )
+    assert "## Findings" in merged.summary or "No findings" in merged.summary
+    single = run_job(
+        wf, "merge", workspace=workspace, inputs={**inputs, "shards": 1}, env=env, scratch=tmp_path / "x"
+    )
+    assert not single.ran, "one shard: no merge job"
 
 
 @pytest.mark.slow
@@ -216,7 +265,7 @@ def test_rehearse_canary_against_a_local_upstream(
 ) -> None:
     """The canary's two coverage runs (the pin, then upstream HEAD with the pin as baseline), with
     the local upstream standing for GitHub and one architecture."""
-    workspace = _checkout(tmp_path / "ws")
+    workspace = _checkout(tmp_path / "ws", upstream)
     result = run_job(
         ROOT / "ci" / "github" / "canary.yml",
         "canary",

@@ -8,6 +8,7 @@ all four reports written; 130 — Ctrl-C, a partial report written and marked in
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import signal
 import sys
@@ -22,9 +23,10 @@ from ..locking import work_dir_lock
 from ..log import LOG
 from .models import DEFAULT_TYPES, parse_model_arg
 from .predicted import DEFAULT_PROFILES, add_predictions
-from .records import COLUMNS, SEVERITY, Cell
+from .records import COLUMNS, SEVERITY, Cell, CoverageRun
 from .report import rank, write_reports
 from .run import CoverageRequest, plan, run_matrix, with_baseline
+from .shard import merge_runs, parse_shard, shard_plan
 
 
 def _csv(text: str | None) -> tuple[str, ...]:
@@ -86,9 +88,7 @@ def findings(cells: tuple[Cell, ...], fail_on: tuple[str, ...]) -> list[Cell]:
     return [c for c in cells if c.status in fail_on]
 
 
-def cmd_coverage(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
-    request = request_from(args, settings)
+def _fail_on(args: argparse.Namespace) -> tuple[str, ...]:
     fail_on = tuple(s for s in _csv(args.fail_on) if s != "none")
     bad = [s for s in fail_on if s not in SEVERITY]
     if bad:
@@ -98,6 +98,19 @@ def cmd_coverage(args: argparse.Namespace) -> int:
     if args.baseline and not args.baseline.is_file():
         raise UsageError(
             f"--baseline {args.baseline}: no such file", "give a coverage.json of an earlier run"
+        )
+    return fail_on
+
+
+def cmd_coverage(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    request = request_from(args, settings)
+    fail_on = _fail_on(args)
+    shard = parse_shard(args.shard) if args.shard else None
+    if shard and args.baseline:
+        raise UsageError(
+            "--baseline with --shard: a slice cannot be compared with a whole run",
+            "give --baseline to `llama-toolchain coverage merge` of the shards",
         )
     stop = threading.Event()
     previous = None
@@ -111,6 +124,10 @@ def cmd_coverage(args: argparse.Namespace) -> int:
         with work_dir_lock(settings.work_dir):
             with LOG.step(f"coverage: plan ({request.build_dir.name})"):
                 planned = plan(request, LOG.info)
+                whole = planned
+                if shard:
+                    planned = shard_plan(planned, *shard)
+                    LOG.info(f"shard {args.shard}: {len(planned.inputs)} model(s) of this slice")
                 for col in planned.tools.columns:
                     if not col.available:
                         LOG.warn(f"column {col.column} not computed: {col.reason}")
@@ -126,6 +143,13 @@ def cmd_coverage(args: argparse.Namespace) -> int:
                         LOG.warn(f"{cell.id}: {cell.status}: {cell.reason}")
 
                 run = run_matrix(request, planned, on_cell=on_cell, should_stop=stop.is_set)
+                if shard:  # the axes of the whole matrix, so that a merge orders cells as one run would
+                    run = dataclasses.replace(
+                        run,
+                        shard=args.shard,
+                        architectures=tuple(dict.fromkeys(s.model.label for s in whole.specs)),
+                        weight_types=tuple(dict.fromkeys(s.model.weight_type for s in whole.specs)),
+                    )
             profiles = tuple(p for p in _csv(args.predict) if p != "none")
             if profiles and not run.interrupted:
                 with LOG.step("coverage: metal-predicted columns (from the tree's source)"):
@@ -135,6 +159,31 @@ def cmd_coverage(args: argparse.Namespace) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+    return finish(run, paths, args, fail_on)
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    """``coverage merge REPORT…``: the shards' reports as one run, all four reports written."""
+    settings = settings_from(args)
+    fail_on = _fail_on(args)
+    with work_dir_lock(settings.work_dir):
+        run = merge_runs([Path(p) for p in args.reports])
+        LOG.info(f"merged {len(args.reports)} report(s): {len(run.cells)} cells")
+        run = with_baseline(run, args.baseline)
+        paths = write_reports(run, settings.reports_dir)
+    code = finish(run, paths, args, fail_on)
+    if not run.complete:
+        raise CoverageFindingsError(
+            "the merged report is incomplete: " + "; ".join(run.notes[-1:] or ["a shard was incomplete"]),
+            f"rerun the missing or interrupted shard(s) and merge again ({paths['json']} is marked incomplete)",
+        )
+    return code
+
+
+def finish(
+    run: CoverageRun, paths: dict[str, Path], args: argparse.Namespace, fail_on: tuple[str, ...]
+) -> int:
+    """Print the counts and reports; the exit code of the run (findings 50, interrupted 130)."""
     counts = ", ".join(f"{k} {v}" for k, v in sorted(run.counts.items(), key=lambda kv: rank(kv[0])))
     LOG.info(f"{len(run.cells)} cells in {run.seconds:.0f} s: {counts}")
     for path in paths.values():
@@ -211,5 +260,25 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default="crash,hang,wrong",
         help="statuses that make the run exit 50 (default: crash,hang,wrong; `none`)",
     )
+    p.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="run slice K of N of the matrix (deterministic, balanced by model); merge with `coverage merge`",
+    )
     p.add_argument("--json", action="store_true", help="print counts and report paths as JSON on stdout")
     p.set_defaults(func=cmd_coverage)
+    actions = p.add_subparsers(dest="action", metavar="{merge}")
+    m = actions.add_parser(
+        "merge",
+        help="merge shard reports (coverage.json of --shard K/N runs) into one run's four reports",
+        description="Refuses reports of different trees, profiles or columns, a shard given twice and a "
+        "cell in two reports; a missing shard makes the merged report incomplete.",
+    )
+    common_options(m)
+    m.add_argument("reports", nargs="+", metavar="REPORT", help="the shards' coverage.json files")
+    m.add_argument("--baseline", type=Path, help="an earlier coverage.json: report a diff and a bump verdict")
+    m.add_argument(
+        "--fail-on", default="crash,hang,wrong", help="as for coverage (default: crash,hang,wrong)"
+    )
+    m.add_argument("--json", action="store_true", help="print counts and report paths as JSON on stdout")
+    m.set_defaults(func=cmd_merge)

@@ -199,3 +199,4 @@ class CoverageRun:
     verdict: str = ""
     observed_by: str = "device"
     notes: tuple[str, ...] = ()  # statements the reports show above the matrix (e.g. about predictions)
+    shard: str = ""  # "K/N" when the run covered one slice of the matrix (--shard); "" for all of it
