@@ -84,7 +84,9 @@ def test_summary_of_200_architectures_is_under_64_kb_and_opens_with_findings() -
         assert f"**`{b}`**" in short, f"findings name column {b}"
     outside_code = [seg for line in short.splitlines() for seg in line.split("`")[::2]]
     assert not any("](y)" in seg or "¦" in seg for seg in outside_code), "data only inside code spans"
-    assert any("`arch004` (f16, q8_0)" in line for line in short.splitlines()), "types grouped per architecture"
+    assert any("`arch004` (f16, q8_0)" in line for line in short.splitlines()), (
+        "types grouped per architecture"
+    )
 
 
 def test_summary_is_what_goes_to_the_step_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
