@@ -1,0 +1,33 @@
+"""Built-in cases: what the encoder does on composite cases, and validation's verdict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from toolchain.dryrun.build import DryRunProgram
+from toolchain.dryrun.validate import validate
+
+
+def test_composite_case_with_a_rejected_inner_node_is_unsupported_not_an_abort(
+    program_0336: DryRunProgram, tree_0336: Path, dryrun_cache: Path, tmp_path: Path
+) -> None:
+    # CONV_1D_DW's out node is accepted on the paravirtual device, an inner MUL_MAT is not: a Mac's
+    # scheduler keeps that node on the CPU, so encoding the whole graph on Metal would be our bug
+    v = validate(tree_0336, dryrun_cache, tmp_path, profiles=["paravirtual", "apple9"], ops="CONV_1D_DW")
+    para = next(p for p in v.run.runs[0].results if p.profile == "paravirtual")
+    assert para.findings == ()
+    assert para.unsupported and all(
+        u.rejected_node.startswith("MUL_MAT") for u in para.unsupported if u.rejected_node
+    )
+    assert any(u.rejected_node for u in para.unsupported)
+    assert v.ok, v.reason
+
+
+def test_validation_encodes_mul_mat_id_with_zero_unexplained(
+    program_0336: DryRunProgram, tree_0336: Path, dryrun_cache: Path, tmp_path: Path
+) -> None:
+    v = validate(tree_0336, dryrun_cache, tmp_path, ops="MUL_MAT_ID")
+    assert v.ok and v.explained == ()
+    apple9 = next(p for p in v.run.runs[0].results if p.profile == "apple9")
+    assert apple9.counts["pass"] > 800 and apple9.dispatches > 1000
+    assert "0 unexplained" in v.reason
