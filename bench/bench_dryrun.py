@@ -77,6 +77,7 @@ def main() -> int:
         "model_cpu_s": round(model_cpu, 2),
         "model_per_profile_s": round(per_model_profile, 2),
         "model_goal_met": per_model_profile <= GOAL_MODEL,
+        "model_verdicts": {b.batch: {r.profile: r.verdict for r in b.results} for b in model.runs},
     }
     for k, v in result.items():
         print(f"{k:30} {v}")
