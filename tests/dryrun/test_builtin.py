@@ -29,3 +29,27 @@ def test_validation_encodes_mul_mat_id_with_zero_unexplained(
     apple9 = next(p for p in v.run.runs[0].results if p.profile == "apple9")
     assert apple9.counts["pass"] > 800 and apple9.dispatches > 1000
     assert "0 unexplained" in v.reason
+
+
+def test_a_missing_kernel_is_confirmed_in_the_tree_with_where_its_name_is_built(
+    program_0336: DryRunProgram, tree_0336: Path, dryrun_cache: Path, tmp_path: Path
+) -> None:
+    from tests.dryrun.conftest import FIXTURES
+    from toolchain.dryrun.run import dry_run
+    from toolchain.dryrun.validate import explain
+
+    run = dry_run(
+        tree_0336,
+        dryrun_cache,
+        tmp_path,
+        batches=[("prompt", FIXTURES / "moe" / "qwen3moe-k3-f16-prompt.ops")],
+        profiles=["apple9"],
+    )
+    (e1, e2) = explain(tree_0336, run)
+    for e in (e1, e2):
+        assert e.kind == "confirmed-in-tree"
+        assert e.reason.startswith(
+            "kernel_mul_mm_id_map0_ne20_3 is instantiated nowhere in the tree's Metal sources"
+        )
+        assert "built at ggml/src/ggml-metal/ggml-metal-device.cpp:" in e.reason
+        assert "kernel_mul_mm_id_map0_ne20_4" in e.reason
