@@ -15,6 +15,7 @@ from .records import DryRun, ProfileResult
 
 REPORT = ("dryrun.json", "dryrun")
 VALIDATION_REPORT = ("dryrun-validation.json", "dryrun-validation")
+SHIPPED_REPORT = ("dryrun-shipped.json", "dryrun-shipped")
 
 
 def _tree(args: argparse.Namespace, settings: object) -> Path:
@@ -119,6 +120,48 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_shipped(args: argparse.Namespace) -> int:
+    from ..errors import VerifyError
+    from .run import dry_run
+    from .shipped import check_shipped
+
+    settings = settings_from(args)
+    tree = _tree(args, settings)
+    batches: list[tuple[str, Path | None]] = [("ops", o) for o in args.ops or ()] or [("built-in", None)]
+    result = dry_run(
+        tree,
+        settings.cache_dir,
+        settings.work_dir / "dryrun",
+        batches=batches,
+        profiles=_profiles(args),
+        build_lock=build_lock(),
+    )
+    libs = check_shipped(args.binary, result)
+    name, kind = SHIPPED_REPORT
+    path = write_report(settings.reports_dir / name, kind, {"libraries": libs, "dry_run": result})
+    if not libs:
+        raise VerifyError(
+            f"{args.binary}: no __DATA,__ggml_metallib section (the Metal library is not embedded)",
+            "check default.metallib beside the programs instead (llama-toolchain verify)",
+        )
+    lacking = [(lib, p) for lib in libs for p in lib.profiles if p.missing]
+    for lib in libs:
+        LOG.info(f"{lib.path} ({lib.arch}): embedded library {lib.bytes} bytes, {lib.kernels} kernels")
+        for p in lib.profiles:
+            LOG.info(
+                f"    {p.profile:16} needs {p.needed}, lacks {len(p.missing)}: {' '.join(p.missing[:12])}"
+            )
+    if lacking:
+        raise VerifyError(
+            "the embedded Metal library lacks kernels the dry run needs: "
+            + "; ".join(f"{p.profile} ({lib.arch}): {', '.join(p.missing[:8])}" for lib, p in lacking)
+            + f" (report: {path})",
+            "rebuild so that the library and the host code come from the same tree",
+        )
+    LOG.ok(f"the embedded library holds every kernel the dry run needs ({path})")
+    return 0
+
+
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     dr = sub.add_parser(
         "dryrun", help="encode ops with the tree's real Metal backend on a stand-in device, per GPU family"
@@ -150,3 +193,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     shared(val)
     val.add_argument("-o", "--op", default=None, help="only these ops (test-backend-ops -o, comma-separated)")
     val.set_defaults(func=cmd_validate)
+
+    sh = dsub.add_parser(
+        "shipped", help="check a binary's embedded Metal library against the kernels the dry run needs"
+    )
+    shared(sh)
+    sh.add_argument("binary", type=Path, help="a Mach-O (library, program or object) that embeds the library")
+    sh.add_argument(
+        "--ops", type=Path, action="append", help="a model's ops file (default: the built-in cases)"
+    )
+    sh.set_defaults(func=cmd_shipped)

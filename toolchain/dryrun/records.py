@@ -66,6 +66,7 @@ class ProfileResult:
     dispatches: int
     findings: tuple[CaseResult, ...]  # every case that is not pass/unsupported
     unsupported: tuple[CaseResult, ...]  # supports_op said no (CPU fallback on a Mac)
+    kernels_needed: tuple[str, ...] = ()  # every base name the encoders asked the library for
 
 
 @dataclass(frozen=True)

@@ -219,7 +219,10 @@ def results(
         findings: list[CaseResult] = []
         unsupported: list[CaseResult] = []
         dispatches = 0
+        needed: set[str] = set()
         for i, (rec, (op, case)) in enumerate(zip(recs, csv_rows, strict=True), start=1):
+            needed.update(str(b) for b, _n in rec.get("compiled", []))
+            needed.update(str(d[0]) for d in rec.get("dispatches", []))
             verdict, res = judge(rec, lib, max_tg)
             res = replace(res, index=i, op=op or res.op, case=case)
             counts[verdict] += 1
@@ -238,6 +241,7 @@ def results(
                 dispatches,
                 tuple(findings),
                 tuple(unsupported),
+                tuple(sorted(needed)),
             )
         )
     return tuple(out)
