@@ -26,6 +26,7 @@ STAGE_COMMANDS = (
     "toolchain.convert.cli",
     "toolchain.coverage.cli",
     "toolchain.oracle.cli",
+    "toolchain.dryrun.cli",
     "toolchain.doctor.cli",
 )
 

@@ -209,6 +209,22 @@ class OracleValidationError(ToolchainError):
     title = "oracle validation failed"
 
 
+class DryRunUnavailableError(ToolchainError):
+    """The Metal dry run cannot be made for this tree: its Objective-C interface no longer matches
+    our stand-in (the functions are named), supports_op cannot be cut, or it does not compile."""
+
+    exit_code = 72
+    title = "dry run unavailable"
+
+
+class DryRunFindingsError(ToolchainError):
+    """``dryrun validate``: a finding on a built-in case that supports_op accepts which nothing
+    explains (neither a kernel the tree instantiates nowhere nor a known stand-in limit)."""
+
+    exit_code = 73
+    title = "dry run validation failed"
+
+
 class InterruptedError_(ToolchainError):
     """Ctrl-C: partial results are written and marked incomplete."""
 

@@ -21,6 +21,8 @@ from ..config import Settings
 from ..errors import CoverageFindingsError, InterruptedError_, UsageError
 from ..locking import work_dir_lock
 from ..log import LOG
+from .dryrun_columns import DEFAULT_PROFILES as DRYRUN_PROFILES
+from .dryrun_columns import add_dryrun
 from .models import DEFAULT_TYPES, parse_model_arg
 from .predicted import DEFAULT_PROFILES, add_predictions
 from .records import COLUMNS, SEVERITY, Cell, CoverageRun
@@ -154,6 +156,10 @@ def cmd_coverage(args: argparse.Namespace) -> int:
             if profiles and not run.interrupted:
                 with LOG.step("coverage: metal-predicted columns (from the tree's source)"):
                     run = add_predictions(run, planned, request.scratch_dir, settings.cache_dir, profiles)
+            dry_profiles = tuple(p for p in _csv(args.dryrun) if p != "none")
+            if dry_profiles and not run.interrupted:
+                with LOG.step("coverage: metal-dryrun columns (the tree's Metal encoders on a stand-in)"):
+                    run = add_dryrun(run, planned, request.scratch_dir, settings.cache_dir, dry_profiles)
             run = with_baseline(run, args.baseline)
             paths = write_reports(run, settings.reports_dir)
     finally:
@@ -254,6 +260,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=",".join(DEFAULT_PROFILES),
         help="Metal GPU-family profiles to predict from the tree's source, comma-separated, or none "
         f"(default: {','.join(DEFAULT_PROFILES)}; see `llama-toolchain oracle`)",
+    )
+    p.add_argument(
+        "--dryrun",
+        default=",".join(DRYRUN_PROFILES),
+        help="Metal GPU-family profiles to dry-run with the tree's own Metal encoders, comma-separated, or none "
+        f"(default: {','.join(DRYRUN_PROFILES)}; see `llama-toolchain dryrun`)",
     )
     p.add_argument(
         "--fail-on",

@@ -37,7 +37,7 @@ SEVERITY: tuple[Status, ...] = (
 )
 # Statuses that fail a run by default (``--fail-on``) and that count as "broken" in a baseline diff.
 BROKEN: frozenset[str] = frozenset({"crash", "hang", "wrong"})
-ObservedBy = Literal["device", "static", "predicted-from-source", "fixture"]
+ObservedBy = Literal["device", "static", "predicted-from-source", "dry-run", "fixture"]
 # Per-op verdicts of test-backend-ops.
 OpSupport = Literal["yes", "no", "unknown"]
 OpTest = Literal["ok", "fail", "nan-both", "nan-reference", "not-supported", "not-run", "crash"]

@@ -1,0 +1,32 @@
+"""The dry-run program, built once per tree content into the test cache.
+
+Compiling it (ggml, test-backend-ops.cpp at -O0, the six Metal C++ files) takes a few minutes on
+2 cores; the compile holds the machine's build lock (/tmp/llama-build.lock), as every llama.cpp
+build on this machine must. Later sessions find it cached.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import test_cache_dir
+from toolchain.dryrun.build import DryRunProgram, ensure_program
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "dryrun"
+BUILD_LOCK = Path("/tmp/llama-build.lock")
+
+
+@pytest.fixture(scope="session")
+def dryrun_cache() -> Path:
+    path = test_cache_dir() / "dryrun-cache"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def program_0336(tree_0336: Path, dryrun_cache: Path) -> DryRunProgram:
+    return ensure_program(
+        tree_0336, dryrun_cache, compiler_cache_dir=test_cache_dir() / "ccache", build_lock=BUILD_LOCK
+    )

@@ -1,0 +1,10 @@
+"""Metal dry run: the tree's own Metal backend encodes every op on Linux, per GPU-family profile.
+
+``build`` compiles the tree's Metal C++ files, ggml, test-backend-ops and the oracle's cut
+supports_op with our stand-in for the Objective-C layer (refusing by name when the tree's
+interface differs: ``interface``); ``library`` reads each profile's kernel names from the tree's
+``.metal`` sources with the loader's defines; ``run`` encodes a model's ops (per batch) or the
+built-in cases and judges each (pass / missing-kernel / encoder-abort / over-limit / unsupported);
+``validate`` explains every finding on the built-in cases; ``shipped`` checks a binary's embedded
+library. Verdicts are ``observed_by: dry-run``: encoding only, nothing ran.
+"""

@@ -1,0 +1,151 @@
+"""Build the dry run for a tree: its Metal C++ files, ggml, test-backend-ops, the oracle's cut
+supports_op and our stand-in, as one program (``native/``, CMake + Ninja like the oracle probe).
+
+Refused before anything is compiled when the tree's Objective-C interface does not match the
+stand-in (``interface.mismatches``) or supports_op cannot be cut (the oracle's rules). Built once
+per content — our native sources, the cut, the props struct, the tree's ggml, Metal backend and
+test-backend-ops — into ``<cache>/dryrun/dryrun-<key>/``; a compile failure is remembered there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..builder.cmake import find_cmake, find_compilers, find_ninja
+from ..builder.compiler_cache import detect
+from ..locking import exclusive
+from ..log import LOG
+from ..oracle.extract import METAL_DIR, Extraction, ExtractionFailed, extract
+from ..oracle.probe import _errors, _hash_files, _write_if_changed, props_setter
+from .interface import CXX_FILES, mismatches
+
+NATIVE = Path(__file__).parent / "native"
+PROGRAM = "toolchain-metal-dryrun"
+
+
+class DryRunUnavailable(Exception):
+    """The dry run cannot be made for this tree; ``problems`` names each reason."""
+
+    def __init__(self, problems: Sequence[str], log: Path | None = None) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = tuple(problems)
+        self.log = log
+
+
+@dataclass(frozen=True)
+class DryRunProgram:
+    tree: Path
+    executable: Path
+    key: str
+    extraction: Extraction
+    built_now: bool
+    seconds: float
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.extraction.props_fields)
+
+
+def program_key(tree: Path, extraction: Extraction) -> str:
+    digest = hashlib.sha256(b"dryrun\0" + extraction.digest.encode())
+    digest.update(repr(extraction.props_fields).encode())
+    _hash_files(digest, NATIVE.iterdir(), NATIVE)
+    ggml = tree / "ggml"
+    _hash_files(digest, [*ggml.glob("*.txt"), *ggml.glob("include/*"), *ggml.glob("src/*.*")], tree)
+    _hash_files(digest, [p for p in (tree / METAL_DIR).glob("*") if p.is_file()], tree)
+    _hash_files(digest, [tree / "tests" / "test-backend-ops.cpp"], tree)
+    return digest.hexdigest()[:16]
+
+
+def ensure_program(
+    tree: Path,
+    cache_dir: Path,
+    *,
+    compiler_cache_dir: Path | None = None,
+    build_lock: Path | None = None,
+) -> DryRunProgram:
+    """The dry-run program for ``tree``, built now if no build of the same content is cached.
+
+    ``build_lock``: a machine-wide lock held only while compiling (one llama.cpp build at a time).
+    """
+    start = time.monotonic()
+    tree = tree.resolve()
+    problems = mismatches(tree)
+    if not (tree / "tests" / "test-backend-ops.cpp").is_file():
+        problems.append("missing file: tests/test-backend-ops.cpp (the dry run drives the tree's own cases)")
+    if problems:
+        raise DryRunUnavailable(problems)
+    try:
+        extraction = extract(tree)
+    except ExtractionFailed as exc:
+        raise DryRunUnavailable([f"cannot cut supports_op out of {tree}: {exc.reason}"]) from exc
+    key = program_key(tree, extraction)
+    root = cache_dir / "dryrun" / f"dryrun-{key}"
+    exe = root / "build" / PROGRAM
+    with exclusive(root.parent / f".dryrun-{key}.lock", wait=3600, what=f"the dry-run build {root}"):
+        if exe.is_file() and (root / "ok").is_file():
+            return DryRunProgram(tree, exe, key, extraction, False, time.monotonic() - start)
+        failed = root / "failed"
+        if failed.is_file():
+            raise DryRunUnavailable([failed.read_text(encoding="utf-8")], root / "dryrun-build.log")
+        generated = root / "generated"
+        generated.mkdir(parents=True, exist_ok=True)
+        _write_if_changed(generated / "toolchain_oracle_cut.c", extraction.source("c"))
+        _write_if_changed(generated / "toolchain_oracle_props.c", props_setter(extraction.props_fields))
+        lock = (
+            exclusive(build_lock, wait=7200, what="the machine's build lock") if build_lock else nullcontext()
+        )
+        with lock:
+            _build(tree, root, generated, compiler_cache_dir)
+        (root / "ok").write_text(key, encoding="utf-8")
+    return DryRunProgram(tree, exe, key, extraction, True, time.monotonic() - start)
+
+
+def _build(tree: Path, root: Path, generated: Path, compiler_cache_dir: Path | None) -> None:
+    from ..proc import stream
+
+    cmake = find_cmake("3.14")
+    ninja = find_ninja()
+    env = {**os.environ}
+    find_compilers(env)
+    build_dir = root / "build"
+    log = root / "dryrun-build.log"
+    defines = {
+        "LLAMA_TREE": str(tree),
+        "DRYRUN_GENERATED": str(generated),
+        "DRYRUN_METAL_SOURCES": ";".join(str(p) for p in CXX_FILES),
+        "CMAKE_BUILD_TYPE": "Release",
+        "CMAKE_MAKE_PROGRAM": str(ninja.path),
+    }
+    if compiler_cache_dir is not None:
+        cc = detect(compiler_cache_dir, root)
+        env.update(cc.env)
+        defines.update(cc.launcher_defines)
+    configure = [
+        str(cmake.path),
+        "-S",
+        str(NATIVE),
+        "-B",
+        str(build_dir),
+        "-G",
+        "Ninja",
+        *(f"-D{k}={v}" for k, v in defines.items()),
+    ]
+    LOG.info(f"dryrun: building the Metal dry run for {tree} (once per tree content)")
+    done = stream(configure, log_path=log, env=env)
+    if done.returncode != 0:
+        _fail(root, f"the dry run's CMake configure failed against this tree: {_errors(done.tail)}", log)
+    done = stream([str(cmake.path), "--build", str(build_dir), "--target", PROGRAM], log_path=log, env=env)
+    if done.returncode != 0:
+        _fail(root, f"the dry run does not compile against this tree: {_errors(done.tail)}", log)
+
+
+def _fail(root: Path, reason: str, log: Path) -> None:
+    (root / "failed").write_text(f"{reason} (log: {log})", encoding="utf-8")
+    raise DryRunUnavailable([f"{reason} (log: {log})"], log)

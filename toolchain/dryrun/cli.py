@@ -1,0 +1,205 @@
+"""``llama-toolchain dryrun run …`` and ``llama-toolchain dryrun validate``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from ..cli import common_options, settings_from
+from ..errors import DryRunFindingsError, UsageError
+from ..log import LOG
+from ..records import to_jsonable, write_report
+from .records import DryRun, ProfileResult
+
+REPORT = ("dryrun.json", "dryrun")
+VALIDATION_REPORT = ("dryrun-validation.json", "dryrun-validation")
+SHIPPED_REPORT = ("dryrun-shipped.json", "dryrun-shipped")
+
+
+def _tree(args: argparse.Namespace, settings: object) -> Path:
+    tree: Path = args.tree.resolve() if args.tree else settings.src_dir  # type: ignore[attr-defined]
+    if not (tree / "ggml").is_dir():
+        raise UsageError(
+            f"{tree} is not a llama.cpp tree (no ggml/)",
+            "run `llama-toolchain fetch` first, or give --tree PATH",
+        )
+    return tree
+
+
+def _profiles(args: argparse.Namespace) -> list[str] | None:
+    return [p.strip() for p in args.profiles.split(",") if p.strip()] if args.profiles else None
+
+
+def build_lock() -> Path | None:
+    """``TOOLCHAIN_BUILD_LOCK``: a machine-wide lock held while the dry run compiles."""
+    value = os.environ.get("TOOLCHAIN_BUILD_LOCK", "")
+    return Path(value) if value else None
+
+
+def describe(p: ProfileResult) -> str:
+    parts = [f"{p.column:28} {p.verdict:15}", ", ".join(f"{k} {v}" for k, v in p.counts.items())]
+    return "  ".join(parts)
+
+
+def print_findings(run: DryRun, limit: int = 10) -> None:
+    for batch in run.runs:
+        LOG.info(f"{batch.batch} ({batch.source}): {batch.cases} cases")
+        for p in batch.results:
+            LOG.info("    " + describe(p))
+            for f in p.findings[:limit]:
+                what = (
+                    ", ".join(f"{m.base} ({m.name})" for m in f.missing)
+                    or f.abort
+                    or ", ".join(f"{lim.what} {lim.value} > {lim.limit} in {lim.kernel}" for lim in f.limits)
+                )
+                LOG.info(f"        {f.verdict}: {f.op} {f.case[:160]} -> {what[:300]}")
+            if len(p.findings) > limit:
+                LOG.info(f"        … {len(p.findings) - limit} more in the report")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .run import dry_run
+
+    settings = settings_from(args)
+    tree = _tree(args, settings)
+    batches: list[tuple[str, Path | None]] = []
+    if args.generation_ops:
+        batches.append(("generation", args.generation_ops))
+    if args.prompt_ops:
+        batches.append(("prompt", args.prompt_ops))
+    for ops in args.ops or ():
+        batches.append(("ops", ops))
+    if not batches:
+        raise UsageError(
+            "nothing to encode",
+            "give --ops FILE (or --generation-ops/--prompt-ops), or use `dryrun validate`",
+        )
+    result = dry_run(
+        tree,
+        settings.cache_dir,
+        settings.work_dir / "dryrun",
+        batches=batches,
+        profiles=_profiles(args),
+        build_lock=build_lock(),
+    )
+    name, kind = REPORT
+    path = write_report(settings.reports_dir / name, kind, result)
+    if args.json:
+        print(json.dumps(to_jsonable(result), indent=2))
+    LOG.info(f"dry run on {result.commit}: encoded by the tree's Metal backend, nothing ran on a device")
+    print_findings(result)
+    LOG.ok(f"dry run report: {path}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .validate import validate
+
+    settings = settings_from(args)
+    tree = _tree(args, settings)
+    report = validate(
+        tree,
+        settings.cache_dir,
+        settings.work_dir / "dryrun",
+        profiles=_profiles(args),
+        ops=args.op,
+        build_lock=build_lock(),
+    )
+    name, kind = VALIDATION_REPORT
+    path = write_report(settings.reports_dir / name, kind, report)
+    for line in report.summary_lines():
+        LOG.info(line)
+    if not report.ok:
+        raise DryRunFindingsError(
+            f"dry-run validation: {report.reason} (report: {path})",
+            "each finding is listed with its case and kernel names; a stand-in gap must be fixed in toolchain/dryrun",
+        )
+    LOG.ok(f"dry-run validation: {report.reason} ({path})")
+    return 0
+
+
+def cmd_shipped(args: argparse.Namespace) -> int:
+    from ..errors import VerifyError
+    from .run import dry_run
+    from .shipped import check_shipped
+
+    settings = settings_from(args)
+    tree = _tree(args, settings)
+    batches: list[tuple[str, Path | None]] = [("ops", o) for o in args.ops or ()] or [("built-in", None)]
+    result = dry_run(
+        tree,
+        settings.cache_dir,
+        settings.work_dir / "dryrun",
+        batches=batches,
+        profiles=_profiles(args),
+        build_lock=build_lock(),
+    )
+    libs = check_shipped(args.binary, result)
+    name, kind = SHIPPED_REPORT
+    path = write_report(settings.reports_dir / name, kind, {"libraries": libs, "dry_run": result})
+    if not libs:
+        raise VerifyError(
+            f"{args.binary}: no __DATA,__ggml_metallib section (the Metal library is not embedded)",
+            "check default.metallib beside the programs instead (llama-toolchain verify)",
+        )
+    lacking = [(lib, p) for lib in libs for p in lib.profiles if p.missing]
+    for lib in libs:
+        LOG.info(f"{lib.path} ({lib.arch}): embedded library {lib.bytes} bytes, {lib.kernels} kernels")
+        for p in lib.profiles:
+            LOG.info(
+                f"    {p.profile:16} needs {p.needed}, lacks {len(p.missing)}: {' '.join(p.missing[:12])}"
+            )
+    if lacking:
+        raise VerifyError(
+            "the embedded Metal library lacks kernels the dry run needs: "
+            + "; ".join(f"{p.profile} ({lib.arch}): {', '.join(p.missing[:8])}" for lib, p in lacking)
+            + f" (report: {path})",
+            "rebuild so that the library and the host code come from the same tree",
+        )
+    LOG.ok(f"the embedded library holds every kernel the dry run needs ({path})")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    dr = sub.add_parser(
+        "dryrun", help="encode ops with the tree's real Metal backend on a stand-in device, per GPU family"
+    )
+    dsub = dr.add_subparsers(dest="dryrun_command", metavar="SUBCOMMAND", required=True)
+
+    def shared(p: argparse.ArgumentParser) -> None:
+        common_options(p)
+        p.add_argument(
+            "--tree", type=Path, default=None, help="llama.cpp tree (default: the work dir's checkout)"
+        )
+        p.add_argument(
+            "--profiles",
+            default=None,
+            help="comma-separated profiles (default: apple7,apple9,apple10,paravirtual, those the tree knows)",
+        )
+
+    run = dsub.add_parser("run", help="dry-run a model's exported graph ops (test-export-graph-ops files)")
+    shared(run)
+    run.add_argument("--ops", type=Path, action="append", help="an ops file, encoded as it is (repeatable)")
+    run.add_argument("--generation-ops", type=Path, default=None, help="ops exported at the 1-token batch")
+    run.add_argument("--prompt-ops", type=Path, default=None, help="ops exported at a >= 512-token batch")
+    run.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    run.set_defaults(func=cmd_run)
+
+    val = dsub.add_parser(
+        "validate", help="every built-in test-backend-ops case per profile; fails on unexplained findings"
+    )
+    shared(val)
+    val.add_argument("-o", "--op", default=None, help="only these ops (test-backend-ops -o, comma-separated)")
+    val.set_defaults(func=cmd_validate)
+
+    sh = dsub.add_parser(
+        "shipped", help="check a binary's embedded Metal library against the kernels the dry run needs"
+    )
+    shared(sh)
+    sh.add_argument("binary", type=Path, help="a Mach-O (library, program or object) that embeds the library")
+    sh.add_argument(
+        "--ops", type=Path, action="append", help="a model's ops file (default: the built-in cases)"
+    )
+    sh.set_defaults(func=cmd_shipped)

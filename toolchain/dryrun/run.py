@@ -1,0 +1,304 @@
+"""Run the dry run over a model's ops (per batch) or the built-in cases, and judge each case.
+
+The program (``build.py``) appends one JSON line per case to a records file. A case whose encoder
+aborts (``GGML_ASSERT``) writes its record with the message and ends the process; the run is then
+started again with ``--skip`` past it, so every case is encoded exactly once and the culprit is
+named. The parameter string of each case comes from test-backend-ops' own CSV (the last,
+complete run), matched to the records per device in order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import BuildError, DryRunUnavailableError
+from ..log import LOG
+from ..oracle.probe import parse_support_csv, profiles_file
+from ..oracle.profiles import DeviceProfile, default_profiles, select
+from .build import DryRunProgram, DryRunUnavailable, ensure_program
+from .library import KernelLibrary, kernel_library
+from .records import (
+    OBSERVED_BY,
+    STATEMENT,
+    VERDICTS,
+    BatchRun,
+    CaseResult,
+    DryRun,
+    Limit,
+    MissingKernel,
+    ProfileInfo,
+    ProfileResult,
+    Tensor,
+)
+
+DEFAULT_PROFILES = ("apple7", "apple9", "apple10", "paravirtual")
+MAX_THREADS = 1024  # threads per threadgroup on every Apple GPU
+MAX_RESTARTS = 2000
+
+
+def program(tree: Path, cache_dir: Path, *, build_lock: Path | None = None) -> DryRunProgram:
+    from ..oracle.run import tree_commit
+
+    try:
+        return ensure_program(tree, cache_dir, compiler_cache_dir=cache_dir / "ccache", build_lock=build_lock)
+    except DryRunUnavailable as exc:
+        raise DryRunUnavailableError(
+            f"Metal dry run unavailable for {tree} (commit {tree_commit(tree)}): " + "; ".join(exc.problems),
+            "the stand-in for the Objective-C layer must be updated for this commit; no dry-run verdicts are made for it",
+        ) from exc
+
+
+def profiles_for(tree: Path, prog: DryRunProgram, names: Sequence[str] | None) -> tuple[DeviceProfile, ...]:
+    allp = default_profiles(tree, prog.extraction.props_fields)
+    if names:
+        return select(allp, names)
+    known = {p.name for p in allp}
+    return select(allp, [n for n in DEFAULT_PROFILES if n in known])
+
+
+def _tensor(d: dict[str, Any]) -> Tensor:
+    return Tensor(str(d["type"]), tuple(int(x) for x in d["ne"]))
+
+
+def _merge(lines: Sequence[str]) -> dict[int, dict[str, Any]]:
+    """One record per case: the encoded (or aborted) one over the placeholders of reruns."""
+    out: dict[int, dict[str, Any]] = {}
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue  # a line cut short by a crash
+        seq = int(rec["seq"])
+        have = out.get(seq)
+        if have is None or (have.get("skipped") and not rec.get("skipped")) or "abort" in rec:
+            out[seq] = rec
+    return out
+
+
+def run_program(
+    prog: DryRunProgram,
+    profiles: Sequence[DeviceProfile],
+    work: Path,
+    *,
+    test_file: Path | None = None,
+    ops: str | None = None,
+    timeout: float = 900.0,
+) -> tuple[dict[int, dict[str, Any]], list[tuple[str, str, str]], int, float]:
+    """(records by seq, CSV rows (device, op, case), restarts, seconds)."""
+    start = time.monotonic()
+    work.mkdir(parents=True, exist_ok=True)
+    pfile = profiles_file(profiles, prog.fields, work / "dryrun-profiles.tsv")
+    records = work / "dryrun-records.jsonl"
+    records.unlink(missing_ok=True)
+    tail = ["support", "--output", "csv"]
+    if test_file is not None:
+        tail += ["--test-file", str(test_file.resolve())]
+    if ops:
+        tail += ["-o", ops]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GGML_")}
+    skip, restarts = 0, 0
+    crashes: dict[int, str] = {}
+    while True:
+        args = [str(prog.executable), "--profiles", str(pfile), "--records", str(records)]
+        args += ["--skip", str(skip), *tail]
+        try:
+            done = subprocess.run(
+                args, cwd=prog.executable.parent, env=env, capture_output=True, text=True, timeout=timeout
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise BuildError(f"the dry run did not finish within {timeout:.0f} s: {' '.join(args)}") from exc
+        if done.returncode == 0:
+            break
+        merged = _merge(records.read_text(encoding="utf-8").splitlines())
+        aborted = [s for s, r in merged.items() if "abort" in r and s >= skip]
+        if aborted:
+            culprit = min(aborted)
+        else:
+            # ended without writing the case's record (a signal, or an abort outside encoding)
+            culprit = max([s for s in merged if s >= skip] or [skip - 1]) + 1
+            err = (done.stderr or done.stdout).strip().splitlines()[-6:]
+            crashes[culprit] = f"exit {done.returncode}: " + " | ".join(err)
+        restarts += 1
+        if restarts > MAX_RESTARTS or culprit < skip:
+            raise BuildError(
+                f"the dry run keeps ending at case {culprit}: {' | '.join(done.stderr.strip().splitlines()[-6:])}",
+                f"rerun by hand: {' '.join(args)}",
+            )
+        skip = culprit + 1
+    merged = _merge(records.read_text(encoding="utf-8").splitlines())
+    for seq, text in crashes.items():
+        if seq in merged:
+            merged[seq] = {**merged[seq], "crash": text}
+    rows = [(r.backend, r.op, r.case) for r in parse_support_csv(done.stdout)]
+    return merged, rows, restarts, time.monotonic() - start
+
+
+def judge(rec: dict[str, Any], library: KernelLibrary, max_tg_memory: int) -> tuple[str, CaseResult]:
+    dispatches = rec.get("dispatches", [])
+    kernels = tuple(dict.fromkeys(str(d[1]) for d in dispatches))
+    asked = [(str(b), str(n)) for b, n in rec.get("compiled", [])] + [
+        (str(d[0]), str(d[1])) for d in dispatches
+    ]
+    missing = tuple(dict.fromkeys(MissingKernel(b, n) for b, n in asked if not library.has(b)))
+    limits: list[Limit] = []
+    for d in dispatches:
+        smem, threads = int(d[8]), int(d[5]) * int(d[6]) * int(d[7])
+        if smem > max_tg_memory:
+            limits.append(Limit(str(d[1]), "threadgroup memory", smem, max_tg_memory))
+        if threads > min(MAX_THREADS, int(d[9])):
+            limits.append(Limit(str(d[1]), "threads per threadgroup", threads, min(MAX_THREADS, int(d[9]))))
+    abort = str(rec.get("abort", "") or rec.get("crash", "")).strip()
+    if not rec.get("supported"):
+        verdict = "unsupported"
+    elif missing:
+        verdict = "missing-kernel"
+    elif "abort" in rec:
+        verdict = "encoder-abort"
+    elif "crash" in rec:
+        verdict = "error"  # ended outside an encoder's assert: the harness's, until shown otherwise
+    elif limits:
+        verdict = "over-limit"
+    else:
+        verdict = "pass"
+    result = CaseResult(
+        0,
+        str(rec.get("op", "")),
+        "",
+        _tensor(rec["out"]),
+        tuple(_tensor(s) for s in rec.get("srcs", [])),
+        verdict,
+        kernels,
+        len(dispatches),
+        missing,
+        abort,
+        tuple(dict.fromkeys(limits)),
+        str(rec.get("rejected_node", "")),
+    )
+    return verdict, result
+
+
+def worst(verdicts: Sequence[str]) -> str:
+    present = set(verdicts)
+    return next((v for v in VERDICTS if v in present), "pass")
+
+
+def results(
+    merged: dict[int, dict[str, Any]],
+    rows: Sequence[tuple[str, str, str]],
+    profiles: Sequence[DeviceProfile],
+    libraries: dict[str, KernelLibrary],
+) -> tuple[ProfileResult, ...]:
+    from dataclasses import replace
+
+    by_device: dict[str, list[dict[str, Any]]] = {p.name: [] for p in profiles}
+    for seq in sorted(merged):
+        rec = merged[seq]
+        by_device.setdefault(str(rec["device"]), []).append(rec)
+    csv_by_device: dict[str, list[tuple[str, str]]] = {p.name: [] for p in profiles}
+    for device, op, case in rows:
+        csv_by_device.setdefault(device, []).append((op, case))
+    out: list[ProfileResult] = []
+    for p in profiles:
+        recs, csv_rows = by_device[p.name], csv_by_device[p.name]
+        if len(recs) != len(csv_rows):
+            raise BuildError(
+                f"dry run {p.name}: {len(recs)} records but {len(csv_rows)} test-backend-ops rows",
+                "the records and the CSV must describe the same cases; report this as a harness bug",
+            )
+        lib = libraries[p.name]
+        max_tg = int(p.prop("max_theadgroup_memory_size") or 0) or 32768
+        counts = dict.fromkeys(VERDICTS, 0)
+        findings: list[CaseResult] = []
+        unsupported: list[CaseResult] = []
+        dispatches = 0
+        needed: set[str] = set()
+        for i, (rec, (op, case)) in enumerate(zip(recs, csv_rows, strict=True), start=1):
+            needed.update(str(b) for b, _n in rec.get("compiled", []))
+            needed.update(str(d[0]) for d in rec.get("dispatches", []))
+            verdict, res = judge(rec, lib, max_tg)
+            res = replace(res, index=i, op=op or res.op, case=case)
+            counts[verdict] += 1
+            dispatches += res.dispatches
+            if verdict == "unsupported":
+                unsupported.append(res)
+            elif verdict != "pass":
+                findings.append(res)
+        verdict = worst([v for v, n in counts.items() if n]) if recs else "error"
+        out.append(
+            ProfileResult(
+                p.name,
+                f"metal-dryrun:{p.name}",
+                verdict,
+                {k: v for k, v in counts.items() if v},
+                dispatches,
+                tuple(findings),
+                tuple(unsupported),
+                tuple(sorted(needed)),
+            )
+        )
+    return tuple(out)
+
+
+def profile_info(tree: Path, p: DeviceProfile, lib: KernelLibrary) -> ProfileInfo:
+    return ProfileInfo(p.name, p.description, p.props, lib.defines, lib.sources, len(lib.names))
+
+
+def dry_run(
+    tree: Path,
+    cache_dir: Path,
+    work: Path,
+    *,
+    batches: Sequence[tuple[str, Path | None]],
+    profiles: Sequence[str] | None = None,
+    ops: str | None = None,
+    build_lock: Path | None = None,
+) -> DryRun:
+    """Encode each batch (``(label, ops file)``; ``None`` = the built-in cases) on every profile."""
+    from ..oracle.run import tree_commit
+
+    tree = tree.resolve()
+    prog = program(tree, cache_dir, build_lock=build_lock)
+    profs = profiles_for(tree, prog, profiles)
+    libraries = {p.name: kernel_library(tree, p) for p in profs}
+    runs: list[BatchRun] = []
+    for label, test_file in batches:
+        if test_file is not None and not test_file.is_file():
+            from ..errors import UsageError
+
+            raise UsageError(f"ops file {test_file} does not exist", "export it with test-export-graph-ops")
+        merged, rows, restarts, seconds = run_program(
+            prog, profs, work / f"dryrun-{label}", test_file=test_file, ops=ops
+        )
+        res = results(merged, rows, profs, libraries)
+        n = len(rows) // max(1, len(profs))
+        runs.append(
+            BatchRun(
+                label,
+                str(test_file) if test_file else "built-in test-backend-ops cases",
+                n,
+                res,
+                restarts,
+                round(seconds, 2),
+            )
+        )
+        LOG.info(
+            f"dryrun {label}: {n} cases x {len(profs)} profiles in {seconds:.1f} s"
+            + (f" ({restarts} aborts, rerun past each)" if restarts else "")
+        )
+    return DryRun(
+        OBSERVED_BY,
+        STATEMENT,
+        str(tree),
+        tree_commit(tree),
+        prog.key,
+        tuple(profile_info(tree, p, libraries[p.name]) for p in profs),
+        tuple(runs),
+    )
