@@ -158,3 +158,116 @@ def test_bad_alignment_is_a_finding(
     result = cli("doctor", "--no-system", "--gguf", str(path), "--memory", "8GiB")
     fault(result, 60, words, started=start, bound=30)
     _no_traceback(result)
+
+
+# --- files that are not regular files: refused at once ---------------------------------------------
+@pytest.mark.parametrize("as_gguf", [False, True], ids=["log", "gguf"])
+def test_fifo_is_refused_at_once(cli: Cli, fault: Fault, tmp_path: Path, as_gguf: bool) -> None:
+    fifo = tmp_path / "model.fifo"
+    os.mkfifo(fifo)  # nobody ever writes to it: opening it for reading would block forever
+    args = ("--gguf", str(fifo), "--memory", "8GiB") if as_gguf else (str(fifo),)
+    start = time.monotonic()
+    result = cli("doctor", "--no-system", *args, timeout=120)
+    fault(result, 42 if as_gguf else 2, "is a FIFO (named pipe), not a regular file", started=start, bound=30)
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "words"),
+    [
+        (("/dev/zero",), 2, "is a character device"),
+        (("--gguf", "/dev/zero", "--memory", "8GiB"), 42, "is a character device"),
+        (("--gguf", "{tmp}", "--memory", "8GiB"), 42, "is a directory"),
+        (("{tmp}",), 2, "is a directory"),
+    ],
+    ids=["log-device", "gguf-device", "gguf-directory", "log-directory"],
+)
+def test_other_non_regular_files_are_refused(
+    cli: Cli, fault: Fault, tmp_path: Path, args: tuple[str, ...], code: int, words: str
+) -> None:
+    start = time.monotonic()
+    result = cli("doctor", "--no-system", *(a.format(tmp=tmp_path) for a in args), timeout=120)
+    fault(result, code, words, started=start, bound=30)
+
+
+def test_stdin_stays_allowed(settings: Settings) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
+    env.pop("GITHUB_ACTIONS", None)
+    line = "ggml_metal_graph_compute: command buffer 0 failed with status 5\n"
+    result = subprocess.run(
+        [sys.executable, "-m", "toolchain", "doctor", "--no-system", "-"],
+        input=line,
+        cwd=settings.project_root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 60, result.stderr
+    assert _report(settings)["log"]["source"] == "-"
+
+
+# --- bad arguments: UsageError (exit 2) naming the option, never a traceback ----------------------
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("-c", "9" * 400), "-c"),
+        (("-c", "-5"), "-c"),
+        (("-ub", "0"), "-ub"),
+        (("-ngl", "-7"), "-ngl"),
+        (("--memory", "9" * 400), "--memory"),
+        (("--memory", "0"), "--memory"),
+        (("-ctk", "bogus"), "-ctk"),
+        (("-ctv", "q9_9"), "-ctv"),
+    ],
+    ids=[
+        "ctx-400-digits",
+        "ctx-negative",
+        "ubatch-zero",
+        "ngl-negative",
+        "memory-400-digits",
+        "memory-zero",
+        "ctk",
+        "ctv",
+    ],
+)
+def test_bad_run_parameters_are_usage_errors(
+    cli: Cli, fault: Fault, tmp_path: Path, args: tuple[str, ...], words: str
+) -> None:
+    model = tmp_path / "m.gguf"
+    model.write_bytes(g.model(2))
+    start = time.monotonic()
+    result = cli("doctor", "--no-system", "--gguf", str(model), *args)
+    fault(result, 2, words, started=start, bound=30)
+    _no_traceback(result)
+    if words in ("-ctk", "-ctv"):
+        assert "q8_0" in result.stderr  # the accepted values are named
+
+
+def test_bad_cache_type_refused_without_gguf_or_ctx(cli: Cli, fault: Fault, tmp_path: Path) -> None:
+    log = tmp_path / "run.log"
+    log.write_text("load_tensors: offloaded 33/33 layers to GPU\n")
+    start = time.monotonic()
+    fault(cli("doctor", "--no-system", str(log), "-ctk", "bogus"), 2, "-ctk", started=start, bound=30)
+
+
+def test_negative_ctx_in_the_run_command_is_refused(cli: Cli, fault: Fault) -> None:
+    start = time.monotonic()
+    result = cli("doctor", "--no-system", "run", "--", sys.executable, "-c", "pass", "-c", "-5")
+    fault(result, 2, "-c", started=start, bound=30)
+
+
+@pytest.mark.parametrize("value", ["1.2.3", "9" * 400])
+def test_unreadable_working_set_size_in_a_log(
+    cli: Cli, fault: Fault, settings: Settings, tmp_path: Path, value: str
+) -> None:
+    log = tmp_path / "metal.log"
+    log.write_text(f"ggml_metal_device_init: recommendedMaxWorkingSetSize = {value} MB\n")
+    model = tmp_path / "m.gguf"
+    model.write_bytes(g.model(2))
+    start = time.monotonic()
+    result = cli("doctor", "--no-system", str(log), "--gguf", str(model), "--memory", "8GiB")
+    fault(result, 0, started=start, bound=30)
+    _no_traceback(result)
+    data = _report(settings)
+    assert data["memory"]["working_set_bytes"] is None
+    assert any("recommendedMaxWorkingSetSize" in n for n in data["notes"])

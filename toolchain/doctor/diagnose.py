@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..errors import GGUFError, UsageError
 from .build_check import check_build
-from .classify import LogScan, RunParams, classify_log, classify_stream
+from .classify import LogScan, RunParams, classify_stream
+from .files import open_regular
 from .findings import DoctorReport, Finding, ObservedBy, sort_findings
 from .gguf_check import GGUFInfo, check_gguf, known_architectures
 from .memory import machine_memory, parse_size, plan, plan_findings, shape_from_gguf
@@ -52,21 +55,26 @@ def _read_log(
 ) -> tuple[LogScan, list[Finding]]:
     if str(path) == "-":
         return classify_stream(stdin or sys.stdin.buffer, source="-", params=params, observed_by=observed_by)
-    try:
-        return classify_log(path, params=params, observed_by=observed_by)
-    except IsADirectoryError as exc:
-        raise UsageError(f"{path} is a directory, not a log", "give the log file (or - for stdin)") from exc
-    except OSError as exc:
-        raise UsageError(
-            f"cannot read the log {path}: {exc.strerror or exc}", "check the path and permissions"
-        ) from exc
+    with open_regular(path, UsageError, "log", "give the log file (or - for stdin)") as fh:
+        return classify_stream(fh, source=str(path), params=params, observed_by=observed_by)
 
 
-def _working_set(scan: LogScan | None) -> int | None:
+_MB_VALUE = re.compile(r"\d{1,15}(?:\.\d{1,6})?")
+
+
+def _working_set(scan: LogScan | None, notes: list[str]) -> int | None:
+    """The device's recommendedMaxWorkingSetSize from the log (llama.cpp prints MB = 1e6 bytes);
+    None, with a note, when the log's value is not a plausible number."""
     if scan is None:
         return None
     value = scan.fact("memory.recommended-working-set")
-    return int(float(value) * 1e6) if value else None  # llama.cpp prints it in MB (1e6)
+    if not value:
+        return None
+    if not _MB_VALUE.fullmatch(value):
+        shown = value if len(value) <= 24 else f"{value[:12]}… ({len(value)} characters)"
+        notes.append(f"recommendedMaxWorkingSetSize = {shown} MB in the log is not a size: ignored")
+        return None
+    return int(Fraction(value) * 1_000_000)
 
 
 def diagnose(inputs: DoctorInputs, *, stdin: BinaryIO | None = None) -> DoctorReport:
@@ -141,7 +149,7 @@ def _plan(info: GGUFInfo, inputs: DoctorInputs, scan: LogScan | None, notes: lis
         shape,
         memory,
         memory_source=source,
-        working_set_bytes=_working_set(scan),
+        working_set_bytes=_working_set(scan, notes),
         n_ctx=p.n_ctx,
         type_k=type_k,
         type_v=type_v,

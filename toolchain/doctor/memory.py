@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 import subprocess
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -266,16 +267,24 @@ def plan(
 
 
 # --- inputs --------------------------------------------------------------------------------------
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"^\s*(\d{1,20}(?:\.\d{1,20})?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+MAX_MEMORY = 1 << 60  # 1 EiB: more is a typo, not a machine
 
 
-def parse_size(text: str) -> int:
-    """``64GiB``, ``64G``, ``64GB`` (memory sizes are binary: all three are 64 x 2^30), ``512M``, bytes."""
+def parse_size(text: str, option: str = "--memory") -> int:
+    """``64GiB``, ``64G``, ``64GB`` (memory sizes are binary: all three are 64 x 2^30), ``512M``, bytes.
+
+    UsageError naming ``option`` for anything else, zero, or more than ``MAX_MEMORY``."""
+    hint = "write it like 64GiB, 48G or 17179869184"
     m = _SIZE.match(text)
+    shown = repr(text) if len(text) <= 24 else f"{text[:12]!r}… ({len(text)} characters)"
     if not m:
-        raise UsageError(f"cannot read the size {text!r}", "write it like 64GiB, 48G or 17179869184")
+        raise UsageError(f"{option} {shown}: cannot read the size", hint)
     scale = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m.group(2).lower()]
-    return int(float(m.group(1)) * scale)
+    value = int(Fraction(m.group(1)) * scale)  # exact: no float overflow, no rounding
+    if not 0 < value <= MAX_MEMORY:
+        raise UsageError(f"{option} {shown}: out of range (1 byte to 1 EiB)", hint)
+    return value
 
 
 def parse_meminfo(text: str) -> int | None:

@@ -19,6 +19,7 @@ from ..proc import signal_name, stop_group
 from .catalog import BY_ID
 from .classify import RunParams
 from .findings import Evidence, Finding, ObservedBy
+from .params import looks_numeric, run_params
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,8 @@ _FLAGS: dict[str, str] = {
 
 
 def params_from_command(command: Sequence[str]) -> tuple[RunParams, Path | None]:
-    """llama.cpp's own flags in the command -> (RunParams, model path). Unknown flags are ignored."""
+    """llama.cpp's own flags in the command -> (RunParams, model path). Unknown flags are ignored;
+    a value of a known one that llama.cpp would not take is a UsageError (see params.py)."""
     found: dict[str, str] = {}
     flash: bool | None = None
     args = list(command)
@@ -129,19 +131,19 @@ def params_from_command(command: Sequence[str]) -> tuple[RunParams, Path | None]
                 else True
             )
 
-    def num(key: str) -> int | None:
+    def number(key: str) -> str | None:
+        # not a number: another program's flag (`sh -c SCRIPT`), not llama.cpp's; ignored
         value = found.get(key, "")
-        if value in ("all", "auto"):
-            return 999 if key == "n_gpu_layers" else None
-        return int(value) if value.lstrip("-").isdigit() else None
+        return value if looks_numeric(key, value) else None
 
-    params = RunParams(
-        n_ctx=num("n_ctx"),
-        n_gpu_layers=num("n_gpu_layers"),
-        cache_type_k=found.get("cache_type_k") or None,
-        cache_type_v=found.get("cache_type_v") or None,
-        n_ubatch=num("n_ubatch"),
+    params = run_params(
+        ctx=number("n_ctx"),
+        ngl=number("n_gpu_layers"),
+        ub=number("n_ubatch"),
+        ctk=found.get("cache_type_k") or None,
+        ctv=found.get("cache_type_v") or None,
         flash_attn=flash,
+        where=" (in the command)",
     )
     model = Path(found["model"]) if found.get("model") else None
     return params, model
