@@ -271,3 +271,29 @@ def test_unreadable_working_set_size_in_a_log(
     data = _report(settings)
     assert data["memory"]["working_set_bytes"] is None
     assert any("recommendedMaxWorkingSetSize" in n for n in data["notes"])
+
+
+# --- log text: verbatim everywhere, escapes neutralised on the console -------------------------------
+HOSTILE_LINE = (
+    "ggml_metal_graph_compute: command buffer 0 failed with status 5 [/Users/me/q.gguf] [bold]x[/] "
+    "at ggml-metal.m:1234: \x1b[2J\x1b]52;c;SGVsbG8=\x07 done"
+)
+
+
+def test_log_text_is_verbatim_in_every_output(cli: Cli, settings: Settings, tmp_path: Path) -> None:
+    log = tmp_path / "hostile.log"
+    log.write_text(f"start\n{HOSTILE_LINE}\n")
+    result = cli("doctor", "--no-system", str(log), "--json")
+    assert result.returncode == 60, result.stderr
+    _no_traceback(result)
+    # console: brackets and colons as they are, escape sequences shown, never sent raw
+    assert "[/Users/me/q.gguf] [bold]x[/]" in result.stderr
+    assert "ggml-metal.m:1234:" in result.stderr
+    assert "\\x1b[2J\\x1b]52;c;SGVsbG8=\\x07" in result.stderr
+    assert "\x1b" not in result.stderr and "\x07" not in result.stderr
+    # JSON (stdout and doctor.json): the exact text
+    for data in (json.loads(result.stdout), _report(settings)):
+        memory = next(f for f in data["findings"] if f["class_id"] == "gpu-command-buffer")
+        assert [e["text"] for e in memory["evidence"]] == [HOSTILE_LINE]
+        assert memory["evidence"][0]["line"] == 2
+        assert HOSTILE_LINE in memory["summary"]  # the example line, exact
