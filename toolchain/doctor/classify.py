@@ -273,8 +273,8 @@ def findings_from_hits(
             lead = symptoms[0] if symptoms else observations[0]
             example = kept[lead.id][0].text if kept[lead.id] else lead.id
             # the line itself (not its repr): JSON keeps it exact, the console neutralises escapes
-            shown = example if len(example) <= 160 else f"{example[:160]}…"
-            reasons = [f"{total} matching line(s), e.g. “{shown}”"]
+            quoted = example if len(example) <= 160 else f"{example[:160]}…"
+            reasons = [f"{total} matching line(s), e.g. “{quoted}”"]
         out.append(
             Finding(
                 class_id=cls.id,
