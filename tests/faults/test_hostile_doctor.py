@@ -297,3 +297,53 @@ def test_log_text_is_verbatim_in_every_output(cli: Cli, settings: Settings, tmp_
         assert [e["text"] for e in memory["evidence"]] == [HOSTILE_LINE]
         assert memory["evidence"][0]["line"] == 2
         assert HOSTILE_LINE in memory["summary"]  # the example line, exact
+
+
+# --- Ctrl-C: the partial report replaces the previous one, marked incomplete ------------------------
+def test_ctrl_c_writes_a_partial_report(settings: Settings) -> None:
+    import signal
+    import threading
+
+    reports = settings.work_dir / "reports"
+    reports.mkdir(parents=True)
+    (reports / "doctor.json").write_text('{"kind": "doctor", "previous": true}\n')
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
+    env.pop("GITHUB_ACTIONS", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "toolchain", "doctor", "--no-system", "-"],
+        cwd=settings.project_root,
+        env=env,
+        stdin=subprocess.PIPE,  # held open by the test: doctor waits for more log
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stderr is not None
+    reading = threading.Event()
+    lines: list[str] = []
+
+    def watch() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if "reading the log from stdin" in line:
+                reading.set()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        proc.stdin.write("ggml_metal_graph_compute: command buffer 0 failed with status 5\n")
+        proc.stdin.flush()
+        assert reading.wait(timeout=120), "".join(lines)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130, "".join(lines)
+    finally:
+        proc.kill()
+        proc.stdin.close()
+        proc.wait()
+    watcher.join(timeout=10)
+    data = _report(settings)
+    assert "previous" not in data
+    assert data["complete"] is False and data["interrupted_during"] == "log"
+    assert "Traceback" not in "".join(lines)
+    assert any("incomplete" in line for line in lines)

@@ -12,11 +12,11 @@ import json
 from pathlib import Path
 
 from ..cli import common_options, settings_from
-from ..errors import DoctorFindingsError, UsageError
+from ..errors import DoctorFindingsError, InterruptedError_, UsageError
 from ..log import LOG
 from ..records import SCHEMA_VERSION, to_jsonable, write_report
 from .classify import RunParams
-from .diagnose import DoctorInputs, diagnose
+from .diagnose import DoctorInputs, diagnose, inputs_record
 from .findings import DoctorReport, Finding
 from .memory import gib, parse_size
 from .params import run_params
@@ -80,11 +80,31 @@ def print_report(report: DoctorReport) -> None:
         LOG.ok("doctor: no problem found")
 
 
+def _started(args: argparse.Namespace, inputs: DoctorInputs) -> None:
+    """Replace the previous run's doctor.json at once: until this run ends (or if it is killed),
+    the report says it is incomplete."""
+    settings = settings_from(args)
+    placeholder = DoctorReport(
+        findings=(),
+        inputs=inputs_record(inputs),
+        notes=("doctor is running (or was killed): no result yet",),
+        complete=False,
+        interrupted_during="start",
+    )
+    write_report(settings.reports_dir / "doctor.json", REPORT_KIND, placeholder)
+
+
 def finish(args: argparse.Namespace, report: DoctorReport) -> int:
     settings = settings_from(args)
     path = write_report(settings.reports_dir / "doctor.json", REPORT_KIND, report)
     print_report(report)
     LOG.info(f"report: {path}")
+    if not report.complete:
+        raise InterruptedError_(
+            f"interrupted while checking the {report.interrupted_during}: {path} is incomplete "
+            "(complete: false; the findings are those of the checks done)",
+            "run doctor again and let it finish",
+        )
     if args.json:
         print(
             json.dumps(
@@ -149,7 +169,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             "nothing to diagnose",
             "give a log (or - for stdin), --gguf MODEL, --build PATH, or doctor run -- CMD",
         )
-    report = diagnose(_inputs(args, log, params, args.gguf))
+    inputs = _inputs(args, log, params, args.gguf)
+    _started(args, inputs)
+    report = diagnose(inputs)
     return finish(args, report)
 
 
@@ -160,12 +182,15 @@ def cmd_run(args: argparse.Namespace, command: list[str]) -> int:
     _check_memory(args)
     log_path = settings.reports_dir / "doctor-run.log"
     LOG.info(f"doctor run: {' '.join(command)} (timeout {args.timeout:.0f} s, output -> {log_path})")
-    result = run_command(command, log_path, timeout=args.timeout)
     gguf = args.gguf or (model if model is not None and model.is_file() else None)
-    report = diagnose(_inputs(args, log_path, params, gguf))
-    extra = run_findings(result)
+    inputs = _inputs(args, log_path, params, gguf)
+    _started(args, inputs)
+    result = run_command(command, log_path, timeout=args.timeout)
+    report = diagnose(inputs)
+    extra = [] if result.interrupted else run_findings(result)
     from .findings import sort_findings
 
+    stopped = result.interrupted and report.complete
     report = DoctorReport(
         findings=sort_findings([*report.findings, *extra]),
         inputs=report.inputs,
@@ -175,7 +200,12 @@ def cmd_run(args: argparse.Namespace, command: list[str]) -> int:
         system=report.system,
         build=report.build,
         run=result,
-        notes=report.notes,
+        notes=(
+            *report.notes,
+            *(["interrupted (Ctrl-C) during the run: the log is its output so far"] if stopped else []),
+        ),
+        complete=report.complete and not result.interrupted,
+        interrupted_during="run" if stopped else report.interrupted_during,
     )
     return finish(args, report)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..errors import GGUFError, UsageError
+from ..log import LOG
 from .build_check import check_build
 from .classify import LogScan, RunParams, classify_stream
 from .files import open_regular
@@ -54,6 +55,7 @@ def _read_log(
     path: Path, params: RunParams, observed_by: ObservedBy, stdin: BinaryIO | None
 ) -> tuple[LogScan, list[Finding]]:
     if str(path) == "-":
+        LOG.info("doctor: reading the log from stdin (end it with Ctrl-D; Ctrl-C stops)")
         return classify_stream(stdin or sys.stdin.buffer, source="-", params=params, observed_by=observed_by)
     with open_regular(path, UsageError, "log", "give the log file (or - for stdin)") as fh:
         return classify_stream(fh, source=str(path), params=params, observed_by=observed_by)
@@ -78,13 +80,46 @@ def _working_set(scan: LogScan | None, notes: list[str]) -> int | None:
 
 
 def diagnose(inputs: DoctorInputs, *, stdin: BinaryIO | None = None) -> DoctorReport:
+    """The report. On Ctrl-C: the report of the stages done, ``complete=False`` and the stage
+    that was cut short in ``interrupted_during`` (the caller writes it, then exits 130)."""
     findings: list[Finding] = []
     notes: list[str] = []
-    scan = gguf_info = mem_plan = status = build = None
-    params = inputs.params
+    state: dict[str, Any] = {}
+    complete, stage = True, ""
+    try:
+        _stages(inputs, stdin, findings, notes, inputs.params, state)
+    except KeyboardInterrupt:
+        complete, stage = False, str(state.get("stage", ""))
+        notes.append(f"interrupted (Ctrl-C) while checking the {stage}: this report is incomplete")
+    gguf_info = state.get("gguf")
+    return DoctorReport(
+        findings=sort_findings(findings),
+        inputs=inputs_record(inputs),
+        log=state.get("scan"),
+        gguf=gguf_summary(gguf_info) if gguf_info else None,
+        memory=state.get("memory"),
+        system=state.get("system"),
+        build=state.get("build"),
+        notes=tuple(notes),
+        complete=complete,
+        interrupted_during=stage,
+    )
 
+
+def _stages(
+    inputs: DoctorInputs,
+    stdin: BinaryIO | None,
+    findings: list[Finding],
+    notes: list[str],
+    params: RunParams,
+    state: dict[str, Any],
+) -> None:
+    """Run the checks in order; what each produced goes into ``state`` as soon as it is done."""
+    scan = None
     if inputs.log is not None:
+        state["stage"] = "log"
         scan, found = _read_log(inputs.log, params, inputs.observed_by_log, stdin)
+        state["scan"] = scan
         findings += found
         if scan.empty:
             notes.append(f"the log {scan.source} is empty: nothing to classify")
@@ -92,6 +127,7 @@ def diagnose(inputs: DoctorInputs, *, stdin: BinaryIO | None = None) -> DoctorRe
             notes.append(f"the log {scan.source} looks like binary data, not text: read it as text anyway")
 
     if inputs.gguf is not None:
+        state["stage"] = "gguf"
         try:
             archs = known_architectures(inputs.tree) if inputs.tree else frozenset()
             check = check_gguf(inputs.gguf, known_archs=archs)
@@ -99,33 +135,24 @@ def diagnose(inputs: DoctorInputs, *, stdin: BinaryIO | None = None) -> DoctorRe
             raise GGUFError(
                 f"cannot read the GGUF {inputs.gguf}: {exc.strerror or exc}", "check the path and permissions"
             ) from exc
-        gguf_info = check.info
+        gguf_info = state["gguf"] = check.info
         findings += check.findings
         if not check.findings or all(f.class_id != "gguf-format" for f in check.findings):
-            mem_plan = _plan(gguf_info, inputs, scan, notes)
+            mem_plan = state["memory"] = _plan(gguf_info, inputs, scan, notes)
             if mem_plan is not None:
                 findings += plan_findings(mem_plan, observed_by="gguf")
 
     if inputs.build is not None:
-        build, found = check_build(inputs.build, inputs.profile)
+        state["stage"] = "build"
+        state["build"], found = check_build(inputs.build, inputs.profile)
         findings += found
 
     if inputs.system:
-        status = probe()
+        state["stage"] = "system"
+        status = state["system"] = probe()
         if not status.available:
             notes.append(f"memory pressure / other GPU users: {status.reason}")
         findings += system_findings(status)
-
-    return DoctorReport(
-        findings=sort_findings(findings),
-        inputs=_inputs_record(inputs),
-        log=scan,
-        gguf=gguf_summary(gguf_info) if gguf_info else None,
-        memory=mem_plan,
-        system=status,
-        build=build,
-        notes=tuple(notes),
-    )
 
 
 def _plan(info: GGUFInfo, inputs: DoctorInputs, scan: LogScan | None, notes: list[str]) -> Any:
@@ -158,7 +185,7 @@ def _plan(info: GGUFInfo, inputs: DoctorInputs, scan: LogScan | None, notes: lis
     )
 
 
-def _inputs_record(inputs: DoctorInputs) -> dict[str, Any]:
+def inputs_record(inputs: DoctorInputs) -> dict[str, Any]:
     from ..records import to_jsonable
 
     data = to_jsonable(replace(inputs))

@@ -30,6 +30,7 @@ class RunResult:
     timed_out: bool
     seconds: float
     log_path: Path
+    interrupted: bool = False  # Ctrl-C: the command was stopped; the log holds its output so far
 
 
 def run_command(command: Sequence[str], log_path: Path, timeout: float | None = None) -> RunResult:
@@ -39,7 +40,7 @@ def run_command(command: Sequence[str], log_path: Path, timeout: float | None = 
         )
     log_path.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    timed_out = False
+    timed_out = interrupted = False
     with log_path.open("wb") as log:
         try:
             proc = subprocess.Popen(
@@ -58,11 +59,16 @@ def run_command(command: Sequence[str], log_path: Path, timeout: float | None = 
         except subprocess.TimeoutExpired:
             timed_out = True
             stop_group(proc)
+        except KeyboardInterrupt:
+            interrupted = True
+            stop_group(proc)
         except BaseException:
             stop_group(proc)
             raise
     code = proc.wait()
-    return RunResult(tuple(command), code, signal_name(code), timed_out, time.monotonic() - start, log_path)
+    return RunResult(
+        tuple(command), code, signal_name(code), timed_out, time.monotonic() - start, log_path, interrupted
+    )
 
 
 def run_findings(result: RunResult, observed_by: ObservedBy = "log") -> list[Finding]:
