@@ -347,3 +347,34 @@ def test_ctrl_c_writes_a_partial_report(settings: Settings) -> None:
     assert data["complete"] is False and data["interrupted_during"] == "log"
     assert "Traceback" not in "".join(lines)
     assert any("incomplete" in line for line in lines)
+
+
+# --- doctor run: a flooding command's log is capped, and still classified ------------------------
+FLOOD = """
+import sys
+out = sys.stdout.buffer
+out.write(b"ggml_metal_graph_compute: command buffer 0 failed with status 5\\n")
+line = b"x" * 1023 + b"\\n"
+for _ in range(300 * 1024):  # 300 MiB
+    out.write(line)
+out.write(b"GGML_ASSERT(ne00 % 32 == 0) failed\\n")
+"""
+
+
+def test_run_log_of_a_flooding_command_is_capped(cli: Cli, fault: Fault, settings: Settings) -> None:
+    start = time.monotonic()
+    result = cli("doctor", "--no-system", "run", "--timeout", "300", "--", sys.executable, "-c", FLOOD)
+    fault(result, 60, started=start, bound=240)
+    log = settings.work_dir / "reports" / "doctor-run.log"
+    assert log.stat().st_size <= 17 << 20
+    data = _report(settings)
+    assert data["run"]["output_bytes"] > 300 << 20
+    cut = data["run"]["cut_bytes"]
+    assert cut > 280 << 20
+    with log.open("rb") as fh:
+        assert fh.read(64).startswith(b"ggml_metal_graph_compute: command buffer 0 failed")
+        fh.seek(-200, os.SEEK_END)
+        assert fh.read().endswith(b"GGML_ASSERT(ne00 % 32 == 0) failed\n")
+    assert f"[doctor: {cut} bytes of output cut here".encode() in log.read_bytes()
+    classes = {f["class_id"] for f in data["findings"]}
+    assert {"gpu-command-buffer", "crash"} <= classes  # from the head and from the tail
