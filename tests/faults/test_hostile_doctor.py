@@ -378,3 +378,59 @@ def test_run_log_of_a_flooding_command_is_capped(cli: Cli, fault: Fault, setting
     assert f"[doctor: {cut} bytes of output cut here".encode() in log.read_bytes()
     classes = {f["class_id"] for f in data["findings"]}
     assert {"gpu-command-buffer", "crash"} <= classes  # from the head and from the tail
+
+
+def test_ctrl_c_during_doctor_run_stops_the_command_and_writes_a_partial_report(
+    settings: Settings, tmp_path: Path
+) -> None:
+    import signal
+    import threading
+
+    fifo = tmp_path / "hold"
+    os.mkfifo(fifo)
+    # the command says hello, then blocks reading the FIFO until the test writes (it never does)
+    child = f"print('load_tensors: offloaded 1/2 layers to GPU', flush=True); open({str(fifo)!r}).read()"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
+    env.pop("GITHUB_ACTIONS", None)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "toolchain",
+            "doctor",
+            "--no-system",
+            "run",
+            "--",
+            sys.executable,
+            "-c",
+            child,
+        ],
+        cwd=settings.project_root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    opened: list[int] = []
+    # opening the FIFO for writing returns once the command has opened it for reading
+    rendezvous = threading.Thread(target=lambda: opened.append(os.open(fifo, os.O_WRONLY)), daemon=True)
+    rendezvous.start()
+    try:
+        rendezvous.join(timeout=120)
+        assert opened, "the command never started"
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 130, stderr
+    finally:
+        proc.kill()
+        proc.wait()
+        for fd in opened:
+            os.close(fd)
+    assert "Traceback" not in stderr
+    data = _report(settings)
+    assert data["complete"] is False and data["interrupted_during"] == "run"
+    assert data["run"]["interrupted"] is True
+    log = (settings.work_dir / "reports" / "doctor-run.log").read_text()
+    assert log.startswith("load_tensors: offloaded 1/2 layers to GPU")
+    left = subprocess.run(["pgrep", "-f", str(fifo)], capture_output=True, text=True).stdout.split()
+    assert not left, f"the command was left behind: {left}"
