@@ -77,9 +77,9 @@ def test_bad_input_gets_typed_errors(doctor_cli: Callable[..., int], tmp_path: P
     assert doctor_cli(str(tmp_path)) == 2  # a directory
     assert doctor_cli("--gguf", str(tmp_path / "missing.gguf")) == 42  # GGUFError
     assert doctor_cli() == 2  # nothing to diagnose
-    assert (
-        doctor_cli(str(LOGS / "healthy-metal.log"), "--memory", "lots", "--gguf", str(tmp_path / "x")) == 42
-    )
+    # arguments are checked before any file is read: a bad --memory is a usage error (2) even
+    # with a missing GGUF
+    assert doctor_cli(str(LOGS / "healthy-metal.log"), "--memory", "lots", "--gguf", str(tmp_path / "x")) == 2
     assert doctor_cli(str(LOGS / "healthy-metal.log"), "--bogus") == 2
 
 

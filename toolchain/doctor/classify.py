@@ -272,7 +272,9 @@ def findings_from_hits(
         if not reasons:
             lead = symptoms[0] if symptoms else observations[0]
             example = kept[lead.id][0].text if kept[lead.id] else lead.id
-            reasons = [f"{total} matching line(s), e.g. {example[:160]!r}"]
+            # the line itself (not its repr): JSON keeps it exact, the console neutralises escapes
+            quoted = example if len(example) <= 160 else f"{example[:160]}…"
+            reasons = [f"{total} matching line(s), e.g. “{quoted}”"]
         out.append(
             Finding(
                 class_id=cls.id,

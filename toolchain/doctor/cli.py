@@ -12,13 +12,14 @@ import json
 from pathlib import Path
 
 from ..cli import common_options, settings_from
-from ..errors import DoctorFindingsError, UsageError
+from ..errors import DoctorFindingsError, InterruptedError_, UsageError
 from ..log import LOG
 from ..records import SCHEMA_VERSION, to_jsonable, write_report
 from .classify import RunParams
-from .diagnose import DoctorInputs, diagnose
+from .diagnose import DoctorInputs, diagnose, inputs_record
 from .findings import DoctorReport, Finding
-from .memory import gib
+from .memory import gib, parse_size
+from .params import run_params
 from .run import params_from_command, run_command, run_findings
 
 REPORT_KIND = "doctor"
@@ -26,15 +27,22 @@ DEFAULT_RUN_TIMEOUT = 1800.0
 
 
 def _params(args: argparse.Namespace, base: RunParams | None = None) -> RunParams:
+    """doctor's own run options (checked: UsageError naming the option), over ``base``."""
     base = base or RunParams()
+    given = run_params(ctx=args.ctx, ngl=args.ngl, ub=args.ub, ctk=args.ctk, ctv=args.ctv)
     return RunParams(
-        n_ctx=args.ctx if args.ctx is not None else base.n_ctx,
-        n_gpu_layers=args.ngl if args.ngl is not None else base.n_gpu_layers,
-        cache_type_k=args.ctk or base.cache_type_k,
-        cache_type_v=args.ctv or base.cache_type_v,
-        n_ubatch=args.ub if args.ub is not None else base.n_ubatch,
+        n_ctx=given.n_ctx if args.ctx is not None else base.n_ctx,
+        n_gpu_layers=given.n_gpu_layers if args.ngl is not None else base.n_gpu_layers,
+        cache_type_k=given.cache_type_k or base.cache_type_k,
+        cache_type_v=given.cache_type_v or base.cache_type_v,
+        n_ubatch=given.n_ubatch if args.ub is not None else base.n_ubatch,
         flash_attn=True if args.fa else base.flash_attn,
     )
+
+
+def _check_memory(args: argparse.Namespace) -> None:
+    if args.memory is not None:
+        parse_size(args.memory)  # UsageError naming --memory, before anything is read
 
 
 def _print_finding(f: Finding) -> None:
@@ -72,11 +80,31 @@ def print_report(report: DoctorReport) -> None:
         LOG.ok("doctor: no problem found")
 
 
+def _started(args: argparse.Namespace, inputs: DoctorInputs) -> None:
+    """Replace the previous run's doctor.json at once: until this run ends (or if it is killed),
+    the report says it is incomplete."""
+    settings = settings_from(args)
+    placeholder = DoctorReport(
+        findings=(),
+        inputs=inputs_record(inputs),
+        notes=("doctor is running (or was killed): no result yet",),
+        complete=False,
+        interrupted_during="start",
+    )
+    write_report(settings.reports_dir / "doctor.json", REPORT_KIND, placeholder)
+
+
 def finish(args: argparse.Namespace, report: DoctorReport) -> int:
     settings = settings_from(args)
     path = write_report(settings.reports_dir / "doctor.json", REPORT_KIND, report)
     print_report(report)
     LOG.info(f"report: {path}")
+    if not report.complete:
+        raise InterruptedError_(
+            f"interrupted while checking the {report.interrupted_during}: {path} is incomplete "
+            "(complete: false; the findings are those of the checks done)",
+            "run doctor again and let it finish",
+        )
     if args.json:
         print(
             json.dumps(
@@ -134,26 +162,35 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     if args.target == "run":
         return cmd_run(args, command)
     log = Path(args.target) if args.target else None
+    params = _params(args)
+    _check_memory(args)
     if log is None and args.gguf is None and args.build is None and args.ctx is None:
         raise UsageError(
             "nothing to diagnose",
             "give a log (or - for stdin), --gguf MODEL, --build PATH, or doctor run -- CMD",
         )
-    report = diagnose(_inputs(args, log, _params(args), args.gguf))
+    inputs = _inputs(args, log, params, args.gguf)
+    _started(args, inputs)
+    report = diagnose(inputs)
     return finish(args, report)
 
 
 def cmd_run(args: argparse.Namespace, command: list[str]) -> int:
     settings = settings_from(args)
     base, model = params_from_command(command)
+    params = _params(args, base)
+    _check_memory(args)
     log_path = settings.reports_dir / "doctor-run.log"
     LOG.info(f"doctor run: {' '.join(command)} (timeout {args.timeout:.0f} s, output -> {log_path})")
-    result = run_command(command, log_path, timeout=args.timeout)
     gguf = args.gguf or (model if model is not None and model.is_file() else None)
-    report = diagnose(_inputs(args, log_path, _params(args, base), gguf))
-    extra = run_findings(result)
+    inputs = _inputs(args, log_path, params, gguf)
+    _started(args, inputs)
+    result = run_command(command, log_path, timeout=args.timeout)
+    report = diagnose(inputs)
+    extra = [] if result.interrupted else run_findings(result)
     from .findings import sort_findings
 
+    stopped = result.interrupted and report.complete
     report = DoctorReport(
         findings=sort_findings([*report.findings, *extra]),
         inputs=report.inputs,
@@ -163,26 +200,27 @@ def cmd_run(args: argparse.Namespace, command: list[str]) -> int:
         system=report.system,
         build=report.build,
         run=result,
-        notes=report.notes,
+        notes=(
+            *report.notes,
+            *(["interrupted (Ctrl-C) during the run: the log is its output so far"] if stopped else []),
+        ),
+        complete=report.complete and not result.interrupted,
+        interrupted_during="run" if stopped else report.interrupted_during,
     )
     return finish(args, report)
 
 
 def _options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gguf", type=Path, metavar="PATH", help="check this GGUF and plan its memory")
-    run_params = p.add_argument_group("the run's parameters (as llama.cpp takes them)")
-    run_params.add_argument("-c", "--ctx-size", dest="ctx", type=int, metavar="N", help="context size")
-    run_params.add_argument(
-        "-ngl", "--gpu-layers", dest="ngl", type=int, metavar="N", help="layers on the GPU"
+    group = p.add_argument_group("the run's parameters (as llama.cpp takes them)")
+    group.add_argument("-c", "--ctx-size", dest="ctx", metavar="N", help="context size (0: the model's)")
+    group.add_argument(
+        "-ngl", "--gpu-layers", dest="ngl", metavar="N", help="layers on the GPU (or auto, all)"
     )
-    run_params.add_argument(
-        "-ctk", "--cache-type-k", dest="ctk", metavar="T", help="K cache type (f16, q8_0, …)"
-    )
-    run_params.add_argument("-ctv", "--cache-type-v", dest="ctv", metavar="T", help="V cache type")
-    run_params.add_argument(
-        "-ub", "--ubatch-size", dest="ub", type=int, metavar="N", help="physical batch size"
-    )
-    run_params.add_argument("-fa", "--flash-attn", dest="fa", action="store_true", help="flash attention on")
+    group.add_argument("-ctk", "--cache-type-k", dest="ctk", metavar="T", help="K cache type (f16, q8_0, …)")
+    group.add_argument("-ctv", "--cache-type-v", dest="ctv", metavar="T", help="V cache type")
+    group.add_argument("-ub", "--ubatch-size", dest="ub", metavar="N", help="physical batch size")
+    group.add_argument("-fa", "--flash-attn", dest="fa", action="store_true", help="flash attention on")
     p.add_argument(
         "--memory", metavar="SIZE", help="machine memory, e.g. 64GiB (default: probe this machine)"
     )

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..errors import GGUFError, UsageError
+from ..log import LOG
 from .build_check import check_build
-from .classify import LogScan, RunParams, classify_log, classify_stream
+from .classify import LogScan, RunParams, classify_stream
+from .files import open_regular
 from .findings import DoctorReport, Finding, ObservedBy, sort_findings
 from .gguf_check import GGUFInfo, check_gguf, known_architectures
 from .memory import machine_memory, parse_size, plan, plan_findings, shape_from_gguf
@@ -51,32 +55,71 @@ def _read_log(
     path: Path, params: RunParams, observed_by: ObservedBy, stdin: BinaryIO | None
 ) -> tuple[LogScan, list[Finding]]:
     if str(path) == "-":
+        LOG.info("doctor: reading the log from stdin (end it with Ctrl-D; Ctrl-C stops)")
         return classify_stream(stdin or sys.stdin.buffer, source="-", params=params, observed_by=observed_by)
-    try:
-        return classify_log(path, params=params, observed_by=observed_by)
-    except IsADirectoryError as exc:
-        raise UsageError(f"{path} is a directory, not a log", "give the log file (or - for stdin)") from exc
-    except OSError as exc:
-        raise UsageError(
-            f"cannot read the log {path}: {exc.strerror or exc}", "check the path and permissions"
-        ) from exc
+    with open_regular(path, UsageError, "log", "give the log file (or - for stdin)") as fh:
+        return classify_stream(fh, source=str(path), params=params, observed_by=observed_by)
 
 
-def _working_set(scan: LogScan | None) -> int | None:
+_MB_VALUE = re.compile(r"\d{1,15}(?:\.\d{1,6})?")
+
+
+def _working_set(scan: LogScan | None, notes: list[str]) -> int | None:
+    """The device's recommendedMaxWorkingSetSize from the log (llama.cpp prints MB = 1e6 bytes);
+    None, with a note, when the log's value is not a plausible number."""
     if scan is None:
         return None
     value = scan.fact("memory.recommended-working-set")
-    return int(float(value) * 1e6) if value else None  # llama.cpp prints it in MB (1e6)
+    if not value:
+        return None
+    if not _MB_VALUE.fullmatch(value):
+        shown = value if len(value) <= 24 else f"{value[:12]}… ({len(value)} characters)"
+        notes.append(f"recommendedMaxWorkingSetSize = {shown} MB in the log is not a size: ignored")
+        return None
+    return int(Fraction(value) * 1_000_000)
 
 
 def diagnose(inputs: DoctorInputs, *, stdin: BinaryIO | None = None) -> DoctorReport:
+    """The report. On Ctrl-C: the report of the stages done, ``complete=False`` and the stage
+    that was cut short in ``interrupted_during`` (the caller writes it, then exits 130)."""
     findings: list[Finding] = []
     notes: list[str] = []
-    scan = gguf_info = mem_plan = status = build = None
-    params = inputs.params
+    state: dict[str, Any] = {}
+    complete, stage = True, ""
+    try:
+        _stages(inputs, stdin, findings, notes, inputs.params, state)
+    except KeyboardInterrupt:
+        complete, stage = False, str(state.get("stage", ""))
+        notes.append(f"interrupted (Ctrl-C) while checking the {stage}: this report is incomplete")
+    gguf_info = state.get("gguf")
+    return DoctorReport(
+        findings=sort_findings(findings),
+        inputs=inputs_record(inputs),
+        log=state.get("scan"),
+        gguf=gguf_summary(gguf_info) if gguf_info else None,
+        memory=state.get("memory"),
+        system=state.get("system"),
+        build=state.get("build"),
+        notes=tuple(notes),
+        complete=complete,
+        interrupted_during=stage,
+    )
 
+
+def _stages(
+    inputs: DoctorInputs,
+    stdin: BinaryIO | None,
+    findings: list[Finding],
+    notes: list[str],
+    params: RunParams,
+    state: dict[str, Any],
+) -> None:
+    """Run the checks in order; what each produced goes into ``state`` as soon as it is done."""
+    scan = None
     if inputs.log is not None:
+        state["stage"] = "log"
         scan, found = _read_log(inputs.log, params, inputs.observed_by_log, stdin)
+        state["scan"] = scan
         findings += found
         if scan.empty:
             notes.append(f"the log {scan.source} is empty: nothing to classify")
@@ -84,6 +127,7 @@ def diagnose(inputs: DoctorInputs, *, stdin: BinaryIO | None = None) -> DoctorRe
             notes.append(f"the log {scan.source} looks like binary data, not text: read it as text anyway")
 
     if inputs.gguf is not None:
+        state["stage"] = "gguf"
         try:
             archs = known_architectures(inputs.tree) if inputs.tree else frozenset()
             check = check_gguf(inputs.gguf, known_archs=archs)
@@ -91,33 +135,24 @@ def diagnose(inputs: DoctorInputs, *, stdin: BinaryIO | None = None) -> DoctorRe
             raise GGUFError(
                 f"cannot read the GGUF {inputs.gguf}: {exc.strerror or exc}", "check the path and permissions"
             ) from exc
-        gguf_info = check.info
+        gguf_info = state["gguf"] = check.info
         findings += check.findings
         if not check.findings or all(f.class_id != "gguf-format" for f in check.findings):
-            mem_plan = _plan(gguf_info, inputs, scan, notes)
+            mem_plan = state["memory"] = _plan(gguf_info, inputs, scan, notes)
             if mem_plan is not None:
                 findings += plan_findings(mem_plan, observed_by="gguf")
 
     if inputs.build is not None:
-        build, found = check_build(inputs.build, inputs.profile)
+        state["stage"] = "build"
+        state["build"], found = check_build(inputs.build, inputs.profile)
         findings += found
 
     if inputs.system:
-        status = probe()
+        state["stage"] = "system"
+        status = state["system"] = probe()
         if not status.available:
             notes.append(f"memory pressure / other GPU users: {status.reason}")
         findings += system_findings(status)
-
-    return DoctorReport(
-        findings=sort_findings(findings),
-        inputs=_inputs_record(inputs),
-        log=scan,
-        gguf=gguf_summary(gguf_info) if gguf_info else None,
-        memory=mem_plan,
-        system=status,
-        build=build,
-        notes=tuple(notes),
-    )
 
 
 def _plan(info: GGUFInfo, inputs: DoctorInputs, scan: LogScan | None, notes: list[str]) -> Any:
@@ -141,7 +176,7 @@ def _plan(info: GGUFInfo, inputs: DoctorInputs, scan: LogScan | None, notes: lis
         shape,
         memory,
         memory_source=source,
-        working_set_bytes=_working_set(scan),
+        working_set_bytes=_working_set(scan, notes),
         n_ctx=p.n_ctx,
         type_k=type_k,
         type_v=type_v,
@@ -150,7 +185,7 @@ def _plan(info: GGUFInfo, inputs: DoctorInputs, scan: LogScan | None, notes: lis
     )
 
 
-def _inputs_record(inputs: DoctorInputs) -> dict[str, Any]:
+def inputs_record(inputs: DoctorInputs) -> dict[str, Any]:
     from ..records import to_jsonable
 
     data = to_jsonable(replace(inputs))

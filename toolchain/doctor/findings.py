@@ -52,6 +52,11 @@ class DoctorReport:
     build: Any = None  # BuildCheck, if a build was checked
     run: Any = None  # RunResult, for `doctor run`
     notes: tuple[str, ...] = ()
+    # False while doctor runs (the report written at its start) and when it was interrupted
+    # (Ctrl-C): then the findings are those of the stages done, and ``interrupted_during`` names
+    # the stage that was cut short (log, gguf, build, system, run)
+    complete: bool = True
+    interrupted_during: str = ""
 
     @property
     def problems(self) -> tuple[Finding, ...]:

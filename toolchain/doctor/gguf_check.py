@@ -1,21 +1,25 @@
 """GGUF check: is the file a GGUF llama.cpp can read, complete, of an architecture the build knows?
 
-The ``gguf`` package's reader is used where it works; files it refuses (bad magic, GGUF v1, a
-version from the future, truncated data) are read with a small header parser here, which only
-ever reads the header, the key/value pairs and the tensor infos (bounded; never the data).
-Pre-GGUF files (ggml / ggmf / ggjt / ggla magics) are named as such.
+The header is read with a bounded parser here, which only ever reads the header, the key/value
+pairs and the tensor infos (never the data), within limits proportionate to what a real GGUF
+holds (``MAX_*`` below) and to the bytes the file has; it never recurses. Anything beyond is a
+``gguf-format`` finding, not an allocation. Pre-GGUF files (ggml / ggmf / ggjt / ggla magics)
+are named as such. Only regular files are opened (a FIFO or device is refused at once).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeGuard
 
+from ..errors import GGUFError
 from .catalog import BY_ID
+from .files import open_regular
 from .findings import Evidence, Finding, ObservedBy
 
 GGUF_MAGIC = b"GGUF"
@@ -28,9 +32,27 @@ PRE_GGUF_MAGICS: Mapping[bytes, str] = {
     b"algg": "ggla (pre-GGUF LoRA adapter)",
 }
 DEFAULT_ALIGNMENT = 32
-# Bounds for the header parser: a damaged file must not make it allocate gigabytes.
-MAX_STRING = 1 << 24
-MAX_COUNT = 1 << 24
+# Bounds of the header walk, proportionate to what a real GGUF holds: a 262k-token vocabulary
+# with its scores, types and merges is ~1M array elements and ~10 MB of header; models have a
+# few thousand tensors and fewer than 100 keys. A header beyond them is refused (a gguf-format
+# finding) before anything is allocated for it; every length is also checked against the bytes
+# the file has left, so a small file cannot claim a large header.
+MAX_HEADER_BYTES = 128 << 20  # key/value pairs + tensor infos
+MAX_STRING = 16 << 20  # one string (chat templates are kilobytes)
+MAX_KV = 1 << 16  # key/value pairs
+MAX_TENSORS = 1 << 17  # tensor infos
+MAX_ARRAY = 1 << 21  # elements of one array
+MAX_ARRAY_TOTAL = 1 << 22  # elements of all arrays together
+KEEP_ARRAY = 4096  # numeric arrays up to this length are kept (per-layer values); longer: their length
+MAX_DIMS = 4  # GGML_MAX_DIMS (gguf.cpp refuses more)
+LLAMA_MAX_LAYERS = 512  # src/llama-hparams.h: llama.cpp reads at most this many layers
+# Per-layer keys llama.cpp reads as "a value or an array of block_count values" (get_key_or_arr)
+PER_LAYER_KEYS = (
+    "feed_forward_length",
+    "attention.head_count",
+    "attention.head_count_kv",
+    "attention.sliding_window_pattern",
+)
 
 # GGUF value types (gguf.GGUFValueType): id -> struct format ("" = string / array)
 _SCALARS: Mapping[int, str] = {
@@ -46,10 +68,25 @@ _SCALARS: Mapping[int, str] = {
     11: "q",
     12: "d",
 }
-_STRING, _ARRAY = 8, 9
+_STRING, _ARRAY, _UINT32 = 8, 9, 4
+TYPE_NAMES: Mapping[int, str] = {
+    0: "UINT8",
+    1: "INT8",
+    2: "UINT16",
+    3: "INT16",
+    4: "UINT32",
+    5: "INT32",
+    6: "FLOAT32",
+    7: "BOOL",
+    8: "STRING",
+    9: "ARRAY",
+    10: "UINT64",
+    11: "INT64",
+    12: "FLOAT64",
+}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TensorInfo:
     name: str
     shape: tuple[int, ...]
@@ -111,48 +148,113 @@ def _tensor_bytes(shape: tuple[int, ...], ggml_type: int) -> int:
 
 
 class _Header:
-    """A bounded little/big-endian reader over the file's header."""
+    """A bounded little/big-endian reader over the file's header: every read is checked against
+    the bytes the file has left and against ``MAX_HEADER_BYTES``; nothing recurses."""
 
-    def __init__(self, fh: BinaryIO, endian: str, version: int) -> None:
-        self.fh, self.e, self.v = fh, endian, version
+    def __init__(self, fh: BinaryIO, endian: str, version: int, size: int) -> None:
+        self.fh, self.e, self.v, self.size = fh, endian, version, size
+        self.pos = fh.tell()
+        self.elements = 0  # array elements so far
+        self.types: dict[str, int] = {}  # key -> its value type (ARRAY for arrays)
+
+    def _check(self, n: int) -> None:
+        if n > self.size - self.pos:
+            raise EOFError("file ends inside the header")
+        if self.pos + n > MAX_HEADER_BYTES:
+            raise ValueError(
+                f"header larger than {MAX_HEADER_BYTES >> 20} MiB: more than a GGUF holds (refused)"
+            )
 
     def _read(self, n: int) -> bytes:
+        self._check(n)
         data = self.fh.read(n)
         if len(data) != n:
             raise EOFError("file ends inside the header")
+        self.pos += n
         return data
 
-    def scalar(self, fmt: str) -> Any:
-        size = struct.calcsize(fmt)
-        return struct.unpack(self.e + fmt, self._read(size))[0]
+    def _skip(self, n: int) -> None:
+        self._check(n)
+        self.fh.seek(n, 1)
+        self.pos += n
 
-    def count(self) -> int:
-        n = int(self.scalar("I" if self.v == 1 else "Q"))
-        if n > MAX_COUNT:
-            raise ValueError(f"count {n} is implausible (damaged header)")
+    def scalar(self, fmt: str) -> Any:
+        return struct.unpack(self.e + fmt, self._read(struct.calcsize(fmt)))[0]
+
+    def length(self) -> int:
+        return int(self.scalar("I" if self.v == 1 else "Q"))
+
+    def count(self, what: str, limit: int, min_bytes: int) -> int:
+        """A count of header items that take at least ``min_bytes`` each."""
+        n = self.length()
+        if n > limit:
+            raise ValueError(f"{n} {what}: more than a GGUF plausibly holds (limit {limit}; refused)")
+        if n * min_bytes > self.size - self.pos:
+            raise EOFError(f"header claims {n} {what}, the file cannot hold them (truncated or damaged)")
         return n
 
-    def string(self) -> str:
-        n = int(self.scalar("I" if self.v == 1 else "Q"))
+    def string(self, what: str = "string") -> str:
+        n = self.length()
         if n > MAX_STRING:
-            raise ValueError(f"string length {n} is implausible (damaged header)")
+            raise ValueError(f"{what} of {n} bytes: implausible (limit {MAX_STRING}; refused)")
         return self._read(n).decode("utf-8", "replace")
 
-    def value(self, vtype: int) -> Any:
+    def key_value(self) -> tuple[str, Any]:
+        key = self.string("key")
+        if key in self.types:
+            raise ValueError(f"duplicate key {key!r} (llama.cpp refuses the file)")
+        vtype = int(self.scalar("I"))
+        self.types[key] = vtype
         if vtype in _SCALARS:
-            return self.scalar(_SCALARS[vtype])
+            return key, self.scalar(_SCALARS[vtype])
         if vtype == _STRING:
-            return self.string()
+            return key, self.string(f"value of {key!r}")
         if vtype == _ARRAY:
-            item_type = int(self.scalar("I"))
-            n = self.count()
-            if item_type in _SCALARS:
-                fmt = _SCALARS[item_type]
-                raw = self._read(struct.calcsize(fmt) * n)
-                return list(struct.unpack(f"{self.e}{n}{fmt}", raw)) if n <= 4096 else _Len(n)
-            items = [self.value(item_type) for _ in range(n)]
-            return items if n <= 4096 else _Len(n)
-        raise ValueError(f"unknown GGUF value type {vtype}")
+            return key, self._array(key)
+        raise ValueError(f"key {key!r} has unknown GGUF value type {vtype}")
+
+    def _array(self, key: str) -> Any:
+        item_type = int(self.scalar("I"))
+        if item_type == _ARRAY:
+            raise ValueError(
+                f"key {key!r} is an array of arrays: llama.cpp's GGUF reader refuses nested arrays"
+            )
+        if item_type not in _SCALARS and item_type != _STRING:
+            raise ValueError(f"key {key!r}: array of unknown GGUF value type {item_type}")
+        width = struct.calcsize(_SCALARS[item_type]) if item_type in _SCALARS else 8
+        n = self.count(f"elements in the array {key!r}", MAX_ARRAY, width)
+        self.elements += n
+        if self.elements > MAX_ARRAY_TOTAL:
+            raise ValueError(
+                f"more than {MAX_ARRAY_TOTAL} array elements in the header: more than a GGUF holds (refused)"
+            )
+        if item_type == _STRING:  # never kept: skipped string by string
+            for _ in range(n):
+                size = self.length()
+                if size > MAX_STRING:
+                    raise ValueError(f"string of {size} bytes in {key!r}: implausible (refused)")
+                self._skip(size)
+            return _Len(n)
+        fmt = _SCALARS[item_type]
+        if n > KEEP_ARRAY:
+            self._skip(width * n)
+            return _Len(n)
+        return list(struct.unpack(f"{self.e}{n}{fmt}", self._read(width * n)))
+
+    def tensor(self, seen: set[str]) -> TensorInfo:
+        name = self.string("tensor name")
+        if name in seen:
+            raise ValueError(f"duplicate tensor name {name!r} (llama.cpp refuses the file)")
+        seen.add(name)
+        n_dims = int(self.scalar("I"))
+        if n_dims > MAX_DIMS:
+            raise ValueError(f"tensor {name!r} has {n_dims} dimensions, at most {MAX_DIMS} are possible")
+        dims = tuple(int(self.scalar("I" if self.v == 1 else "Q")) for _ in range(n_dims))
+        if any(d >= 1 << 63 for d in dims):
+            raise ValueError(f"tensor {name!r} has a negative dimension {dims}")
+        ggml_type = int(self.scalar("I"))
+        offset = int(self.scalar("Q"))
+        return TensorInfo(name, dims, ggml_type, offset, _tensor_bytes(dims, ggml_type))
 
 
 @dataclass(frozen=True)
@@ -165,17 +267,37 @@ def _flatten(key: str, value: Any, out: dict[str, Any]) -> None:
         out[f"len:{key}"] = value.n
     elif isinstance(value, list):
         out[f"len:{key}"] = len(value)
-        if len(value) <= 4096 and all(isinstance(v, int | float | bool) for v in value):
-            out[key] = tuple(value)
+        out[key] = tuple(value)
     else:
         out[key] = value
+
+
+def _alignment(h: _Header, meta: Mapping[str, Any]) -> int:
+    """general.alignment as llama.cpp takes it: a UINT32 power of two (default 32)."""
+    key = "general.alignment"
+    vtype = h.types.get(key)
+    if vtype is None:
+        return DEFAULT_ALIGNMENT
+    if vtype == _ARRAY:
+        raise ValueError(f"{key} is an array: llama.cpp requires one UINT32 value")
+    if vtype != _UINT32:
+        raise ValueError(f"{key} is {TYPE_NAMES.get(vtype, vtype)}: llama.cpp requires UINT32")
+    align = int(meta[key])
+    if align == 0 or align & (align - 1):
+        raise ValueError(f"{key} {align} is not a power of 2 (llama.cpp refuses the file)")
+    return align
 
 
 def _parse_header(path: Path, fh: BinaryIO, size: int, magic: bytes) -> GGUFInfo:
     raw_version = fh.read(4)
     if len(raw_version) < 4:
         return GGUFInfo(
-            path, size, "gguf", magic.decode("latin-1"), parse_error="file ends inside the header"
+            path,
+            size,
+            "gguf",
+            magic.decode("latin-1"),
+            reader="header",
+            parse_error="file ends inside the header",
         )
     endian = "<"
     version = struct.unpack("<I", raw_version)[0]
@@ -192,27 +314,21 @@ def _parse_header(path: Path, fh: BinaryIO, size: int, magic: bytes) -> GGUFInfo
     )
     if version not in (1, 2, 3):
         return GGUFInfo(**base)
-    h = _Header(fh, endian, version)
+    h = _Header(fh, endian, version, size)
     meta: dict[str, Any] = {}
     tensors: list[TensorInfo] = []
     n_tensors = n_kv = None
     try:
-        n_tensors, n_kv = h.count(), h.count()
+        n_tensors = h.count("tensors", MAX_TENSORS, 24)
+        n_kv = h.count("key/value pairs", MAX_KV, 13)
         for _ in range(n_kv):
-            key = h.string()
-            _flatten(key, h.value(int(h.scalar("I"))), meta)
+            key, value = h.key_value()
+            _flatten(key, value, meta)
+        seen: set[str] = set()
         for _ in range(n_tensors):
-            name = h.string()
-            n_dims = int(h.scalar("I"))
-            if n_dims > 8:
-                raise ValueError(f"tensor {name!r} has {n_dims} dimensions (damaged header)")
-            dims = tuple(int(h.scalar("I" if version == 1 else "Q")) for _ in range(n_dims))
-            ggml_type = int(h.scalar("I"))
-            offset = int(h.scalar("Q"))
-            tensors.append(TensorInfo(name, dims, ggml_type, offset, _tensor_bytes(dims, ggml_type)))
-        align = int(meta.get("general.alignment", DEFAULT_ALIGNMENT)) or DEFAULT_ALIGNMENT
-        pos = fh.tell()
-        data_offset = (pos + align - 1) // align * align
+            tensors.append(h.tensor(seen))
+        align = _alignment(h, meta)
+        data_offset = (h.pos + align - 1) // align * align
         return GGUFInfo(
             **base,
             tensor_count=n_tensors,
@@ -221,7 +337,7 @@ def _parse_header(path: Path, fh: BinaryIO, size: int, magic: bytes) -> GGUFInfo
             tensors=tuple(tensors),
             data_offset=data_offset,
         )
-    except (EOFError, ValueError, struct.error, UnicodeDecodeError) as exc:
+    except (EOFError, ValueError, struct.error) as exc:
         return GGUFInfo(
             **base,
             tensor_count=n_tensors,
@@ -232,55 +348,14 @@ def _parse_header(path: Path, fh: BinaryIO, size: int, magic: bytes) -> GGUFInfo
         )
 
 
-def _read_with_gguf(path: Path, size: int) -> GGUFInfo | None:
-    """The gguf package's reader; None when it cannot read the file (then the header parser does)."""
-    try:
-        from gguf import GGUFReader, GGUFValueType
-
-        reader = GGUFReader(path)
-        meta: dict[str, Any] = {}
-        for key, fld in reader.fields.items():
-            if key.startswith("GGUF."):
-                continue
-            if fld.types and fld.types[0] == GGUFValueType.ARRAY:
-                meta[f"len:{key}"] = len(fld.data)
-                if len(fld.data) <= 4096 and len(fld.types) > 1 and fld.types[1] != GGUFValueType.STRING:
-                    meta[key] = tuple(fld.contents())
-            else:
-                meta[key] = fld.contents()
-        tensors = tuple(
-            TensorInfo(
-                t.name,
-                tuple(int(d) for d in t.shape),
-                int(t.tensor_type),
-                int(t.data_offset) - int(reader.data_offset),
-                int(t.n_bytes),
-            )
-            for t in reader.tensors
-        )
-        version = int(reader.fields["GGUF.version"].parts[-1][0])
-        return GGUFInfo(
-            path=path,
-            file_size=size,
-            kind="gguf",
-            magic="GGUF",
-            version=version,
-            endianness="little" if reader.byte_order == "I" else "big",
-            tensor_count=len(tensors),
-            kv_count=len(meta),
-            metadata=meta,
-            tensors=tensors,
-            data_offset=int(reader.data_offset),
-            reader="gguf",
-        )
-    except Exception:  # any refusal of the reader means: parse the header ourselves
-        return None
-
-
 def read_gguf(path: Path) -> GGUFInfo:
-    """Read what can be read. OSError (missing, unreadable) propagates to the caller."""
-    size = path.stat().st_size
-    with path.open("rb") as fh:
+    """Read the header with the bounded parser; GGUFError when the file cannot be opened or is
+    not a regular file.
+
+    The gguf package's reader is not used on the file: it builds a numpy view per array
+    element (375 MB and 11 s for a 262k-token vocabulary, gigabytes for a hostile header)."""
+    with open_regular(path, GGUFError, "GGUF", "give the model file itself (a regular file)") as fh:
+        size = os.fstat(fh.fileno()).st_size
         magic = fh.read(4)
         if not magic:
             return GGUFInfo(path, size, "empty", "")
@@ -288,12 +363,7 @@ def read_gguf(path: Path) -> GGUFInfo:
             return GGUFInfo(path, size, "pre-gguf", magic.decode("latin-1"))
         if magic != GGUF_MAGIC:
             return GGUFInfo(path, size, "not-gguf", magic.decode("latin-1", "replace"))
-        header = _parse_header(path, fh, size, magic)
-    if header.version in SUPPORTED_VERSIONS and not header.parse_error:
-        expected = header.expected_size
-        if expected is None or expected <= size:
-            return _read_with_gguf(path, size) or header
-    return header
+        return _parse_header(path, fh, size, magic)
 
 
 def known_architectures(tree: Path) -> frozenset[str]:
@@ -344,7 +414,7 @@ def check_gguf(
     elif info.version not in SUPPORTED_VERSIONS:
         bad(f"GGUF version {info.version}: llama.cpp reads versions {SUPPORTED_VERSIONS}", where)
     elif info.parse_error:
-        bad(f"damaged or truncated header: {info.parse_error}", where)
+        bad(f"header refused (damaged, truncated or implausible): {info.parse_error}", where)
     else:
         expected = info.expected_size
         if expected is not None and expected > info.file_size:
@@ -379,22 +449,51 @@ def _consistency(info: GGUFInfo, known_archs: frozenset[str], observed_by: Obser
                 f"general.architecture = {arch}",
             )
         )
-    n_layer = info.metadata.get(f"{arch}.block_count")
-    if isinstance(n_layer, int) and info.tensors:
-        layers = {int(m.group(1)) for t in info.tensors if (m := re.match(r"blk\.(\d+)\.", t.name))}
-        if layers:
-            missing = sorted(set(range(n_layer)) - layers)
-            extra = sorted(i for i in layers if i >= n_layer)
-            if missing or extra:
-                out.append(
-                    _finding(
-                        "gguf-format",
-                        "error",
-                        0.8,
-                        f"tensors do not match {arch}.block_count = {n_layer}: "
-                        f"layers without tensors {missing[:8]}, layers beyond the count {extra[:8]}",
-                        observed_by,
-                        f"{len(info.tensors)} tensors",
-                    )
-                )
+    out.extend(_layers(info, arch, observed_by))
+    return out
+
+
+def is_count(value: Any) -> TypeGuard[int]:
+    """An integer metadata value (bool is not one)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _layers(info: GGUFInfo, arch: str, observed_by: ObservedBy) -> list[Finding]:
+    """block_count against what the file holds (so per-layer work is bounded by the file), the
+    per-layer arrays against block_count, and the layers' tensors against both."""
+    meta = info.metadata
+    key = f"{arch}.block_count"
+    n_layer = meta.get(key)
+    if n_layer is None and f"len:{key}" not in meta:
+        return []
+
+    def bad(summary: str, conf: float = 0.9) -> list[Finding]:
+        return [_finding("gguf-format", "error", conf, summary, observed_by, f"{len(info.tensors)} tensors")]
+
+    if not is_count(n_layer):
+        shown = "an array" if f"len:{key}" in meta else f"{n_layer!r}"
+        return bad(f"{key} is {shown}, not a layer count (llama.cpp refuses the model)")
+    if n_layer <= 0 or n_layer > LLAMA_MAX_LAYERS:
+        return bad(f"{key} = {n_layer}: llama.cpp reads 1 to {LLAMA_MAX_LAYERS} layers")
+    if n_layer > len(info.tensors):
+        return bad(
+            f"{key} = {n_layer}: more layers than the file has tensors ({len(info.tensors)}): "
+            "a damaged or forged header"
+        )
+    out: list[Finding] = []
+    for suffix in PER_LAYER_KEYS:
+        name = f"{arch}.{suffix}"
+        length = meta.get(f"len:{name}")
+        if length is not None and length != n_layer:
+            out += bad(f"key {name} has wrong array length; expected {n_layer}, got {length}")
+    layers = {int(m.group(1)) for t in info.tensors if (m := re.match(r"blk\.(\d+)\.", t.name))}
+    if layers:
+        missing = sorted(set(range(n_layer)) - layers)
+        extra = sorted(i for i in layers if i >= n_layer)
+        if missing or extra:
+            out += bad(
+                f"tensors do not match {key} = {n_layer}: "
+                f"layers without tensors {missing[:8]}, layers beyond the count {extra[:8]}",
+                0.8,
+            )
     return out

@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 import subprocess
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from ..errors import UsageError
 from ..profiles import PlatformInfo, current_platform
 from .catalog import BY_ID
 from .findings import Evidence, Finding, ObservedBy
-from .gguf_check import GGUFInfo
+from .gguf_check import LLAMA_MAX_LAYERS, GGUFInfo, is_count
 from .platform_data import MEMORY_PROBES
 
 BUDGET_FRACTION = 0.70
@@ -266,16 +267,24 @@ def plan(
 
 
 # --- inputs --------------------------------------------------------------------------------------
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"^\s*(\d{1,20}(?:\.\d{1,20})?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+MAX_MEMORY = 1 << 60  # 1 EiB: more is a typo, not a machine
 
 
-def parse_size(text: str) -> int:
-    """``64GiB``, ``64G``, ``64GB`` (memory sizes are binary: all three are 64 x 2^30), ``512M``, bytes."""
+def parse_size(text: str, option: str = "--memory") -> int:
+    """``64GiB``, ``64G``, ``64GB`` (memory sizes are binary: all three are 64 x 2^30), ``512M``, bytes.
+
+    UsageError naming ``option`` for anything else, zero, or more than ``MAX_MEMORY``."""
+    hint = "write it like 64GiB, 48G or 17179869184"
     m = _SIZE.match(text)
+    shown = repr(text) if len(text) <= 24 else f"{text[:12]!r}… ({len(text)} characters)"
     if not m:
-        raise UsageError(f"cannot read the size {text!r}", "write it like 64GiB, 48G or 17179869184")
+        raise UsageError(f"{option} {shown}: cannot read the size", hint)
     scale = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m.group(2).lower()]
-    return int(float(m.group(1)) * scale)
+    value = int(Fraction(m.group(1)) * scale)  # exact: no float overflow, no rounding
+    if not 0 < value <= MAX_MEMORY:
+        raise UsageError(f"{option} {shown}: out of range (1 byte to 1 EiB)", hint)
+    return value
 
 
 def parse_meminfo(text: str) -> int | None:
@@ -303,14 +312,35 @@ def machine_memory(plat: PlatformInfo | None = None) -> tuple[int, str] | None:
 
 
 def _meta_int(meta: dict[str, Any] | Any, key: str, default: int = 0) -> int:
+    """A non-negative integer value (the largest, for a per-layer array); UsageError otherwise."""
+    value = meta.get(key, default)
+    values = value if isinstance(value, tuple) else (value,)
+    if f"len:{key}" in meta and not isinstance(value, tuple):
+        raise UsageError(f"{key} is an array of {meta[f'len:{key}']} non-numbers: cannot plan memory")
+    if not values:
+        return default
+    if not all(is_count(v) and v >= 0 for v in values):
+        raise UsageError(f"{key} = {value!r} is not a count: cannot plan memory")
+    return int(max(values))
+
+
+def _per_layer(meta: dict[str, Any], key: str, n_layer: int, default: int) -> tuple[int, ...]:
     value = meta.get(key, default)
     if isinstance(value, tuple):
-        return int(max(value)) if value else default
-    return int(value) if isinstance(value, int | float) else default
+        if len(value) != n_layer:
+            raise UsageError(f"{key} has {len(value)} values for {n_layer} layers: cannot plan memory")
+        if not all(is_count(v) and v >= 0 for v in value):
+            raise UsageError(f"{key} holds values that are not counts: cannot plan memory")
+        return tuple(int(v) for v in value)
+    return (_meta_int(meta, key, default),) * n_layer
 
 
 def shape_from_gguf(info: GGUFInfo) -> ModelShape:
-    """The planner's model shape from GGUF metadata (llama.cpp's key names and defaults)."""
+    """The planner's model shape from GGUF metadata (llama.cpp's key names and defaults).
+
+    UsageError (the plan is skipped, said so) for metadata llama.cpp would not load: missing
+    or non-integer sizes, more layers than llama.cpp reads or than the file has tensors,
+    per-layer arrays of the wrong length."""
     meta = dict(info.metadata)
     arch = info.architecture
     if not arch:
@@ -322,8 +352,12 @@ def shape_from_gguf(info: GGUFInfo) -> ModelShape:
         raise UsageError(
             f"{info.path}: block_count / head_count / embedding_length missing: cannot plan memory"
         )
-    kv = meta.get(f"{arch}.attention.head_count_kv", n_head)
-    n_head_kv = tuple(int(x) for x in kv) if isinstance(kv, tuple) else (int(kv),) * n_layer
+    if n_layer > min(LLAMA_MAX_LAYERS, max(len(info.tensors), 1)):
+        raise UsageError(
+            f"{info.path}: block_count {n_layer} is more than llama.cpp reads ({LLAMA_MAX_LAYERS}) "
+            f"or the file has tensors ({len(info.tensors)}): cannot plan memory"
+        )
+    n_head_kv = _per_layer(meta, f"{arch}.attention.head_count_kv", n_layer, n_head)
     head_dim_k = _meta_int(meta, f"{arch}.attention.key_length", n_embd // n_head)
     head_dim_v = _meta_int(meta, f"{arch}.attention.value_length", n_embd // n_head)
     window = _meta_int(meta, f"{arch}.attention.sliding_window")
@@ -331,11 +365,14 @@ def shape_from_gguf(info: GGUFInfo) -> ModelShape:
     pattern = meta.get(f"{arch}.attention.sliding_window_pattern")
     if window:
         if isinstance(pattern, tuple):
+            if len(pattern) != n_layer:
+                raise UsageError(
+                    f"{arch}.attention.sliding_window_pattern has {len(pattern)} values for "
+                    f"{n_layer} layers: cannot plan memory"
+                )
             swa = tuple(bool(x) for x in pattern)
         else:
-            period = (
-                int(pattern) if isinstance(pattern, int) and pattern else SWA_PERIOD_DEFAULTS.get(arch, 0)
-            )
+            period = pattern if is_count(pattern) and pattern > 0 else SWA_PERIOD_DEFAULTS.get(arch, 0)
             if period:
                 swa = tuple((i % period) < period - 1 for i in range(n_layer))
     n_vocab = _meta_int(meta, f"{arch}.vocab_size") or _meta_int(meta, "len:tokenizer.ggml.tokens")

@@ -1,24 +1,36 @@
 """``doctor run -- CMD …``: run a llama.cpp command under a timeout, capture its output, then diagnose.
 
 The command is an argument list (never a shell string), in its own process group so that a
-timeout ends it and its children. stdout and stderr go straight to a log file (no pipe to drain,
-bounded memory whatever it prints); the exit status and signal are kept. The run's own
+timeout ends it and its children. stdout and stderr go to a log file, capped: the first and the
+last ``LOG_*_BYTES`` are kept, the middle cut with a line saying so (bounded disk and memory
+whatever it prints); the exit status and signal are kept. The run's own
 parameters (-m, -c, -ngl, -ctk, -ctv, -ub, -fa) are read from the command line for the planner.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from ..errors import UsageError
 from ..proc import signal_name, stop_group
 from .catalog import BY_ID
 from .classify import RunParams
 from .findings import Evidence, Finding, ObservedBy
+from .params import looks_numeric, run_params
+
+# The log `doctor run` keeps: the first and the last output of the command (a flooding command
+# prints gigabytes in seconds); the middle is cut, and the log says how much.
+LOG_HEAD_BYTES = 8 << 20
+LOG_TAIL_BYTES = 8 << 20
 
 
 @dataclass(frozen=True)
@@ -29,21 +41,70 @@ class RunResult:
     timed_out: bool
     seconds: float
     log_path: Path
+    interrupted: bool = False  # Ctrl-C: the command was stopped; the log holds its output so far
+    output_bytes: int = 0  # what the command printed
+    cut_bytes: int = 0  # left out of the log (its middle), said so in the log
 
 
-def run_command(command: Sequence[str], log_path: Path, timeout: float | None = None) -> RunResult:
+class _CappedLog:
+    """The command's output into the log file: the first ``head`` bytes as they come, the last
+    ``tail`` bytes in memory (written at the end, after a line saying how much was cut)."""
+
+    def __init__(self, log: BinaryIO, head: int, tail: int) -> None:
+        self.log, self.head, self.tail = log, head, tail
+        self.total = 0
+        self._ring: deque[bytes] = deque()
+        self._ring_bytes = 0
+
+    def write(self, chunk: bytes) -> None:
+        room = max(0, self.head - self.total)
+        self.total += len(chunk)
+        if room:
+            self.log.write(chunk[:room])
+            self.log.flush()
+            chunk = chunk[room:]
+        if chunk:
+            self._ring.append(chunk)
+            self._ring_bytes += len(chunk)
+            while self._ring_bytes - len(self._ring[0]) >= self.tail:
+                self._ring_bytes -= len(self._ring.popleft())
+
+    @property
+    def cut(self) -> int:
+        return max(0, self.total - self.head - min(self._ring_bytes, self.tail))
+
+    def close(self) -> None:
+        tail = b"".join(self._ring)[-self.tail :] if self._ring else b""
+        if self.cut:
+            self.log.write(
+                f"\n[doctor: {self.cut} bytes of output cut here; the log keeps the first "
+                f"{self.head} and the last {len(tail)} of {self.total}]\n".encode()
+            )
+        self.log.write(tail)
+        self.log.flush()
+
+
+def run_command(
+    command: Sequence[str],
+    log_path: Path,
+    timeout: float | None = None,
+    *,
+    head_bytes: int = LOG_HEAD_BYTES,
+    tail_bytes: int = LOG_TAIL_BYTES,
+) -> RunResult:
     if not command:
         raise UsageError(
             "doctor run needs a command", "llama-toolchain doctor run -- llama-cli -m MODEL -p hi"
         )
     log_path.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    timed_out = False
+    timed_out = interrupted = False
     with log_path.open("wb") as log:
+        capped = _CappedLog(log, head_bytes, tail_bytes)
         try:
             proc = subprocess.Popen(
                 list(command),
-                stdout=log,
+                stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
@@ -52,16 +113,45 @@ def run_command(command: Sequence[str], log_path: Path, timeout: float | None = 
             raise UsageError(
                 f"cannot run {command[0]!r}: {exc.strerror or exc}", "check the command's path"
             ) from exc
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+
+        def pump() -> None:  # a thread: the main thread keeps the timeout and Ctrl-C
+            while chunk := os.read(fd, 1 << 20):
+                capped.write(chunk)
+
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
             stop_group(proc)
+        except KeyboardInterrupt:
+            interrupted = True
+            stop_group(proc)
         except BaseException:
             stop_group(proc)
             raise
+        try:  # a grandchild may still hold the pipe: end the group, then stop reading
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        reader.join(timeout=10)
+        proc.stdout.close()
+        capped.close()
     code = proc.wait()
-    return RunResult(tuple(command), code, signal_name(code), timed_out, time.monotonic() - start, log_path)
+    return RunResult(
+        tuple(command),
+        code,
+        signal_name(code),
+        timed_out,
+        time.monotonic() - start,
+        log_path,
+        interrupted,
+        capped.total,
+        capped.cut,
+    )
 
 
 def run_findings(result: RunResult, observed_by: ObservedBy = "log") -> list[Finding]:
@@ -111,7 +201,8 @@ _FLAGS: dict[str, str] = {
 
 
 def params_from_command(command: Sequence[str]) -> tuple[RunParams, Path | None]:
-    """llama.cpp's own flags in the command -> (RunParams, model path). Unknown flags are ignored."""
+    """llama.cpp's own flags in the command -> (RunParams, model path). Unknown flags are ignored;
+    a value of a known one that llama.cpp would not take is a UsageError (see params.py)."""
     found: dict[str, str] = {}
     flash: bool | None = None
     args = list(command)
@@ -129,19 +220,19 @@ def params_from_command(command: Sequence[str]) -> tuple[RunParams, Path | None]
                 else True
             )
 
-    def num(key: str) -> int | None:
+    def number(key: str) -> str | None:
+        # not a number: another program's flag (`sh -c SCRIPT`), not llama.cpp's; ignored
         value = found.get(key, "")
-        if value in ("all", "auto"):
-            return 999 if key == "n_gpu_layers" else None
-        return int(value) if value.lstrip("-").isdigit() else None
+        return value if looks_numeric(key, value) else None
 
-    params = RunParams(
-        n_ctx=num("n_ctx"),
-        n_gpu_layers=num("n_gpu_layers"),
-        cache_type_k=found.get("cache_type_k") or None,
-        cache_type_v=found.get("cache_type_v") or None,
-        n_ubatch=num("n_ubatch"),
+    params = run_params(
+        ctx=number("n_ctx"),
+        ngl=number("n_gpu_layers"),
+        ub=number("n_ubatch"),
+        ctk=found.get("cache_type_k") or None,
+        ctv=found.get("cache_type_v") or None,
         flash_attn=flash,
+        where=" (in the command)",
     )
     model = Path(found["model"]) if found.get("model") else None
     return params, model
