@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import random
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -170,14 +169,11 @@ def test_one_gigabyte_log_streams_with_bounded_memory(tmp_path: Path) -> None:
         fh.write(b"llama_kv_cache: failed to allocate buffer for kv cache\n")
     assert path.stat().st_size >= target
     tracemalloc.start()
-    start = time.monotonic()
     scan, findings = classify_log(path)
-    seconds = time.monotonic() - start
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     path.unlink()
     assert peak < 64 << 20, f"peak {peak / 2**20:.0f} MiB"  # blocks of 4 MiB, never the file
-    assert seconds < 240, f"{seconds:.0f} s"
     assert {f.class_id for f in findings} == {"memory", "gpu-command-buffer"}
     gcb = next(f for f in findings if f.class_id == "gpu-command-buffer")
     assert gcb.evidence[0].line == middle_line
