@@ -1,0 +1,155 @@
+"""Hostile input to ``verify``, ``coverage --baseline`` and ``models --from-config`` (issue #14, part 3),
+through the command line, each with the common fault assertions (exit code, the problem named,
+the next step, nothing outside the work dir changed, no process left behind, a time bound)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+from toolchain.config import Settings
+
+TRACEBACK = "Traceback (most recent call last)"
+
+
+def _input_dir(settings: Settings, name: str) -> Path:
+    """A folder inside the work dir (so a runner left running there is found by ``fault``)."""
+    path = settings.work_dir / "input" / name
+    path.mkdir(parents=True)
+    return path
+
+
+def _c_program(dest: Path, body: str) -> Path:
+    """A stripped C program (what a release build's runner looks like to verify)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    src = dest.with_suffix(".c")
+    head = "".join(f"#include <{h}.h>\n" for h in ("fcntl", "signal", "stdio", "string", "unistd"))
+    src.write_text(head + "int main(void) {\n" + body + "\n}\n")
+    subprocess.run(["cc", "-O1", "-s", str(src), "-o", str(dest)], check=True)
+    src.unlink()
+    return dest
+
+
+# --- verify: nothing verified is not a pass; a crashing runner is a finding ---------------------------
+@pytest.mark.parametrize("sig", ["SIGILL", "SIGSEGV"])
+def test_verify_runner_killed_by_a_signal_is_a_finding(cli, fault, settings: Settings, sig: str) -> None:  # type: ignore[no-untyped-def]
+    """A stripped runner that dies with SIGILL (a -march=native build on another CPU) or SIGSEGV."""
+    build = _input_dir(settings, "build")
+    _c_program(build / "bin" / "llama-completion", f"kill(getpid(), {sig});\nreturn 0;")
+    start = time.monotonic()
+    done = cli("verify", str(build), "--profile", "cpu", "--timeout", "20")
+    fault(done, 30, sig, "runtime.help", started=start, bound=60)
+    assert "✓" not in done.stderr and TRACEBACK not in done.stderr
+
+
+def test_verify_of_a_program_that_is_no_build_is_not_a_pass(cli, fault, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    """`/bin/ls --no-runtime --profile blas`: every check unverifiable -> its own verdict, exit 31."""
+    start = time.monotonic()
+    done = cli("verify", shutil.which("ls") or "/bin/ls", "--no-runtime", "--profile", "blas")
+    fault(done, 31, "nothing could be verified", "registration", started=start, bound=60)
+    assert "✓" not in done.stderr and "carries the" not in done.stderr
+    report = json.loads((settings.reports_dir / "verify.json").read_text())
+    assert report["ok"] is False and report["verified"] is False
+
+
+def test_verify_truncated_elf_is_not_a_readable_binary(cli, fault, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    build = _input_dir(settings, "build")
+    runner = build / "bin" / "llama-completion"
+    runner.parent.mkdir()
+    runner.write_bytes((Path(shutil.which("ls") or "/bin/ls")).read_bytes()[:20])
+    runner.chmod(0o755)
+    start = time.monotonic()
+    done = cli("verify", str(build), "--profile", "cpu", "--timeout", "20")
+    fault(done, 30, "not a readable binary", "llama-completion", started=start, bound=60)
+    assert "stripped" not in done.stderr and TRACEBACK not in done.stderr
+
+
+# --- verify: bounded output and time ------------------------------------------------------------------
+def test_verify_runner_flooding_help_is_bounded(cli, fault, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    """A runner that writes without end (no newline) on --help: killed, named, peak memory <= 200 MB."""
+    build = _input_dir(settings, "build")
+    _c_program(
+        build / "bin" / "llama-completion",
+        "static char chunk[65536];\nmemset(chunk, 'x', sizeof chunk);\n"
+        "for (;;) if (write(1, chunk, sizeof chunk) < 0) return 1;",
+    )
+    wrapper = (
+        "import resource, subprocess, sys\n"
+        "done = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+        "sys.stdout.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n"
+        "sys.stderr.write(done.stderr)\n"
+        "sys.exit(done.returncode)\n"
+    )
+    env = {**os.environ, "TOOLCHAIN_CACHE": str(settings.cache_dir), "NO_COLOR": "1", "PYTHONPATH": str(ROOT)}
+    env.pop("GITHUB_ACTIONS", None)
+    start = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", wrapper, sys.executable, "-m", "toolchain", "verify", str(build)]
+        + ["--profile", "cpu", "--timeout", "120"],
+        cwd=settings.project_root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    fault(done, 30, "flood", "runtime.help", started=start, bound=120)
+    peak_kib = int(done.stdout)
+    assert peak_kib <= 200 * 1024, f"peak RSS {peak_kib / 1024:.0f} MiB"
+    logs = settings.reports_dir / "verify-logs"
+    assert sum(f.stat().st_size for f in logs.iterdir()) < 100 << 20, "the log must be capped too"
+
+
+def test_verify_timeout_applies_to_the_help_probe(cli, fault, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    """A runner that blocks forever on --help (reads a FIFO nobody writes) and --timeout 2."""
+    build = _input_dir(settings, "build")
+    fifo = build / "never-written"
+    os.mkfifo(fifo)
+    _c_program(build / "bin" / "llama-completion", f'return open("{fifo}", O_RDONLY) < 0;')
+    start = time.monotonic()
+    done = cli("verify", str(build), "--profile", "cpu", "--timeout", "2")
+    fault(done, 30, "hang", "--help", started=start, bound=30)
+
+
+# --- verify: malformed archives, unreadable bin/ --------------------------------------------------------
+def test_verify_archive_with_a_non_numeric_member_size(cli, fault, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    lib = _input_dir(settings, "lib") / "libggml.a"
+    header = b"foo.o/".ljust(16) + b"0".ljust(12) + b"0".ljust(6) + b"0".ljust(6) + b"644".ljust(8)
+    lib.write_bytes(b"!<arch>\n" + header + b"abc".ljust(10) + b"`\n" + b"hello\n")
+    start = time.monotonic()
+    done = cli("verify", str(lib), "--no-runtime", "--profile", "cpu")
+    fault(done, 30, "malformed archive", "libggml.a", started=start, bound=60)
+    assert TRACEBACK not in done.stderr
+
+
+def test_verify_path_that_is_a_fifo(cli, fault, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    fifo = _input_dir(settings, "x") / "llama-completion"
+    os.mkfifo(fifo)
+    start = time.monotonic()
+    done = cli("verify", str(fifo), "--no-runtime", "--profile", "cpu")
+    fault(done, 30, "not a regular file or directory", started=start, bound=30)
+    assert TRACEBACK not in done.stderr
+
+
+def test_verify_bin_that_is_a_dangling_symlink(cli, fault, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    build = _input_dir(settings, "build")
+    (build / "bin").symlink_to(build / "gone")
+    start = time.monotonic()
+    done = cli("verify", str(build), "--no-runtime", "--profile", "cpu")
+    fault(done, 30, "bin", "dangling symlink", started=start, bound=30)
+
+
+def test_verify_bin_entry_that_cannot_be_read_as_a_binary(cli, fault, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    build = _input_dir(settings, "build")
+    (build / "bin").mkdir()
+    os.mkfifo(build / "bin" / "llama-completion")
+    start = time.monotonic()
+    done = cli("verify", str(build), "--no-runtime", "--profile", "cpu")
+    fault(done, 30, "llama-completion is a FIFO", started=start, bound=30)
