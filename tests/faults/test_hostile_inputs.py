@@ -153,3 +153,98 @@ def test_verify_bin_entry_that_cannot_be_read_as_a_binary(cli, fault, settings: 
     start = time.monotonic()
     done = cli("verify", str(build), "--no-runtime", "--profile", "cpu")
     fault(done, 30, "llama-completion is a FIFO", started=start, bound=30)
+
+
+# --- coverage --baseline: validated before any cell runs; nothing covered is no verdict -------------------
+def _fake_coverage(settings: Settings) -> tuple[Path, Path, Path]:
+    from tests.coverage.conftest import make_fake_build
+
+    build = make_fake_build(_input_dir(settings, "fake"))
+    model = settings.work_dir / "input" / "llama.gguf"
+    model.write_bytes(b"GGUF fake")
+    pids = _input_dir(settings, "pids")
+    return build, model, pids
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ("{ not json", ("not JSON",)),
+        (json.dumps({"schema_version": 1, "kind": "verify", "checks": []}), ("kind", "'verify'")),
+        (json.dumps({"schema_version": 1, "kind": "coverage", "cells": [1, 2]}), ("cells[0]", "1")),
+        (json.dumps([1, 2, 3]), ("JSON object",)),
+        (
+            json.dumps({"kind": "coverage", "cells": [{"id": "x", "status": "pass", "ops": [{"op": 3}]}]}),
+            ("cells[0].ops[0]",),
+        ),
+    ],
+    ids=["garbage", "wrong-kind", "cells-of-ints", "not-an-object", "bad-op"],
+)
+def test_coverage_bad_baseline_is_refused_before_any_cell(  # type: ignore[no-untyped-def]
+    cli, fault, settings: Settings, content: str, words: tuple[str, ...]
+) -> None:
+    build, model, pids = _fake_coverage(settings)
+    baseline = settings.work_dir / "input" / "old-coverage.json"
+    baseline.write_text(content)
+    start = time.monotonic()
+    done = cli(
+        "coverage",
+        "--build-dir",
+        str(build),
+        "--model",
+        f"llama:f16:{model}",
+        "-b",
+        "CPU",
+        "--predict",
+        "none",
+        "--baseline",
+        str(baseline),
+        env={"FAKE_PIDS": str(pids)},
+    )
+    fault(done, 2, str(baseline), *words, started=start, bound=60)
+    assert TRACEBACK not in done.stderr
+    assert list(pids.iterdir()) == [], "no tool may run before the baseline is known to be good"
+
+
+def test_coverage_with_a_baseline_writes_its_reports(cli, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    build, model, pids = _fake_coverage(settings)
+    args = ["coverage", "--build-dir", str(build), "--model", f"llama:f16:{model}", "-b", "CPU"]
+    args += ["--predict", "none", "--fail-on", "none"]
+    first = cli(*args)
+    assert first.returncode == 0, first.stderr
+    baseline = settings.work_dir / "input" / "old-coverage.json"
+    shutil.copy(settings.reports_dir / "coverage.json", baseline)
+    (settings.reports_dir / "coverage.json").unlink()
+    done = cli(*args, "--baseline", str(baseline))
+    assert done.returncode == 0, done.stderr
+    report = json.loads((settings.reports_dir / "coverage.json").read_text())
+    assert report["baseline"]["safe_to_bump"] is True and report["cells"]
+
+
+def test_coverage_of_no_cell_with_a_baseline_is_no_verdict(cli, fault, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    build, model, pids = _fake_coverage(settings)
+    baseline = settings.work_dir / "input" / "old-coverage.json"
+    baseline.write_text(json.dumps({"schema_version": 1, "kind": "coverage", "cells": []}))
+    start = time.monotonic()
+    done = cli(
+        "coverage",
+        "--build-dir",
+        str(build),
+        "--no-archs-models",
+        "--predict",
+        "none",
+        "--baseline",
+        str(baseline),
+    )
+    fault(done, 50, "nothing was covered", started=start, bound=60)
+    assert "safe to bump the pin ?" not in done.stderr
+    report = json.loads((settings.reports_dir / "coverage.json").read_text())
+    assert report["baseline"]["safe_to_bump"] is False and "nothing was covered" in report["verdict"]
+
+
+def test_coverage_of_no_cell_is_not_a_pass(cli, fault, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    build, _model, _pids = _fake_coverage(settings)
+    start = time.monotonic()
+    done = cli("coverage", "--build-dir", str(build), "--no-archs-models", "--predict", "none")
+    fault(done, 50, "nothing was covered", started=start, bound=60)
+    assert "✓" not in done.stderr

@@ -2,7 +2,8 @@
 
 Exit codes: 0 — every cell ran and none is in ``--fail-on`` (default crash, hang, wrong), and
 ``--baseline`` (when given) says the bump is safe; 50 (:class:`CoverageFindingsError`) — findings,
-all four reports written; 130 — Ctrl-C, a partial report written and marked incomplete.
+or no cell at all (nothing was covered), all four reports written; 2 — a bad ``--baseline``
+(checked before any cell runs); 130 — Ctrl-C, a partial report written and marked incomplete.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ..log import LOG
 from .models import DEFAULT_TYPES, parse_model_arg
 from .predicted import DEFAULT_PROFILES, add_predictions
 from .records import COLUMNS, SEVERITY, Cell
-from .report import rank, write_reports
+from .report import load_baseline, rank, write_reports
 from .run import CoverageRequest, plan, run_matrix, with_baseline
 
 
@@ -95,10 +96,8 @@ def cmd_coverage(args: argparse.Namespace) -> int:
         raise UsageError(
             f"unknown status(es) in --fail-on: {', '.join(bad)}", f"statuses: {', '.join(SEVERITY)}"
         )
-    if args.baseline and not args.baseline.is_file():
-        raise UsageError(
-            f"--baseline {args.baseline}: no such file", "give a coverage.json of an earlier run"
-        )
+    # checked before anything runs: a bad baseline must not cost the matrix
+    old = load_baseline(args.baseline) if args.baseline else None
     stop = threading.Event()
     previous = None
     if threading.current_thread() is threading.main_thread():
@@ -130,7 +129,7 @@ def cmd_coverage(args: argparse.Namespace) -> int:
             if profiles and not run.interrupted:
                 with LOG.step("coverage: metal-predicted columns (from the tree's source)"):
                     run = add_predictions(run, planned, request.scratch_dir, settings.cache_dir, profiles)
-            run = with_baseline(run, args.baseline)
+            run = with_baseline(run, args.baseline, old)
             paths = write_reports(run, settings.reports_dir)
     finally:
         if previous is not None:
@@ -155,6 +154,15 @@ def cmd_coverage(args: argparse.Namespace) -> int:
         raise InterruptedError_("interrupted: the partial report is marked incomplete", str(paths["json"]))
     if run.baseline is not None:
         LOG.info(run.baseline.verdict)
+    if not run.cells:  # nothing checked is never a pass
+        skipped = "; ".join(run.models_skipped[:5])
+        raise CoverageFindingsError(
+            "nothing was covered: the matrix has 0 cells"
+            + (f" ({len(run.models_skipped)} model(s) skipped: {skipped})" if skipped else " (no model)")
+            + (f"\n  {run.baseline.verdict}" if run.baseline is not None else ""),
+            "convert models first (`nox -s convert`), pass --model ARCH:TYPE:PATH, or drop "
+            "--no-archs-models / widen -a, -t, -b",
+        )
     found = findings(run.cells, fail_on)
     if found or (run.baseline is not None and not run.baseline.safe_to_bump):
         lines = [f"{c.id}: {c.status}: {c.reason}" for c in found[:20]]
