@@ -248,3 +248,85 @@ def test_coverage_of_no_cell_is_not_a_pass(cli, fault, settings: Settings) -> No
     done = cli("coverage", "--build-dir", str(build), "--no-archs-models", "--predict", "none")
     fault(done, 50, "nothing was covered", started=start, bound=60)
     assert "✓" not in done.stderr
+
+
+# --- models --from-config: a stranger's config.json ----------------------------------------------------
+LLAMA = {
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "hidden_size": 4096,
+    "intermediate_size": 14336,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "num_hidden_layers": 32,
+    "vocab_size": 128256,
+}
+
+
+def _with(**fields: object) -> str:
+    return json.dumps({**LLAMA, **fields})
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        (
+            _with(hidden_size=0).replace('"hidden_size": 0', '"hidden_size": ' + "7" * 5000),
+            ("hidden_size", "5000 digits"),
+        ),
+        (_with(num_key_value_heads="8"), ("num_key_value_heads", '"8"', "a string")),
+        (_with(layer_types=[{"kind": "full"}, {"kind": "sliding"}]), ("layer_types[0]", '{"kind": "full"}')),
+        (_with(hidden_size=-4096), ("hidden_size", "-4096", "at least 1")),
+        (_with(num_hidden_layers=2.5), ("num_hidden_layers", "2.5", "not a whole number")),
+        (_with(num_attention_heads=0), ("num_attention_heads", "= 0", "at least 1")),
+        (
+            _with(num_attention_heads=30, num_key_value_heads=5),
+            ("hidden_size", "4096", "num_attention_heads = 30"),
+        ),
+        (_with(num_key_value_heads=12), ("num_attention_heads", "num_key_value_heads = 12")),
+        (json.dumps([LLAMA]), ("JSON object", "list")),
+        (_with(rope_theta=0).replace('"rope_theta": 0', '"rope_theta": NaN'), ("rope_theta", "NaN")),
+        (_with(head_dim=1 << 40), ("head_dim", str(1 << 40))),
+        ("[" * 100000 + "]" * 100000, ("nested too deeply",)),
+    ],
+    ids=[
+        "5000-digit-int",
+        "kv-heads-string",
+        "unhashable-layer-types",
+        "negative-dimension",
+        "float-layers",
+        "zero-heads",
+        "head-dim-not-dividing",
+        "kv-not-dividing",
+        "non-object",
+        "nan",
+        "huge-kept-dimension",
+        "deeply-nested",
+    ],
+)
+def test_from_config_refuses_what_no_model_has(  # type: ignore[no-untyped-def]
+    cli, fault, settings: Settings, text: str, words: tuple[str, ...]
+) -> None:
+    config = _input_dir(settings, "model") / "config.json"
+    config.write_text(text)
+    start = time.monotonic()
+    done = cli("models", "--from-config", str(config))
+    fault(done, 40, *words, started=start, bound=60)
+    assert TRACEBACK not in done.stderr
+
+
+def test_from_config_fifo_is_refused_at_once(cli, fault, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    fifo = _input_dir(settings, "model") / "config.json"
+    os.mkfifo(fifo)  # nobody ever writes it: reading it would block forever
+    start = time.monotonic()
+    done = cli("models", "--from-config", str(fifo), timeout=60)
+    fault(done, 40, "not a regular file", "FIFO", started=start, bound=30)
+
+
+def test_from_config_huge_file_is_refused_unread(cli, fault, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    config = _input_dir(settings, "model") / "config.json"
+    with config.open("wb") as fh:  # sparse: 8 GiB that cost no disk
+        fh.truncate(8 << 30)
+    start = time.monotonic()
+    done = cli("models", "--from-config", str(config))
+    fault(done, 40, "bytes", "config.json", started=start, bound=30)
