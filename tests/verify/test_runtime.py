@@ -294,3 +294,34 @@ def test_the_help_probe_has_the_runs_timeout(tmp_path: Path) -> None:
         "--help: hang: no exit after 1 s (killed)",
     )
     assert check.evidence == ("usage",) and rt.runs[0].timed_out
+
+
+@pytest.mark.parametrize(
+    ("action", "status"),
+    [
+        ("sys.exit(0)", "unverifiable"),
+        (
+            "print('llama_model_loader: loaded meta data with 30 key-value pairs and 12 tensors from m.gguf')",
+            "pass",
+        ),
+    ],
+    ids=["exit-0-and-nothing-else", "model-loaded"],
+)
+def test_an_exit_0_proves_the_cpu_device_only_with_a_model_loaded(
+    tmp_path: Path, action: str, status: str
+) -> None:
+    runner = _fake_runner(tmp_path, action)
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF")
+    rt = runtime_checks(
+        [runner],
+        PROFILES["cpu"],
+        binary_format="elf",
+        archs=["x86_64"],
+        timeout=10.0,
+        model=model,
+        log_dir=tmp_path / "logs",
+        plat=LINUX,
+    )
+    device = next(c for c in rt.checks if c.name == "runtime.device")
+    assert device.status == status, rt.checks

@@ -42,6 +42,9 @@ _DEVICE_ROW = re.compile(
 _OFFLOADED = re.compile(r"offloaded (?P<n>\d+)/(?P<m>\d+) layers to GPU")
 # ggml-backend.cpp, GGML_SCHED_DEBUG: "## SPLIT #3: BLAS # 1 inputs"
 _SPLIT = re.compile(r"## SPLIT #\d+: (?P<backend>[^\s#]+)")
+# llama-model-loader.cpp and llama_perf_context_print (0.3.20 and 0.3.36): the run really loaded
+# the model, or evaluated tokens; an exit 0 without either proves nothing.
+_WORKED = re.compile(r"loaded meta data with \d+ key-value pairs and \d+ tensors|: +eval time = ")
 PROMPT = " ".join(["hello world the a"] * 12)
 
 # Metal device lines. ggml-metal-device.m (0.3.20+): "ggml_metal_device_init: GPU name:   MTL0 (Apple M4)";
@@ -397,7 +400,8 @@ def runtime_checks(
                     info, device_class="none", class_reason="listed, but the run printed no device lines"
                 )
             )
-    if not profile.device.listed and ran and not devices:
+    worked = any(_WORKED.search(line) for line in lines)
+    if not profile.device.listed and ran and not devices and worked:
         devices.append(
             DeviceInfo(
                 backend=profile.name,
@@ -448,6 +452,20 @@ def runtime_checks(
                     "device",
                     hint=f"the {profile.name} backend did not register at run time: check the static "
                     "checks and that the backend's system library loads (ldd)",
+                    evidence=done.tail,
+                )
+            )
+        elif not profile.device.listed and ran and not worked:
+            checks.append(
+                Check(
+                    "runtime.device",
+                    expected_dev,
+                    "the run exited 0 but its log shows no model loaded and no token evaluated",
+                    rel,
+                    "unverifiable",
+                    "device",
+                    hint="is this a llama.cpp runner? its log lacks `loaded meta data with … tensors` "
+                    "and `eval time =`",
                     evidence=done.tail,
                 )
             )
