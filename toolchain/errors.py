@@ -153,6 +153,14 @@ class VerifyError(ToolchainError):
     title = "verification failed"
 
 
+class NothingVerifiedError(ToolchainError):
+    """No check could establish that the build carries its backend (every one was unverifiable:
+    stripped binaries, no device, binaries for another platform). Not a pass, and not a bad build."""
+
+    exit_code = 31
+    title = "nothing could be verified"
+
+
 # --- models / convert (40-49) -------------------------------------------------------------------
 class ModelError(ToolchainError):
     """An architecture spec or config.json that cannot become a tiny model (unknown, malformed, corrupt)."""

@@ -1,7 +1,9 @@
 """Run a child process as an argument list, stream its output to a log file, never leave it behind.
 
 The child gets its own process group: on timeout or Ctrl-C the whole group (compilers under
-ninja, say) is terminated, then killed. Output is kept only as a bounded tail in memory.
+ninja, say) is terminated, then killed. Output is kept only as a bounded tail in memory, read in
+lines of at most :data:`MAX_LINE` bytes (a child that never prints a newline cannot grow one line
+without bound); ``max_output`` ends a child that prints more than that many bytes (a flood).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+MAX_LINE = 64 << 10  # bytes: a longer line is passed on in pieces of this size
+
 
 @dataclass(frozen=True)
 class Completed:
@@ -25,6 +29,7 @@ class Completed:
     tail: tuple[str, ...]
     seconds: float
     timed_out: bool = False
+    flooded: bool = False  # printed more than ``max_output`` bytes and was killed for it
 
     @property
     def signal_name(self) -> str:
@@ -85,12 +90,16 @@ def stream(
     on_line: Callable[[str], None] | None = None,
     timeout: float | None = None,
     tail_lines: int = 200,
+    max_output: int | None = None,
 ) -> Completed:
-    """Run ``args``; every line goes to ``log_path`` (appended) and ``on_line``."""
+    """Run ``args``; every line goes to ``log_path`` (appended) and ``on_line``. A child that prints
+    more than ``max_output`` bytes is ended at once (``Completed.flooded``); the log keeps what came
+    before."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tail: deque[str] = deque(maxlen=tail_lines)
     start = time.monotonic()
     timed_out = False
+    flood = threading.Event()
     with log_path.open("ab") as log:
         log.write(f"$ {' '.join(args)}\n".encode())
         log.flush()
@@ -108,7 +117,13 @@ def stream(
 
         def pump() -> None:  # a thread, so a silent hung child cannot block the timeout
             log_ok = True
-            for raw in pipe:
+            total = 0
+            for raw in iter(lambda: pipe.readline(MAX_LINE), b""):
+                total += len(raw)
+                if max_output is not None and total > max_output:
+                    flood.set()
+                    stop_group(proc)
+                    break
                 if log_ok:
                     try:
                         log.write(raw)
@@ -143,4 +158,6 @@ def stream(
                 log.flush()
             except OSError:
                 pass
-    return Completed(tuple(args), proc.wait(), tuple(tail), time.monotonic() - start, timed_out)
+    return Completed(
+        tuple(args), proc.wait(), tuple(tail), time.monotonic() - start, timed_out, flood.is_set()
+    )

@@ -11,7 +11,8 @@ import pytest
 from tests.models.configs import REAL_CONFIGS
 from toolchain.errors import ModelError, UnsafeInputError
 from toolchain.models.build import read_safetensors_index
-from toolchain.models.shrink import read_config, shrink_config
+from toolchain.models.config_input import read_config
+from toolchain.models.shrink import shrink_config
 from toolchain.models.spec import ArchSpec, load_specs, parse_spec, select, shape_of
 
 SPECS = load_specs()

@@ -241,3 +241,87 @@ def test_mach_o_runtime_on_linux_is_unverifiable() -> None:
     rt = runtime_checks([], METAL, binary_format="macho", archs=["arm64"], plat=LINUX)
     (check,) = rt.checks
     assert check.status == "unverifiable" and rt.device_class == "none"
+
+
+@pytest.mark.parametrize(
+    ("action", "verdict"),
+    [
+        ("os.kill(os.getpid(), signal.SIGSEGV)", "crash: killed by SIGSEGV"),
+        ("os.kill(os.getpid(), signal.SIGILL)", "crash: killed by SIGILL"),
+        ("time.sleep(60)", "hang: no exit after 2 s (killed)"),
+    ],
+)
+def test_a_crash_without_a_device_to_blame_is_a_failure(tmp_path: Path, action: str, verdict: str) -> None:
+    """cpu profile (no listed device): a one-token run that crashes or hangs is the build's fault."""
+    runner = _fake_runner(tmp_path, action)
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF")
+    rt = runtime_checks(
+        [runner],
+        PROFILES["cpu"],
+        binary_format="elf",
+        archs=["x86_64"],
+        timeout=2.0,
+        model=model,
+        log_dir=tmp_path / "logs",
+        plat=LINUX,
+    )
+    run = next(c for c in rt.checks if c.name == "runtime.one-token")
+    assert run.status == "fail" and run.found == verdict, rt.checks
+    if "SIGILL" in verdict:
+        assert "GGML_NATIVE" in run.hint
+    assert run.evidence and run.evidence[-1] == "log line 39"
+
+
+def test_the_help_probe_has_the_runs_timeout(tmp_path: Path) -> None:
+    runner = tmp_path / "bin" / "llama-completion"
+    runner.parent.mkdir()
+    runner.write_text(f"#!{sys.executable}\nimport time\nprint('usage', flush=True)\ntime.sleep(3600)\n")
+    runner.chmod(0o755)
+    rt = runtime_checks(
+        [runner],
+        PROFILES["blas"],
+        binary_format="elf",
+        archs=["x86_64"],
+        timeout=1.0,
+        plat=LINUX,
+        log_dir=tmp_path / "logs",
+    )
+    (check,) = rt.checks
+    assert (check.name, check.status, check.found) == (
+        "runtime.help",
+        "fail",
+        "--help: hang: no exit after 1 s (killed)",
+    )
+    assert check.evidence == ("usage",) and rt.runs[0].timed_out
+
+
+@pytest.mark.parametrize(
+    ("action", "status"),
+    [
+        ("sys.exit(0)", "unverifiable"),
+        (
+            "print('llama_model_loader: loaded meta data with 30 key-value pairs and 12 tensors from m.gguf')",
+            "pass",
+        ),
+    ],
+    ids=["exit-0-and-nothing-else", "model-loaded"],
+)
+def test_an_exit_0_proves_the_cpu_device_only_with_a_model_loaded(
+    tmp_path: Path, action: str, status: str
+) -> None:
+    runner = _fake_runner(tmp_path, action)
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF")
+    rt = runtime_checks(
+        [runner],
+        PROFILES["cpu"],
+        binary_format="elf",
+        archs=["x86_64"],
+        timeout=10.0,
+        model=model,
+        log_dir=tmp_path / "logs",
+        plat=LINUX,
+    )
+    device = next(c for c in rt.checks if c.name == "runtime.device")
+    assert device.status == status, rt.checks

@@ -8,7 +8,8 @@ from pathlib import Path
 from ..cli import common_options, settings_from
 from ..log import LOG
 from ..models.cli import add_arch_option, chosen_archs
-from ..models.shrink import read_config, shrink_config
+from ..models.config_input import read_config
+from ..models.shrink import shrink_config
 from ..models.spec import load_specs, select
 from .stage import DEFAULT_TYPES, convert_architectures, parse_types, results_table
 

@@ -75,15 +75,18 @@ def parse_generic_params(params: str) -> dict[str, object]:
     )
     if not m:
         return {}
-    ne = tuple(int(x) for x in m["ne"].split(","))
-    sources = tuple(
-        TensorShape(
-            s["type"],
-            tuple(int(x) for x in s["ne"].split(",")),  # type: ignore[arg-type]
-            tuple(int(x) for x in s["nb"].split(",")) if s["nb"] else (),
+    try:  # a number too long for Python's int() (> 4300 digits) is no tensor dimension
+        ne = tuple(int(x) for x in m["ne"].split(","))
+        sources = tuple(
+            TensorShape(
+                s["type"],
+                tuple(int(x) for x in s["ne"].split(",")),  # type: ignore[arg-type]
+                tuple(int(x) for x in s["nb"].split(",")) if s["nb"] else (),
+            )
+            for s in _SHAPE.finditer(m["src"])
         )
-        for s in _SHAPE.finditer(m["src"])
-    )
+    except ValueError:
+        return {}
     op_params: list[int] = []
     for pair in filter(None, m["op"].split(",")):
         idx, _, val = pair.partition(":")

@@ -2,7 +2,8 @@
 
 Exit codes: 0 — every cell ran and none is in ``--fail-on`` (default crash, hang, wrong), and
 ``--baseline`` (when given) says the bump is safe; 50 (:class:`CoverageFindingsError`) — findings,
-all four reports written; 130 — Ctrl-C, a partial report written and marked incomplete.
+or no cell at all (nothing was covered), all four reports written; 2 — a bad ``--baseline``
+(checked before any cell runs); 130 — Ctrl-C, a partial report written and marked incomplete.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from .dryrun_columns import add_dryrun
 from .models import DEFAULT_TYPES, parse_model_arg
 from .predicted import DEFAULT_PROFILES, add_predictions
 from .records import COLUMNS, SEVERITY, Cell, CoverageRun
-from .report import rank, write_reports
+from .report import load_baseline, rank, write_reports
 from .run import CoverageRequest, plan, run_matrix, with_baseline
 from .shard import merge_runs, parse_shard, shard_plan
 
@@ -114,6 +115,8 @@ def cmd_coverage(args: argparse.Namespace) -> int:
             "--baseline with --shard: a slice cannot be compared with a whole run",
             "give --baseline to `llama-toolchain coverage merge` of the shards",
         )
+    # checked before anything runs: a bad baseline must not cost the matrix
+    old = load_baseline(args.baseline) if args.baseline else None
     stop = threading.Event()
     previous = None
     if threading.current_thread() is threading.main_thread():
@@ -160,7 +163,7 @@ def cmd_coverage(args: argparse.Namespace) -> int:
             if dry_profiles and not run.interrupted:
                 with LOG.step("coverage: metal-dryrun columns (the tree's Metal encoders on a stand-in)"):
                     run = add_dryrun(run, planned, request.scratch_dir, settings.cache_dir, dry_profiles)
-            run = with_baseline(run, args.baseline)
+            run = with_baseline(run, args.baseline, old)
             paths = write_reports(run, settings.reports_dir)
     finally:
         if previous is not None:
@@ -172,10 +175,11 @@ def cmd_merge(args: argparse.Namespace) -> int:
     """``coverage merge REPORT…``: the shards' reports as one run, all four reports written."""
     settings = settings_from(args)
     fail_on = _fail_on(args)
+    old = load_baseline(args.baseline) if args.baseline else None
     with work_dir_lock(settings.work_dir):
         run = merge_runs([Path(p) for p in args.reports])
         LOG.info(f"merged {len(args.reports)} report(s): {len(run.cells)} cells")
-        run = with_baseline(run, args.baseline)
+        run = with_baseline(run, args.baseline, old)
         paths = write_reports(run, settings.reports_dir)
     code = finish(run, paths, args, fail_on)
     if not run.complete:
@@ -210,6 +214,15 @@ def finish(
         raise InterruptedError_("interrupted: the partial report is marked incomplete", str(paths["json"]))
     if run.baseline is not None:
         LOG.info(run.baseline.verdict)
+    if not run.cells:  # nothing checked is never a pass
+        skipped = "; ".join(run.models_skipped[:5])
+        raise CoverageFindingsError(
+            "nothing was covered: the matrix has 0 cells"
+            + (f" ({len(run.models_skipped)} model(s) skipped: {skipped})" if skipped else " (no model)")
+            + (f"\n  {run.baseline.verdict}" if run.baseline is not None else ""),
+            "convert models first (`nox -s convert`), pass --model ARCH:TYPE:PATH, or drop "
+            "--no-archs-models / widen -a, -t, -b",
+        )
     found = findings(run.cells, fail_on)
     if found or (run.baseline is not None and not run.baseline.safe_to_bump):
         lines = [f"{c.id}: {c.status}: {c.reason}" for c in found[:20]]

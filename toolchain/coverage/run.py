@@ -286,10 +286,11 @@ def build_run(
     )
 
 
-def with_baseline(run: CoverageRun, baseline: Path | None) -> CoverageRun:
+def with_baseline(run: CoverageRun, baseline: Path | None, old: dict[str, Any] | None = None) -> CoverageRun:
+    """``run`` with its diff against ``baseline`` (``old``: the report, already loaded and checked)."""
     if baseline is None:
         return run
     from .report import diff_baseline
 
-    d = diff_baseline(run, baseline)
+    d = diff_baseline(run, baseline, old)
     return replace(run, baseline=d, verdict=d.verdict)

@@ -1,7 +1,8 @@
 """Architecture specs → tiny, shape-faithful Hugging Face checkpoints (no hub, deterministic)."""
 
 from .build import ModelSet, TinyModel, make_models, read_safetensors_index
-from .shrink import Shrink, read_config, shrink_config
+from .config_input import read_config, validate_config
+from .shrink import Shrink, shrink_config
 from .spec import ArchSpec, ModelShape, load_specs, select, shape_of
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "load_specs",
     "make_models",
     "read_config",
+    "validate_config",
     "read_safetensors_index",
     "select",
     "shape_of",

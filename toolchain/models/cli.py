@@ -12,7 +12,8 @@ from ..errors import ConvertError
 from ..log import LOG
 from ..records import to_jsonable
 from .build import make_models
-from .shrink import Shrink, read_config, shrink_config
+from .config_input import read_config
+from .shrink import Shrink, shrink_config
 from .spec import ArchSpec, load_specs, select
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError, UnsafeInputError
+from .config_input import validate_config
 from .spec import _IDENT, ArchSpec, first, parse_spec
 
 BLOCK = 256  # k-quant super-block; also a multiple of Q8_0/Q4_0's 32
@@ -34,22 +34,6 @@ def _round_up(value: float, block: int = BLOCK) -> int:
     return max(block, int(-(-int(value) // block) * block))
 
 
-def read_config(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{path}: cannot read: {exc}") from exc
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ModelError(
-            f"{path} is not JSON: {exc}", "pass the model's config.json (as on its model card)"
-        ) from exc
-    if not isinstance(data, dict):
-        raise ModelError(f"{path}: a config.json is a JSON object, not {type(data).__name__}")
-    return data
-
-
 def _set(cfg: dict[str, Any], shrinks: list[Shrink], key: str, value: Any, why: str) -> None:
     if cfg.get(key) != value:
         shrinks.append(Shrink(key, cfg.get(key), value, why))
@@ -63,6 +47,7 @@ def shrink_config(config: dict[str, Any], known: dict[str, ArchSpec]) -> tuple[A
             "config.json has auto_map: the model needs its own Python code (trust_remote_code)",
             "nothing from a model directory is executed; use a model whose architecture transformers ships",
         )
+    validate_config(config)  # input checks (config_input.py) before any shrink rule runs
     archs = config.get("architectures")
     model_type = config.get("model_type")
     if (

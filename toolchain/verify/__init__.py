@@ -14,7 +14,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from ..errors import ProfileError, VerifyError
+from ..errors import NothingVerifiedError, ProfileError, VerifyError
 from ..profiles import DEFAULT_PROFILE, PROFILES, BackendProfile, PlatformInfo, current_platform
 from ..records import to_jsonable, write_report
 from .records import Check, DeviceClass, DeviceInfo, RuntimeRun, Verification
@@ -28,6 +28,7 @@ __all__ = [
     "Verification",
     "profile_for",
     "require_ok",
+    "verification_json",
     "verify_path",
     "write_verification",
 ]
@@ -134,15 +135,34 @@ def verify_path(
 
 
 def write_verification(verification: Verification, path: Path) -> Path:
-    """``verify.json``: the record itself plus ``ok``."""
-    return write_report(path, REPORT_KIND, {**to_jsonable(verification), "ok": verification.ok})
+    """``verify.json``: the record itself plus ``ok`` (no failure and something verified) and
+    ``verified`` (some check established the backend)."""
+    return write_report(path, REPORT_KIND, verification_json(verification))
+
+
+def verification_json(verification: Verification) -> dict[str, object]:
+    ok = verification.ok and verification.verified
+    return {**to_jsonable(verification), "ok": ok, "verified": verification.verified}
 
 
 def require_ok(verification: Verification) -> None:
-    """Raise :class:`VerifyError` naming every failed check and what to do about it."""
+    """Raise :class:`VerifyError` naming every failed check and what to do about it, or
+    :class:`NothingVerifiedError` when nothing failed but nothing established the backend either."""
     failures = verification.failures
-    if not failures:
+    if not failures and verification.verified:
         return
+    if not failures:
+        lines = [
+            f"nothing could be verified: no check established the {verification.profile} backend "
+            f"in {verification.path}:"
+        ]
+        for c in verification.unverifiable:
+            where = f" [{c.arch}]" if c.arch else ""
+            lines.append(f"  {c.name}{where}: unverifiable: {c.found}")
+        hints = list(dict.fromkeys(c.hint for c in verification.unverifiable if c.hint))
+        raise NothingVerifiedError(
+            "\n".join(lines), "\n  -> ".join(hints or ["verify the unstripped build dir on its machine"])
+        )
     lines = [f"{verification.path} does not carry what profile {verification.profile!r} promises:"]
     for c in failures:
         where = f" [{c.arch}]" if c.arch else ""

@@ -127,10 +127,17 @@ def ar_members(data: bytes) -> Iterator[tuple[str, bytes]]:
         if header[58:60] != b"`\n":
             raise ValueError(f"bad ar member header at offset {pos}")
         raw_name = header[:16].decode("ascii", "replace").rstrip()
-        size = int(header[48:58].decode("ascii").strip() or 0)
+        size_field = header[48:58].decode("ascii", "replace").strip()
+        if not size_field.isdigit():
+            raise ValueError(f"member at offset {pos}: size field {size_field!r} is not a number")
+        size = int(size_field)
+        if pos + 60 + size > len(data):
+            raise ValueError(f"member at offset {pos}: {size} bytes, past the end of the archive")
         body = data[pos + 60 : pos + 60 + size]
         pos += 60 + size + (size & 1)
         if raw_name.startswith("#1/"):  # BSD: the name leads the body
+            if not raw_name[3:].isdigit() or int(raw_name[3:]) > size:
+                raise ValueError(f"member at offset {pos}: bad BSD name length {raw_name[3:]!r}")
             name_len = int(raw_name[3:])
             name, body = body[:name_len].rstrip(b"\0").decode("utf-8", "replace"), body[name_len:]
         elif raw_name == "//":  # GNU long-name table
@@ -156,15 +163,69 @@ def ar_members(data: bytes) -> Iterator[tuple[str, bytes]]:
 
 
 def fat_slices(data: bytes) -> Iterator[tuple[str, bytes]]:
-    """(arch, content) of each slice of a fat (universal) file: the container header only."""
+    """(arch, content) of each slice of a fat (universal) file: the container header only.
+    ValueError for a header that points outside the file."""
     is64 = _FAT_MAGICS[data[:4]]
     (count,) = struct.unpack(">I", data[4:8])
     entry = ">iiQQII" if is64 else ">iiIII"
     step = struct.calcsize(entry)
+    if 8 + count * step > len(data):
+        raise ValueError(f"the fat header lists {count} slices but the file ends first")
     for i in range(count):
         fields = struct.unpack(entry, data[8 + i * step : 8 + (i + 1) * step])
         cputype, offset, size = fields[0], fields[2], fields[3]
+        if offset + size > len(data):
+            raise ValueError(f"slice {i} ({offset}+{size} bytes) lies past the end of the file")
         yield _CPU_NAMES.get(cputype, f"cpu{cputype:#x}"), data[offset : offset + size]
+
+
+def _elf_problem(head: bytes, size: int) -> str:
+    """Why an ELF file is not usable, from its header alone ("" when it looks whole)."""
+    if len(head) < 6 or head[4] not in (1, 2) or head[5] not in (1, 2):
+        return "truncated or malformed ELF identification"
+    is64, order = head[4] == 2, "<" if head[5] == 1 else ">"
+    need = 64 if is64 else 52
+    if size < need:
+        return f"truncated: {size} bytes, shorter than its {need}-byte ELF header"
+    if is64:
+        phoff, shoff = struct.unpack(order + "QQ", head[32:48])
+        phentsize, phnum, shentsize, shnum = struct.unpack(order + "HHHH", head[54:62])
+    else:
+        phoff, shoff = struct.unpack(order + "II", head[28:36])
+        phentsize, phnum, shentsize, shnum = struct.unpack(order + "HHHH", head[42:50])
+    (etype,) = struct.unpack(order + "H", head[16:18])
+    if phoff + phentsize * phnum > size or shoff + shentsize * shnum > size:
+        return f"truncated: its headers point past the end of the file ({size} bytes)"
+    if etype in (2, 3) and phnum == 0:  # EXEC / DYN without program headers cannot be loaded
+        return "no program headers: not a loadable program or library"
+    return ""
+
+
+def binary_problem(path: Path) -> str:
+    """Why ``path`` (sniffed as a binary) cannot be read as one ("" when it can): truncated or
+    malformed headers, a malformed archive, or a file LIEF cannot parse."""
+    kind = sniff(path)
+    if kind is None:
+        return ""
+    try:
+        if kind == "elf":
+            with path.open("rb") as fh:
+                head = fh.read(64)
+            return _elf_problem(head, path.stat().st_size)
+        if kind == "ar":
+            for _name, _body in ar_members(path.read_bytes()):
+                pass
+            return ""
+        if kind == "fat":
+            for _arch, body in fat_slices(path.read_bytes()):
+                if body.startswith(_AR_MAGIC):
+                    for _member in ar_members(body):
+                        pass
+    except ValueError as exc:
+        return f"malformed {'archive' if kind == 'ar' else kind + ' file'}: {exc}"
+    except OSError as exc:
+        return f"cannot be read: {exc.strerror or exc}"
+    return ""
 
 
 # --- LIEF -> BinarySlice -------------------------------------------------------------------------
@@ -302,7 +363,10 @@ def _archive_slices(path: Path, data: bytes, arch_hint: str = "") -> list[Binary
 def read_binary(path: Path) -> tuple[BinarySlice, ...]:
     """Every slice of ``path`` (a thin or fat Mach-O, an ELF file or an archive); () if none."""
     with deferred_interrupt():  # Ctrl-C inside LIEF's native code would abort the process
-        return _read_binary(path)
+        try:
+            return _read_binary(path)
+        except (ValueError, struct.error, OSError):  # malformed: binary_problem() says why
+            return ()
 
 
 def _read_binary(path: Path) -> tuple[BinarySlice, ...]:

@@ -12,8 +12,7 @@ from rich.text import Text
 from ..cli import common_options, settings_from
 from ..errors import VerifyError
 from ..log import LOG, verbatim
-from ..records import to_jsonable
-from . import REPORT_NAME, Verification, profile_for, require_ok, verify_path
+from . import REPORT_NAME, Verification, profile_for, require_ok, verification_json, verify_path
 from .static import discover
 
 _STYLE = {"pass": "green", "fail": "red bold", "unverifiable": "yellow"}
@@ -62,10 +61,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
         report=report,
     )
     if args.json:
-        print(json.dumps({**to_jsonable(v), "ok": v.ok}, indent=2))
+        print(json.dumps(verification_json(v), indent=2))
     print_table(v)
     require_ok(v)
-    LOG.ok(f"{path}: carries the {profile.name} backend ({report})")
+    how = ", ".join(sorted({c.observed_by for c in v.checks if c.status == "pass"}))
+    left = ", ".join(dict.fromkeys(c.name for c in v.unverifiable))
+    LOG.ok(
+        f"{path}: carries the {profile.name} backend (verified: {how}"
+        + (f"; unverifiable: {left}" if left else "")
+        + f") ({report})"
+    )
     return 0
 
 

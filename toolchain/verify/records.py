@@ -14,6 +14,8 @@ ObservedBy = Literal["static", "device", "fixture"]
 # real: the backend's device with what its kernels need; paravirtual: a VM device lacking it
 # (hosted macOS runners); none: no device of this backend on this machine.
 DeviceClass = Literal["real", "paravirtual", "none"]
+# The checks whose pass proves the profile's backend is there (the others only qualify it).
+ESTABLISHING = frozenset({"registration", "runtime.device"})
 
 
 @dataclass(frozen=True)
@@ -84,3 +86,13 @@ class Verification:
     @property
     def failures(self) -> tuple[Check, ...]:
         return tuple(c for c in self.checks if c.failed)
+
+    @property
+    def verified(self) -> bool:
+        """Whether any check established the backend: its registration found in the binaries, or
+        its device seen at run time. Without one, "no failure" means nothing was checked."""
+        return any(c.status == "pass" and c.name in ESTABLISHING for c in self.checks)
+
+    @property
+    def unverifiable(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if c.status == "unverifiable")

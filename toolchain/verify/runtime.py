@@ -29,8 +29,11 @@ from .records import Check, DeviceClass, DeviceInfo, RuntimeRun, Status
 
 # Programs that run a prompt, newest name first (main -> llama-cli; llama-completion since 2025).
 RUNNERS = ("llama-completion", "llama-cli", "llama-simple", "main")
-LIST_DEVICES_TIMEOUT = 60.0
 TAIL = 25
+# A run printing more than this is ended as a flood (a real one-token run with the scheduler's
+# debug output prints a few MiB); only this much of its text is kept in memory for parsing.
+MAX_OUTPUT = 64 << 20
+MAX_KEPT = 8 << 20
 
 # "Available devices:" rows of common_print_available_devices (common/arg.cpp).
 _DEVICE_ROW = re.compile(
@@ -39,6 +42,9 @@ _DEVICE_ROW = re.compile(
 _OFFLOADED = re.compile(r"offloaded (?P<n>\d+)/(?P<m>\d+) layers to GPU")
 # ggml-backend.cpp, GGML_SCHED_DEBUG: "## SPLIT #3: BLAS # 1 inputs"
 _SPLIT = re.compile(r"## SPLIT #\d+: (?P<backend>[^\s#]+)")
+# llama-model-loader.cpp and llama_perf_context_print (0.3.20 and 0.3.36): the run really loaded
+# the model, or evaluated tokens; an exit 0 without either proves nothing.
+_WORKED = re.compile(r"loaded meta data with \d+ key-value pairs and \d+ tensors|: +eval time = ")
 PROMPT = " ".join(["hello world the a"] * 12)
 
 # Metal device lines. ggml-metal-device.m (0.3.20+): "ggml_metal_device_init: GPU name:   MTL0 (Apple M4)";
@@ -154,13 +160,65 @@ class RuntimeResult:
     runs: tuple[RuntimeRun, ...]
 
 
+@dataclass(frozen=True)
+class _Unstartable(Completed):
+    """A probe whose program could not even be started (exec failed)."""
+
+
+def _broken(done: Completed) -> bool:
+    """Killed by a signal, hung, flooding or not startable: broken whatever the device."""
+    return isinstance(done, _Unstartable) or done.flooded or done.timed_out or done.returncode < 0
+
+
+def _broken_hint(done: Completed) -> str:
+    if isinstance(done, _Unstartable):
+        return "not a program this machine can run (a truncated copy, or built for another platform)"
+    if done.flooded:
+        return "the runner prints without end: see the start of its log"
+    if done.timed_out:
+        return "the runner never exits: see the log lines (raise --timeout if the machine is only slow)"
+    if done.signal_name == "SIGILL":
+        return (
+            "illegal instruction: the build uses CPU instructions this machine lacks (a -march=native / "
+            "GGML_NATIVE=ON build made on another machine): rebuild with -DGGML_NATIVE=OFF, or on this machine"
+        )
+    return "the runner crashes: see the log lines (`llama-toolchain doctor` classifies them)"
+
+
+class _Kept(list[str]):
+    """The lines of a run, up to :data:`MAX_KEPT` bytes (with a per-line allowance for overhead)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.budget = MAX_KEPT
+
+    def add(self, line: str) -> None:
+        self.budget -= len(line) + 64
+        if self.budget >= 0:
+            self.append(line)
+
+
 def _run(
     args: Sequence[str], log_dir: Path, name: str, timeout: float, env: Mapping[str, str] | None = None
 ) -> tuple[Completed, list[str]]:
-    lines: list[str] = []
+    """Run one probe under ``timeout``; a program that cannot be started at all (not executable,
+    not a binary of this machine) is returned as exit status 127 with the reason as its tail."""
+    lines = _Kept()
     log = log_dir / f"{name}.log"
     log.unlink(missing_ok=True)
-    done = stream(list(args), log_path=log, on_line=lines.append, timeout=timeout, tail_lines=TAIL, env=env)
+    try:
+        done = stream(
+            list(args),
+            log_path=log,
+            on_line=lines.add,
+            timeout=timeout,
+            tail_lines=TAIL,
+            env=env,
+            max_output=MAX_OUTPUT,
+        )
+    except OSError as exc:
+        why = f"cannot be started: {exc.strerror or exc}"
+        return _Unstartable(tuple(args), 127, (why,), 0.0), [why]
     return done, lines
 
 
@@ -174,6 +232,10 @@ def find_runner(programs: Iterable[Path]) -> Path | None:
 
 
 def _outcome(done: Completed, timeout: float) -> tuple[bool, str]:
+    if isinstance(done, _Unstartable):
+        return False, done.tail[0]
+    if done.flooded:
+        return False, f"flood: more than {MAX_OUTPUT >> 20} MiB of output (killed)"
     if done.timed_out:
         return False, f"hang: no exit after {timeout:.0f} s (killed)"
     if done.returncode < 0:
@@ -237,16 +299,33 @@ def runtime_checks(
     rel = runner.name
 
     # --- help: which options this tree's runner has ---
-    helped, help_lines = _run([str(runner), "--help"], log_dir, "help", LIST_DEVICES_TIMEOUT)
+    helped, help_lines = _run([str(runner), "--help"], log_dir, "help", timeout)
     runs.append(_record(helped))
     help_text = "\n".join(help_lines)
+    if _broken(helped):
+        # a runner that cannot print its usage (killed by a signal, hung, flooding, not startable)
+        # is broken whatever the device: nothing else it could run would mean anything
+        _, how = _outcome(helped, timeout)
+        checks.append(
+            Check(
+                "runtime.help",
+                f"`{rel} --help` exits",
+                f"--help: {how}",
+                rel,
+                "fail",
+                "device",
+                hint=_broken_hint(helped),
+                evidence=helped.tail,
+            )
+        )
+        return RuntimeResult(tuple(checks), (), "none", tuple(runs))
 
     # --- device listing ---
     listed: list[ListedDevice] = []
     if "--list-devices" in help_text:
-        done, lines = _run([str(runner), "--list-devices"], log_dir, "list-devices", LIST_DEVICES_TIMEOUT)
+        done, lines = _run([str(runner), "--list-devices"], log_dir, "list-devices", timeout)
         runs.append(_record(done))
-        ok, how = _outcome(done, LIST_DEVICES_TIMEOUT)
+        ok, how = _outcome(done, timeout)
         listed = parse_device_list(lines)
         if not ok:
             checks.append(
@@ -321,7 +400,8 @@ def runtime_checks(
                     info, device_class="none", class_reason="listed, but the run printed no device lines"
                 )
             )
-    if not profile.device.listed and ran and not devices:
+    worked = any(_WORKED.search(line) for line in lines)
+    if not profile.device.listed and ran and not devices and worked:
         devices.append(
             DeviceInfo(
                 backend=profile.name,
@@ -375,6 +455,20 @@ def runtime_checks(
                     evidence=done.tail,
                 )
             )
+        elif not profile.device.listed and ran and not worked:
+            checks.append(
+                Check(
+                    "runtime.device",
+                    expected_dev,
+                    "the run exited 0 but its log shows no model loaded and no token evaluated",
+                    rel,
+                    "unverifiable",
+                    "device",
+                    hint="is this a llama.cpp runner? its log lacks `loaded meta data with … tensors` "
+                    "and `eval time =`",
+                    evidence=done.tail,
+                )
+            )
         else:
             checks.append(
                 Check(
@@ -391,7 +485,9 @@ def runtime_checks(
     # --- the run's verdict ---
     evidence = done.tail if not ran else ()
     run_expected = "one token generated with -ngl 99, exit 0"
-    if device_class == "paravirtual" or (device_class == "none" and checks[-1].status == "unverifiable"):
+    # without a device the run falls back to the CPU: it must still not crash, hang or flood
+    no_device = device_class == "none" and checks[-1].status == "unverifiable" and not _broken(done)
+    if device_class == "paravirtual" or no_device:
         checks.append(
             Check(
                 "runtime.one-token",
@@ -415,7 +511,9 @@ def runtime_checks(
                 "device",
                 hint=""
                 if ran
-                else "the build crashes or hangs on a tiny model: see the log lines "
+                else _broken_hint(done)
+                if _broken(done)
+                else "the build fails on a tiny model: see the log lines "
                 "(`llama-toolchain doctor` classifies them)",
                 evidence=evidence,
             )

@@ -16,6 +16,7 @@ Driven by the profile's :class:`~toolchain.profiles.StaticExpectations` (and tho
 
 from __future__ import annotations
 
+import os
 import platform
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from ..errors import VerifyError
 from ..profiles import PROFILES, BackendProfile, PlatformInfo, StaticExpectations, current_platform
-from .binaries import BinarySlice, read_binary, sniff, version_key
+from .binaries import BinarySlice, binary_problem, read_binary, sniff, version_key
 from .graph import DependencyGraph, Edge, build_graph
 from .records import Check, Status
 
@@ -65,9 +66,39 @@ def read_cmake_cache(path: Path) -> dict[str, str]:
     return out
 
 
+def _kind_of(path: Path) -> str:
+    """ "a FIFO", "a socket", "a dangling symlink to X" … for what is neither a file nor a folder."""
+    import stat
+
+    if path.is_symlink() and not path.exists():
+        return f"a dangling symlink to {os.readlink(path)}"
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or exc})"
+    for test, what in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return what
+    return "not a regular file or directory"
+
+
+def _entries(folder: Path) -> list[Path]:
+    try:
+        return sorted(folder.iterdir())
+    except OSError as exc:
+        raise VerifyError(
+            f"{folder}: cannot be listed: {exc.strerror or exc}", "give a folder this user can read"
+        ) from exc
+
+
 def _binaries_in(folder: Path) -> list[Path]:
     found: list[Path] = []
-    for entry in sorted(folder.iterdir()):
+    for entry in _entries(folder):
         if entry.suffix == ".framework" and entry.is_dir():
             inner = entry / entry.stem
             if inner.exists():
@@ -82,8 +113,12 @@ def discover(path: Path) -> Inputs:
     ``Frameworks``) or a single binary."""
     path = path.expanduser()
     if not path.exists():
+        why = f"is {_kind_of(path)}" if path.is_symlink() else "does not exist"
+        raise VerifyError(f"{path} {why}", "give a build dir, a binary or an app's Frameworks folder")
+    if not path.is_file() and not path.is_dir():
         raise VerifyError(
-            f"{path} does not exist", "give a build dir, a binary or an app's Frameworks folder"
+            f"{path} is not a regular file or directory ({_kind_of(path)})",
+            "give a build dir, a binary or an app's Frameworks folder",
         )
     cache_file: Path | None = None
     if path.is_file():
@@ -105,8 +140,19 @@ def discover(path: Path) -> Inputs:
             cache_file = path / CMAKE_CACHE
         if not files:
             where = ", ".join(str(d) for d in (subdirs or [path]))
+            odd = [
+                f"{d.name} is {_kind_of(d)}"
+                for d in (path / name for name in BINARY_DIRS)
+                if (d.is_symlink() or d.exists()) and not d.is_dir()
+            ]
+            odd += [
+                f"{e.name} is {_kind_of(e)}"
+                for d in (subdirs or [path])
+                for e in _entries(d)
+                if not e.is_file() and not e.is_dir()
+            ]
             raise VerifyError(
-                f"no Mach-O or ELF binaries in {where}",
+                f"no Mach-O or ELF binaries in {where}" + (f" ({'; '.join(odd[:8])})" if odd else ""),
                 "give the build dir (the one holding bin/), a binary, or an app bundle's Contents/Frameworks",
             )
     cache_data = read_cmake_cache(cache_file) if cache_file else {}
@@ -210,11 +256,36 @@ class _Checker:
         return _rel(path, self.base)
 
     # ------------------------------------------------------------------------------------------------
+    def readable(self) -> dict[Path, tuple[BinarySlice, ...]]:
+        """The slices of every input file that can be read; a ``readable`` failure for each that
+        cannot (truncated, malformed, a broken archive): never described as "stripped"."""
+        slices: dict[Path, tuple[BinarySlice, ...]] = {}
+        for f in self.inputs.files:
+            problem = binary_problem(f)
+            got = () if problem else self.read(f)
+            if not problem and not got and sniff(f) != "ar":
+                problem = "its headers cannot be parsed as Mach-O or ELF"
+            if problem:
+                self.add(
+                    "readable",
+                    "every binary is a whole Mach-O / ELF file or archive",
+                    f"{self.rel(f)}: not a readable binary: {problem}",
+                    "fail",
+                    f,
+                    hint="the file is damaged or was copied in part: rebuild it, or copy it again",
+                )
+                continue
+            slices[f] = got
+        return slices
+
     def run(self) -> StaticResult:
-        slices = {f: self.read(f) for f in self.inputs.files}
+        slices = self.readable()
         every = [s for group in slices.values() for s in group if not s.member]
         programs = [s for s in every if s.kind == "executable"]
         roots_all = programs or [s for s in every if s.kind in ("library", "module")]
+        if not roots_all and self.checks:  # only unreadable files: that is the verdict
+            seen = tuple(sorted({s.format for group in slices.values() for s in group}))
+            return StaticResult(tuple(self.checks), tuple(self.inputs.files), (), seen)
         if not roots_all:
             raise VerifyError(
                 f"no programs or libraries among {', '.join(self.rel(f) for f in slices)}",

@@ -1,0 +1,271 @@
+"""``--from-config`` input: read a stranger's ``config.json`` and check it before any shrink runs.
+
+:func:`read_config` refuses what is not a config (a FIFO or other non-regular file, a file larger
+than any real config, non-UTF-8, non-JSON, too deeply nested, not an object);
+:func:`validate_config` refuses what is not a model: every shape field (dimensions, head, layer
+and expert counts, ranks) a whole number in range, the heads dividing as attention needs,
+``layer_types`` a list of names. Each refusal is a :class:`~toolchain.errors.ModelError` (exit 40)
+naming the field and its value as the file has it. Numbers JSON allows and Python would choke on
+later (a 5000-digit integer, ``NaN``, ``1e999``) are refused here too, with their field.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelError
+
+MAX_CONFIG_BYTES = 2 << 20  # a real config.json is well under 1 MB
+MAX_DIGITS = 30  # an integer longer than this is no dimension (and Python refuses > 4300 digits)
+HINT = "pass the model's own config.json (as on its model card), unedited"
+
+# Shape fields: their lower bound. null means "the default" and is accepted.
+_POSITIVE = (
+    "hidden_size",
+    "n_embd",
+    "d_model",
+    "num_attention_heads",
+    "n_head",
+    "n_heads",
+    "num_key_value_heads",
+    "num_kv_heads",
+    "n_head_kv",
+    "num_hidden_layers",
+    "n_layer",
+    "n_layers",
+    "intermediate_size",
+    "n_inner",
+    "ffn_hidden_size",
+    "moe_intermediate_size",
+    "shared_expert_intermediate_size",
+    "head_dim",
+    "vocab_size",
+    "num_experts_per_tok",
+    "moe_topk",
+    "num_local_experts",
+    "num_experts",
+    "n_routed_experts",
+    "kv_lora_rank",
+    "q_lora_rank",
+    "qk_rope_head_dim",
+    "v_head_dim",
+    "max_position_embeddings",
+    "n_positions",
+    "state_size",
+    "mamba_d_state",
+    "conv_kernel",
+    "mamba_d_conv",
+    "n_groups",
+    "mamba_n_groups",
+    "mamba_n_heads",
+    "mamba_d_head",
+)
+_NON_NEGATIVE = (
+    "qk_nope_head_dim",
+    "first_k_dense_replace",
+    "n_shared_experts",
+    "sliding_window",
+    "num_nextn_predict_layers",
+)
+# Kept as they are in the tiny model (they decide the kernels): beyond this the model is not tiny
+# and no real model has such a value.
+_KEPT = frozenset(
+    {
+        "head_dim",
+        "kv_lora_rank",
+        "q_lora_rank",
+        "qk_rope_head_dim",
+        "qk_nope_head_dim",
+        "v_head_dim",
+        "state_size",
+        "mamba_d_state",
+        "conv_kernel",
+        "mamba_d_conv",
+        "n_groups",
+        "mamba_n_groups",
+        "mamba_d_head",
+        "num_experts_per_tok",
+        "moe_topk",
+    }
+)
+MAX_KEPT = 8192
+MAX_SHRUNK = 1 << 24  # hidden sizes, vocabularies, counts: cut anyway, but bounded for arithmetic
+MAX_POSITIONS = (1 << 31) - 1  # context lengths (GGUF stores them as 32-bit)
+_POSITIONS = frozenset({"max_position_embeddings", "n_positions", "sliding_window"})
+_LAYER_KEYS = ("num_hidden_layers", "n_layer", "n_layers")
+_HIDDEN_KEYS = ("hidden_size", "n_embd", "d_model")
+_HEAD_KEYS = ("num_attention_heads", "n_head", "n_heads")
+_KV_KEYS = ("num_key_value_heads", "num_kv_heads", "n_head_kv")
+_EXPERT_KEYS = ("num_local_experts", "num_experts", "n_routed_experts")
+_TOPK_KEYS = ("num_experts_per_tok", "moe_topk")
+
+
+class _Unusable:
+    """A JSON number kept as its text because Python cannot use it (too long, NaN, Infinity)."""
+
+    def __init__(self, text: str, why: str) -> None:
+        self.text, self.why = text, why
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _int(text: str) -> int | _Unusable:
+    if len(text.lstrip("-")) > MAX_DIGITS:
+        return _Unusable(f"{text[:12]}…({len(text.lstrip('-'))} digits)", "an integer far too large")
+    return int(text)
+
+
+def _float(text: str) -> float | _Unusable:
+    value = float(text)
+    return value if math.isfinite(value) else _Unusable(text, "not a finite number")
+
+
+def _constant(text: str) -> _Unusable:
+    return _Unusable(text, "not a number JSON has (NaN / Infinity)")
+
+
+def show(value: object) -> str:
+    """``value`` as the file has it (JSON), cut to a readable length."""
+    if isinstance(value, _Unusable):
+        return value.text
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=repr)
+    except (ValueError, RecursionError):
+        text = repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """The config.json at ``path``, read with bounds; numbers Python cannot use are refused with
+    their field. Shapes are checked by :func:`validate_config` (``shrink_config`` calls it)."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read: {exc.strerror or exc}", HINT) from exc
+    if not stat.S_ISREG(info.st_mode):
+        what = (
+            "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a directory" if stat.S_ISDIR(info.st_mode) else ""
+        )
+        raise ModelError(f"{path} is not a regular file{f' ({what})' if what else ''}", HINT)
+    if info.st_size > MAX_CONFIG_BYTES:
+        raise ModelError(
+            f"{path}: {info.st_size} bytes: a config.json is far smaller (limit {MAX_CONFIG_BYTES})", HINT
+        )
+    try:
+        # O_NONBLOCK: a file swapped for a FIFO after the check cannot block the open
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise ModelError(f"{path} is not a regular file", HINT)
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read: {exc.strerror or exc}", HINT) from exc
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ModelError(f"{path}: more than {MAX_CONFIG_BYTES} bytes: a config.json is far smaller", HINT)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ModelError(f"{path}: not UTF-8 text: {exc}", HINT) from exc
+    try:
+        data = json.loads(text, parse_int=_int, parse_float=_float, parse_constant=_constant)
+    except RecursionError as exc:
+        raise ModelError(f"{path} is not a config: JSON nested too deeply", HINT) from exc
+    except ValueError as exc:
+        raise ModelError(f"{path} is not JSON: {exc}", HINT) from exc
+    if not isinstance(data, dict):
+        raise ModelError(
+            f"{path}: a config.json is a JSON object, not {type(data).__name__} ({show(data)})", HINT
+        )
+    try:
+        found = next(_walk(data, ""), None)
+    except RecursionError as exc:
+        raise ModelError(f"{path} is not a config: JSON nested too deeply", HINT) from exc
+    if found is not None:  # the shape checks come with the shrink (validate_config)
+        raise ModelError(f"{path}: {found[0]} = {found[1].text}: {found[1].why}", HINT)
+    return data
+
+
+def _walk(value: object, where: str) -> Iterator[tuple[str, _Unusable]]:
+    if isinstance(value, _Unusable):
+        yield where, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _walk(v, f"{where}.{k}" if where else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _walk(v, f"{where}[{i}]")
+
+
+_KIND = {"str": "a string", "float": "a float", "list": "a list", "dict": "an object", "bool": "a boolean"}
+
+
+def _whole(config: dict[str, Any], key: str) -> int | None:
+    value = config.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _first(config: dict[str, Any], keys: tuple[str, ...]) -> tuple[str, int] | None:
+    return next(((k, v) for k in keys if (v := _whole(config, k)) is not None), None)
+
+
+def validate_config(config: object, where: str = "config.json") -> None:
+    """Raise :class:`ModelError` naming the first field that no real model could have."""
+
+    def bad(field: str, value: object, why: str) -> ModelError:
+        return ModelError(f"{where}: {field} = {show(value)}: {why}", HINT)
+
+    if not isinstance(config, dict):
+        raise ModelError(
+            f"{where}: a config.json is a JSON object, not {type(config).__name__} ({show(config)})", HINT
+        )
+    try:
+        found = next(_walk(config, ""), None)
+    except RecursionError as exc:
+        raise ModelError(f"{where} is not a config: JSON nested too deeply", HINT) from exc
+    if found is not None:
+        raise bad(found[0], found[1], found[1].why)
+    for key in (*_POSITIVE, *_NON_NEGATIVE):
+        if key not in config or config[key] is None:
+            continue
+        value = config[key]
+        if isinstance(value, bool) or not isinstance(value, int):
+            kind = _KIND.get(type(value).__name__, type(value).__name__)
+            raise bad(key, value, f"{kind}, not a whole number")
+        low = 1 if key in _POSITIVE else 0
+        high = MAX_POSITIONS if key in _POSITIONS else MAX_KEPT if key in _KEPT else MAX_SHRUNK
+        if value < low:
+            raise bad(key, value, f"must be at least {low}")
+        if value > high:
+            raise bad(key, value, f"more than {high}: no real model has that")
+    layers = _first(config, _LAYER_KEYS)
+    if layers is None and not any(config.get(k) is not None for k in _LAYER_KEYS):
+        raise ModelError(f"{where}: no layer count ({' / '.join(_LAYER_KEYS)})", HINT)
+    heads, kv, hidden = _first(config, _HEAD_KEYS), _first(config, _KV_KEYS), _first(config, _HIDDEN_KEYS)
+    if heads and kv:
+        if kv[1] > heads[1]:
+            raise bad(kv[0], kv[1], f"more KV heads than {heads[0]} = {heads[1]}")
+        if heads[1] % kv[1]:
+            raise bad(heads[0], heads[1], f"not a multiple of {kv[0]} = {kv[1]} (GQA groups must be whole)")
+    if heads and hidden and config.get("head_dim") is None and hidden[1] % heads[1]:
+        raise bad(
+            hidden[0], hidden[1], f"not a multiple of {heads[0]} = {heads[1]}, and no head_dim is given"
+        )
+    experts, top_k = _first(config, _EXPERT_KEYS), _first(config, _TOPK_KEYS)
+    if experts and top_k and top_k[1] > experts[1]:
+        raise bad(top_k[0], top_k[1], f"routes to more experts than {experts[0]} = {experts[1]}")
+    layer_types = config.get("layer_types")
+    if layer_types is not None:
+        if not isinstance(layer_types, list) or not layer_types:
+            raise bad("layer_types", layer_types, "not a non-empty list of layer kinds")
+        for i, kind in enumerate(layer_types):
+            if not isinstance(kind, str):
+                raise bad(f"layer_types[{i}]", kind, "a layer kind is a string")
+        if layers and len(layer_types) != layers[1]:
+            raise bad("layer_types", layer_types, f"{len(layer_types)} entries for {layers[0]} = {layers[1]}")
