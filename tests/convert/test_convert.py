@@ -287,3 +287,88 @@ def test_own_model_and_subset_runs_keep_the_main_jobs_report(
     assert llama["status"] == "not-loaded"  # this project has no build: this run's own verdict
     others = [r for r in after["results"] if r["architecture"] != "llama"]
     assert others == [r for r in before["results"] if r["architecture"] != "llama"]
+
+
+def test_a_shrunk_config_the_tree_cannot_load_is_a_model_error(
+    conversion: Conversion, tree_0336: Path, coverage_build: Path, tmp_path: Path
+) -> None:
+    """A valid PhiForCausalLM config with intermediate = 2 x hidden: the shrink keeps the ratio, the
+    tree's converter writes 4 x hidden and its loader refuses the file: ModelError (40), the
+    loader's message and the shrinks named, never a silent bad model."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, test_cache_dir
+
+    config = {
+        "architectures": ["PhiForCausalLM"],
+        "model_type": "phi",
+        "hidden_size": 2560,
+        "intermediate_size": 5120,
+        "num_attention_heads": 32,
+        "num_hidden_layers": 32,
+        "partial_rotary_factor": 0.4,
+        "vocab_size": 51200,
+    }
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    project = tmp_path / "project"
+    project.mkdir()
+    env = {**os.environ, "TOOLCHAIN_CACHE": str(test_cache_dir() / "convert-cache"), "NO_COLOR": "1"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "toolchain",
+            "convert",
+            "--tree",
+            str(tree_0336),
+            "--build-dir",
+            str(coverage_build),
+            "--from-config",
+            str(path),
+            "--types",
+            "f16",
+        ],
+        cwd=project,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 40, out
+    assert "cannot be loaded by this tree" in out and "check_tensor_dims" in out, out
+    assert "intermediate_size" in out  # the shrinks applied are named
+
+
+def test_upstream_defect_is_labelled_in_the_coverage_matrix(
+    conversion: Conversion, coverage_build: Path, tmp_path: Path
+) -> None:
+    """ModernBERT converts, its loader refuses it: the matrix shows `error (upstream)` cells with the
+    evidence, not a silent gap and not our harness or the backend."""
+    from toolchain.coverage import CoverageRequest, plan, run_matrix
+    from toolchain.coverage.report import markdown
+
+    report = next(r.gguf for r in conversion.results if r.gguf).parents[2] / "reports" / "convert.json"
+    request = CoverageRequest(
+        build_dir=coverage_build,
+        reports_dir=tmp_path / "reports",
+        scratch_dir=tmp_path / "scratch",
+        architectures=("modern-bert", "llama"),
+        types=("f16",),
+        backends=("CPU", "BLAS"),
+        columns=("support",),
+        convert_report=report,
+        use_archs_models=False,
+    )
+    run = run_matrix(request, plan(request))
+    mb = [c for c in run.cells if c.architecture == "modern-bert"]
+    assert {c.backend for c in mb} == {"CPU", "BLAS"}
+    for c in mb:
+        assert (c.status, c.whose) == ("error", "upstream"), (c.status, c.whose, c.reason)
+        assert "modern-bert.attention.layer_norm_epsilon" in c.reason and "layer_norm_rms_epsilon" in c.reason
+    assert all(c.whose != "upstream" for c in run.cells if c.architecture == "llama")
+    md = markdown(run)
+    assert "error (upstream)" in md and "modern-bert.attention.layer_norm_epsilon" in md

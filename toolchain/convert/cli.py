@@ -41,6 +41,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
             seed=args.seed,
             shrinks=shrinks,
             report_name=report,
+            bin_dir=(args.build_dir / "bin" if (args.build_dir / "bin").is_dir() else args.build_dir)
+            if args.build_dir
+            else None,
             merge=bool(chosen_archs(args)),  # a subset (-a) updates its pairs in convert.json, keeps the rest
         )
     print(results_table(conversion))
@@ -83,6 +86,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--tree", type=Path, default=None, help="llama.cpp tree (default: the work dir's checkout)"
+    )
+    p.add_argument(
+        "--build-dir",
+        type=Path,
+        default=None,
+        help="build whose loader and llama-quantize to use (default: the work dir's last build)",
     )
     p.add_argument(
         "--keep-going",

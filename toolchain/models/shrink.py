@@ -75,6 +75,29 @@ def layer_count_marker(architecture: str, config: dict[str, Any]) -> tuple[int, 
     return None
 
 
+def _keep_mamba_heads(cfg: dict[str, Any], shrinks: list[Shrink], architecture: str, hidden_key: str) -> None:
+    """Hybrid Mamba-2 configs (Granite 4, Bamba): mamba_n_heads x mamba_d_head = mamba_expand x hidden
+    (transformers checks it). head size and state stay real; the head count follows the hidden cut."""
+    heads, d_head, expand = cfg.get("mamba_n_heads"), cfg.get("mamba_d_head"), cfg.get("mamba_expand")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (heads, d_head, expand)):
+        return
+    assert isinstance(d_head, int) and isinstance(expand, int)
+    inner = expand * int(cfg[hidden_key])
+    if inner % d_head:
+        raise ModelError(
+            f"config.json of {architecture}: mamba_expand x hidden ({inner}) is not a multiple of "
+            f"mamba_d_head ({d_head}) after the hidden cut: the rule keeping mamba_d_head cannot hold",
+            "report this config: toolchain/models/shrink.py needs a rule for it",
+        )
+    _set(
+        cfg,
+        shrinks,
+        "mamba_n_heads",
+        inner // d_head,
+        f"mamba heads x d_head {d_head} = expand x hidden ({inner})",
+    )
+
+
 def _cut_per_layer_lists(cfg: dict[str, Any], shrinks: list[Shrink], before: Any, after: Any) -> None:
     """Lists with one entry per layer (SmolLM3's no_rope_layers, …) follow the layer cut: the first
     layer of each kind, in the real order, then the following layers."""
@@ -180,6 +203,7 @@ def shrink_config(config: dict[str, Any], known: dict[str, ArchSpec]) -> tuple[A
         if cfg.get("head_dim") is None and new_hidden != new_heads * head_dim:
             _set(cfg, shrinks, "head_dim", head_dim, "head_dim kept explicitly")
     scale = cfg[hidden_key] / hidden
+    _keep_mamba_heads(cfg, shrinks, architecture, hidden_key)
     for key in ("intermediate_size", "n_inner", "ffn_hidden_size", "hidden_dim"):
         if isinstance(cfg.get(key), int) and cfg[key] > 0:
             new = min(_round_up(cfg[key] * scale), 4 * _round_up(cfg[hidden_key]))
