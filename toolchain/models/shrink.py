@@ -79,6 +79,8 @@ def _keep_mamba_heads(cfg: dict[str, Any], shrinks: list[Shrink], architecture: 
     """Hybrid Mamba-2 configs (Granite 4, Bamba): mamba_n_heads x mamba_d_head = mamba_expand x hidden
     (transformers checks it). head size and state stay real; the head count follows the hidden cut."""
     heads, d_head, expand = cfg.get("mamba_n_heads"), cfg.get("mamba_d_head"), cfg.get("mamba_expand")
+    if "mamba_d_ssm" in cfg:  # Falcon-H1 sizes the SSM explicitly (mamba_d_ssm), not by expand x hidden
+        return
     if not all(isinstance(v, int) and not isinstance(v, bool) for v in (heads, d_head, expand)):
         return
     assert isinstance(d_head, int) and isinstance(expand, int)
