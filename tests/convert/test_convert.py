@@ -21,16 +21,33 @@ from toolchain.convert.validate import validate_gguf
 from toolchain.models.shrink import shrink_config
 from toolchain.models.spec import load_specs
 
+pytestmark = pytest.mark.slow  # the load check needs the real build (coverage_build)
 SPECS = load_specs()
-SUBSET = ["llama", "gemma2", "mixtral", "phi3", "jamba", "mamba", "bert", "gpt2"]
+# phi2, phi3 and phimoe: specs whose GGUFs the gguf package accepted and the tree's loader refused
+SUBSET = ["llama", "gemma2", "mixtral", "phi2", "phi3", "phimoe", "jamba", "mamba", "bert", "gpt2"]
+# phi2 as it was: intermediate_size 2560 (2 x hidden), while the tree's converter writes
+# feed_forward_length = 4 x hidden: a valid-looking GGUF the loader refuses
+PHI2_OLD = replace(
+    SPECS["phi2"], name="phi2-ffn2x", config={**SPECS["phi2"].config, "intermediate_size": 2560}
+)
+
+
+@pytest.fixture(scope="module")
+def loader_bin(coverage_build: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real build's loader (and its libraries), without llama-quantize: q4_0 is "not-available"."""
+    bin_dir = tmp_path_factory.mktemp("bin")
+    (bin_dir / "test-export-graph-ops").symlink_to(coverage_build / "bin" / "test-export-graph-ops")
+    for lib in (coverage_build / "bin").glob("lib*.so*"):
+        (bin_dir / lib.name).symlink_to(lib)
+    return bin_dir
 
 
 @pytest.fixture(scope="module")
 def conversion(
-    converter_env: ConverterEnv, tree_0336: Path, tmp_path_factory: pytest.TempPathFactory
+    converter_env: ConverterEnv, tree_0336: Path, loader_bin: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Conversion:
     settings = shared_settings(tmp_path_factory.mktemp("convert"))
-    specs = [SPECS[n] for n in SUBSET]
+    specs = [SPECS[n] for n in SUBSET] + [PHI2_OLD, SPECS["modernbert"]]
     shrinks = {}
     for config in REAL_CONFIGS.values():
         spec, items = shrink_config(config, SPECS)
@@ -48,10 +65,12 @@ def conversion(
             config_json_extra={},
         )
     )
-    return convert_architectures(specs, ("f16", "q8_0", "q4_0"), settings, tree=tree_0336, shrinks=shrinks)
+    return convert_architectures(
+        specs, ("f16", "q8_0", "q4_0"), settings, tree=tree_0336, shrinks=shrinks, bin_dir=loader_bin
+    )
 
 
-def test_subset_converts_and_validates(conversion: Conversion) -> None:
+def test_subset_converts_validates_and_loads(conversion: Conversion) -> None:
     print(results_table(conversion))
     by = {(r.architecture, r.type): r for r in conversion.results}
     for name in SUBSET:
@@ -59,7 +78,52 @@ def test_subset_converts_and_validates(conversion: Conversion) -> None:
             r = by[(name, t)]
             assert r.status == "pass", (name, t, r.cause, r.error, r.tail)
             assert r.gguf is not None and r.gguf.is_file() and r.tensor_count > 0 and r.matched_tensors > 0
+            assert r.loaded_by == "test-export-graph-ops", (name, t)
     assert by[("llama", "f16")].types.get("F16") and by[("llama", "q8_0")].types.get("Q8_0")
+
+
+def test_a_gguf_the_tree_cannot_load_is_a_load_verdict(conversion: Conversion) -> None:
+    r = next(r for r in conversion.results if r.architecture == "phi2-ffn2x" and r.type == "f16")
+    assert (r.status, r.cause, r.whose) == ("error", "load", ""), (r.status, r.cause, r.error)
+    # the loader's own message, verbatim
+    assert "check_tensor_dims: tensor 'blk.0.ffn_down.weight' has wrong shape" in r.error, r.error
+    assert r.tail and r.gguf is not None and r.gguf.is_file()
+
+
+def test_converter_loader_disagreement_is_upstream(conversion: Conversion) -> None:
+    r = next(r for r in conversion.results if r.architecture == "modernbert" and r.type == "f16")
+    assert (r.status, r.cause, r.whose) == ("error", "load", "upstream"), (r.status, r.cause, r.error)
+    assert r.finding["missing_key"] == "modern-bert.attention.layer_norm_epsilon"
+    keys = r.finding["gguf_keys"]
+    assert isinstance(keys, dict) and "modern-bert.attention.layer_norm_epsilon" not in keys
+    assert "modern-bert.attention.layer_norm_rms_epsilon" in keys  # what the converter wrote instead
+
+
+def test_load_verdicts_are_cached_per_file_and_loader(
+    conversion: Conversion, tree_0336: Path, loader_bin: Path, tmp_path: Path
+) -> None:
+    work = next(r.gguf for r in conversion.results if r.gguf).parents[2].parent
+    settings = shared_settings(work)
+    good = next(r for r in conversion.results if r.architecture == "llama" and r.type == "f16")
+    bad = next(r for r in conversion.results if r.architecture == "phi2-ffn2x" and r.type == "f16")
+    assert good.gguf and bad.gguf
+    logs = [p.with_name(p.name + ".load.log") for p in (good.gguf, bad.gguf)]
+    before = [p.stat().st_mtime_ns for p in logs]
+    again = convert_architectures(
+        [SPECS["llama"], PHI2_OLD], ("f16",), settings, tree=tree_0336, write=False, bin_dir=loader_bin
+    )
+    by = {r.architecture: r for r in again.results}
+    assert by["llama"].status == "pass" and by["llama"].cached and by["llama"].loaded_by
+    assert by["phi2-ffn2x"].cause == "load" and by["phi2-ffn2x"].cached
+    assert "wrong shape" in by["phi2-ffn2x"].error
+    assert [p.stat().st_mtime_ns for p in logs] == before  # the loader did not run again
+    # no loader at all: valid for the gguf package is not a pass
+    empty = tmp_path / "no-build"
+    empty.mkdir()
+    unloaded = convert_architectures(
+        [SPECS["llama"]], ("f16",), settings, tree=tree_0336, write=False, bin_dir=empty
+    )
+    assert unloaded.results[0].status == "not-loaded" and "not loaded" in unloaded.results[0].error
 
 
 def test_from_config_models_convert(conversion: Conversion) -> None:
@@ -99,9 +163,11 @@ def test_report_written(conversion: Conversion, tmp_path: Path) -> None:
     assert data["installed"]["torch"]
 
 
-def test_cached_ggufs_are_reused(conversion: Conversion, tree_0336: Path) -> None:
+def test_cached_ggufs_are_reused(conversion: Conversion, tree_0336: Path, coverage_build: Path) -> None:
     settings = shared_settings(next(r.gguf for r in conversion.results if r.gguf).parents[2].parent)
-    again = convert_architectures([SPECS["llama"]], ("f16",), settings, tree=tree_0336, write=False)
+    again = convert_architectures(
+        [SPECS["llama"]], ("f16",), settings, tree=tree_0336, write=False, bin_dir=coverage_build / "bin"
+    )
     assert again.results[0].status == "pass" and again.results[0].cached
 
 
@@ -138,3 +204,171 @@ def test_validation_catches_a_tampered_gguf(conversion: Conversion, tmp_path: Pa
     not_gguf = tmp_path / "x.gguf"
     not_gguf.write_bytes(b"GGML" + b"\x00" * 64)
     assert not validate_gguf(not_gguf, model.path, "llama", "f16").ok
+
+
+def test_moe_get_rows_is_tested_not_a_harness_crash(
+    conversion: Conversion, coverage_build: Path, tmp_path: Path
+) -> None:
+    """Mixtral's routing-weight GET_ROWS takes a strided index view; test-backend-ops filled it as
+    one block and the CPU reference aborted on the uninitialised rows (1 run in 3 here). The test
+    column now runs it with a dense index and reports its real verdict, run after run."""
+    from toolchain.coverage.cell import CellOptions, CellRunner, CellSpec
+    from toolchain.coverage.records import ModelInput
+    from toolchain.coverage.tools import detect
+
+    gguf = next(r.gguf for r in conversion.results if r.architecture == "mixtral" and r.type == "f16")
+    assert gguf is not None
+    tools = detect(coverage_build / "bin")
+    for i in range(5):
+        runner = CellRunner(
+            tools, tmp_path / f"cache{i}", tmp_path / f"logs{i}", CellOptions(columns=("support", "test"))
+        )
+        cell = runner.run(CellSpec(ModelInput("llama", "f16", gguf, "convert.json", "mixtral"), "CPU"))
+        test = next(c for c in cell.checks if c.column == "test")
+        assert test.status == "pass", (test.summary, test.evidence)
+        assert cell.whose != "harness"
+        rewritten = test.details["index_views_made_contiguous"]
+        assert isinstance(rewritten, list) and "GET_ROWS(name=ffn_moe_weights-0)" in rewritten
+        routed = [o for o in cell.ops if o.op == "GET_ROWS" and "ffn_moe_weights-0" in o.params]
+        assert routed and all(o.test == "ok" for o in routed), routed
+        assert "made contiguous" in test.summary
+
+
+def test_own_model_and_subset_runs_keep_the_main_jobs_report(
+    conversion: Conversion, tree_0336: Path, tmp_path: Path
+) -> None:
+    """`convert --from-config` writes its own report; `convert -a X` replaces only X's pairs."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, test_cache_dir
+    from tests.models.configs import LLAMA_3_8B
+
+    main_report = next(r.gguf for r in conversion.results if r.gguf).parents[2] / "reports" / "convert.json"
+    project = tmp_path / "project"
+    reports = project / ".toolchain" / "reports"
+    reports.mkdir(parents=True)
+    (reports / "convert.json").write_bytes(main_report.read_bytes())
+    before = json.loads(main_report.read_text())
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(LLAMA_3_8B))
+    env = {
+        **os.environ,
+        "TOOLCHAIN_CACHE": str(test_cache_dir() / "convert-cache"),
+        "NO_COLOR": "1",
+        "PYTHONPATH": str(ROOT),
+    }
+
+    def convert(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "toolchain", "convert", "--tree", str(tree_0336), "--keep-going", *args],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+
+    done = convert("--from-config", str(config), "--types", "f16")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (reports / "convert.json").read_bytes() == main_report.read_bytes()  # untouched
+    own = list(reports.glob("convert-from-config-*.json"))
+    assert len(own) == 1 and own[0].name in done.stdout + done.stderr
+    data = json.loads(own[0].read_text())
+    assert [r["architecture"] for r in data["results"]] == [data["models"]["models"][0]["name"]]
+
+    done = convert("-a", "llama", "--types", "f16")
+    assert done.returncode == 0, done.stdout + done.stderr
+    after = json.loads((reports / "convert.json").read_text())
+    pairs = lambda d: sorted((r["architecture"], r["type"]) for r in d["results"])  # noqa: E731
+    assert pairs(after) == pairs(before)  # every pair of the main job still there
+    llama = next(r for r in after["results"] if (r["architecture"], r["type"]) == ("llama", "f16"))
+    assert llama["status"] == "not-loaded"  # this project has no build: this run's own verdict
+    others = [r for r in after["results"] if r["architecture"] != "llama"]
+    assert others == [r for r in before["results"] if r["architecture"] != "llama"]
+
+
+def test_a_shrunk_config_the_tree_cannot_load_is_a_model_error(
+    conversion: Conversion, tree_0336: Path, coverage_build: Path, tmp_path: Path
+) -> None:
+    """A valid PhiForCausalLM config with intermediate = 2 x hidden: the shrink keeps the ratio, the
+    tree's converter writes 4 x hidden and its loader refuses the file: ModelError (40), the
+    loader's message and the shrinks named, never a silent bad model."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, test_cache_dir
+
+    config = {
+        "architectures": ["PhiForCausalLM"],
+        "model_type": "phi",
+        "hidden_size": 2560,
+        "intermediate_size": 5120,
+        "num_attention_heads": 32,
+        "num_hidden_layers": 32,
+        "partial_rotary_factor": 0.4,
+        "vocab_size": 51200,
+    }
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    project = tmp_path / "project"
+    project.mkdir()
+    env = {**os.environ, "TOOLCHAIN_CACHE": str(test_cache_dir() / "convert-cache"), "NO_COLOR": "1"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "toolchain",
+            "convert",
+            "--tree",
+            str(tree_0336),
+            "--build-dir",
+            str(coverage_build),
+            "--from-config",
+            str(path),
+            "--types",
+            "f16",
+        ],
+        cwd=project,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 40, out
+    assert "cannot be loaded by this tree" in out and "check_tensor_dims" in out, out
+    assert "intermediate_size" in out  # the shrinks applied are named
+
+
+def test_upstream_defect_is_labelled_in_the_coverage_matrix(
+    conversion: Conversion, coverage_build: Path, tmp_path: Path
+) -> None:
+    """ModernBERT converts, its loader refuses it: the matrix shows `error (upstream)` cells with the
+    evidence, not a silent gap and not our harness or the backend."""
+    from toolchain.coverage import CoverageRequest, plan, run_matrix
+    from toolchain.coverage.report import markdown
+
+    report = next(r.gguf for r in conversion.results if r.gguf).parents[2] / "reports" / "convert.json"
+    request = CoverageRequest(
+        build_dir=coverage_build,
+        reports_dir=tmp_path / "reports",
+        scratch_dir=tmp_path / "scratch",
+        architectures=("modern-bert", "llama"),
+        types=("f16",),
+        backends=("CPU", "BLAS"),
+        columns=("support",),
+        convert_report=report,
+        use_archs_models=False,
+    )
+    run = run_matrix(request, plan(request))
+    mb = [c for c in run.cells if c.architecture == "modern-bert"]
+    assert {c.backend for c in mb} == {"CPU", "BLAS"}
+    for c in mb:
+        assert (c.status, c.whose) == ("error", "upstream"), (c.status, c.whose, c.reason)
+        assert "modern-bert.attention.layer_norm_epsilon" in c.reason and "layer_norm_rms_epsilon" in c.reason
+    assert all(c.whose != "upstream" for c in run.cells if c.architecture == "llama")
+    md = markdown(run)
+    assert "error (upstream)" in md and "modern-bert.attention.layer_norm_epsilon" in md

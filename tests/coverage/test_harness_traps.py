@@ -5,8 +5,11 @@ test-backend-ops runs each exported op out of its graph on random inputs. Intege
 that is the harness, like the NaN-on-both-sides trap, not the backend under test.
 """
 
+from pathlib import Path
+
 from toolchain.coverage.cell import _harness_index_crash
 from toolchain.coverage.isolate import Outcome
+from toolchain.coverage.opsfile import contiguous_index_views, ggml_ids
 from toolchain.coverage.records import OpResult, TensorShape
 
 ABORT = "../../src/ggml/src/ggml-cpu/ops.cpp:5363: GGML_ASSERT(i01 >= 0 && i01 < ne01) failed"
@@ -50,3 +53,38 @@ def test_accel_device_run_keeps_weights_out_of_the_cpus_extra_buffers() -> None:
     assert "--no-repack" in blas.device_args(("-v", "--no-repack"))
     assert "--no-repack" not in blas.device_args(("-v",)), "only where the tree's runner has the flag"
     assert "--no-repack" not in backend("CPU").device_args(("--no-repack",))
+
+
+# Two lines test-export-graph-ops of the 0.3.36 tree wrote for a MoE model (4 experts, top-2):
+# GET_ROWS picks the routing weights with a strided view of the argsort (i32[2,512] nb[4,16,…]).
+MOE_LINES = (
+    "40 0 1 2 512 1 16 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 2 0 1 4 512 1 4 4 16 8192 "
+    "26 2 512 1 1 4 16 8192 8192 ffn_moe_weights-0\n"
+    "40 0 256 1 1 1 16 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 2 0 256 128 1 1 4 1024 131072 131072 "
+    "26 1 1 1 1 4 4 4 4 embd\n"
+)
+
+
+def test_strided_get_rows_indices_are_made_contiguous_and_nothing_else(tree_0336: Path) -> None:
+    op_ids, type_ids = ggml_ids(tree_0336)
+    assert op_ids["GGML_OP_GET_ROWS"] == 40 and type_ids["GGML_TYPE_I32"] == 26
+    done = contiguous_index_views(MOE_LINES, op_ids, type_ids)
+    assert done.rewritten == ("GET_ROWS(name=ffn_moe_weights-0)",)
+    before, after = MOE_LINES.splitlines(), done.text.splitlines()
+    assert after[1] == before[1]  # a contiguous index stays as exported
+    a, b = before[0].split(), after[0].split()
+    # everything but the index source's strides is kept: op, types, shapes, params, src0 and its strides
+    assert a[:-5] == b[:-5] and a[-1] == b[-1]
+    assert b[-5:-1] == ["4", "8", "4096", "4096"]  # dense i32[2,512]
+    # an op that fills its integer sources row by row (MUL_MAT_ID, SET_ROWS) is left alone
+    mmid = MOE_LINES.replace("40 0 1 2 512", f"{op_ids['GGML_OP_MUL_MAT_ID']} 0 1 2 512", 1)
+    assert contiguous_index_views(mmid, op_ids, type_ids).rewritten == ()
+
+
+def test_ids_are_read_from_the_tree_or_not_at_all(tmp_path: Path) -> None:
+    (tmp_path / "ggml" / "include").mkdir(parents=True)
+    (tmp_path / "ggml" / "include" / "ggml.h").write_text(
+        "enum ggml_op { GGML_OP_NONE = 0, GGML_OP_X = FOO, };"
+    )
+    assert ggml_ids(tmp_path)[0] == {}  # not understood: no ids, so no rewrite
+    assert contiguous_index_views(MOE_LINES, {}, {}).text == MOE_LINES

@@ -173,3 +173,56 @@ def test_predicted_metal_columns_are_labelled_predictions(real_run: tuple[Path, 
     assert cells["llama-f16-metal-predicted:apple9"]["status"] == "pass"
     md = (project / ".toolchain" / "reports" / "coverage.md").read_text()
     assert "PREDICTIONS from this llama.cpp tree's own Metal supports_op source" in md
+
+
+def test_a_given_gguf_the_tree_cannot_load_fails_with_the_loaders_message(
+    coverage_build: Path, tmp_path: Path
+) -> None:
+    """`coverage --model` on a GGUF the tree refuses: no ✓, exit 50, the loader's message named."""
+    import gguf
+
+    made = subprocess.run(
+        [str(coverage_build / "bin" / "test-llama-archs"), "-a", "^llama$", "-o", str(tmp_path), "-s", "1"],
+        capture_output=True,
+        timeout=300,
+    )
+    source = next(p for p in tmp_path.glob("llama*.gguf") if p.name.startswith("llama-"))
+    assert made.returncode == 0 or source.is_file(), made.stderr
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(source.read_bytes())
+    reader = gguf.GGUFReader(str(bad), "r+")
+    target = next(t for t in reader.tensors if t.name == "output.weight")
+    dims = target.field.parts[3]
+    assert dims[0] != dims[1]
+    dims[0], dims[1] = (
+        int(dims[1]),
+        int(dims[0]),
+    )  # same bytes, transposed: the loader's shape check refuses it
+    del reader
+    project = tmp_path / "project"
+    project.mkdir()
+    done = _coverage(
+        project,
+        "--build-dir",
+        str(coverage_build),
+        "--model",
+        f"llama:f32:{bad}",
+        "--types",
+        "f32",
+        "--backends",
+        "CPU,BLAS",
+        "--columns",
+        "support,test,e2e",
+        "--predict",
+        "none",
+        timeout=300,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 50, out
+    assert "✓" not in out, out
+    assert "could not be covered" in out and "check_tensor_dims" in out and "wrong shape" in out, out
+    data = json.loads((project / ".toolchain" / "reports" / "coverage.json").read_text())
+    cells = [c for c in data["cells"] if not c["backend"].startswith("metal-predicted:")]
+    assert {c["backend"] for c in cells} == {"CPU", "BLAS"}
+    assert all(c["status"] == "error" and c["whose"] == "input" for c in cells), cells
+    assert all("the tree cannot load this model: check_tensor_dims" in c["reason"] for c in cells)

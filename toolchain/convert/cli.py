@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..cli import common_options, settings_from
+from ..errors import ModelError
 from ..log import LOG
 from ..models.cli import add_arch_option, chosen_archs
 from ..models.config_input import read_config
@@ -14,28 +15,60 @@ from ..models.spec import load_specs, select
 from .stage import DEFAULT_TYPES, convert_architectures, parse_types, results_table
 
 
+def from_config_report(spec_name: str) -> str:
+    """The report name of ``convert --from-config``: ``convert-<spec name>.json`` (never convert.json)."""
+    return f"convert-{spec_name}.json"
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     known = load_specs()
     shrinks = {}
+    report = "convert.json"
     if args.from_config:
         spec, items = shrink_config(read_config(args.from_config), known)
         specs, shrinks = [spec], {spec.name: items}
+        # a user's own model has its own report: the main job's convert.json stays as it was
+        report = from_config_report(spec.name)
     else:
         specs = select(known, chosen_archs(args))
     types = parse_types(args.types)
     with LOG.step(f"convert {len(specs)} architecture(s) x {', '.join(types)}"):
         conversion = convert_architectures(
-            specs, types, settings, tree=args.tree, seed=args.seed, shrinks=shrinks
+            specs,
+            types,
+            settings,
+            tree=args.tree,
+            seed=args.seed,
+            shrinks=shrinks,
+            report_name=report,
+            bin_dir=(args.build_dir / "bin" if (args.build_dir / "bin").is_dir() else args.build_dir)
+            if args.build_dir
+            else None,
+            merge=bool(chosen_archs(args)),  # a subset (-a) updates its pairs in convert.json, keeps the rest
         )
     print(results_table(conversion))
-    failed = [r for r in conversion.results if r.status == "error"]
+    failed = [r for r in conversion.results if r.status in ("error", "not-loaded")]
     for r in failed:
-        LOG.warn(f"{r.architecture} {r.type}: {r.cause}: {r.error.splitlines()[0] if r.error else ''}")
+        whose = f" ({r.whose})" if r.whose else ""
+        LOG.warn(f"{r.architecture} {r.type}: {r.cause}{whose}: {r.error.splitlines()[0] if r.error else ''}")
     passed = sum(r.status == "pass" for r in conversion.results)
     LOG.info(
-        f"{passed}/{len(conversion.results)} pass in {conversion.seconds:.0f} s; report: {settings.reports_dir / 'convert.json'}"
+        f"{passed}/{len(conversion.results)} pass (converted, validated and loaded by the tree) in "
+        f"{conversion.seconds:.0f} s; report: {settings.reports_dir / report}"
     )
+    if args.from_config:
+        refused = [r for r in conversion.results if r.cause == "load" and r.status == "error"]
+        if refused:
+            changed = "; ".join(f"{s.key}: {s.before} -> {s.after}" for s in shrinks[spec.name][:12])
+            raise ModelError(
+                f"the tiny model shrunk from {args.from_config} cannot be loaded by this tree: "
+                f"{refused[0].error}",
+                f"the shrink changed {changed or 'nothing'}; one of these is a property the tree's loader "
+                "branches on and no shrink rule keeps it yet (toolchain/models/shrink.py); report: "
+                f"{settings.reports_dir / report}",
+            )
+        LOG.info(f"cover it with `llama-toolchain coverage --convert-report {settings.reports_dir / report}`")
     return 0 if args.keep_going or not failed else 1
 
 
@@ -54,6 +87,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--tree", type=Path, default=None, help="llama.cpp tree (default: the work dir's checkout)"
+    )
+    p.add_argument(
+        "--build-dir",
+        type=Path,
+        default=None,
+        help="build whose loader and llama-quantize to use (default: the work dir's last build)",
     )
     p.add_argument(
         "--keep-going",

@@ -23,8 +23,9 @@ from ..models.build import ModelSet, TinyModel, check_model_dir, make_models
 from ..models.shrink import Shrink
 from ..models.spec import ArchSpec
 from ..proc import stream
-from ..records import atomic_write_text, sha256_file, to_jsonable, write_report
+from ..records import atomic_write_text, read_report, sha256_file, to_jsonable, write_report
 from .env import ConverterEnv, ensure_env
+from .load import Loader, find_loader, load_gguf, missing_key_finding
 from .validate import validate_gguf
 
 WORKER = Path(__file__).with_name("worker.py")
@@ -39,7 +40,7 @@ class ConvertResult:
     architecture: str  # the spec name
     hf_architecture: str
     type: str
-    status: str  # pass | error | not-available | skipped
+    status: str  # pass | error | not-loaded | not-available | skipped
     gguf: Path | None = None
     gguf_architecture: str = ""
     tensor_count: int = 0
@@ -48,12 +49,15 @@ class ConvertResult:
     seconds: float = 0.0
     tokenizer: str = ""
     cached: bool = False
-    cause: str = (
-        ""  # unknown-architecture | tokenizer-rejected | converter-crash | validation | model | quantize
-    )
+    cause: str = ""  # unknown-architecture | tokenizer-rejected | converter-crash | validation | load | model | quantize
     error: str = ""
     tail: tuple[str, ...] = ()
     types: dict[str, int] = field(default_factory=dict)
+    loaded_by: str = ""  # the tree's program that loaded the GGUF ("" when it was not loaded)
+    # whose failure a load refusal is: "upstream" when the tree's converter did not write a key the
+    # tree's loader requires (evidence in `finding`), "" otherwise (ours: spec or shrink rule)
+    whose: str = ""
+    finding: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -84,11 +88,33 @@ def parse_types(text: str) -> tuple[str, ...]:
     return types
 
 
-def find_quantize(settings: Settings) -> Path | None:
-    found = sorted(
-        settings.build_root.glob("*/bin/llama-quantize"), key=lambda p: p.stat().st_mtime, reverse=True
-    )
-    return found[0] if found else None
+def build_bins(settings: Settings) -> list[Path]:
+    """The work dir's build bin dirs, best first: the last successful build (build-manifest.json),
+    then the others, newest first."""
+    out: list[Path] = []
+    try:
+        manifest = json.loads((settings.reports_dir / "build-manifest.json").read_text())
+        first = Path(str(manifest["build_dir"])) / "bin"
+        if first.is_dir():
+            out.append(first)
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    if settings.build_root.is_dir():
+        others = sorted(
+            (p for p in settings.build_root.glob("*/bin") if p.is_dir()),
+            key=lambda p: p.stat().st_mtime,
+            reverse=True,
+        )
+        out += [p for p in others if p not in out]
+    return out
+
+
+def find_quantize(settings: Settings, bins: list[Path] | None = None) -> Path | None:
+    for bin_dir in build_bins(settings) if bins is None else bins:
+        for name in ("llama-quantize", "quantize"):
+            if (bin_dir / name).is_file():
+                return bin_dir / name
+    return None
 
 
 def classify(error: str, tail: tuple[str, ...]) -> str:
@@ -112,27 +138,67 @@ def gguf_path(settings: Settings, model: TinyModel, outtype: str) -> Path:
     return path
 
 
-def _validated(model: TinyModel, path: Path, outtype: str, seconds: float, cached: bool) -> ConvertResult:
-    """Validate with the gguf package once per file content: the verdict is kept beside the GGUF
-    with the file's sha256 and reused while the file is byte-identical (a warm run re-hashes,
-    ~1 GB/s, instead of re-parsing every vocabulary: ~2.5 s per GPT-2-vocab file)."""
+def _validated(
+    model: TinyModel, path: Path, outtype: str, seconds: float, cached: bool, loader: Loader | None = None
+) -> ConvertResult:
+    """Validate with the gguf package, then load with the tree's loader, once per file content and
+    loader: the verdict is kept beside the GGUF with the file's sha256 and the loader's identity
+    and reused while both are unchanged (a warm run re-hashes, ~1 GB/s, instead of re-parsing every
+    vocabulary: ~2.5 s per GPT-2-vocab file, and instead of loading the model again)."""
     record = path.with_name(path.name + ".check.json")
     digest = sha256_file(path) if path.is_file() else ""
+    loader_key = loader.key if loader else ""
     if cached and digest and record.is_file():
         try:
             kept = json.loads(record.read_text())
         except ValueError:
             kept = {}
-        if kept.get("sha256") == digest and kept.get("source") == model.content_hash:
+        if (
+            kept.get("sha256") == digest
+            and kept.get("source") == model.content_hash
+            and kept.get("loader") == loader_key
+            and isinstance(kept.get("result"), dict)
+        ):
             fields = {k: v for k, v in kept["result"].items() if k not in ("gguf", "tail")}
+            fields["tail"] = tuple(kept["result"].get("tail", ()))
             return replace(ConvertResult(**fields), gguf=path, seconds=seconds, cached=True)
     result = _check(model, path, outtype, seconds, cached)
-    if digest and result.status == "pass":
-        data = {k: v for k, v in to_jsonable(result).items() if k not in ("gguf", "tail")}
+    if result.status == "pass":
+        result = _load(result, path, loader)
+    if digest and (result.status == "pass" or result.cause == "load"):
+        data = {k: v for k, v in to_jsonable(result).items() if k != "gguf"}
         atomic_write_text(
-            record, json.dumps({"sha256": digest, "source": model.content_hash, "result": data})
+            record,
+            json.dumps(
+                {"sha256": digest, "source": model.content_hash, "loader": loader_key, "result": data}
+            ),
         )
     return result
+
+
+def _load(result: ConvertResult, path: Path, loader: Loader | None) -> ConvertResult:
+    """A validated GGUF passes only when the tree's own loader accepts it."""
+    if loader is None:
+        return replace(
+            result,
+            status="not-loaded",
+            cause="load",
+            error="valid for the gguf package, but not loaded: no llama.cpp build with a loader "
+            "(test-export-graph-ops or llama-completion) to try it; run `llama-toolchain build` first",
+        )
+    done = load_gguf(loader, path, path.with_name(path.name + ".load.log"))
+    if done.ok:
+        return replace(result, loaded_by=done.tool)
+    finding = missing_key_finding(done, path)
+    return replace(
+        result,
+        status="error",
+        cause="load",
+        error=f"{done.tool} refused it: {done.message}",
+        tail=done.tail,
+        whose="upstream" if finding else "",
+        finding=finding or {},
+    )
 
 
 def _check(model: TinyModel, path: Path, outtype: str, seconds: float, cached: bool) -> ConvertResult:
@@ -166,9 +232,19 @@ def convert_architectures(
     shrinks: dict[str, tuple[Shrink, ...]] | None = None,
     write: bool = True,
     timeout: float = 3600.0,
+    bin_dir: Path | None = None,
+    report_name: str = "convert.json",
+    merge: bool = False,
 ) -> Conversion:
-    """Validated GGUFs for ``specs`` × ``types``; every pair gets a verdict in the record."""
+    """Validated and loaded GGUFs for ``specs`` × ``types``; every pair gets a verdict in the record.
+
+    ``bin_dir``: the build whose loader (and llama-quantize) to use (default: the work dir's
+    build, see :func:`build_bins`). ``report_name``: the report written under reports/; ``merge``:
+    a subset run replaces its own pairs in an existing report of the same tree and keeps the rest
+    (see :func:`write_merged`)."""
     start = time.monotonic()
+    bins = [bin_dir] if bin_dir is not None else build_bins(settings)
+    loader = find_loader(bins)
     tree = (tree or settings.src_dir).resolve()
     if not (tree / "convert_hf_to_gguf.py").is_file():
         raise ConvertError(
@@ -197,7 +273,9 @@ def convert_architectures(
             path = gguf_path(settings, model, outtype)
             stamp = path.with_name(path.name + ".stamp")
             if path.is_file() and stamp.is_file() and stamp.read_text() == _stamp(model, env, outtype):
-                results[(model.name, outtype)] = _validated(model, path, outtype, 0.0, cached=True)
+                results[(model.name, outtype)] = _validated(
+                    model, path, outtype, 0.0, cached=True, loader=loader
+                )
                 continue
             check_model_dir(model.path)
             job_id = f"{model.name}:{outtype}"
@@ -240,8 +318,8 @@ def convert_architectures(
                 continue
             model, outtype, path = pending.pop(data["job"])
             if data["status"] == "ok":
-                result = _validated(model, path, outtype, float(data["seconds"]), cached=False)
-                if result.status == "pass":
+                result = _validated(model, path, outtype, float(data["seconds"]), cached=False, loader=loader)
+                if result.status == "pass" or result.cause == "load":
                     atomic_write_text(path.with_name(path.name + ".stamp"), _stamp(model, env, outtype))
             else:
                 tail = tuple(data.get("tail", ()))
@@ -268,12 +346,14 @@ def convert_architectures(
                 error=f"the converter process stopped before this job (exit {done.returncode}{', timed out' if done.timed_out else ''})",
                 tail=done.tail[-10:],
             )
-    quantize = find_quantize(settings)
+    quantize = find_quantize(settings, bins)
     for model in models.models:
         for outtype in types:
             if outtype not in QUANTIZE_TYPES or model.status != "ok":
                 continue
-            results[(model.name, outtype)] = _quantize(settings, model, outtype, quantize, results, env)
+            results[(model.name, outtype)] = _quantize(
+                settings, model, outtype, quantize, results, env, loader
+            )
     ordered = tuple(results[(m.name, t)] for m in models.models for t in types)
     conversion = Conversion(
         tree=tree,
@@ -291,8 +371,33 @@ def convert_architectures(
         converter_startup_seconds=startup,
     )
     if write:
-        write_report(settings.reports_dir / "convert.json", "convert", conversion)
+        path = settings.reports_dir / report_name
+        if merge:
+            write_merged(path, conversion)
+        else:
+            write_report(path, "convert", conversion)
     return conversion
+
+
+def write_merged(path: Path, conversion: Conversion) -> Path:
+    """Write ``conversion`` into the report at ``path`` without losing another run's results: pairs
+    (architecture, type) and models of this run replace theirs, the others stay. A report of another
+    tree (or none, or an unreadable one) is replaced, as a full run would."""
+    data = to_jsonable(conversion)
+    try:
+        old = read_report(path, "convert")
+    except (OSError, ValueError):
+        old = {}
+    if old.get("tree") == data["tree"]:
+        mine = {(r["architecture"], r["type"]) for r in data["results"]}
+        names = {m["name"] for m in data["models"]["models"]}
+        data["results"] = [
+            r for r in old.get("results", []) if (r.get("architecture"), r.get("type")) not in mine
+        ] + data["results"]
+        data["models"]["models"] = [
+            m for m in old.get("models", {}).get("models", []) if m.get("name") not in names
+        ] + data["models"]["models"]
+    return write_report(path, "convert", data)
 
 
 def _quantize(
@@ -302,6 +407,7 @@ def _quantize(
     tool: Path | None,
     results: dict[tuple[str, str], ConvertResult],
     env: ConverterEnv,
+    loader: Loader | None = None,
 ) -> ConvertResult:
     if tool is None:
         return ConvertResult(
@@ -315,7 +421,7 @@ def _quantize(
         )
     source = gguf_path(settings, model, "f16")
     base = results.get((model.name, "f16"))
-    if not (source.is_file() and (base is None or base.status == "pass")):
+    if not (source.is_file() and (base is None or base.status == "pass" or base.cause == "load")):
         return ConvertResult(
             model.name,
             model.architecture,
@@ -329,7 +435,7 @@ def _quantize(
     stamp = path.with_name(path.name + ".stamp")
     want = f"{sha256_file(source)}:{sha256_file(tool)}:{outtype}"
     if path.is_file() and stamp.is_file() and stamp.read_text() == want:
-        return _validated(model, path, outtype, 0.0, cached=True)
+        return _validated(model, path, outtype, 0.0, cached=True, loader=loader)
     done = stream(
         [str(tool), str(source), str(path), QUANTIZE_TYPES[outtype]],
         log_path=settings.work_dir / "models" / "toolchain-quantize.log",
@@ -347,8 +453,8 @@ def _quantize(
             error=f"llama-quantize exited {done.returncode}",
             tail=done.tail[-10:],
         )
-    result = _validated(model, path, outtype, done.seconds, cached=False)
-    if result.status == "pass":
+    result = _validated(model, path, outtype, done.seconds, cached=False, loader=loader)
+    if result.status == "pass" or result.cause == "load":
         atomic_write_text(stamp, want)
     return result
 
@@ -371,7 +477,7 @@ def results_table(conversion: Conversion) -> str:
                     f"pass {r.size_bytes / 1e6:.1f} MB {r.seconds:.1f}s{' (cached)' if r.cached else ''}"
                 )
             else:
-                cells.append(f"{r.status}: {r.cause}")
+                cells.append(f"{r.status}: {r.cause}" + (f" ({r.whose})" if r.whose else ""))
         gguf_arch = next((r.gguf_architecture for r in items if r.gguf_architecture), "")
         rows.append(f"| {arch} | {gguf_arch} | {items[0].tokenizer} | " + " | ".join(cells) + " |")
     return "\n".join(rows)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..convert.load import loader_message
 from .backend_ops import SupportParse, TestLine, merge_test, parse_support_csv, parse_test_output, strip_ansi
 from .backends import ENCODER_UBATCH_ABORT, CoverageBackend, backend, reference_args
 from .e2e import (
@@ -39,6 +40,7 @@ from .e2e import (
     read_logits,
 )
 from .isolate import Outcome, run_isolated
+from .opsfile import contiguous_index_views, ggml_ids, tree_of_build
 from .records import (
     BROKEN,
     COLUMNS,
@@ -49,6 +51,7 @@ from .records import (
     ObservedBy,
     OpResult,
     Status,
+    Whose,
     worst,
 )
 from .tools import Toolset
@@ -110,6 +113,14 @@ def file_key(path: Path) -> str:
 
 # An index-range assertion in the CPU backend's own op code (ggml-cpu/ops.cpp: GET_ROWS and kin).
 _CPU_INDEX_ASSERT = re.compile(r"ggml-cpu/[\w./-]+:\d+: GGML_ASSERT\((?=[^)]*<\s*ne\d)[^)]*\) failed")
+
+
+# an integer index source printed with its strides in a case string: "i32[2,256,1,1]nb[4,16,4096,4096]"
+_INDEX_NB = re.compile(r"(i(?:32|64)\[[\d,]+\])nb\[[\d,]+\]")
+
+
+def _dense_index(params: str) -> str:
+    return _INDEX_NB.sub(r"\1", params)
 
 
 def _harness_index_crash(out: Outcome, culprit: OpResult | None) -> str:
@@ -227,14 +238,38 @@ class CellRunner:
             )
             problem = ""
             ok = out.kind == "ok" and tmp.is_file() and tmp.stat().st_size > 0
+            load_error = ""
             if ok:
                 tmp.replace(ops)
             else:
                 problem = (
                     out.describe(self.options.timeout) if out.kind != "ok" else "the exporter wrote no ops"
                 )
-            meta.write_text(json.dumps({"ok": ok, "problem": problem, "outcome": _outcome_json(out)}))
+                load_error = loader_message(_read_log(Path(out.log)))
+                if load_error:
+                    problem = f"the tree cannot load this model: {load_error} ({problem})"
+            meta.write_text(
+                json.dumps(
+                    {"ok": ok, "problem": problem, "load_error": load_error, "outcome": _outcome_json(out)}
+                )
+            )
             return (ops if ok else None), out, problem
+
+    def test_file(self, model: ModelInput, ops_file: Path) -> tuple[Path, tuple[str, ...]]:
+        """The ops file for ``test``: strided GET_ROWS index views made contiguous (opsfile.py),
+        with the cases rewritten; the exported file itself when nothing needs it (cached per model)."""
+        d = self._model_dir(model)
+        out, meta = d / "ops-test.txt", d / "ops-test.json"
+        with _locked(d / ".export.lock"):
+            if meta.is_file() and out.is_file():
+                data = json.loads(meta.read_text())
+                return out, tuple(data["rewritten"])
+            tree = tree_of_build(self.tools.bin_dir.parent)
+            op_ids, type_ids = ggml_ids(tree) if tree is not None else ({}, {})
+            done = contiguous_index_views(ops_file.read_text(encoding="utf-8"), op_ids, type_ids)
+            out.write_text(done.text, encoding="utf-8")
+            meta.write_text(json.dumps({"rewritten": list(done.rewritten), "tree": str(tree or "")}))
+            return out, done.rewritten
 
     # --- shared, cached: CPU reference -------------------------------------------------------------
     def reference(self, model: ModelInput) -> dict[str, Any]:
@@ -333,15 +368,17 @@ class CellRunner:
             durations["export"] = round(time.monotonic() - t0, 3)
             if ops_file is None and exp_out is not None:
                 st = _status_of(exp_out) or "error"
+                unloadable = export_problem.startswith("the tree cannot load this model")
                 checks.append(
                     CheckResult(
                         "support",
-                        st,
-                        f"op export failed: {export_problem}",
+                        "error" if unloadable else st,
+                        export_problem if unloadable else f"op export failed: {export_problem}",
                         _evidence(exp_out),
                         round(exp_out.seconds, 3),
                         exp_out.args,
                         exp_out.log,
+                        {"load_error": export_problem} if unloadable else {},
                     )
                 )
         for column in COLUMNS:
@@ -362,6 +399,9 @@ class CellRunner:
                     continue
                 check, ops = self._test(spec, be, ops_file, ops)
             elif column == "e2e":
+                if export_problem.startswith("the tree cannot load this model"):
+                    checks.append(CheckResult("e2e", "not-applicable", f"not run: {export_problem}"))
+                    continue
                 check = self._e2e(spec, be, ops)
             else:
                 check = self._archs(spec, be)
@@ -412,6 +452,7 @@ class CellRunner:
             durations=durations,
             device=device,
             variant=spec.model.variant,
+            whose=_whose(status, checks),
         )
 
     # --- columns -----------------------------------------------------------------------------------
@@ -489,10 +530,21 @@ class CellRunner:
         self, spec: CellSpec, be: CoverageBackend, ops_file: Path, ops: tuple[OpResult, ...]
     ) -> tuple[CheckResult, tuple[OpResult, ...]]:
         assert self.tools.backend_ops is not None
-        args = [str(self.tools.backend_ops), "test", "--test-file", str(ops_file), "-b", spec.backend]
+        test_ops, rewritten = self.test_file(spec.model, ops_file)
+        args = [str(self.tools.backend_ops), "test", "--test-file", str(test_ops), "-b", spec.backend]
         out = self._run(args, self.log_dir / spec.id / "test.log")
         lines = list(out.stdout) or _read_log(Path(out.log))
-        results: dict[str, TestLine] = parse_test_output(lines, spec.backend, ops)
+        # a rewritten case prints its index source without the strides: map it back to the export's
+        as_run = [
+            replace(o, params=_dense_index(o.params))
+            if rewritten and o.op in ("GET_ROWS", "GET_ROWS_BACK")
+            else o
+            for o in ops
+        ]
+        alias = {new.key: old.key for new, old in zip(as_run, ops, strict=True) if new.key != old.key}
+        results: dict[str, TestLine] = {
+            alias.get(k, k): v for k, v in parse_test_output(lines, spec.backend, as_run).items()
+        }
         if not ops:  # support did not run: take the cases from the test output itself
             from .backend_ops import op_result
 
@@ -519,6 +571,7 @@ class CellRunner:
                     out.seconds,
                     out.args,
                     out.log,
+                    {"harness": harness},
                 ), merged
             if pending and bad == "crash":
                 merged = tuple(
@@ -545,6 +598,8 @@ class CellRunner:
             "nan": len(nans),
             "not_supported": sum(o.test == "not-supported" for o in merged),
         }
+        if rewritten:
+            details["index_views_made_contiguous"] = list(rewritten)
         if fails:
             first = "; ".join(f"{o.key}: {o.message or 'FAIL'}" for o in fails[:2])
             return CheckResult(
@@ -584,6 +639,11 @@ class CellRunner:
             if nans
             else ""
         )
+        if rewritten:
+            note += (
+                f"; {len(rewritten)} GET_ROWS case(s) ran with their strided index view made contiguous "
+                "(test-backend-ops fills it as one block: the rows beyond would be uninitialised)"
+            )
         return CheckResult(
             "test",
             "pass",
@@ -935,6 +995,38 @@ def _run_failure(data: Mapping[str, Any]) -> tuple[Status, str, tuple[str, ...]]
                 _evidence(out),
             )
     return None
+
+
+def _whose(status: Status, checks: list[CheckResult]) -> Whose:
+    """Whose the cell's status is: the harness's when a deciding check says so, the input's when
+    the tree cannot load the model, else the backend's for a finding ("" for pass and the like)."""
+    deciding = [c for c in checks if c.status == status]
+    if any(c.details.get("harness") for c in deciding):
+        return "harness"
+    if any(c.details.get("load_error") for c in deciding):
+        return "input"
+    if status in ("crash", "hang", "wrong", "unsupported", "fallback"):
+        return "backend"
+    return ""
+
+
+def blocked_cell(
+    model: ModelInput, backend_name: str, reason: str, whose: Whose, evidence: tuple[str, ...] = ()
+) -> Cell:
+    """A cell whose model exists but could not be loaded by the tree (convert.json's ``load``
+    verdict): nothing ran on the backend; the cell says why and whose it is."""
+    return Cell(
+        id=cell_id(model, backend_name),
+        architecture=model.architecture,
+        weight_type=model.weight_type,
+        backend=backend_name,
+        model=str(model.path),
+        status="error",
+        reason=reason,
+        observed_by="static",
+        checks=(CheckResult("support", "error", reason, evidence, details={"load_error": reason}),),
+        whose=whose,
+    )
 
 
 def broken(cell: Cell) -> bool:

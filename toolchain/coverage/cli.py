@@ -91,6 +91,17 @@ def findings(cells: tuple[Cell, ...], fail_on: tuple[str, ...]) -> list[Cell]:
     return [c for c in cells if c.status in fail_on]
 
 
+# statuses that say something was checked on the backend (error, not-applicable and
+# unverifiable cells checked nothing)
+CHECKED = frozenset({"pass", "unsupported", "fallback", "wrong", "crash", "hang"})
+
+
+def uncovered(cells: tuple[Cell, ...]) -> list[Cell]:
+    """Cells whose model could not be covered because the tree cannot load it and that is not
+    upstream's known defect: a given GGUF (``input``) or one of our tiny models (``spec``)."""
+    return [c for c in cells if c.status == "error" and c.whose in ("input", "spec")]
+
+
 def _fail_on(args: argparse.Namespace) -> tuple[str, ...]:
     fail_on = tuple(s for s in _csv(args.fail_on) if s != "none")
     bad = [s for s in fail_on if s not in SEVERITY]
@@ -168,7 +179,7 @@ def cmd_coverage(args: argparse.Namespace) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    return finish(run, paths, args, fail_on)
+    return finish(run, paths, args, fail_on, given_models=bool(request.models))
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
@@ -191,7 +202,11 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def finish(
-    run: CoverageRun, paths: dict[str, Path], args: argparse.Namespace, fail_on: tuple[str, ...]
+    run: CoverageRun,
+    paths: dict[str, Path],
+    args: argparse.Namespace,
+    fail_on: tuple[str, ...],
+    given_models: bool = False,
 ) -> int:
     """Print the counts and reports; the exit code of the run (findings 50, interrupted 130)."""
     counts = ", ".join(f"{k} {v}" for k, v in sorted(run.counts.items(), key=lambda kv: rank(kv[0])))
@@ -215,24 +230,54 @@ def finish(
     if run.baseline is not None:
         LOG.info(run.baseline.verdict)
     if not run.cells:  # nothing checked is never a pass
-        skipped = "; ".join(run.models_skipped[:5])
+        why = "; ".join(run.models_skipped[:5])
         raise CoverageFindingsError(
             "nothing was covered: the matrix has 0 cells"
-            + (f" ({len(run.models_skipped)} model(s) skipped: {skipped})" if skipped else " (no model)")
+            + (f" ({len(run.models_skipped)} model(s) skipped: {why})" if why else " (no model)")
             + (f"\n  {run.baseline.verdict}" if run.baseline is not None else ""),
             "convert models first (`nox -s convert`), pass --model ARCH:TYPE:PATH, or drop "
             "--no-archs-models / widen -a, -t, -b",
         )
     found = findings(run.cells, fail_on)
-    if found or (run.baseline is not None and not run.baseline.safe_to_bump):
+    lost = uncovered(run.cells)
+    upstream = [c for c in run.cells if c.status == "error" and c.whose == "upstream"]
+    for c in upstream:
+        LOG.warn(f"{c.id}: not covered, upstream defect: {c.reason}")
+    nothing = not any(c.status in CHECKED for c in run.cells)
+    skipped = list(run.models_skipped) if given_models else []  # a given model that became no cell
+    if found or lost or nothing or skipped or (run.baseline is not None and not run.baseline.safe_to_bump):
+        parts = []
+        if found:
+            parts.append(f"{len(found)} cell(s) {'/'.join(fail_on)}")
+        if lost:
+            parts.append(f"{len(lost)} cell(s) could not be covered: the tree cannot load the model")
+        if skipped:
+            parts.append(f"{len(skipped)} given model input(s) could not be made")
+        if nothing:
+            parts.append(f"nothing could be checked ({len(run.cells)} cell(s), none ran on a backend)")
         lines = [f"{c.id}: {c.status}: {c.reason}" for c in found[:20]]
+        lines += [f"{c.id}: {c.status} ({c.whose}): {c.reason}" for c in lost[:20]]
+        lines += skipped[:20]
         if run.baseline is not None and not run.baseline.safe_to_bump:
             lines.append(run.baseline.verdict)
         raise CoverageFindingsError(
-            f"{len(found)} cell(s) {'/'.join(fail_on)}:\n  " + "\n  ".join(lines),
-            f"see {paths['md']} (and {paths['html']}); `--fail-on none` reports without failing",
+            ("; ".join(parts) or "the baseline says the bump is not safe") + ":\n  " + "\n  ".join(lines),
+            f"see {paths['md']} (and {paths['html']})"
+            + ("; `--fail-on none` reports findings without failing" if found else "")
+            + (
+                "; a model the tree cannot load is never covered: the loader's message says why"
+                if lost
+                else ""
+            ),
         )
-    LOG.ok("coverage: no cell crashes, hangs or computes wrong numbers" if fail_on else "coverage done")
+    errors = sum(c.status == "error" for c in run.cells)
+    if fail_on:
+        msg = "coverage: no cell crashes, hangs or computes wrong numbers"
+        if errors:
+            msg += f" ({errors} cell(s) could not be checked: see the warnings above and {paths['md']})"
+        LOG.ok(msg)
+    else:
+        LOG.ok("coverage done")
     return 0
 
 

@@ -131,6 +131,52 @@ def from_convert_report(path: Path) -> list[ModelInput]:
     return out
 
 
+@dataclass(frozen=True)
+class BlockedInput:
+    """A converted model the tree's loader refused (convert.json's ``load`` verdict): it becomes
+    cells that say so, never a silent gap in the matrix."""
+
+    model: ModelInput
+    reason: str
+    whose: str  # "upstream" (the tree's converter and loader disagree) or "spec" (our tiny model)
+    evidence: tuple[str, ...] = ()
+
+
+def blocked_from_convert_report(path: Path) -> list[BlockedInput]:
+    """convert.json's results that converted and validated but that the tree's loader refused."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    out: list[BlockedInput] = []
+    for r in data.get("results", []) if isinstance(data, dict) else []:
+        if not isinstance(r, dict) or r.get("status") != "error" or r.get("cause") != "load":
+            continue
+        gguf, wtype = r.get("gguf"), r.get("type")
+        arch = r.get("gguf_architecture") or r.get("architecture")
+        if not (isinstance(gguf, str) and isinstance(wtype, str) and isinstance(arch, str)):
+            continue
+        spec = r.get("architecture")
+        variant = spec if isinstance(spec, str) and spec != arch else ""
+        whose = "upstream" if r.get("whose") == "upstream" else "spec"
+        raw = r.get("finding")
+        finding: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        if whose == "upstream":
+            written = ", ".join(sorted(finding.get("gguf_keys", {}))) or "none of that section"
+            reason = (
+                f"upstream: the tree's converter does not write {finding.get('missing_key')}, which the "
+                f"tree's loader requires ({r.get('error', '')}; the converted file has {written})"
+            )
+        else:
+            reason = f"our tiny model: convert stage: {r.get('error', '')}"
+        out.append(
+            BlockedInput(
+                ModelInput(arch, wtype.lower(), Path(gguf), "convert.json", variant),
+                reason,
+                whose,
+                tuple(str(x) for x in r.get("tail", []) or [])[-15:],
+            )
+        )
+    return out
+
+
 def parse_model_arg(text: str) -> ModelInput:
     """``ARCH:TYPE:PATH`` (PATH may contain colons)."""
     arch, wtype, path = text.split(":", 2)

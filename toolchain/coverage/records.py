@@ -38,6 +38,11 @@ SEVERITY: tuple[Status, ...] = (
 # Statuses that fail a run by default (``--fail-on``) and that count as "broken" in a baseline diff.
 BROKEN: frozenset[str] = frozenset({"crash", "hang", "wrong"})
 ObservedBy = Literal["device", "static", "predicted-from-source", "dry-run", "fixture"]
+# Whose a cell's failure is: the backend's (a finding about it), our harness's (a bug to fix, never
+# reported as the backend's), our spec's (a tiny model the tree cannot load), upstream's (the tree
+# disagrees with itself, e.g. its converter writes what its loader refuses), the input's (a given
+# GGUF the tree cannot load). "" when nothing failed.
+Whose = Literal["", "backend", "harness", "spec", "upstream", "input"]
 # Per-op verdicts of test-backend-ops.
 OpSupport = Literal["yes", "no", "unknown"]
 OpTest = Literal["ok", "fail", "nan-both", "nan-reference", "not-supported", "not-run", "crash"]
@@ -135,6 +140,7 @@ class Cell:
     durations: dict[str, float] = field(default_factory=dict)
     device: DeviceSummary | None = None
     variant: str = ""
+    whose: Whose = ""
 
     @property
     def unsupported_ops(self) -> tuple[OpResult, ...]:

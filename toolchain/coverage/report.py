@@ -213,6 +213,11 @@ def _shape(o: OpResult) -> str:
     return f"{fmt(o.output)} ← {srcs}"
 
 
+def _whose(c: Cell) -> str:
+    """ " (upstream)" and the like after a status that is not the backend's own finding."""
+    return f" ({c.whose})" if c.whose and c.whose != "backend" else ""
+
+
 def markdown(run: CoverageRun) -> str:
     src = run.source
     lines = [f"# Kernel coverage: {src.get('location') or '?'} @ {str(src.get('commit') or '?')[:12]}", ""]
@@ -255,14 +260,14 @@ def markdown(run: CoverageRun) -> str:
         cells = []
         for b in run.backends:
             got = by_b.get(b)
-            cells.append(f"{ICONS.get(got.status, '')} {got.status}" if got else "")
+            cells.append(f"{ICONS.get(got.status, '')} {got.status}{_whose(got)}" if got else "")
         lines.append(f"| {arch} | {wtype} | " + " | ".join(cells) + " |")
     lines.append("")
     bad = [c for c in run.cells if c.status not in ("pass", "not-applicable")]
     if bad:
         lines += ["## Findings", ""]
         for c in bad[:200]:
-            lines.append(f"- **{c.id}** — {c.status}: {c.reason}")
+            lines.append(f"- **{c.id}** — {c.status}{_whose(c)}: {c.reason}")
             by_op: dict[str, list[OpResult]] = defaultdict(list)
             for o in c.unsupported_ops:
                 by_op[o.op].append(o)
@@ -437,7 +442,7 @@ def html_page(run: CoverageRun) -> str:
         unsup = "".join(f"<div><code>{e(o.key)}</code></div>" for o in c.unsupported_ops[:50])
         parts.append(
             f"<tr><td>{e(c.id)}</td><td style='background:{col};color:"
-            f"{'#000' if c.status in ('not-applicable', 'unverifiable') else '#fff'}'>{e(c.status)}</td>"
+            f"{'#000' if c.status in ('not-applicable', 'unverifiable') else '#fff'}'>{e(c.status + _whose(c))}</td>"
             f"<td><details><summary>{e(c.reason[:160])}</summary>{detail}"
             + (f"<div>unsupported shapes:</div>{unsup}" if unsup else "")
             + f"</details></td><td>{c.durations.get('total', 0):.1f}</td></tr>"
@@ -543,4 +548,5 @@ def cell_from_json(d: dict[str, Any]) -> Cell:
         durations=dict(d.get("durations", {})),
         device=device,
         variant=d.get("variant", ""),
+        whose=d.get("whose", ""),
     )

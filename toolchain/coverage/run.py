@@ -25,12 +25,14 @@ from typing import Any
 
 from . import isolate
 from .backends import backend, backends_for_profile
-from .cell import CellOptions, CellRunner, CellSpec
+from .cell import CellOptions, CellRunner, CellSpec, blocked_cell
 from .models import (
     DEFAULT_ARCHITECTURES,
     DEFAULT_TYPES,
+    BlockedInput,
     ModelSkip,
     archs_models,
+    blocked_from_convert_report,
     from_convert_report,
     with_types,
 )
@@ -72,6 +74,7 @@ class Plan:
     devices: dict[str, DeviceSummary]
     device_class: str
     backends: tuple[str, ...]
+    blocked: tuple[BlockedInput, ...] = ()  # converted models the tree's loader refused
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -149,12 +152,22 @@ def plan(request: CoverageRequest, log: Callable[[str], None] = lambda _m: None)
     devices, device_class = device_summaries(request.reports_dir, request.build_dir, backends)
     inputs: list[ModelInput] = list(request.models)
     skips: list[ModelSkip] = []
+    blocked: list[BlockedInput] = []
     convert = request.convert_report or request.reports_dir / "convert.json"
     if not request.models and convert.is_file():
         got = from_convert_report(convert)
+        blocked = [
+            b
+            for b in blocked_from_convert_report(convert)
+            if b.model.weight_type in request.types
+            and (not request.architectures or b.model.architecture in request.architectures)
+        ]
         if request.architectures:
             got = [m for m in got if m.architecture in request.architectures]
-        log(f"{len(got)} model(s) from {convert}")
+        log(
+            f"{len(got)} model(s) from {convert}"
+            + (f"; {len(blocked)} the tree cannot load" if blocked else "")
+        )
         inputs += got
     have_archs = {m.architecture for m in inputs}
     if request.use_archs_models and not request.models:
@@ -172,7 +185,17 @@ def plan(request: CoverageRequest, log: Callable[[str], None] = lambda _m: None)
     )
     skips += skipped
     specs = tuple(CellSpec(m, b) for m in typed for b in backends)
-    return Plan(tools, tuple(typed), tuple(skips), specs, manifest, devices, device_class, tuple(backends))
+    return Plan(
+        tools,
+        tuple(typed),
+        tuple(skips),
+        specs,
+        manifest,
+        devices,
+        device_class,
+        tuple(backends),
+        tuple(blocked),
+    )
 
 
 def run_matrix(
@@ -203,7 +226,11 @@ def run_matrix(
         options,
         planned.devices,
     )
-    cells: list[Cell] = []
+    cells: list[Cell] = [
+        blocked_cell(b.model, name, b.reason, "upstream" if b.whose == "upstream" else "spec", b.evidence)
+        for b in planned.blocked
+        for name in planned.backends
+    ]
     stop = threading.Event()
     interrupted = False
     isolate.reset_cancel()
@@ -237,14 +264,14 @@ def run_matrix(
             pool.shutdown(wait=True, cancel_futures=True)
     done_ids = {c.id for c in cells}
     order = {s.id: i for i, s in enumerate(planned.specs)}
-    cells.sort(key=lambda c: order.get(c.id, 0))
+    cells.sort(key=lambda c: order.get(c.id, len(order)))
     return build_run(
         request,
         planned,
         tuple(cells),
         started,
         time.monotonic() - t0,
-        complete=not interrupted and done_ids == {s.id for s in planned.specs},
+        complete=not interrupted and {s.id for s in planned.specs} <= done_ids,
         interrupted=interrupted,
     )
 
@@ -272,8 +299,19 @@ def build_run(
         device_class=planned.device_class,
         devices=tuple(planned.devices[b] for b in planned.backends if b in planned.devices),
         backends=planned.backends,
-        architectures=tuple(dict.fromkeys(s.model.label for s in planned.specs)),
-        weight_types=tuple(dict.fromkeys(s.model.weight_type for s in planned.specs)),
+        architectures=tuple(
+            dict.fromkeys(
+                [*(s.model.label for s in planned.specs), *(b.model.label for b in planned.blocked)]
+            )
+        ),
+        weight_types=tuple(
+            dict.fromkeys(
+                [
+                    *(s.model.weight_type for s in planned.specs),
+                    *(b.model.weight_type for b in planned.blocked),
+                ]
+            )
+        ),
         columns=planned.tools.columns,
         cells=cells,
         complete=complete,

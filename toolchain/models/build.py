@@ -31,6 +31,7 @@ ALLOWED_FILES = frozenset(
         "config.json",
         "model.safetensors",
         "tokenizer.model",
+        "added_tokens.json",
         "tokenizer.json",
         "tokenizer_config.json",
         "vocab.txt",

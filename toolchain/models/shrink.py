@@ -17,6 +17,7 @@ from ..errors import ModelError, UnsafeInputError
 from .config_input import validate_config
 from .spec import _IDENT, ArchSpec, first, parse_spec
 
+HIDDEN_KEYS = ("hidden_size", "n_embd", "d_model", "dim")
 BLOCK = 256  # k-quant super-block; also a multiple of Q8_0/Q4_0's 32
 MAX_LAYERS = 2
 DROP = ("quantization_config", "auto_map", "_name_or_path", "transformers_version", "torch_dtype", "dtype")
@@ -32,6 +33,74 @@ class Shrink:
 
 def _round_up(value: float, block: int = BLOCK) -> int:
     return max(block, int(-(-int(value) // block) * block))
+
+
+# Architectures whose llama.cpp loader and graph builder branch on the layer count itself, so the
+# count is a property to keep, not a size to cut (src/models/<arch>.cpp of the 0.3.36 tree):
+# deepseek2.cpp: is_lite = n_layer in (26, 27) (or 48 with a 128256-token vocabulary) -> no
+# q_lora_rank key is read and the query projection is one matrix (wq) instead of wq_a/wq_b.
+_DEEPSEEK = ("DeepseekV2ForCausalLM", "DeepseekV3ForCausalLM")
+
+
+def layer_count_marker(architecture: str, config: dict[str, Any]) -> tuple[int, str] | None:
+    """(layers to keep, why) when the tree recognises a variant of ``architecture`` by its layer count."""
+    if architecture in _DEEPSEEK and "q_lora_rank" in config and config["q_lora_rank"] is None:
+        layers = first(config, ("num_hidden_layers",))
+        if layers in (26, 27):
+            return layers, (
+                f"{layers} layers kept: llama.cpp recognises this no-q_lora_rank (Lite) variant by its "
+                "layer count (26 or 27) and only then loads it without q_lora_rank"
+            )
+        return 27, (
+            f"27 layers instead of {layers}: llama.cpp recognises a no-q_lora_rank (Lite) variant by "
+            "26/27 layers (or 48 with a 128256-token vocabulary, which the tiny tokenizer cannot keep); "
+            "27 selects the same Lite path"
+        )
+    return None
+
+
+def _keep_mamba_heads(cfg: dict[str, Any], shrinks: list[Shrink], architecture: str, hidden_key: str) -> None:
+    """Hybrid Mamba-2 configs (Granite 4, Bamba): mamba_n_heads x mamba_d_head = mamba_expand x hidden
+    (transformers checks it). head size and state stay real; the head count follows the hidden cut."""
+    heads, d_head, expand = cfg.get("mamba_n_heads"), cfg.get("mamba_d_head"), cfg.get("mamba_expand")
+    if "mamba_d_ssm" in cfg:  # Falcon-H1 sizes the SSM explicitly (mamba_d_ssm), not by expand x hidden
+        return
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (heads, d_head, expand)):
+        return
+    assert isinstance(d_head, int) and isinstance(expand, int)
+    inner = expand * int(cfg[hidden_key])
+    if inner % d_head:
+        raise ModelError(
+            f"config.json of {architecture}: mamba_expand x hidden ({inner}) is not a multiple of "
+            f"mamba_d_head ({d_head}) after the hidden cut: the rule keeping mamba_d_head cannot hold",
+            "report this config: toolchain/models/shrink.py needs a rule for it",
+        )
+    _set(
+        cfg,
+        shrinks,
+        "mamba_n_heads",
+        inner // d_head,
+        f"mamba heads x d_head {d_head} = expand x hidden ({inner})",
+    )
+
+
+def _cut_per_layer_lists(cfg: dict[str, Any], shrinks: list[Shrink], before: Any, after: Any) -> None:
+    """Lists with one entry per layer (SmolLM3's no_rope_layers, …) follow the layer cut: the first
+    layer of each kind, in the real order, then the following layers."""
+    if not isinstance(before, int) or not isinstance(after, int) or after >= before:
+        return
+    for key, value in list(cfg.items()):
+        if key == "layer_types" or not isinstance(value, list) or len(value) != before:
+            continue
+        firsts = sorted(
+            {json.dumps(v, sort_keys=True): i for i, v in reversed(list(enumerate(value)))}.values()
+        )
+        picked = (firsts + [i for i in range(before) if i not in firsts])[:after]
+        lost = len(firsts) - len([i for i in firsts if i in picked])
+        why = f"one entry per layer: layers {picked} of the real {before} (each kind it has, in order)"
+        if lost:
+            why = f"one entry per layer: {after} layers cannot hold its {len(firsts)} kinds; layers {picked} kept"
+        _set(cfg, shrinks, key, [value[i] for i in sorted(picked)], why)
 
 
 def _set(cfg: dict[str, Any], shrinks: list[Shrink], key: str, value: Any, why: str) -> None:
@@ -75,8 +144,8 @@ def shrink_config(config: dict[str, Any], known: dict[str, ArchSpec]) -> tuple[A
         if k in config and k != "auto_map"
     ]
 
-    hidden = first(cfg, ("hidden_size", "n_embd", "d_model"))
-    hidden_key = next((k for k in ("hidden_size", "n_embd", "d_model") if k in cfg), "hidden_size")
+    hidden = first(cfg, HIDDEN_KEYS)
+    hidden_key = next((k for k in HIDDEN_KEYS if k in cfg), "hidden_size")
     n_head = first(cfg, ("num_attention_heads", "n_head", "n_heads"))
     head_key = next(
         (k for k in ("num_attention_heads", "n_head", "n_heads") if k in cfg), "num_attention_heads"
@@ -84,7 +153,12 @@ def shrink_config(config: dict[str, Any], known: dict[str, ArchSpec]) -> tuple[A
     kv_key = next((k for k in ("num_key_value_heads", "num_kv_heads") if k in cfg), None)
     n_kv = cfg.get(kv_key) if kv_key else n_head
     if not hidden or not n_head:
-        raise ModelError(f"config.json of {architecture} has no hidden size or head count")
+        raise ModelError(
+            f"config.json of {architecture} has no hidden size or head count: the shrink rules scale "
+            f"heads, hidden and FFN from them (looked for {', '.join(HIDDEN_KEYS)} and "
+            "num_attention_heads, n_head, n_heads)",
+            "add the key names this architecture uses to toolchain/models/shrink.py",
+        )
     head_dim = cfg.get("head_dim") if isinstance(cfg.get("head_dim"), int) else hidden // n_head
     ratio = max(1, n_head // (n_kv or n_head))
     # smallest number of KV heads whose query width (ratio * kv * head_dim) is a multiple of 256
@@ -116,7 +190,8 @@ def shrink_config(config: dict[str, Any], known: dict[str, ArchSpec]) -> tuple[A
         if cfg.get("head_dim") is None and new_hidden != new_heads * head_dim:
             _set(cfg, shrinks, "head_dim", head_dim, "head_dim kept explicitly")
     scale = cfg[hidden_key] / hidden
-    for key in ("intermediate_size", "n_inner", "ffn_hidden_size"):
+    _keep_mamba_heads(cfg, shrinks, architecture, hidden_key)
+    for key in ("intermediate_size", "n_inner", "ffn_hidden_size", "hidden_dim"):
         if isinstance(cfg.get(key), int) and cfg[key] > 0:
             new = min(_round_up(cfg[key] * scale), 4 * _round_up(cfg[hidden_key]))
             if new < cfg[key]:
@@ -160,8 +235,14 @@ def shrink_config(config: dict[str, Any], known: dict[str, ArchSpec]) -> tuple[A
         picked = picked + [picked[-1]] * (MAX_LAYERS - len(picked))
         _set(cfg, shrinks, "layer_types", picked, "one layer of each kind the real model has")
         _set(cfg, shrinks, layers_key, len(picked), "layers cut to one per layer kind")
+    elif isinstance(layers, int) and (marker := layer_count_marker(architecture, config)) is not None:
+        count, why = marker
+        _set(cfg, shrinks, layers_key, count, why)
+        if count == layers:
+            shrinks.append(Shrink(layers_key, layers, layers, why))
     elif isinstance(layers, int) and layers > MAX_LAYERS:
         _set(cfg, shrinks, layers_key, MAX_LAYERS, f"{MAX_LAYERS} layers run every kernel a layer has")
+    _cut_per_layer_lists(cfg, shrinks, layers, cfg.get(layers_key))
     if isinstance(cfg.get("first_k_dense_replace"), int) and cfg["first_k_dense_replace"] >= cfg[layers_key]:
         _set(cfg, shrinks, "first_k_dense_replace", 1, "one dense layer, then MoE layers")
     if isinstance(cfg.get("vocab_size"), int):
@@ -206,4 +287,6 @@ def shrink_config(config: dict[str, Any], known: dict[str, ArchSpec]) -> tuple[A
     }
     if template.hf_class:
         data["hf_class"] = template.hf_class
+    if template.added_tokens:
+        data["added_tokens"] = dict(template.added_tokens)  # the tiny tokenizer's, like vocab_size
     return parse_spec(f"from-config-{digest}", data), tuple(shrinks)

@@ -108,6 +108,9 @@ class ArchSpec:
     config_null: tuple[str, ...] = ()
     hf_class: str = ""  # the transformers class when it differs from `architecture` (MPT)
     config_json_extra: dict[str, Any] = field(default_factory=dict)
+    # added_tokens.json beside the tokenizer (token -> id), as the real model ships it: tokens the
+    # tree's vocabulary loader looks up by name for this model (phi3: "<|endoftext|>")
+    added_tokens: dict[str, int] = field(default_factory=dict)
     path: Path | None = None
 
     @property
@@ -118,7 +121,7 @@ class ArchSpec:
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
     def job(self) -> dict[str, Any]:
-        return {
+        job = {
             "name": self.name,
             "architecture": self.architecture,
             "model_type": self.model_type,
@@ -128,6 +131,9 @@ class ArchSpec:
             "config_null": list(self.config_null),
             "config_json_extra": self.config_json_extra,
         }
+        if self.added_tokens:  # only when set: every other spec's hash (and cached model) stays
+            job["added_tokens"] = dict(self.added_tokens)
+        return job
 
 
 def _require(data: dict[str, Any], key: str, kind: type, where: str) -> Any:
@@ -156,6 +162,7 @@ def parse_spec(name: str, data: dict[str, Any], path: Path | None = None) -> Arc
         "config_null",
         "hf_class",
         "config_json_extra",
+        "added_tokens",
     }
     unknown = sorted(set(data) - known)
     if unknown:
@@ -186,6 +193,12 @@ def parse_spec(name: str, data: dict[str, Any], path: Path | None = None) -> Arc
         safe_name(arg, "tokenizer vocab name")
     elif arg and not arg.isdigit():
         raise ModelError(f"{where}: tokenizer {tokenizer!r}: the argument of {kind} is a vocab size")
+    added = data.get("added_tokens", {})
+    if not isinstance(added, dict) or not all(
+        isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+        for k, v in added.items()
+    ):
+        raise ModelError(f"{where}: 'added_tokens' maps token strings to non-negative ids")
     return ArchSpec(
         name=name,
         architecture=architecture,
@@ -200,6 +213,7 @@ def parse_spec(name: str, data: dict[str, Any], path: Path | None = None) -> Arc
         config_null=tuple(data.get("config_null", ())),
         hf_class=hf_class,
         config_json_extra=dict(data.get("config_json_extra", {})),
+        added_tokens=dict(added),
         path=path,
     )
 

@@ -298,6 +298,10 @@ def make_model(job: dict[str, Any]) -> dict[str, Any]:
     dest.mkdir(parents=True)
     tree = Path(job["tree"])
     tok = make_tokenizer(dest, job["tokenizer"], tree, Path(job["tokenizer_cache"]))
+    if job.get("added_tokens"):
+        added = {str(k): int(v) for k, v in job["added_tokens"].items()}
+        (dest / "added_tokens.json").write_text(json.dumps(added, indent=2, sort_keys=True) + "\n")
+        tok = {**tok, "vocab_size": max(int(tok.get("vocab_size") or 0), max(added.values()) + 1)}
     config = build_config(job, tok)
     shapes = state_dict_shapes(job, config)
     seed_bytes = (job["content_hash"] + ":" + str(job["seed"])).encode()
