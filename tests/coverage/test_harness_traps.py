@@ -88,3 +88,19 @@ def test_ids_are_read_from_the_tree_or_not_at_all(tmp_path: Path) -> None:
     )
     assert ggml_ids(tmp_path)[0] == {}  # not understood: no ids, so no rewrite
     assert contiguous_index_views(MOE_LINES, {}, {}).text == MOE_LINES
+
+
+def test_the_plain_cpu_switch_is_what_the_tree_reads(tree_0336: Path) -> None:
+    """The reference, the op export and the load check turn the CPU's extra buffer types off with
+    LLAMA_ARG_REPACK=false (on AMX hosts they crash or abort the scheduler): the tree must read
+    that variable for --repack/--no-repack and take "false" as off, or the switch is silently inert."""
+    import re
+
+    from toolchain.coverage.backends import PLAIN_CPU_ENV
+
+    arg = (tree_0336 / "common" / "arg.cpp").read_text(encoding="utf-8")
+    block = re.search(r'\{"--repack"\},\s*\{"-nr", "--no-repack"\}.*?set_env\("(\w+)"\)', arg, re.S)
+    assert block and block.group(1) in PLAIN_CPU_ENV
+    assert "no_extra_bufts = !value" in block.group(0)
+    falsey = re.search(r"bool common_arg_utils::is_falsey\(.*?\{(.*?)\}", arg, re.S)
+    assert falsey and f'"{PLAIN_CPU_ENV[block.group(1)]}"' in falsey.group(1)

@@ -61,7 +61,10 @@ def find_loader(bin_dirs: list[Path]) -> Loader | None:
             for name in names:
                 tool = bin_dir / name
                 if _executable(tool):
-                    h = hashlib.sha256(f"{name}:{sha256_file(tool)}".encode())
+                    from ..coverage.backends import PLAIN_CPU_ENV
+
+                    # how it is run is part of the key: a change of the environment reloads
+                    h = hashlib.sha256(f"{name}:{sha256_file(tool)}:{sorted(PLAIN_CPU_ENV.items())}".encode())
                     libs = {p.resolve() for p in [*bin_dir.glob("lib*.so*"), *bin_dir.glob("lib*.dylib")]}
                     for lib in sorted(x for x in libs if x.is_file()):
                         h.update(f"{lib.name}:{sha256_file(lib)}".encode())
@@ -111,9 +114,17 @@ def load_gguf(loader: Loader, gguf: Path, log_path: Path, timeout: float = LOAD_
     """Run the loader on ``gguf``; ok only on a normal exit (a refusal, crash or hang is not)."""
     import os
 
+    from ..coverage.backends import PLAIN_CPU_ENV
     from ..coverage.isolate import run_isolated  # here: coverage.cell imports this module
 
-    env = {**os.environ, "GGML_NO_BACKTRACE": "1", "LLAMA_LOG_COLORS": "off", "NO_COLOR": "1"}
+    # whether the tree accepts the file, not whether this host's CPU extra buffers can run it
+    env = {
+        **os.environ,
+        "GGML_NO_BACKTRACE": "1",
+        "LLAMA_LOG_COLORS": "off",
+        "NO_COLOR": "1",
+        **PLAIN_CPU_ENV,
+    }
     with tempfile.TemporaryDirectory(prefix="toolchain-load-") as tmp:
         if loader.kind == "exporter":
             args = [str(loader.tool), "-m", str(gguf), "-o", str(Path(tmp) / "ops.txt"), "-t", "1"]

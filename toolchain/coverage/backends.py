@@ -60,6 +60,14 @@ def reference_args(whole_prompt: bool = False) -> tuple[str, ...]:
     return ("-ngl", "0", "-dev", "none", "-ub", str(REFERENCE_UBATCH))
 
 
+# The reference (and the load check) runs the plain CPU kernels: the CPU's extra buffer types (AMX
+# on recent Xeons, repacked layouts on ARM/x86) are host-specific, and on this project's Linux VMs
+# the AMX path dies with SIGILL (`tilezero` in tinygemm_kernel_amx) and its buffers make the
+# scheduler abort on MLA models (`GGML_ASSERT(*cur_backend_id != -1)`). Our ground truth must not
+# depend on them; the CPU column's own run keeps the host's defaults and is compared with it.
+# (common/arg.cpp: `--repack/--no-repack`, env LLAMA_ARG_REPACK; older trees ignore it.)
+PLAIN_CPU_ENV = {"LLAMA_ARG_REPACK": "false"}
+
 # What llama.cpp prints when an encoder model gets the prompt in more than one ubatch.
 ENCODER_UBATCH_ABORT = "encoder requires n_ubatch >= n_tokens"
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from ..convert.load import loader_message
 from .backend_ops import SupportParse, TestLine, merge_test, parse_support_csv, parse_test_output, strip_ansi
-from .backends import ENCODER_UBATCH_ABORT, CoverageBackend, backend, reference_args
+from .backends import ENCODER_UBATCH_ABORT, PLAIN_CPU_ENV, CoverageBackend, backend, reference_args
 from .e2e import (
     NMSE_GROSS,
     NMSE_THRESHOLD_QUANTIZED,
@@ -224,7 +224,10 @@ class CellRunner:
         if exporter is None:
             return None, None, self.tools.column("support").reason or "no graph-op exporter"
         d = self._model_dir(model)
-        ops, meta = d / "ops.txt", d / "export.json"
+        # the export runs the plain CPU kernels like the reference (backends.PLAIN_CPU_ENV); the
+        # name of the cached result says how it was run
+        how = hashlib.sha256(json.dumps(sorted(PLAIN_CPU_ENV.items())).encode()).hexdigest()[:8]
+        ops, meta = d / "ops.txt", d / f"export-{how}.json"
         with _locked(d / ".export.lock"):
             if meta.is_file():
                 data = json.loads(meta.read_text())
@@ -234,7 +237,9 @@ class CellRunner:
             tmp = d / "ops.txt.tmp"
             tmp.unlink(missing_ok=True)
             out = self._run(
-                [str(exporter), "-m", str(model.path), "-o", str(tmp), *self._threads()], d / "export.log"
+                [str(exporter), "-m", str(model.path), "-o", str(tmp), *self._threads()],
+                d / "export.log",
+                {**self.env, **PLAIN_CPU_ENV},
             )
             problem = ""
             ok = out.kind == "ok" and tmp.is_file() and tmp.stat().st_size > 0
@@ -276,27 +281,33 @@ class CellRunner:
         d = self._model_dir(model)
         with _locked(d / ".reference.lock"):
             # keyed on how the reference is run: a change of placement invalidates old results
-            key = hashlib.sha256(json.dumps([reference_args(), reference_args(True)]).encode()).hexdigest()[
-                :10
-            ]
+            how = [reference_args(), reference_args(True), PLAIN_CPU_ENV]
+            key = hashlib.sha256(json.dumps(how).encode()).hexdigest()[:10]
             meta = d / f"reference-{key}.json"
             if meta.is_file():
                 return dict(json.loads(meta.read_text()))
-            data = self._decode(model, reference_args(), d / "reference", "reference")
+            data = self._decode(model, reference_args(), d / "reference", "reference", PLAIN_CPU_ENV)
             if ENCODER_UBATCH_ABORT in json.dumps(data):
                 # an encoder: the whole prompt must fit one ubatch; the reference's node
                 # assignments (recorded) show what, if anything, left the CPU
-                data = self._decode(model, reference_args(whole_prompt=True), d / "reference", "reference")
+                data = self._decode(
+                    model, reference_args(whole_prompt=True), d / "reference", "reference", PLAIN_CPU_ENV
+                )
                 data["reference_note"] = "encoder model: prompt in one ubatch of 512"
             meta.write_text(json.dumps(data))
             return data
 
     def _decode(
-        self, model: ModelInput, placement: tuple[str, ...], out_dir: Path, label: str
+        self,
+        model: ModelInput,
+        placement: tuple[str, ...],
+        out_dir: Path,
+        label: str,
+        extra_env: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Run the runner (tokens) and the logits tool on ``placement``; returns JSON-able data."""
         out_dir.mkdir(parents=True, exist_ok=True)
-        env = {**self.env, "GGML_SCHED_DEBUG": "2"}
+        env = {**self.env, "GGML_SCHED_DEBUG": "2", **(extra_env or {})}
         flags = self.tools.runner_flags
         data: dict[str, Any] = {"label": label, "placement": list(placement)}
         common = [
@@ -658,10 +669,12 @@ class CellRunner:
     def _e2e(self, spec: CellSpec, be: CoverageBackend, ops: tuple[OpResult, ...] = ()) -> CheckResult:
         ref = self.reference(spec.model)
         ref_bad = _run_failure(ref)
+        d = self.log_dir / spec.id
         if be.kind == "cpu":
-            dev = ref
+            # the CPU as users run it (the host's extra buffer types: AMX, repacked layouts)
+            # against the plain-kernel reference
+            dev = self._decode(spec.model, tuple(ref.get("placement") or reference_args()), d, "device")
         else:
-            d = self.log_dir / spec.id
             dev = self._decode(spec.model, be.device_args(self.tools.runner_flags), d, "device")
         bad = _run_failure(dev)
         cmd = tuple(dev.get("runner", dev.get("logits_run", {})).get("args", ()))
@@ -671,7 +684,7 @@ class CellRunner:
             return CheckResult(
                 "e2e",
                 status,
-                f"{'CPU reference' if be.kind == 'cpu' else spec.backend} run: {summary}",
+                f"{'CPU (default weight buffers)' if be.kind == 'cpu' else spec.backend} run: {summary}",
                 evidence,
                 0.0,
                 cmd,
@@ -698,17 +711,6 @@ class CellRunner:
             "logits": dev.get("logits_kind", "none"),
             "reference_backends": ref.get("sched", {}).get("nodes_by_backend", {}),
         }
-        if be.kind == "cpu":
-            return CheckResult(
-                "e2e",
-                "pass",
-                f"decoded {self.options.n_predict} token(s) on the CPU (the reference)",
-                (),
-                0.0,
-                cmd,
-                log,
-                details,
-            )
         # logits
         findings: list[tuple[Status, str]] = []
         a, b = ref.get("logits"), dev.get("logits")
