@@ -113,7 +113,11 @@ def pytest_configure(config: pytest.Config) -> None:
         run_dir = request.scratch_dir / "pytest-cells"
         shutil.rmtree(run_dir, ignore_errors=True)
         run_dir.mkdir(parents=True, exist_ok=True)
+        from datetime import UTC, datetime
+
         config._coverage_t0 = time.monotonic()  # type: ignore[attr-defined]
+        # the run's real start, stamped now (not when the session ends)
+        config._coverage_started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="session")
@@ -139,7 +143,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if hasattr(config, "workerinput"):
         return
     import time
-    from datetime import UTC, datetime
 
     from toolchain.coverage.report import cell_from_json, write_reports
     from toolchain.coverage.run import build_run, with_baseline
@@ -162,7 +165,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
     wanted = {item.callspec.id for item in session.items if hasattr(item, "callspec")}
     complete = not interrupted and wanted <= {c.id for c in cells}
-    started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    started = str(getattr(config, "_coverage_started", "unknown"))
     seconds = time.monotonic() - getattr(config, "_coverage_t0", time.monotonic())
     run = build_run(
         request, planned, tuple(cells), started, seconds, complete=complete, interrupted=interrupted

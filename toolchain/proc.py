@@ -66,19 +66,48 @@ def signal_name(returncode: int | None) -> str:
         return f"signal {-returncode}"
 
 
+def _group_running(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` is still running (zombies waiting to be reaped do not count)."""
+    proc_fs = Path("/proc")
+    if proc_fs.is_dir():  # Linux: zombies stay in the group until reaped (by an init that may never)
+        for stat in proc_fs.glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(") ", 1)[-1].split()
+            except OSError:
+                continue
+            if len(fields) > 2 and fields[2] == str(pgid) and fields[0] != "Z":
+                return True
+        return False
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def stop_group(proc: subprocess.Popen[bytes], term_wait: float = 5.0) -> None:
     """End a child started with ``start_new_session=True`` and everything it started:
-    SIGTERM to its process group, then SIGKILL if it is still there after ``term_wait`` s."""
+    SIGTERM to its process group, then SIGKILL if it is still there after ``term_wait`` s.
+
+    Returns when the whole group has ended, not only its leader: ninja (below ``cmake --build``)
+    puts every compile in a process group of its own and ends them itself on SIGTERM; killing it
+    as soon as the leader exits would leave those compiles running."""
     for sig, wait in ((signal.SIGTERM, term_wait), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(proc.pid, sig)
         except (ProcessLookupError, PermissionError):
             return
+        deadline = time.monotonic() + wait
         try:
             proc.wait(timeout=wait)
-            return
         except subprocess.TimeoutExpired:
             continue
+        while _group_running(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not _group_running(proc.pid):
+            return
 
 
 def stream(

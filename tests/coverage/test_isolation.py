@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from tests.coverage.conftest import ROOT, no_children_left
@@ -124,11 +127,24 @@ def test_tool_missing_columns_are_marked_with_the_reason(
 def test_ctrl_c_writes_a_partial_report_and_leaves_no_child(
     tmp_path: Path, fake_build: Path, fake_models: tuple[ModelInput, ...]
 ) -> None:
+    """Ctrl-C while cells are open: the cells of the last model are held by their tools (blocked on a
+    FIFO nobody writes), so the signal always lands with some cells finished and some not."""
     project = tmp_path / "project"
     project.mkdir()
     pids = tmp_path / "pids"
     pids.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1", "FAKE_PIDS": str(pids), "FAKE_SLOW": "0.4"}
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    os.mkfifo(hold / "fifo")
+    held_model = fake_models[-1]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "NO_COLOR": "1",
+        "FAKE_PIDS": str(pids),
+        "FAKE_HOLD": str(hold),
+        "FAKE_HOLD_MATCH": str(held_model.path),
+    }
     env.pop("GITHUB_ACTIONS", None)
     models = [f"--model={m.architecture}:f16:{m.path}" for m in fake_models]
     proc = subprocess.Popen(
@@ -146,7 +162,7 @@ def test_ctrl_c_writes_a_partial_report_and_leaves_no_child(
             "--jobs",
             "2",
             "--timeout",
-            "30",
+            "3600",  # a held tool is never given up as a hang: only the signal ends it
         ],
         cwd=project,
         env=env,
@@ -154,22 +170,31 @@ def test_ctrl_c_writes_a_partial_report_and_leaves_no_child(
         stderr=subprocess.PIPE,
         text=True,
     )
+    # a safety net only (a broken run must not hang the suite); the test never depends on it
+    watchdog = threading.Timer(300, proc.kill)
+    watchdog.start()
+    try:
+        assert proc.stderr is not None
+        seen: list[str] = []
+        # the progress line the run prints once a cell is in its results (non-TTY: every 10 %)
+        for line in proc.stderr:
+            seen.append(line)
+            if re.search(r"cells: [1-9]\d*/6 ", line):
+                break
+        assert proc.poll() is None, "".join(seen)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        watchdog.cancel()
+    assert proc.returncode == 130, "".join(seen) + err
     report = project / ".toolchain" / "reports" / "coverage.json"
-    # wait until a cell's last column (archs) has run, so the partial report holds a finished cell
-    archs_done = project / ".toolchain" / "coverage" / "cache" / "archs"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and not list(archs_done.glob("*/archs.json")):
-        time.sleep(0.1)
-    time.sleep(0.5)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
     data = json.loads(report.read_text())
     assert data["complete"] is False and data["interrupted"] is True
     assert 0 < len(data["cells"]) < 6, len(data["cells"])
+    assert not any(c["architecture"] == held_model.architecture for c in data["cells"])
     assert "INCOMPLETE" in (report.parent / "coverage.md").read_text()
     assert "INCOMPLETE" in (report.parent / "coverage.html").read_text()
-    time.sleep(0.5)
+    # every child was waited for before the run exited: none may be alive now
     assert no_children_left(pids) == []
 
 
@@ -216,3 +241,69 @@ def test_gpu_cells_without_a_real_device_are_unverifiable(
     assert "simdgroup_reduction=False" in mtl.reason and "paravirtual" in mtl.reason
     assert all(c.status in ("unverifiable", "not-applicable") for c in mtl.checks)
     assert next(c for c in run.cells if c.backend == "CPU").status == "pass"
+
+
+def test_a_gpu_cell_whose_device_is_unknown_is_unverifiable(
+    tmp_path: Path, fake_build: Path, fake_models: tuple[ModelInput, ...]
+) -> None:
+    """A missing fact is unknown, never "real": a MTL0 cell with no device summary proves nothing."""
+    req = _request(tmp_path, fake_build, fake_models[:1], {})
+    req = replace(req, backends=("CPU", "MTL0"))
+    planned = plan(req)
+    # the device summary of MTL0 is missing (as for a runner made without verify's devices)
+    planned = replace(planned, devices={k: v for k, v in planned.devices.items() if k != "MTL0"})
+    run = run_matrix(req, planned)
+    mtl = next(c for c in run.cells if c.backend == "MTL0")
+    assert mtl.status == "unverifiable", mtl.reason
+    assert "unknown" in mtl.reason
+    assert next(c for c in run.cells if c.backend == "CPU").status == "pass"
+
+
+def test_a_cell_read_back_without_its_device_class_is_unknown() -> None:
+    from toolchain.coverage.records import DeviceSummary
+    from toolchain.coverage.report import cell_from_json
+
+    assert DeviceSummary("MTL0").device_class == "unknown"
+    cell = {
+        "id": "llama-f16-MTL0",
+        "architecture": "llama",
+        "weight_type": "f16",
+        "backend": "MTL0",
+        "model": "m.gguf",
+        "status": "pass",
+        "reason": "",
+        "observed_by": "device",
+        "checks": [],
+        "device": {"backend": "MTL0", "description": "Apple M2"},
+    }
+    assert cell_from_json(cell).device is not None
+    assert cell_from_json(cell).device.device_class == "unknown"  # type: ignore[union-attr]
+
+
+def test_a_hang_names_the_timeout_it_ran_under(tmp_path: Path) -> None:
+    """The e2e summary of a cached hang says the real limit, never a fixed 120 s or the run's length."""
+    from toolchain.coverage.cell import _outcome_json, _run_failure
+
+    hold = tmp_path / "fifo"
+    os.mkfifo(hold)
+    # blocks on the FIFO until killed: a hang whatever the machine's speed
+    out = run_isolated(
+        [sys.executable, "-c", f"open({str(hold)!r}).read()"], log_path=tmp_path / "hang.log", timeout=0.5
+    )
+    assert out.kind == "hang" and out.timeout == 0.5
+    data = {"runner": _outcome_json(out)}
+    # the run took longer than its limit (killing costs time): the limit is what is named
+    data["runner"]["seconds"] = 9.6
+    found = _run_failure(data)
+    assert found is not None and found[0] == "hang"
+    assert "no exit after 0.5 s" in found[1], found[1]
+    # a cache written before the limit was recorded: said to be unknown
+    del data["runner"]["timeout"]
+    found = _run_failure(data)
+    assert found is not None and "timeout not recorded" in found[1], found[1]
+    # an exit names no timeout at all
+    exited = run_isolated(
+        [sys.executable, "-c", "raise SystemExit(3)"], log_path=tmp_path / "x.log", timeout=60
+    )
+    found = _run_failure({"runner": _outcome_json(exited)})
+    assert found is not None and found[1].endswith("exit status 3"), found[1]

@@ -6,7 +6,7 @@ thing, check the exit code, message and that no manifest claims success, then re
 
 import json
 import os
-import re
+import shutil
 import signal
 import stat
 import subprocess
@@ -75,11 +75,54 @@ def test_compile_failure_shows_the_failing_lines_and_the_log(built_blas: RealBui
 # A known option with no effect: its own build dir, so a build there has ~140 steps to run.
 OTHER_DIR = ("-DLLAMA_FATAL_WARNINGS=OFF",)
 
+# A compiler launcher that holds every compile while $HOLD_BUILD names a dir: it writes
+# held-<pid> there, then blocks opening the FIFO <dir>/fifo (nobody writes it) until it is killed.
+# Without $HOLD_BUILD it runs the compile through ccache (when installed), so the resumed build
+# is fast. The launcher's path is part of the options, so every run of the test gets a fresh
+# build dir that cannot be finished from an earlier one.
+HOLD_LAUNCHER = """#!/bin/sh
+if [ -n "$HOLD_BUILD" ]; then
+    echo "$$" > "$HOLD_BUILD/held-$$"
+    read _ < "$HOLD_BUILD/fifo"
+    exit 1
+fi
+exec {ccache} "$@"
+"""
 
-def test_killed_build_resumes_and_never_leaves_a_stale_manifest(built_blas: RealBuild) -> None:
-    """Kill a build midway (SIGINT, as Ctrl-C), then rerun: it resumes, and no manifest claims success."""
-    env = {**os.environ, "TOOLCHAIN_CACHE": str(built_blas.cache), "PYTHONPATH": str(ROOT)}
-    args = [sys.executable, "-m", "toolchain", "build", "--profile", "blas", "--no-verify", "--", *OTHER_DIR]
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (this machine's init does not reap orphans)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_killed_build_resumes_and_never_leaves_a_stale_manifest(
+    built_blas: RealBuild, tmp_path: Path
+) -> None:
+    """Kill a build midway (SIGINT, as Ctrl-C), then rerun: it resumes, and no manifest claims success.
+
+    The compiles are held open by the launcher until the signal has been sent, so the build cannot
+    finish first however warm the compiler cache or fast the machine.
+    """
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    os.mkfifo(hold / "fifo")
+    ccache = shutil.which("ccache") or ""
+    launcher = _fake_tool(tmp_path / "hold-launcher", HOLD_LAUNCHER.format(ccache=ccache))
+    options = (
+        *OTHER_DIR,
+        f"-DCMAKE_C_COMPILER_LAUNCHER={launcher}",
+        f"-DCMAKE_CXX_COMPILER_LAUNCHER={launcher}",
+    )
+    env = {
+        **os.environ,
+        "TOOLCHAIN_CACHE": str(built_blas.cache),
+        "PYTHONPATH": str(ROOT),
+        "HOLD_BUILD": str(hold),
+    }
+    args = [sys.executable, "-m", "toolchain", "build", "--profile", "blas", "--no-verify", "--", *options]
     build_root = built_blas.project / ".toolchain" / "build"
     before = {p.name for p in build_root.iterdir()}
     proc = subprocess.Popen(
@@ -91,28 +134,38 @@ def test_killed_build_resumes_and_never_leaves_a_stale_manifest(built_blas: Real
         text=True,
         start_new_session=True,
     )
-    deadline = time.monotonic() + 300
-    steps = 0
-    while time.monotonic() < deadline and proc.poll() is None:
-        logs = [
-            build_root / n / "toolchain-build.log" for n in {p.name for p in build_root.iterdir()} - before
-        ]
-        text = logs[0].read_text(errors="replace") if logs and logs[0].is_file() else ""
-        steps = len(re.findall(r"^\[\d+/\d+\]", text, re.M))
-        if steps >= 3:
-            break
-        time.sleep(0.1)
-    assert steps >= 3 and proc.poll() is None, "the build was not running when it should be interrupted"
-    os.killpg(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert not (built_blas.project / MANIFEST).exists(), "a killed build must not leave a manifest"
-    new_dir = next(build_root / n for n in {p.name for p in build_root.iterdir()} - before)
-    leftovers = subprocess.run(["pgrep", "-f", str(new_dir)], capture_output=True, text=True)
-    assert leftovers.stdout.strip() == "", "no compiler or ninja may outlive the run"
-    again = built_blas.run("build", "--profile", "blas", "--no-verify", "--json", "--", *OTHER_DIR)
+    held: list[Path] = []
+    try:
+        # configure first, then ninja starts compiles: wait (bounded) until one is held open
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and proc.poll() is None:
+            held = sorted(hold.glob("held-*"))
+            if held:
+                break
+            time.sleep(0.1)
+        assert held and proc.poll() is None, "the build was not compiling when it should be interrupted"
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130, err
+        assert not (built_blas.project / MANIFEST).exists(), "a killed build must not leave a manifest"
+        new_dir = next(build_root / n for n in {p.name for p in build_root.iterdir()} - before)
+        leftovers = subprocess.run(["pgrep", "-f", str(new_dir)], capture_output=True, text=True)
+        assert leftovers.stdout.strip() == "", "no compiler or ninja may outlive the run"
+        alive = [f.name for f in hold.glob("held-*") if _running(int(f.name[5:]))]
+        assert alive == [], "no held compile may outlive the run"
+    finally:
+        for f in hold.glob("held-*"):  # only if the run failed to end them: our own launchers
+            pid = int(f.name[5:])
+            cmdline = Path(f"/proc/{pid}/cmdline")
+            if _running(pid) and cmdline.is_file() and str(launcher).encode() in cmdline.read_bytes():
+                os.kill(pid, signal.SIGKILL)
+    # the same options again, compiles no longer held: the killed build dir is resumed
+    again = built_blas.run("build", "--profile", "blas", "--no-verify", "--json", "--", *options)
     assert again.returncode == 0, again.stderr
-    assert json.loads(again.stdout)["status"] == "built"
+    result = json.loads(again.stdout)
+    assert result["status"] == "built"
+    assert Path(result["build_dir"]).resolve() == new_dir.resolve()
+    assert result["durations"]["configure"] == 0.0, "the killed build dir's configuration is reused"
     # back to the session's build for the tests that follow
     assert built_blas.run("build", "--profile", "blas").returncode == 0
 

@@ -52,7 +52,9 @@ def probes_for_validation(
 
 
 def profiles(tree: Path, probe: Probe) -> dict[str, DeviceProfile]:
-    return {p.name: p for p in default_profiles(tree, probe.extraction.props_fields)}
+    return {
+        p.name: p for p in default_profiles(tree, probe.extraction.props_fields, probe.extraction.props_used)
+    }
 
 
 @pytest.fixture(scope="session")

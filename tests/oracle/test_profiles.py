@@ -25,7 +25,8 @@ def test_rules_are_read_from_the_device_init(tree_0336: Path) -> None:
 @pytest.mark.parametrize("version", ["0336", "0320"])
 def test_profiles_follow_the_rules(version: str, request: pytest.FixtureRequest) -> None:
     tree: Path = request.getfixturevalue(f"tree_{version}")
-    profiles = {p.name: p for p in default_profiles(tree, extract(tree).props_fields)}
+    ex = extract(tree)
+    profiles = {p.name: p for p in default_profiles(tree, ex.props_fields, ex.props_used)}
     assert {"apple7", "apple8", "apple9", "apple7-nobf16", "apple9-nobf16", "paravirtual"} <= set(profiles)
     m1 = profiles["apple7"].props_values()
     assert (m1["has_simdgroup_reduction"], m1["has_simdgroup_mm"], m1["has_bfloat"]) == ("1", "1", "1")
@@ -44,20 +45,21 @@ def test_profiles_follow_the_rules(version: str, request: pytest.FixtureRequest)
 
 def test_apple10_only_when_the_tree_knows_it(tree_0336: Path, tmp_path: Path) -> None:
     assert GPU_FAMILIES["apple10"].needs_tree_token == "M5"
-    fields = extract(tree_0336).props_fields
-    assert "apple10" in {p.name for p in default_profiles(tree_0336, fields)}
+    ex = extract(tree_0336)
+    fields, used = ex.props_fields, ex.props_used
+    assert "apple10" in {p.name for p in default_profiles(tree_0336, fields, used)}
     # a tree whose device file never names M5 gets no Apple10 profile
     m = tree_0336 / "ggml/src/ggml-metal/ggml-metal-device.m"
     fake = tmp_path / "ggml/src/ggml-metal/ggml-metal-device.m"
     fake.parent.mkdir(parents=True)
     fake.write_text(m.read_text().replace('"M5', '"X5').replace('@"M5"', '@"X5"'))
-    assert "apple10" not in {p.name for p in default_profiles(tmp_path, fields)}
+    assert "apple10" not in {p.name for p in default_profiles(tmp_path, fields, used)}
 
 
 def test_select_unknown_profile_is_a_usage_error(tree_0336: Path) -> None:
     from toolchain.errors import UsageError
 
-    profiles = default_profiles(tree_0336, extract(tree_0336).props_fields)
+    profiles = default_profiles(tree_0336, (ex := extract(tree_0336)).props_fields, ex.props_used)
     assert [p.name for p in select(profiles, ["paravirtual"])] == ["paravirtual"]
     with pytest.raises(UsageError, match="apple99"):
         select(profiles, ["apple99"])

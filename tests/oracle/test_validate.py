@@ -46,7 +46,13 @@ def test_wrong_profile_fails_validation(
     wrong_family = GPUFamily(
         "wrong", "Apple6 + Metal3, no simdgroup mm", "Apple Wrong", ("Apple6", "Metal3"), "test", 32768, True
     )
-    wrong = make_profile(wrong_family, "", device_rules(tree_0336), probe_0336.extraction.props_fields)
+    wrong = make_profile(
+        wrong_family,
+        "",
+        device_rules(tree_0336),
+        probe_0336.extraction.props_fields,
+        probe_0336.extraction.props_used,
+    )
     assert wrong.prop("has_simdgroup_mm") == "0" and wrong.prop("has_simdgroup_reduction") == "1"
     v = validate_tree(tree_0336, cache_dir=probes_for_validation, older_tree=tree_0320, profiles=[wrong])
     assert not v.ok and v.metal.status == "failed"

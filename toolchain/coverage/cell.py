@@ -149,6 +149,7 @@ def _outcome_json(o: Outcome) -> dict[str, Any]:
         "log": o.log,
         "output_bytes": o.output_bytes,
         "abort_lines": list(o.abort_lines),
+        "timeout": o.timeout,
     }
 
 
@@ -163,6 +164,7 @@ def _outcome_from(d: Mapping[str, Any]) -> Outcome:
         d["log"],
         d["output_bytes"],
         tuple(d["abort_lines"]),
+        d.get("timeout"),  # absent in caches written before it was recorded: unknown
     )
 
 
@@ -439,7 +441,12 @@ class CellRunner:
         if be.needs_device_class and device.device_class != "real":
             caps = ", ".join(f"{k}={v}" for k, v in device.capabilities.items()) or "none reported"
             reason = (
-                f"{spec.backend} is a {device.device_class} device ({device.reason or caps}; capabilities: "
+                (
+                    f"{spec.backend} is a {device.device_class} device"
+                    if device.device_class != "unknown"
+                    else f"{spec.backend}'s device class is unknown"
+                )
+                + f" ({device.reason or 'no device summary'}; capabilities: "
                 f"{caps}): results on it prove nothing (observed: {status})"
             )
             checks = [
@@ -993,7 +1000,7 @@ def _run_failure(data: Mapping[str, Any]) -> tuple[Status, str, tuple[str, ...]]
             prog = Path(out.args[0]).name if out.args else key
             return (
                 bad,
-                f"{prog}: {out.describe(120.0 if out.kind != 'hang' else out.seconds)}",
+                f"{prog}: {out.describe()}",
                 _evidence(out),
             )
     return None

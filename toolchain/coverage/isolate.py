@@ -53,14 +53,19 @@ class Outcome:
     log: str
     output_bytes: int
     abort_lines: tuple[str, ...] = ()
+    timeout: float | None = None  # the limit it ran under (None: not recorded)
 
     @property
     def signal_name(self) -> str:
         return signal_name(self.returncode)
 
-    def describe(self, timeout: float) -> str:
+    def describe(self, timeout: float | None = None) -> str:
+        """One line; a hang names the limit the run had (recorded, else ``timeout``, else unknown)."""
         if self.kind == "hang":
-            return f"hang: no exit after {timeout:.0f} s (process group killed)"
+            limit = self.timeout if self.timeout is not None else timeout
+            if limit is None:
+                return f"hang: no exit (timeout not recorded; killed after {self.seconds:.0f} s)"
+            return f"hang: no exit after {limit:g} s (process group killed)"
         if self.kind == "flood":
             return f"flood: {self.output_bytes // (1 << 20)} MiB of output (killed)"
         if self.kind == "missing":
@@ -236,4 +241,5 @@ def run_isolated(
         str(log_path),
         state.bytes,
         tuple(aborts),
+        timeout,
     )

@@ -120,7 +120,8 @@ class DeviceSummary:
 
     backend: str  # test-backend-ops name: CPU, BLAS, MTL0 …
     description: str = ""
-    device_class: str = "real"  # real / paravirtual / none (toolchain.verify)
+    # real / paravirtual / none (toolchain.verify) / unknown (no fact: never counted as real)
+    device_class: str = "unknown"
     capabilities: dict[str, object] = field(default_factory=dict)
     reason: str = ""
 

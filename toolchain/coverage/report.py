@@ -527,7 +527,7 @@ def cell_from_json(d: dict[str, Any]) -> Cell:
         DeviceSummary(
             dev["backend"],
             dev.get("description", ""),
-            dev.get("device_class", "real"),
+            dev.get("device_class", "unknown"),
             dict(dev.get("capabilities", {})),
             dev.get("reason", ""),
         )

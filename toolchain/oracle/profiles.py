@@ -8,7 +8,9 @@ Two kinds of knowledge, kept apart and both recorded per value:
 - How ggml turns that into props (``has_simdgroup_reduction = Apple7 || Metal3`` …): read from
   the tree's ``ggml_metal_device_init`` in ``ggml-metal-device.m`` (``device_rules``), so a tree
   that changes a rule changes the profile. Every prop value says where it came from: the tree
-  (file:line and the statement), the family data, or "not modelled" (zero).
+  (file:line and the statement), the family data, or "not modelled" (zero) — the last only for
+  fields the cut ``supports_op`` does not read: a read field without a value refuses the oracle
+  (``ExtractionFailed``), as does a tree whose ``ggml_metal_device_init`` cannot be found.
 
 A profile = a GPU family + run-time switches (``GGML_METAL_BF16_DISABLE`` …) that the tree's init
 honours. Profiles: apple7 (M1), apple8 (M2), apple9 (M3/M4), apple10 (M5, only if the tree
@@ -18,12 +20,12 @@ knows it), each ``-nobf16`` variant, and ``paravirtual``.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from .extract import DEVICE_M, PropsField
+from .extract import DEVICE_M, ExtractionFailed, PropsField
 
 APPLE_TABLES = "Apple Metal feature set tables (developer.apple.com/metal/Metal-Feature-Set-Tables.pdf)"
 
@@ -157,20 +159,34 @@ _ENV_OFF = re.compile(
 _ATTR = re.compile(r"dev->mtl_device\.(\w+)\s*$")
 
 
+INIT = "ggml_metal_device_init"
+NOT_MODELLED = "not modelled: zero (not read by supports_op)"
+
+
 def device_rules(tree: Path) -> DeviceRules:
-    """Read the props rules from the tree's ``ggml_metal_device_init`` (statements, not a copy)."""
+    """Read the props rules from the tree's ``ggml_metal_device_init`` (statements, not a copy).
+
+    Raises ``ExtractionFailed`` when the function is not there: rules read from anywhere else
+    would be a guess.
+    """
     path = tree / DEVICE_M
-    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise ExtractionFailed(f"{DEVICE_M} cannot be read ({exc.strerror}): no device-init rules") from exc
     lines = text.splitlines()
     start = next(
-        (
-            i
-            for i, line in enumerate(lines)
-            if re.match(r"^ggml_metal_device_t ggml_metal_device_init\(", line)
-        ),
-        0,
+        (i for i, line in enumerate(lines) if re.match(rf"^ggml_metal_device_t {INIT}\(", line)),
+        None,
     )
-    end = next((i for i in range(start + 1, len(lines)) if lines[i].rstrip() == "}"), len(lines) - 1)
+    if start is None:
+        raise ExtractionFailed(
+            f"{INIT} is not defined at column 0 in {DEVICE_M}: renamed or moved upstream, so the rules "
+            "that turn a GPU family into props (simdgroup, bfloat …) cannot be read"
+        )
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].rstrip() == "}"), None)
+    if end is None:
+        raise ExtractionFailed(f"{INIT} in {DEVICE_M}:{start + 1} has no closing `}}` at column 0")
     rules: list[Rule] = []
     family_rules: dict[str, list[str]] = {}
     for i in range(start, end + 1):
@@ -212,8 +228,17 @@ def _last(rules: Sequence[Rule], prop: str, kind: str) -> Rule | None:
 
 
 def make_profile(
-    family: GPUFamily, suffix: str, rules: DeviceRules, fields: Sequence[PropsField]
+    family: GPUFamily,
+    suffix: str,
+    rules: DeviceRules,
+    fields: Sequence[PropsField],
+    used: Collection[str],
 ) -> DeviceProfile:
+    """One profile; ``used`` = the props fields the cut ``supports_op`` reads (``props_used``).
+
+    Raises ``ExtractionFailed`` when a used field has no value from the tree's rules or the family
+    data: a zero there would be a guess that changes answers.
+    """
     switches = VARIANTS[suffix]
     values: dict[str, PropValue] = {}
     fam = set(family.families)
@@ -261,18 +286,30 @@ def make_profile(
         for r in rules.rules:
             if r.kind == "env-off" and r.env == env and r.prop in values:
                 values[r.prop] = PropValue(r.prop, "0", f"tree {r.where}: {r.text} ({env} set)")
-    for field in fields:
-        values.setdefault(
-            field.name, PropValue(field.name, "0", "not modelled: zero (not read by supports_op)")
+    guessed = sorted(f.name for f in fields if f.name not in values and f.name in used)
+    if guessed:
+        raise ExtractionFailed(
+            f"supports_op ({DEVICE_M}) reads "
+            + ", ".join(f"dev->props.{n}" for n in guessed)
+            + f", which no profile models (no rule for it in {INIT} of {rules.source} the oracle can "
+            "evaluate, and no GPU-family data): a prediction would silently take it as 0"
         )
+    for field in fields:
+        values.setdefault(field.name, PropValue(field.name, "0", NOT_MODELLED))
     description = family.description + (f", with {' '.join(switches)}" if switches else "")
     return DeviceProfile(
         family.name + suffix, description, family.name, switches, tuple(values[f.name] for f in fields)
     )
 
 
-def default_profiles(tree: Path, fields: Sequence[PropsField]) -> tuple[DeviceProfile, ...]:
-    """Every family the tree knows, with and without bfloat (paravirtual has none to remove)."""
+def default_profiles(
+    tree: Path, fields: Sequence[PropsField], used: Collection[str]
+) -> tuple[DeviceProfile, ...]:
+    """Every family the tree knows, with and without bfloat (paravirtual has none to remove).
+
+    ``used``: the fields the cut ``supports_op`` reads. Raises ``ExtractionFailed`` (see
+    :func:`device_rules`, :func:`make_profile`) where a profile would have to guess.
+    """
     rules = device_rules(tree)
     out: list[DeviceProfile] = []
     for family in GPU_FAMILIES.values():
@@ -281,8 +318,15 @@ def default_profiles(tree: Path, fields: Sequence[PropsField]) -> tuple[DevicePr
         for suffix in VARIANTS:
             if suffix and family.name == "paravirtual":
                 continue
-            out.append(make_profile(family, suffix, rules, fields))
+            out.append(make_profile(family, suffix, rules, fields, used))
     return tuple(out)
+
+
+def unmodelled(profiles: Sequence[DeviceProfile], used: Collection[str]) -> tuple[str, ...]:
+    """Fields in ``used`` that one of ``profiles`` has no value for (profiles made for another cut)."""
+    zero = {v.name for p in profiles for v in p.props if v.name in used and v.source == NOT_MODELLED}
+    absent = {n for p in profiles for n in used if p.prop(n) is None}
+    return tuple(sorted(zero | absent))
 
 
 def select(profiles: Sequence[DeviceProfile], names: Sequence[str] | None) -> tuple[DeviceProfile, ...]:

@@ -13,9 +13,9 @@ from pathlib import Path
 from ..errors import OracleUnavailableError, UsageError
 from ..log import LOG
 from . import normalise
-from .extract import Extraction
+from .extract import Extraction, ExtractionFailed, extract
 from .probe import Probe, ProbeUnavailable, SupportRow, ensure_probe, parse_support_csv, run_support
-from .profiles import DeviceProfile, default_profiles, select
+from .profiles import DeviceProfile, default_profiles, select, unmodelled
 from .records import (
     OBSERVED_BY,
     STATEMENT,
@@ -61,16 +61,42 @@ def tree_commit(tree: Path) -> str:
     return "unknown"
 
 
+def _unavailable(tree: Path, reason: str) -> OracleUnavailableError:
+    return OracleUnavailableError(
+        f"Metal oracle unavailable for {tree}: {reason}",
+        "the supports_op of this commit cannot be modelled faithfully; no predictions are made for it",
+    )
+
+
+def _profiles_before_probe(
+    tree: Path, profiles: Sequence[str] | Sequence[DeviceProfile] | None
+) -> tuple[DeviceProfile, ...]:
+    """Cut and profiles first (plain text, no compile): a tree the oracle would have to guess for
+    is refused before a probe is built for it."""
+    try:
+        ex = extract(tree)
+        if profiles and all(isinstance(p, DeviceProfile) for p in profiles):
+            given = tuple(p for p in profiles if isinstance(p, DeviceProfile))
+            missing = unmodelled(given, ex.props_used)
+            if missing:
+                raise ExtractionFailed(
+                    f"supports_op reads {', '.join(missing)}, which the given profile(s) "
+                    f"{', '.join(p.name for p in given)} do not model"
+                )
+            return given
+        names = [p for p in profiles or () if isinstance(p, str)]
+        return select(default_profiles(tree, ex.props_fields, ex.props_used), names or None)
+    except ExtractionFailed as exc:
+        raise _unavailable(tree, exc.reason) from exc
+
+
 def _probe(tree: Path, cache_dir: Path, *, supports_op_from: Path | None = None) -> Probe:
     try:
         return ensure_probe(
             tree, cache_dir, supports_op_from=supports_op_from, compiler_cache_dir=cache_dir / "ccache"
         )
     except ProbeUnavailable as exc:
-        raise OracleUnavailableError(
-            f"Metal oracle unavailable for {tree}: {exc.reason}",
-            "the supports_op of this commit cannot be modelled faithfully; no predictions are made for it",
-        ) from exc
+        raise _unavailable(tree, exc.reason) from exc
 
 
 def probe_info(probe: Probe) -> ProbeInfo:
@@ -84,10 +110,6 @@ def probe_info(probe: Probe) -> ProbeInfo:
         tuple(CutInfo(f.name, f.file, f.first_line, f.last_line, f.language) for f in ex.functions),
         ex.props_used,
     )
-
-
-def profiles_for(tree: Path, probe: Probe, names: Sequence[str] | None) -> tuple[DeviceProfile, ...]:
-    return select(default_profiles(tree, probe.extraction.props_fields), names)
 
 
 _GENERIC = re.compile(
@@ -128,8 +150,8 @@ def predict(
     """
     if not ops_file.is_file():
         raise UsageError(f"no ops file {ops_file}", "write one with test-export-graph-ops -m MODEL -o FILE")
+    chosen = _profiles_before_probe(tree, profiles)
     probe = _probe(tree, cache_dir)
-    chosen = _chosen(tree, probe, profiles)
     lines = [ln for ln in ops_file.read_text(encoding="utf-8").splitlines() if ln.strip()]
     with tempfile.TemporaryDirectory(prefix="oracle-") as tmp:
         rows = run_support(probe, chosen, Path(tmp), test_file=ops_file)
@@ -178,15 +200,6 @@ def predict(
         probe_info(probe),
         tuple(out),
     )
-
-
-def _chosen(
-    tree: Path, probe: Probe, profiles: Sequence[str] | Sequence[DeviceProfile] | None
-) -> tuple[DeviceProfile, ...]:
-    if profiles and all(isinstance(p, DeviceProfile) for p in profiles):
-        return tuple(p for p in profiles if isinstance(p, DeviceProfile))
-    names = [p for p in profiles or () if isinstance(p, str)]
-    return profiles_for(tree, probe, names or None)
 
 
 # --- validation ------------------------------------------------------------------------------------
@@ -349,8 +362,8 @@ def validate_tree(
             f"this tree has no {METAL_CSV}: nothing to validate against (older trees lack it)",
         )
         return _validation(tree, commit, older_tree, older_commit, True, None, (), metal, measured, start)
+    chosen = _profiles_before_probe(tree, profiles)
     probe = _probe(tree, cache_dir)
-    chosen = _chosen(tree, probe, profiles)
     with tempfile.TemporaryDirectory(prefix="oracle-") as tmp:
         rows = run_support(probe, chosen, Path(tmp))
     ours = _by_backend(rows)
@@ -421,14 +434,21 @@ def _older_evidence(
     older_own: dict[str, dict[tuple[str, str], bool]] = {}
     try:
         cross = ensure_probe(tree, cache_dir, supports_op_from=older, compiler_cache_dir=cache_dir / "ccache")
-        with tempfile.TemporaryDirectory(prefix="oracle-") as tmp:
-            rows = run_support(cross, chosen, Path(tmp))
-        older_rules = {n: index(rs, norm).answers for n, rs in _by_backend(rows).items()}
+        missing = unmodelled(chosen, cross.extraction.props_used)
+        if missing:  # this tree's profiles would feed the older rules a guessed 0
+            LOG.warn(
+                f"oracle: the older supports_op reads {', '.join(missing)}, which this tree's profiles "
+                "do not model: no stale-CSV evidence from it"
+            )
+        else:
+            with tempfile.TemporaryDirectory(prefix="oracle-") as tmp:
+                rows = run_support(cross, chosen, Path(tmp))
+            older_rules = {n: index(rs, norm).answers for n, rs in _by_backend(rows).items()}
     except ProbeUnavailable as exc:
         LOG.warn(f"oracle: the older supports_op does not compile with this tree's headers: {exc.reason}")
     try:
         own = ensure_probe(older, cache_dir, compiler_cache_dir=cache_dir / "ccache")
-        older_profiles = default_profiles(older, own.extraction.props_fields)
+        older_profiles = default_profiles(older, own.extraction.props_fields, own.extraction.props_used)
         by_name = {p.name: p for p in older_profiles}
         use = [by_name[p.name] for p in chosen if p.name in by_name]
         if use:
@@ -437,6 +457,8 @@ def _older_evidence(
             older_own = {n: index(rs, norm).answers for n, rs in _by_backend(rows).items()}
     except ProbeUnavailable as exc:
         LOG.warn(f"oracle: no probe for the older tree {older}: {exc.reason}")
+    except ExtractionFailed as exc:
+        LOG.warn(f"oracle: no profiles for the older tree {older}: {exc.reason}")
     return {
         p.name: Evidence(
             older_rules.get(p.name, {}),
