@@ -164,6 +164,11 @@ def _runner_env(tmp: Path) -> dict[str, str]:
     env["PATH"] = os.pathsep.join([str(venv / "bin"), str(bin_dir), env.get("PATH", "")])
     env["TOOLCHAIN_CACHE"] = str(cache)
     env["NO_COLOR"] = "1"
+    # This VM reports AMX, and the CPU backend's AMX path dies with SIGILL on q8_0 models: a real
+    # finding that the coverage tests report as a crash cell of the CPU column. The rehearsal checks
+    # the workflows' mechanics, so its jobs run as on a runner without AMX (llama.cpp reads this
+    # variable for --repack/--no-repack; tests/coverage/test_harness_traps.py checks that).
+    env["LLAMA_ARG_REPACK"] = "false"
     return env
 
 
