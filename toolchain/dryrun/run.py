@@ -55,7 +55,16 @@ def program(tree: Path, cache_dir: Path, *, build_lock: Path | None = None) -> D
 
 
 def profiles_for(tree: Path, prog: DryRunProgram, names: Sequence[str] | None) -> tuple[DeviceProfile, ...]:
-    allp = default_profiles(tree, prog.extraction.props_fields)
+    from ..oracle.extract import ExtractionFailed
+    from ..oracle.run import tree_commit
+
+    try:
+        allp = default_profiles(tree, prog.extraction.props_fields, prog.extraction.props_used)
+    except ExtractionFailed as exc:
+        raise DryRunUnavailableError(
+            f"Metal dry run unavailable for {tree} (commit {tree_commit(tree)}): {exc.reason}",
+            "a profile would have to guess a device property the tree reads; no dry-run verdicts are made",
+        ) from exc
     if names:
         return select(allp, names)
     known = {p.name for p in allp}
