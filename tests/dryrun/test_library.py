@@ -10,7 +10,8 @@ from toolchain.oracle.profiles import DeviceProfile, default_profiles
 
 
 def _profiles(tree: Path) -> dict[str, DeviceProfile]:
-    return {p.name: p for p in default_profiles(tree, extract(tree).props_fields)}
+    ex = extract(tree)
+    return {p.name: p for p in default_profiles(tree, ex.props_fields, ex.props_used)}
 
 
 def test_map0_instantiations_at_the_pin(tree_0336: Path) -> None:
