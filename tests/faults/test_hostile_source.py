@@ -6,10 +6,16 @@ message, that no traceback is printed and that nothing the user owns is lost.
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
+import sys
+import threading
 from pathlib import Path
 
-from tests.conftest import Upstream
+import pytest
+
+from tests.conftest import ROOT, Upstream
 from toolchain.config import Settings
 from toolchain.source.git_source import mirror_for
 from toolchain.source.lock import ResolvedSource
@@ -112,3 +118,230 @@ def test_releasing_a_checkout_before_a_mirror_is_replaced_keeps_ignored_files(
     files = _put_ignored_files(settings.src_dir)
     release_clean_worktree(mirror_for(settings, upstream.url), settings.src_dir)
     _kept_aside(settings, files)
+
+
+# --- helpers for the CLI-level cases ---------------------------------------------------------------
+def _pyproject(settings: Settings, body: str) -> None:
+    (settings.project_root / "pyproject.toml").write_text(f"[tool.llama-toolchain]\n{body}\n")
+
+
+def _run_measured(
+    settings: Settings, *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> tuple[subprocess.CompletedProcess[str], int]:
+    """Run the CLI; return its result and its own peak RSS in bytes (``wait4``'s rusage of it)."""
+    out, err = settings.project_root / ".out", settings.project_root / ".err"
+    full_env = {**os.environ, "TOOLCHAIN_CACHE": str(settings.cache_dir), "NO_COLOR": "1", **(env or {})}
+    full_env.pop("GITHUB_ACTIONS", None)
+    full_env["PYTHONPATH"] = str(ROOT)
+    with out.open("w") as o, err.open("w") as e:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "toolchain", *args],
+            cwd=settings.project_root,
+            env=full_env,
+            stdout=o,
+            stderr=e,
+            stdin=subprocess.DEVNULL,
+        )
+    done = threading.Event()
+    killer = threading.Timer(timeout, lambda: None if done.is_set() else proc.kill())
+    killer.start()
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        done.set()
+        killer.cancel()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, out.read_text(), err.read_text())
+    out.unlink()
+    err.unlink()
+    return result, usage.ru_maxrss * 1024
+
+
+# --- 2, 5, 6: configuration and lock files ---------------------------------------------------------
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ("tool_is_not_a_table", "[tool] in "),
+        ("llama_toolchain_is_not_a_table", "[tool.llama-toolchain] in "),
+        ("network-timeout = inf", "[tool.llama-toolchain] network-timeout must be a finite number"),
+        ("network-timeout = nan", "[tool.llama-toolchain] network-timeout must be a finite number"),
+        ("network-timeout = 1e300", "[tool.llama-toolchain] network-timeout must be a finite number"),
+        ("network-timeout = -5", "[tool.llama-toolchain] network-timeout must be a finite number"),
+        ("network-timeout = 0", "[tool.llama-toolchain] network-timeout must be a finite number"),
+        ("network-timeout = true", "[tool.llama-toolchain] network-timeout must be a number of seconds"),
+        ('network-timeout = "600"', "[tool.llama-toolchain] network-timeout must be a number of seconds"),
+        ('cache-dir = "a\\u0000b"', "[tool.llama-toolchain] cache-dir 'a\\x00b' is not a usable path"),
+        ('work-dir = "~no-such-user-here/x"', "[tool.llama-toolchain] work-dir '~no-such-user-here/x'"),
+        ("work-dir = 3", "[tool.llama-toolchain] work-dir must be a non-empty path string"),
+        ('lock = "some-dir"', "lock file ([tool.llama-toolchain] lock)"),
+        ('lock = "user-notes.txt/llama.lock"', "the directory of lock file ([tool.llama-toolchain] lock)"),
+        ('work-dir = "user-notes.txt"', "work dir ([tool.llama-toolchain] work-dir / --work-dir)"),
+        ('colour = "[bold]red[/bold]"', "unknown key(s) in [tool.llama-toolchain] of "),
+    ],
+)
+@pytest.mark.parametrize("command", ["fetch", "update"])
+def test_bad_configuration_is_a_config_error_naming_the_field(
+    settings: Settings, body: str, needle: str, command: str
+) -> None:
+    (settings.project_root / "some-dir").mkdir()
+    (settings.project_root / "user-notes.txt").write_text("the user's own file\n")
+    if body == "tool_is_not_a_table":
+        (settings.project_root / "pyproject.toml").write_text('tool = "llama-toolchain"\n')
+    elif body == "llama_toolchain_is_not_a_table":
+        (settings.project_root / "pyproject.toml").write_text('[tool]\n"llama-toolchain" = [1, 2]\n')
+    else:
+        _pyproject(settings, body)
+    args = ["update", "--pypi", "llama-cpp-python==0.3.20", "--offline"] if command == "update" else ["fetch"]
+    done, _ = _run_measured(settings, *args, timeout=120)
+    _no_traceback(done)
+    assert done.returncode == 3, done.stderr
+    assert needle in done.stderr, done.stderr
+    assert "->" in done.stderr
+    assert not (settings.cache_dir / "mirrors").exists(), "nothing may run before the configuration is valid"
+    assert (settings.project_root / "user-notes.txt").read_text() == "the user's own file\n"
+
+
+def test_work_dir_option_that_is_a_file(settings: Settings) -> None:
+    (settings.project_root / "a-file").write_text("x")
+    done, _ = _run_measured(settings, "fetch", "--work-dir", "a-file", timeout=120)
+    _no_traceback(done)
+    assert done.returncode == 3, done.stderr
+    assert "work dir ([tool.llama-toolchain] work-dir / --work-dir)" in done.stderr
+    assert "is a file, not a directory" in done.stderr
+    assert (settings.project_root / "a-file").read_text() == "x"
+
+
+LOCK_HEAD = 'schema_version = 1\n[source]\nkind = "git"\nresolved_at = "2026-01-01T00:00:00Z"\n'
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("schema_version = 1\n", "missing [source] table"),
+        ('schema_version = 1\nsource = "x"\n', "missing [source] table"),
+        ("schema_version = true\n[source]\n", "schema_version must be 1, found True"),
+        (
+            LOCK_HEAD + 'location = "https://h/x"\nref = "HEAD"\ncommit = "abc"\n',
+            "[source] commit 'abc' is not a full commit id",
+        ),
+        (LOCK_HEAD + 'location = "https://h/x"\nref = ["HEAD"]\n', "[source] ref must be a non-empty string"),
+        (
+            LOCK_HEAD + f'location = "https://h/x"\nref = "a[/x]"\ncommit = "{"a" * 40}"\n',
+            "[source] refusing ref 'a[/x]': contains '['",
+        ),
+        (
+            LOCK_HEAD + f'location = "ssh://-oProxyCommand=x/y"\nref = "HEAD"\ncommit = "{"a" * 40}"\n',
+            "[source] refusing URL 'ssh://-oProxyCommand=x/y': its host starts with '-'",
+        ),
+        (
+            LOCK_HEAD + f'location = "http://[bold]x[/bold]/y"\nref = "HEAD"\ncommit = "{"a" * 40}"\n',
+            "[source] refusing URL 'http://[bold]x[/bold]/y'",
+        ),
+        ("this is [not toml", "is not valid TOML"),
+        ("\xff\xfe", "is not valid TOML"),
+    ],
+)
+def test_malformed_lock_names_the_field_verbatim_with_a_hint_that_works(
+    settings: Settings, upstream: Upstream, text: str, needle: str
+) -> None:
+    settings.lock_path.write_bytes(text.encode("latin-1") if text == "\xff\xfe" else text.encode())
+    done, _ = _run_measured(settings, "fetch", timeout=120)
+    _no_traceback(done)
+    assert done.returncode == 3, done.stderr
+    assert needle in done.stderr, done.stderr
+    # the hint is not the command that just failed (`update` alone re-reads this very lock) ...
+    assert "delete it and pin the source again: `llama-toolchain update --git URL --ref REF`" in done.stderr
+    assert "rewrite the lock with `llama-toolchain update`" not in done.stderr
+    if text != "schema_version = 1\n":
+        return  # following the hint is checked once (it is the same for every field)
+    # ... and following it works: a given source replaces the malformed lock
+    again, _ = _run_measured(settings, "update", "--git", upstream.url, "--ref", "v0.3.20", timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert upstream.commits["0.3.20"] in settings.lock_path.read_text()
+
+
+@pytest.mark.parametrize("ref", ["a[/x]", "[bold]", "[red]x[/red]", "x:1234:"])
+def test_markup_in_a_ref_is_refused_and_echoed_verbatim(settings: Settings, ref: str) -> None:
+    done, _ = _run_measured(settings, "update", "--git", "https://example.invalid/x", "--ref", ref)
+    _no_traceback(done)
+    assert done.returncode == 4, done.stderr
+    assert f"refusing ref {ref!r}" in done.stderr, done.stderr
+    assert not (settings.cache_dir / "mirrors").exists()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ssh://-oProxyCommand=touch%20/tmp/pwned-by-test/x",
+        "ssh://%2doProxyCommand=touch%20/tmp/pwned-by-test/x",
+        "ssh://-oProxyCommand=x@host/y",
+        "ssh://git@-oProxyCommand=x/y",
+        "ssh://git@host:-oProxyCommand=x/y",
+        "git@-oProxyCommand.x:y",
+        "http://[::1/x",
+    ],
+)
+def test_option_like_url_parts_are_refused_before_any_git_call(settings: Settings, url: str) -> None:
+    done, _ = _run_measured(settings, "update", "--git", url, "--ref", "HEAD")
+    _no_traceback(done)
+    assert done.returncode == 4, done.stderr
+    assert f"refusing URL {url!r}" in done.stderr
+    assert "->" in done.stderr
+    assert not (settings.cache_dir / "mirrors").exists(), (
+        "nothing may reach git (or the cache) before validation"
+    )
+    assert not Path("/tmp/pwned-by-test").exists()
+
+
+def test_checkout_dir_that_is_a_file(settings: Settings, upstream: Upstream) -> None:
+    assert _run_measured(settings, "update", "--git", upstream.url, "--ref", "v0.3.20")[0].returncode == 0
+    settings.work_dir.mkdir()
+    settings.src_dir.write_text("the user's own file named src\n")
+    done, _ = _run_measured(settings, "fetch")
+    _no_traceback(done)
+    assert done.returncode == 14, done.stderr
+    assert "is not a directory (a file or link is in the way)" in done.stderr
+    assert settings.src_dir.read_text() == "the user's own file named src\n"
+    forced, _ = _run_measured(settings, "fetch", "--force")
+    assert forced.returncode == 0, forced.stderr
+    (kept,) = settings.work_dir.glob("src.orphaned-*")
+    assert kept.read_text() == "the user's own file named src\n"
+    assert (settings.src_dir / "CMakeLists.txt").is_file()
+
+
+def _unshare_works() -> bool:
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(
+    not shutil.which("unshare") or not _unshare_works(),
+    reason="needs `unshare -m` (a private mount namespace) to make the project read-only for root",
+)
+def test_read_only_project_dir(settings: Settings, upstream: Upstream) -> None:
+    """A read-only bind mount: root cannot write through it either (unlike permission bits)."""
+    project = str(settings.project_root)
+    env = {**os.environ, "TOOLCHAIN_CACHE": str(settings.cache_dir), "NO_COLOR": "1", "PYTHONPATH": str(ROOT)}
+    for args, needle in (
+        (
+            ["update", "--git", upstream.url, "--ref", "v0.3.20"],
+            f"cannot write the lock file {settings.lock_path}",
+        ),
+        (
+            ["fetch", "--git", upstream.url, "--ref", "v0.3.20"],
+            f"cannot create the lock file {settings.work_dir}",
+        ),
+    ):
+        script = 'mount --bind -o ro "$1" "$1" && shift && exec "$@"'
+        done = subprocess.run(
+            ["unshare", "-m", "sh", "-c", script, "sh", project, sys.executable, "-m", "toolchain", *args],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        _no_traceback(done)
+        assert done.returncode == 3, done.stderr
+        assert needle in done.stderr and "Read-only file system" in done.stderr, done.stderr
+        assert "->" in done.stderr

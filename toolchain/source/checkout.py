@@ -110,12 +110,14 @@ def checkout(
 ) -> Checkout:
     commit = source.commit
     gitdir = _gitdir_of(dest)
-    if dest.exists() and not any(dest.iterdir()):
+    if dest.is_dir() and not dest.is_symlink() and not any(dest.iterdir()):
         dest.rmdir()
     if dest.exists():
         if gitdir is None or not gitdir.exists():
             what = (
-                "is not a checkout made by llama-toolchain"
+                "is not a directory (a file or link is in the way)"
+                if not dest.is_dir() or dest.is_symlink()
+                else "is not a checkout made by llama-toolchain"
                 if gitdir is None
                 else (f"belongs to a git directory that no longer exists ({gitdir}; was the cache deleted?)")
             )
