@@ -6,12 +6,21 @@ message, that no traceback is printed and that nothing the user owns is lost.
 
 from __future__ import annotations
 
+import hashlib
+import http.server
+import io
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tarfile
 import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -345,3 +354,337 @@ def test_read_only_project_dir(settings: Settings, upstream: Upstream) -> None:
         assert done.returncode == 3, done.stderr
         assert needle in done.stderr and "Read-only file system" in done.stderr, done.stderr
         assert "->" in done.stderr
+
+
+# --- 3, 4, 5, 6: a hostile package index --------------------------------------------------------
+class HostileIndex:
+    """A package index on 127.0.0.1 whose project page and files a test scripts."""
+
+    def __init__(self) -> None:
+        self.page: Callable[[http.server.BaseHTTPRequestHandler], None] = lambda h: h.send_error(404)
+        self.files: dict[str, bytes] = {}
+        index = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                try:
+                    if self.path == "/simple/llama-cpp-python/":
+                        index.page(self)
+                    elif self.path.startswith("/files/") and self.path[7:] in index.files:
+                        send(self, index.files[self.path[7:]], "application/gzip")
+                    else:
+                        self.send_error(404)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client stopped reading: what a bounded reader does
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}"
+
+    def serve_sdist(self, name: str, data: bytes, sha: str | None = None) -> None:
+        self.files[name] = data
+        entry = {
+            "filename": name,
+            "url": f"{self.base}/files/{name}",
+            "hashes": {"sha256": sha or hashlib.sha256(data).hexdigest()},
+        }
+        body = json.dumps({"files": [entry]}).encode()
+        self.page = lambda h: send(h, body, "application/vnd.pypi.simple.v1+json")
+
+
+def send(handler: http.server.BaseHTTPRequestHandler, body: bytes, ctype: str) -> None:
+    handler.send_response(200)
+    handler.send_header("Content-Type", ctype)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+@pytest.fixture
+def hostile_index(settings: Settings) -> Iterator[HostileIndex]:
+    index = HostileIndex()
+    _pyproject(settings, f'index-url = "{index.base}/simple"\nnetwork-timeout = 4')
+    yield index
+    index.server.shutdown()
+    index.server.server_close()
+
+
+def _update_pypi(settings: Settings, version: str = "9.9.9") -> tuple[subprocess.CompletedProcess[str], int]:
+    return _run_measured(settings, "update", "--pypi", f"llama-cpp-python=={version}", timeout=240)
+
+
+PEAK_BYTES = 200 << 20
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        (b"this is not json {", "answered with invalid JSON"),
+        (b"[1, 2, 3]", "answered with JSON that is not a PEP 691 project page"),
+        (b'{"files": 3}', "answered with JSON that is not a PEP 691 project page"),
+        (b'{"files": ["x"]}', "answered with a file entry that is not an object"),
+        (b'{"files": [{"filename": 5}]}', "answered with a file entry without a filename or hashes"),
+        (
+            b'{"files": [{"filename": "llama_cpp_python-9.9.9.tar.gz", "url": 5, "hashes": {"sha256": "x"}}]}',
+            "answered with an entry for 'llama_cpp_python-9.9.9.tar.gz' without a url or a sha256",
+        ),
+        (b"[" * 100000 + b"]" * 100000, "answered with invalid JSON"),
+    ],
+)
+def test_index_answering_garbage_json(
+    settings: Settings, hostile_index: HostileIndex, body: bytes, needle: str
+) -> None:
+    hostile_index.page = lambda h: send(h, body, "application/vnd.pypi.simple.v1+json")
+    done, _ = _update_pypi(settings)
+    _no_traceback(done)
+    assert done.returncode == 16, done.stderr
+    assert needle in done.stderr and "->" in done.stderr, done.stderr
+    assert not settings.lock_path.exists()
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_index_page_too_large_is_refused_in_bounded_memory(
+    settings: Settings, hostile_index: HostileIndex, declared: bool
+) -> None:
+    size = 400 << 20
+
+    def huge(h: http.server.BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "application/vnd.pypi.simple.v1+json")
+        if declared:
+            h.send_header("Content-Length", str(size))
+        h.end_headers()  # HTTP/1.0 without a length: the body ends when the connection closes
+        block = b" " * (1 << 20)
+        for _ in range(size >> 20):
+            h.wfile.write(block)
+
+    hostile_index.page = huge
+    done, peak = _update_pypi(settings)
+    _no_traceback(done)
+    assert done.returncode == 16, done.stderr
+    assert "more than the 8388608 bytes an index page of llama-cpp-python can be" in done.stderr
+    assert peak <= PEAK_BYTES, f"peak RSS {peak >> 20} MiB"
+
+
+@pytest.mark.parametrize("where", ["body", "headers"])
+def test_drip_feeding_index_is_stopped_by_the_network_timeout(
+    settings: Settings, hostile_index: HostileIndex, where: str
+) -> None:
+    """One byte every 0.2 s: each read is quick, so a per-read timeout (4 s) never fires."""
+    stop = threading.Event()
+
+    def drip(h: http.server.BaseHTTPRequestHandler) -> None:
+        if where == "headers":
+            h.wfile.write(b"HTTP/1.0 200 OK\r\n")
+            payload = b"X-Drip: " + b"x" * 100000
+        else:
+            h.send_response(200)
+            h.send_header("Content-Type", "application/vnd.pypi.simple.v1+json")
+            h.send_header("Content-Length", "100000")
+            h.end_headers()
+            payload = b" " * 100000
+        for byte in payload:
+            if stop.wait(0.2):
+                return
+            h.wfile.write(bytes([byte]))
+            h.wfile.flush()
+
+    hostile_index.page = drip
+    start = time.monotonic()
+    done, _ = _update_pypi(settings)
+    elapsed = time.monotonic() - start
+    stop.set()
+    _no_traceback(done)
+    assert done.returncode == 10, done.stderr
+    assert "did not answer completely within 4 s (network-timeout" in done.stderr, done.stderr
+    assert elapsed < 30, f"the drip held the run for {elapsed:.0f} s"
+
+
+def _sdist(version: str, changelog_bytes: int = 0, readable: bool = True) -> bytes:
+    """A small llama-cpp-python sdist (a tiny vendored tree) whose CHANGELOG unpacks to
+    ``changelog_bytes`` (zeros after one real section: compressed, it stays small)."""
+    if not readable:
+        return b"\x1f\x8b\x08\x00" + b"not really gzip" * 100
+    root = f"llama_cpp_python-{version}"
+
+    class Changelog(io.RawIOBase):
+        def __init__(self) -> None:
+            self.head = f"## [{version}]\n\n- ggml-org/llama.cpp@0c1e57098\n\n".encode()
+            self.left = changelog_bytes
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buf: Any) -> int:
+            n = min(len(buf), self.left)
+            chunk = (self.head + bytes(n))[:n]
+            self.head = self.head[n:]
+            buf[:n] = chunk
+            self.left -= n
+            return n
+
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz", compresslevel=1) as tar:
+        for name, data in (
+            (f"{root}/vendor/llama.cpp/CMakeLists.txt", b"project(llama)\n"),
+            (f"{root}/vendor/llama.cpp/README.md", b"tiny\n"),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        if changelog_bytes:
+            info = tarfile.TarInfo(f"{root}/CHANGELOG.md")
+            info.size = changelog_bytes
+            tar.addfile(info, io.BufferedReader(Changelog(), 1 << 20))
+    return out.getvalue()
+
+
+def test_huge_changelog_is_read_in_bounded_memory(settings: Settings, hostile_index: HostileIndex) -> None:
+    data = _sdist("9.9.9", changelog_bytes=600 << 20)
+    assert len(data) < 8 << 20
+    hostile_index.serve_sdist("llama_cpp_python-9.9.9.tar.gz", data)
+    done, peak = _update_pypi(settings)
+    _no_traceback(done)
+    assert done.returncode == 0, done.stderr
+    assert peak <= PEAK_BYTES, f"peak RSS {peak >> 20} MiB"
+    assert "CHANGELOG.md is 629145600 bytes; only its first 4194304 were read" in done.stderr
+    assert 'upstream_commit = "0c1e57098"' in settings.lock_path.read_text()
+
+
+def test_unreadable_sdist_says_what_helps(settings: Settings, hostile_index: HostileIndex) -> None:
+    data = _sdist("9.9.9", readable=False)
+    hostile_index.serve_sdist("llama_cpp_python-9.9.9.tar.gz", data)
+    done, _ = _update_pypi(settings)
+    _no_traceback(done)
+    assert done.returncode == 16, done.stderr
+    assert "is not a readable sdist" in done.stderr
+    sha = hashlib.sha256(data).hexdigest()
+    assert f"its sha256 {sha} is the one the index reports" in done.stderr
+    assert "downloading it again gives the same bytes" in done.stderr
+    assert "--pypi llama-cpp-python==X.Y.Z" in done.stderr
+    assert "and run again" not in done.stderr, "re-downloading the same bad file does not help"
+
+
+def test_sha256_mismatch_names_both_digests(settings: Settings, hostile_index: HostileIndex) -> None:
+    data = _sdist("9.9.9")
+    hostile_index.serve_sdist("llama_cpp_python-9.9.9.tar.gz", data, sha="0" * 64)
+    done, _ = _update_pypi(settings)
+    _no_traceback(done)
+    assert done.returncode == 16, done.stderr
+    assert f"sha256 {hashlib.sha256(data).hexdigest()} does not match the {'0' * 64}" in done.stderr
+    assert "pick another version" in done.stderr
+    assert not list(settings.sdists_dir.glob("*9.9.9*"))
+
+
+def test_sdist_larger_than_any_real_one_is_not_downloaded(
+    settings: Settings, hostile_index: HostileIndex
+) -> None:
+    def huge(h: http.server.BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "application/gzip")
+        h.send_header("Content-Length", str(4 << 30))
+        h.end_headers()
+
+    hostile_index.serve_sdist("llama_cpp_python-9.9.9.tar.gz", b"x")
+    page = hostile_index.page
+
+    hostile_index.files.clear()  # /files/… now 404 unless routed below
+    original = hostile_index.server.RequestHandlerClass
+
+    class Routed(original):  # type: ignore[misc, valid-type]
+        def do_GET(self) -> None:
+            if self.path.startswith("/files/"):
+                huge(self)
+            else:
+                page(self)
+
+    hostile_index.server.RequestHandlerClass = Routed
+    done, peak = _update_pypi(settings)
+    _no_traceback(done)
+    assert done.returncode == 16, done.stderr
+    assert "more than the 1073741824 bytes an sdist of llama-cpp-python can be" in done.stderr
+    assert not list(settings.sdists_dir.glob("*9.9.9*")), "nothing of it stays in the cache"
+
+
+# --- 4. Ctrl-C while git waits on a stalled remote ----------------------------------------------
+@pytest.mark.parametrize("interrupts", [1, 2])
+def test_ctrl_c_during_a_stalled_git_fetch_exits_at_once(
+    settings: Settings, upstream: Upstream, tmp_path: Path, interrupts: int
+) -> None:
+    """The server's pack step blocks on a FIFO until released; SIGINT is sent once the hook has
+    written its marker. Exit 130 within 2 s of the signal, no traceback, nothing left running,
+    although network-timeout is 600 s (GitPython's timer thread used to hold the exit that long)."""
+    marker, fifo = tmp_path / "pack-started", tmp_path / "release"
+    os.mkfifo(fifo)
+    hook = tmp_path / "stalling-pack-objects"
+    hook.write_text(f'#!/bin/sh\necho started > "{marker}"\nread line < "{fifo}"\nexec "$@"\n')
+    hook.chmod(0o755)
+    gitconfig = tmp_path / "gitconfig"
+    gitconfig.write_text(f"[uploadpack]\n\tpackObjectsHook = {hook}\n")
+    _pyproject(settings, "network-timeout = 600")
+    env = {
+        **os.environ,
+        "TOOLCHAIN_CACHE": str(settings.cache_dir),
+        "PYTHONPATH": str(ROOT),
+        "NO_COLOR": "1",
+        "GIT_CONFIG_GLOBAL": str(gitconfig),
+    }
+    err_path = tmp_path / "stderr"
+    with err_path.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "toolchain", "update", "--git", upstream.url, "--ref", "v0.3.36"],
+            cwd=settings.project_root,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while not marker.exists():  # the hook is ours and says when the stall has begun
+            assert proc.poll() is None, err_path.read_text()
+            assert time.monotonic() < deadline, "the fetch never reached the server's pack step"
+            time.sleep(0.05)
+        sent = time.monotonic()
+        for _ in range(interrupts):
+            proc.send_signal(signal.SIGINT)
+        try:
+            code = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            code = None
+        elapsed = time.monotonic() - sent
+        left = subprocess.run(["pgrep", "-f", str(hook)], capture_output=True, text=True).stdout.split()
+    finally:
+        proc.kill()
+        proc.wait()
+        _release(fifo, hook)
+    stderr = err_path.read_text()
+    assert code == 130, stderr
+    assert elapsed <= 2.0, f"exited {elapsed:.1f} s after Ctrl-C"
+    assert "Traceback" not in stderr, stderr
+    assert "interrupted" in stderr
+    assert not left, f"the stalled git processes were left running: {left}"
+    assert not settings.lock_path.exists()
+
+
+def _release(fifo: Path, hook: Path) -> None:
+    """Let a hook still blocked on the FIFO go on (it is ours), so nothing outlives the test."""
+    try:
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:  # no reader left: nothing blocked
+        return
+    os.write(fd, b"go\n")
+    os.close(fd)
+    for pid in subprocess.run(["pgrep", "-f", str(hook)], capture_output=True, text=True).stdout.split():
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
