@@ -134,36 +134,39 @@ def _pyproject(settings: Settings, body: str) -> None:
     (settings.project_root / "pyproject.toml").write_text(f"[tool.llama-toolchain]\n{body}\n")
 
 
+# Runs the CLI as its child and writes the child's peak RSS (KiB) to $MEASURE_TO. The CLI must be a
+# child of this small process, not of pytest: on Linux a process's ru_maxrss carries over the
+# address space it was forked from, so a child of a big pytest worker would report the worker's.
+_MEASURE = (
+    "import os, resource, subprocess, sys\n"
+    "code = subprocess.call(sys.argv[1:])\n"
+    "with open(os.environ['MEASURE_TO'], 'w') as out:\n"
+    "    out.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n"
+    "sys.exit(code if code >= 0 else 128 - code)\n"
+)
+
+
 def _run_measured(
     settings: Settings, *args: str, env: dict[str, str] | None = None, timeout: float = 300
 ) -> tuple[subprocess.CompletedProcess[str], int]:
-    """Run the CLI; return its result and its own peak RSS in bytes (``wait4``'s rusage of it)."""
-    out, err = settings.project_root / ".out", settings.project_root / ".err"
+    """Run the CLI; return its result and its peak RSS in bytes (its git children included)."""
+    peak_file = settings.project_root.parent / "peak-rss"
     full_env = {**os.environ, "TOOLCHAIN_CACHE": str(settings.cache_dir), "NO_COLOR": "1", **(env or {})}
     full_env.pop("GITHUB_ACTIONS", None)
     full_env["PYTHONPATH"] = str(ROOT)
-    with out.open("w") as o, err.open("w") as e:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "toolchain", *args],
-            cwd=settings.project_root,
-            env=full_env,
-            stdout=o,
-            stderr=e,
-            stdin=subprocess.DEVNULL,
-        )
-    done = threading.Event()
-    killer = threading.Timer(timeout, lambda: None if done.is_set() else proc.kill())
-    killer.start()
-    try:
-        _, status, usage = os.wait4(proc.pid, 0)
-    finally:
-        done.set()
-        killer.cancel()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    result = subprocess.CompletedProcess(proc.args, proc.returncode, out.read_text(), err.read_text())
-    out.unlink()
-    err.unlink()
-    return result, usage.ru_maxrss * 1024
+    full_env["MEASURE_TO"] = str(peak_file)
+    result = subprocess.run(
+        [sys.executable, "-c", _MEASURE, sys.executable, "-m", "toolchain", *args],
+        cwd=settings.project_root,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=timeout,
+    )
+    peak = int(peak_file.read_text()) * 1024
+    peak_file.unlink()
+    return result, peak
 
 
 # --- 2, 5, 6: configuration and lock files ---------------------------------------------------------
