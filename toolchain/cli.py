@@ -10,11 +10,12 @@ import argparse
 import errno
 import importlib
 import os
+import signal
 import sys
 from pathlib import Path
 
-from .config import Settings, load_settings
-from .errors import DiskFullError, InterruptedError_, ToolchainError
+from .config import Settings, check_settings, load_settings, resolve_path
+from .errors import ConfigError, DiskFullError, InterruptedError_, ToolchainError
 from .log import LOG
 
 # Order = the pipeline, as shown in --help.
@@ -42,7 +43,9 @@ def common_options(parser: argparse.ArgumentParser) -> None:
 def settings_from(args: argparse.Namespace) -> Settings:
     settings = load_settings(args.project)
     if getattr(args, "work_dir", None):
-        settings = settings.with_overrides(work_dir=args.work_dir.resolve())
+        work_dir = resolve_path(args.work_dir, Path.cwd(), "--work-dir", "pass a directory")
+        settings = settings.with_overrides(work_dir=work_dir)
+        check_settings(settings)
     return settings
 
 
@@ -77,11 +80,35 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except OSError as exc:
-        if exc.errno != errno.ENOSPC:
+        if exc.errno == errno.ENOSPC:
+            err: ToolchainError = DiskFullError(f"no space left on device: {exc}", "free space and run again")
+        elif exc.errno in _FILESYSTEM_ERRNOS:
+            # a file or directory the run needs cannot be written or read (read-only project,
+            # a file where a directory belongs): the OS's words and the path, never a traceback
+            err = ConfigError(
+                f"cannot use {exc.filename or 'a file'}: {exc.strerror or exc}",
+                "make that path writable (or move what is in the way), or point the toolchain "
+                "elsewhere ([tool.llama-toolchain] work-dir, cache-dir, lock; --work-dir)",
+            )
+        else:
             raise
-        err = DiskFullError(f"no space left on device: {exc}", "free space and run again")
         LOG.error(str(err), title=err.title)
         return err.exit_code
     except KeyboardInterrupt:
+        # a second Ctrl-C while we report the first must not become a traceback
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         LOG.error("interrupted", title="interrupted")
         return InterruptedError_.exit_code
+
+
+# OSErrors that mean "this path cannot be used here", not a bug of ours.
+_FILESYSTEM_ERRNOS = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.EEXIST,
+    errno.ENAMETOOLONG,
+    errno.ELOOP,
+}

@@ -7,6 +7,7 @@ projects) wait, telling the user what they wait for, up to a bound.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import time
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-from .errors import WorkDirBusyError
+from .errors import ConfigError, WorkDirBusyError
 from .log import LOG
 
 
@@ -28,8 +29,17 @@ def _holder(path: Path) -> str:
 @contextmanager
 def exclusive(path: Path, *, wait: float = 0.0, what: str = "") -> Iterator[None]:
     """Hold an exclusive lock on ``path``; wait up to ``wait`` seconds (0: fail at once)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise
+        raise ConfigError(
+            f"cannot create the lock file {path} of {what or path.parent}: {exc.strerror or exc}",
+            "the directory must be writable: point [tool.llama-toolchain] work-dir / cache-dir "
+            "(or --work-dir, $TOOLCHAIN_CACHE) at a writable directory",
+        ) from exc
     try:
         deadline = time.monotonic() + wait
         told = False

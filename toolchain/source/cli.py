@@ -7,7 +7,7 @@ import json
 
 from ..cli import common_options, settings_from
 from ..config import Settings
-from ..errors import UsageError
+from ..errors import ConfigError, UsageError
 from ..locking import work_dir_lock
 from ..log import LOG
 from ..records import to_jsonable
@@ -81,7 +81,12 @@ def cmd_update(args: argparse.Namespace) -> int:
             else SourceSpec(kind="pypi-sdist", location=locked.location, ref=locked.ref)
         )
     resolved = resolve(spec, settings, offline=args.offline)
-    old = read_lock(settings.lock_path) if settings.lock_path.is_file() else None
+    old = None
+    if settings.lock_path.is_file():
+        try:
+            old = read_lock(settings.lock_path)
+        except ConfigError as exc:  # a source was given: the malformed lock is what it replaces
+            LOG.warn(f"replacing the malformed {settings.lock_path.name}: {exc.message.splitlines()[0]}")
     write_lock(settings.lock_path, resolved)
     if old and old.commit == resolved.commit:
         LOG.ok(

@@ -24,6 +24,7 @@ commit is always the full id. Hand edits are checked: a malformed file or an inv
 
 from __future__ import annotations
 
+import errno
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,13 @@ from ..records import atomic_write_text
 from .spec import SourceSpec, is_full_commit_id
 
 LOCK_SCHEMA_VERSION = 1
+# A lock is a few hundred bytes; anything far larger is not one (and is not read into memory).
+MAX_LOCK_BYTES = 1 << 20
+# `update` alone re-reads the lock it would replace: what works is pinning a source anew.
+REWRITE_HINT = (
+    "delete it and pin the source again: `llama-toolchain update --git URL --ref REF` "
+    "or `llama-toolchain update --pypi llama-cpp-python==X.Y.Z`"
+)
 
 
 @dataclass(frozen=True)
@@ -88,28 +96,46 @@ def write_lock(path: Path, source: ResolvedSource) -> None:
         "# Written by `llama-toolchain update`; commit is always a full id.\n"
     )
     body = tomli_w.dumps({"schema_version": LOCK_SCHEMA_VERSION, "source": table})
-    atomic_write_text(path, header + body)
+    try:
+        atomic_write_text(path, header + body)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise
+        raise ConfigError(
+            f"cannot write the lock file {path}: {exc.strerror or exc}",
+            "make its directory writable, or set [tool.llama-toolchain] lock to a writable path",
+        ) from exc
 
 
 def read_lock(path: Path) -> ResolvedSource:
+    if path.is_dir():
+        raise ConfigError(
+            f"the lock file {path} is a directory",
+            "set [tool.llama-toolchain] lock to a file path such as llama.lock",
+        )
     if not path.is_file():
         raise ConfigError(
             f"no lock file at {path}",
             "create one with `llama-toolchain update` (e.g. `--pypi llama-cpp-python==0.3.36`)",
         )
     try:
+        size = path.stat().st_size
+        if size > MAX_LOCK_BYTES:
+            raise ConfigError(
+                f"{path} is {size} bytes: not a lock file (one is under 1 KiB; at most {MAX_LOCK_BYTES} accepted)",
+                REWRITE_HINT,
+            )
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            f"{path} is not valid TOML: {exc}", "fix it, or rewrite it with `llama-toolchain update`"
-        ) from exc
+        raise ConfigError(f"{path} is not valid TOML: {exc}", REWRITE_HINT) from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read the lock file {path}: {exc.strerror or exc}", REWRITE_HINT) from exc
 
     def fail(what: str) -> ConfigError:
-        return ConfigError(
-            f"{path}: {what}", "fix the field by hand or rewrite the lock with `llama-toolchain update`"
-        )
+        return ConfigError(f"{path}: {what}", "fix that field by hand; or " + REWRITE_HINT)
 
-    if data.get("schema_version") != LOCK_SCHEMA_VERSION:
+    version = data.get("schema_version")
+    if type(version) is not int or version != LOCK_SCHEMA_VERSION:
         raise fail(f"schema_version must be {LOCK_SCHEMA_VERSION}, found {data.get('schema_version')!r}")
     src = data.get("source")
     if not isinstance(src, dict):
@@ -136,10 +162,12 @@ def read_lock(path: Path) -> ResolvedSource:
                 sha256=_str(raw, "sha256"),
                 url=_str(raw, "url"),
                 version=_str(raw, "version"),
-                upstream_commit=str(raw.get("upstream_commit", "")),
+                upstream_commit=raw.get("upstream_commit", ""),
             )
         except KeyError as exc:
             raise fail(f"[source.sdist] {exc.args[0]} must be a non-empty string") from None
+        if not isinstance(sdist.upstream_commit, str):
+            raise fail("[source.sdist] upstream_commit must be a string")
         if len(sdist.sha256) != 64 or not all(c in "0123456789abcdef" for c in sdist.sha256):
             raise fail(f"[source.sdist] sha256 {sdist.sha256!r} is not a sha256 hex digest")
     try:

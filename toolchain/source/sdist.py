@@ -9,6 +9,8 @@ sdist is executed: its build backend never runs.
 
 from __future__ import annotations
 
+import errno
+import http.client
 import json
 import re
 import tarfile
@@ -16,9 +18,9 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
+import zlib
 from html.parser import HTMLParser
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
@@ -28,6 +30,7 @@ from ..errors import MirrorCorruptError, OfflineMissingError, SdistError, Toolch
 from ..log import LOG
 from ..records import sha256_file
 from .git_source import now_utc
+from .http import TooLargeError, read_bounded
 from .lock import ResolvedSource, SdistInfo
 from .mirror import Mirror, mirror_path, run_git
 from .spec import SDIST_PROJECT, SourceSpec, parse_requirement, pinned_version
@@ -44,6 +47,12 @@ IMPORT_IDENTITY = {
 DETERMINISTIC_CONFIG = ["-c", "core.autocrlf=false", "-c", "core.filemode=true", "-c", "core.symlinks=true"]
 VENDOR_DIR = PurePosixPath("vendor/llama.cpp")
 _FILENAME = re.compile(r"^llama_cpp_python-(?P<version>[^-]+)\.tar\.gz$", re.IGNORECASE)
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+# Bounds on what a stranger's index and sdist may make us read (each far above the real thing:
+# the index page of llama-cpp-python is ~100 KB, an sdist ~80 MB, its CHANGELOG ~100 KB).
+MAX_INDEX_BYTES = 8 << 20
+MAX_SDIST_BYTES = 1 << 30
+MAX_CHANGELOG_BYTES = 4 << 20
 _CHANGELOG_COMMIT = re.compile(r"(?:ggml-org|ggerganov)/llama\.cpp@([0-9a-f]{7,40})", re.IGNORECASE)
 
 
@@ -83,32 +92,64 @@ def list_sdists(index_url: str, timeout: float) -> list[SdistInfo]:
         },
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            content_type = response.headers.get("Content-Type", "")
-            body = response.read()
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        body, content_type = read_bounded(request, timeout=timeout, limit=MAX_INDEX_BYTES)
+    except TooLargeError as exc:
+        raise SdistError(
+            f"the package index page {url} is {exc.size} bytes or more: more than the "
+            f"{MAX_INDEX_BYTES} bytes an index page of {SDIST_PROJECT} can be; it was not read",
+            "the index (or a proxy in between) is broken or hostile: check [tool.llama-toolchain] index-url",
+        ) from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         raise SdistError(
             f"could not read the package index {url}: {exc}",
             "check your network or set [tool.llama-toolchain] index-url; `--offline` works with a cached sdist",
         ) from exc
-    found: list[SdistInfo] = []
     if "json" in content_type:
-        data: dict[str, Any] = json.loads(body)
-        for entry in data.get("files", []):
-            match = _FILENAME.match(entry.get("filename", ""))
-            sha = entry.get("hashes", {}).get("sha256")
-            if match and sha and not entry.get("yanked"):
-                found.append(SdistInfo(entry["filename"], sha, entry["url"], match["version"]))
-    else:
-        parser = _LinkParser()
-        parser.feed(body.decode("utf-8", "replace"))
-        for name, href in parser.links:
-            match = _FILENAME.match(name)
-            frag = re.search(r"#sha256=([0-9a-f]{64})", href)
-            if match and frag:
-                found.append(
-                    SdistInfo(name, frag[1], urllib.parse.urljoin(url, href.split("#")[0]), match["version"])
-                )
+        return _sdists_from_json(url, body)
+    found: list[SdistInfo] = []
+    parser = _LinkParser()
+    parser.feed(body.decode("utf-8", "replace"))
+    for name, href in parser.links:
+        match = _FILENAME.match(name)
+        frag = re.search(r"#sha256=([0-9a-f]{64})", href)
+        if match and frag:
+            found.append(
+                SdistInfo(name, frag[1], urllib.parse.urljoin(url, href.split("#")[0]), match["version"])
+            )
+    return found
+
+
+def _sdists_from_json(url: str, body: bytes) -> list[SdistInfo]:
+    """PEP 691: ``{"files": [{"filename", "url", "hashes": {"sha256"}, "yanked"}, …]}``; anything
+    else from the index is refused, naming what was wrong."""
+
+    def bad(what: str) -> SdistError:
+        return SdistError(
+            f"the package index {url} answered with {what}",
+            "the index (or a proxy in between) is broken: check [tool.llama-toolchain] index-url, "
+            "or try again later",
+        )
+
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise bad(f"invalid JSON ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("files", []), list):
+        raise bad("JSON that is not a PEP 691 project page (no list of files)")
+    found: list[SdistInfo] = []
+    for entry in data.get("files", []):
+        if not isinstance(entry, dict):
+            raise bad(f"a file entry that is not an object: {str(entry)[:80]!r}")
+        filename, link, hashes = entry.get("filename"), entry.get("url"), entry.get("hashes", {})
+        if not isinstance(filename, str) or not isinstance(hashes, dict):
+            raise bad(f"a file entry without a filename or hashes: {str(entry)[:80]!r}")
+        match = _FILENAME.match(filename)
+        sha = hashes.get("sha256")
+        if not match or entry.get("yanked"):
+            continue
+        if not isinstance(link, str) or not isinstance(sha, str) or not _SHA256.fullmatch(sha):
+            raise bad(f"an entry for {filename!r} without a url or a sha256 hex digest")
+        found.append(SdistInfo(filename, sha, urllib.parse.urljoin(url, link), match["version"]))
     return found
 
 
@@ -145,52 +186,79 @@ def download(info: SdistInfo, settings: Settings) -> Path:
     part = target.with_name(target.name + ".part")
     LOG.info(f"downloading {info.filename}")
     try:
-        with urllib.request.urlopen(info.url, timeout=settings.network_timeout) as response:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            done = 0
-            with part.open("wb") as fh, LOG.progress(f"download {info.filename}", total) as bar:
-                while block := response.read(1 << 20):
-                    fh.write(block)
-                    done += len(block)
-                    bar.update(done)
-    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        with part.open("wb") as fh, LOG.progress(f"download {info.filename}", None) as bar:
+            read_bounded(
+                info.url,
+                timeout=settings.network_timeout,
+                limit=MAX_SDIST_BYTES,
+                sink=fh,
+                on_progress=lambda done, _total: bar.update(done),
+            )
+    except TooLargeError as exc:
+        part.unlink(missing_ok=True)
+        raise SdistError(
+            f"{info.url} is {exc.size} bytes or more: more than the {MAX_SDIST_BYTES} bytes an sdist "
+            f"of {SDIST_PROJECT} can be; the download was stopped",
+            f"the index serves a bad file: pick another version with `--pypi {SDIST_PROJECT}==X.Y.Z`, "
+            "or check [tool.llama-toolchain] index-url",
+        ) from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
         part.unlink(missing_ok=True)
         raise SdistError(f"download of {info.url} failed: {exc}", "check your network and run again") from exc
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
     got = sha256_file(part)
     if got != info.sha256:
         part.unlink(missing_ok=True)
         raise SdistError(
-            f"{info.filename}: sha256 {got} does not match the expected {info.sha256}",
-            "the download is corrupt or the index changed: do not build from it; run again, "
-            "or re-resolve with `llama-toolchain update` if the lock is outdated",
+            f"{info.filename}: the downloaded file's sha256 {got} does not match the {info.sha256} "
+            "the index reports (and the lock records); the file was deleted",
+            "do not build from it. Downloading it again gives the same bytes unless the server or a "
+            "proxy changed them: if the index now serves another file for this version, re-pin with "
+            f"`llama-toolchain update --pypi {SDIST_PROJECT}=={info.version}` after checking why; "
+            f"otherwise pick another version (`--pypi {SDIST_PROJECT}==X.Y.Z`) or another index-url",
         )
     part.replace(target)
     return target
 
 
 # --- unpack and import ---------------------------------------------------------------------------
-def extract_vendor_tree(sdist: Path, dest: Path) -> tuple[Path, str]:
-    """Unpack ``<root>/vendor/llama.cpp`` (only) into ``dest``; return it and the CHANGELOG text."""
+def extract_vendor_tree(sdist: Path, dest: Path, sha256: str = "") -> tuple[Path, str]:
+    """Unpack ``<root>/vendor/llama.cpp`` (only) into ``dest``; return it and the CHANGELOG text
+    (its first ``MAX_CHANGELOG_BYTES``: the newest sections, which are the ones read)."""
     changelog = ""
+    same_file = (
+        f"its sha256 {sha256} is the one the index reports, so the file on the index is itself bad "
+        "and downloading it again gives the same bytes: "
+        if sha256
+        else ""
+    )
+    hint = same_file + f"pick another version with `--pypi {SDIST_PROJECT}==X.Y.Z`"
     try:
         with tarfile.open(sdist, "r:gz") as tar:
             members = []
-            for member in tar.getmembers():
+            for member in tar:
                 parts = PurePosixPath(member.name).parts
                 if len(parts) == 2 and parts[1] == "CHANGELOG.md" and member.isfile():
                     handle = tar.extractfile(member)
-                    changelog = handle.read().decode("utf-8", "replace") if handle else ""
+                    if handle:
+                        changelog = handle.read(MAX_CHANGELOG_BYTES).decode("utf-8", "replace")
+                    if member.size > MAX_CHANGELOG_BYTES:
+                        LOG.warn(
+                            f"{sdist.name}: CHANGELOG.md is {member.size} bytes; "
+                            f"only its first {MAX_CHANGELOG_BYTES} were read"
+                        )
                 if len(parts) > 3 and PurePosixPath(*parts[1:3]) == VENDOR_DIR:
                     members.append(member)
             if not members:
-                raise SdistError(
-                    f"{sdist.name} has no {VENDOR_DIR} tree",
-                    "use a llama-cpp-python sdist that vendors llama.cpp",
-                )
+                raise SdistError(f"{sdist.name} has no {VENDOR_DIR} tree", hint)
             # filter="data" refuses absolute paths, '..', links leaving the tree and special files.
             tar.extractall(dest, members=members, filter="data")
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise SdistError(f"{sdist} is not a readable sdist: {exc}", f"delete {sdist} and run again") from exc
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise
+        raise SdistError(f"{sdist} is not a readable sdist: {exc}", hint) from exc
     roots = {PurePosixPath(m.name).parts[0] for m in members}
     tree = dest.joinpath(next(iter(roots)), *VENDOR_DIR.parts)
     # The vendored tree carries a `.git` file pointing into llama-cpp-python's repository.
@@ -255,7 +323,7 @@ def resolve_sdist(
             work.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(prefix="sdist-", dir=work) as tmp:
                 LOG.info(f"unpacking {VENDOR_DIR} from {info.filename}")
-                tree, changelog = extract_vendor_tree(path, Path(tmp))
+                tree, changelog = extract_vendor_tree(path, Path(tmp), info.sha256)
                 upstream = upstream_commit_from_changelog(changelog, info.version)
                 info = SdistInfo(info.filename, info.sha256, info.url, info.version, upstream)
                 message = (

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -109,7 +109,19 @@ def validate_url(url: str) -> str:
         )
     if url.startswith("/"):
         return url
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+    except ValueError as exc:  # e.g. an unbalanced '[' in the host
+        raise UnsafeInputError(
+            f"refusing URL {url!r}: {exc}", "pass a plain URL such as https://host/llama.cpp"
+        ) from None
+    option_like = _option_like_part(url, parts.scheme)
+    if option_like:
+        raise UnsafeInputError(
+            f"refusing URL {url!r}: its {option_like} starts with '-' (ssh would read it as an option)",
+            "pass a URL whose user, host and port are plain names, e.g. ssh://git@host/llama.cpp",
+        )
     if parts.scheme:
         if parts.scheme.lower() not in _ALLOWED_SCHEMES:
             if _SCP_LIKE.match(url) and "@" in url.split(":", 1)[0]:
@@ -118,7 +130,7 @@ def validate_url(url: str) -> str:
                 f"refusing URL {url!r}: scheme {parts.scheme!r} is not allowed",
                 f"allowed: {', '.join(sorted(_ALLOWED_SCHEMES))}, scp-like user@host:path, absolute paths",
             )
-        if parts.scheme.lower() != "file" and not parts.hostname:
+        if parts.scheme.lower() != "file" and not hostname:
             raise UnsafeInputError(
                 f"refusing URL {url!r}: no host", "pass a full URL such as https://host/llama.cpp"
             )
@@ -129,6 +141,27 @@ def validate_url(url: str) -> str:
         f"refusing URL {url!r}: not a URL or absolute path",
         "use https://…, ssh://…, git@host:path, file:///… or an absolute path",
     )
+
+
+def _option_like_part(url: str, scheme: str) -> str:
+    """ "user", "host" or "port" when that part of ``url`` (percent-decoded) starts with '-'."""
+    if scheme and url[len(scheme) : len(scheme) + 3] == "://":
+        netloc = url[len(scheme) + 3 :].split("/", 1)[0]
+    elif _SCP_LIKE.match(url):
+        netloc = url.split(":", 1)[0]
+    else:
+        return ""
+    netloc = unquote(netloc)
+    user, _, hostport = netloc.rpartition("@")
+    if hostport.startswith("["):
+        host, _, port = hostport[1:].partition("]")
+        port = port.removeprefix(":")
+    else:
+        host, _, port = hostport.partition(":")
+    for name, part in (("user", user), ("host", host), ("port", port)):
+        if part.lstrip().startswith("-"):
+            return name
+    return ""
 
 
 def parse_requirement(text: str) -> Requirement:
