@@ -97,15 +97,17 @@ def run_build(settings: Settings, checkout: Checkout, request: BuildRequest) -> 
     started = time.monotonic()
     durations: dict[str, float] = {}
     defines, skipped = plan_defines(request, checkout.path)
+    # the last manifest is read (to say what changed), then removed before anything can fail
+    report_path = settings.reports_dir / "build-manifest.json"
+    previous = _read_json(report_path)
+    report_path.unlink(missing_ok=True)
     env = dict(os.environ)
     compilers = find_compilers(env)
     identity = toolchain_identity(compilers, env)
     build_dir = build_dir_for(settings, checkout.commit, request, defines, identity)
-    report_path = settings.reports_dir / "build-manifest.json"
-    changes = changes_since(_read_json(report_path), commit=checkout.commit, identity=identity)
+    changes = changes_since(previous, commit=checkout.commit, identity=identity)
     for change in changes:
         LOG.info(f"changed since the last build: {change}")
-    report_path.unlink(missing_ok=True)
     (build_dir / "build-manifest.json").unlink(missing_ok=True)
 
     caps = read_capabilities(checkout.path)

@@ -116,7 +116,6 @@ def shrink_config(config: dict[str, Any], known: dict[str, ArchSpec]) -> tuple[A
             "config.json has auto_map: the model needs its own Python code (trust_remote_code)",
             "nothing from a model directory is executed; use a model whose architecture transformers ships",
         )
-    validate_config(config)  # input checks (config_input.py) before any shrink rule runs
     archs = config.get("architectures")
     model_type = config.get("model_type")
     if (
@@ -137,6 +136,7 @@ def shrink_config(config: dict[str, Any], known: dict[str, ArchSpec]) -> tuple[A
             f"unknown architecture {architecture!r}: no spec in fixtures/architectures uses it",
             "add a spec for it (the tokenizer recipe and the converter's name are per architecture)",
         )
+    validate_config(config)  # input checks (config_input.py) before any shrink rule runs
     cfg = {k: v for k, v in config.items() if k not in DROP and k != "architectures"}
     shrinks: list[Shrink] = [
         Shrink(k, "(set)", "(dropped)", "not a shape: real-checkpoint metadata")
