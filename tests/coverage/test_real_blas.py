@@ -60,7 +60,9 @@ def test_blas_column_shows_real_unsupported_ops_with_exact_shapes(
 ) -> None:
     project, data = real_run
     cells = {c["id"]: c for c in data["cells"]}  # type: ignore[attr-defined]
-    device = {i for i, c in cells.items() if not c["backend"].startswith("metal-predicted:")}
+    device = {
+        i for i, c in cells.items() if not c["backend"].startswith(("metal-predicted:", "metal-dryrun:"))
+    }
     assert device == {
         f"{a}-{t}-{b}" for a in ("llama", "qwen3") for t in ("f16", "q8_0") for b in ("CPU", "BLAS")
     }
@@ -222,7 +224,7 @@ def test_a_given_gguf_the_tree_cannot_load_fails_with_the_loaders_message(
     assert "✓" not in out, out
     assert "could not be covered" in out and "check_tensor_dims" in out and "wrong shape" in out, out
     data = json.loads((project / ".toolchain" / "reports" / "coverage.json").read_text())
-    cells = [c for c in data["cells"] if not c["backend"].startswith("metal-predicted:")]
+    cells = [c for c in data["cells"] if not c["backend"].startswith(("metal-predicted:", "metal-dryrun:"))]
     assert {c["backend"] for c in cells} == {"CPU", "BLAS"}
     assert all(c["status"] == "error" and c["whose"] == "input" for c in cells), cells
     assert all("the tree cannot load this model: check_tensor_dims" in c["reason"] for c in cells)
