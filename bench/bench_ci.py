@@ -1,0 +1,177 @@
+"""CI benchmark: the main job (`nox -s build coverage` on the default pin) cold, warm and unchanged.
+
+    python bench/bench_ci.py [--keep DIR] [--only cold,warm,nochange] [--analyse DIR]
+
+Runs the job the way a user and the workflows do: a fresh `git clone` of this repository (its
+committed HEAD), a fresh work dir, `nox -s build coverage` in it, three ways:
+
+- ``cold``: empty ``TOOLCHAIN_CACHE`` (its own, in the scratch dir) and compiler cache;
+- ``warm``: another fresh clone and work dir, with the cache dirs restored the way
+  ``actions/cache`` restores the workflows' cache paths (read from ``ci/github/*.yml``: only those
+  folders of the cold run's cache are copied, nothing else);
+- ``nochange``: the warm clone again, nothing changed.
+
+Each phase's seconds come from the stages' own records (build manifest durations, convert.json,
+oracle-validation.json, coverage.json) and from the command lines nox prints (each line of the
+job's output is stamped as it arrives). Goals: cold <= 600 s, warm <= 180 s, no change <= 30 s for
+the whole command. The pip cache (``~/.cache/pip``) is the machine's own and is not cleared: a
+runner's setup-python leaves it empty, so the cold venv and converter env take longer there.
+Writes ``.toolchain/reports/bench-ci.json``; the scratch dir is removed unless ``--keep``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.ci_phases import GOALS, PASSES, Phases, analyse, table  # noqa: E402
+from toolchain.records import write_report  # noqa: E402
+
+CACHE_PREFIX = "~/.cache/llama-toolchain/"
+
+
+def workflow_cache_paths(workflows: Path) -> list[str]:
+    """The cache dirs (relative to the toolchain cache) the workflows' `actions/cache` steps restore."""
+    import yaml
+
+    found: set[str] = set()
+    for path in sorted(workflows.glob("*.yml")):
+        data = yaml.safe_load(path.read_text())
+        for job in data.get("jobs", {}).values():
+            for step in job.get("steps", []):
+                if str(step.get("uses", "")).startswith("actions/cache"):
+                    for line in str(step.get("with", {}).get("path", "")).splitlines():
+                        line = line.strip()
+                        if line.startswith(CACHE_PREFIX):
+                            found.add(line.removeprefix(CACHE_PREFIX).rstrip("/"))
+    return sorted(found)
+
+
+def restore(cold_cache: Path, warm_cache: Path, paths: list[str]) -> list[str]:
+    """Copy only the workflow's cache paths, as actions/cache would restore them."""
+    restored = []
+    for rel in paths:
+        src = cold_cache / rel
+        if src.exists():
+            dst = warm_cache / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(src, dst, symlinks=True)
+            restored.append(rel)
+    warm_cache.mkdir(parents=True, exist_ok=True)
+    return restored
+
+
+def clone(dest: Path) -> None:
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(dest)], check=True)
+
+
+def run_job(repo: Path, cache: Path, log: Path) -> tuple[float, int]:
+    """`nox -s build coverage` in ``repo``; every output line stamped (seconds since start) into ``log``."""
+    nox = shutil.which("nox")
+    if nox is None:
+        raise SystemExit("nox is not on PATH (pip install nox)")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "TOOLCHAIN_CACHE")}
+    env |= {"TOOLCHAIN_CACHE": str(cache), "CCACHE_DIR": str(cache / "ccache"), "NO_COLOR": "1"}
+    start = time.monotonic()
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [nox, "-s", "build", "coverage"],
+            cwd=repo,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            stamp = time.monotonic() - start
+            out.write(f"{stamp:.2f}\t{line}")
+            if line.startswith("nox >"):
+                print(f"    {stamp:7.1f} s  {line.rstrip()[:150]}", flush=True)
+        rc = proc.wait()
+    return time.monotonic() - start, rc
+
+
+def one_pass(name: str, repo: Path, cache: Path, out: Path) -> Phases:
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"{name}: nox -s build coverage in {repo} (cache {cache})", flush=True)
+    seconds, rc = run_job(repo, cache, out / "log.txt")
+    reports = repo / ".toolchain" / "reports"
+    shutil.rmtree(out / "reports", ignore_errors=True)
+    if reports.is_dir():
+        shutil.copytree(reports, out / "reports")
+    (out / "result.json").write_text(json.dumps({"seconds": seconds, "returncode": rc}))
+    phases = analyse(out)
+    print(f"{name}: {seconds:.1f} s, exit {rc}", flush=True)
+    return phases
+
+
+def load_average() -> tuple[float, float, float]:
+    return os.getloadavg()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--keep", type=Path, help="scratch dir to use and keep (default: a temporary one)")
+    ap.add_argument("--only", default=",".join(PASSES), help="passes to run (cold,warm,nochange)")
+    ap.add_argument("--analyse", type=Path, help="only print the table of an earlier --keep dir")
+    args = ap.parse_args(argv)
+    base = (args.analyse or args.keep or Path(tempfile.mkdtemp(prefix="bench-ci-"))).resolve()
+    chosen = [p for p in args.only.split(",") if p]
+    results: dict[str, Phases] = {}
+    loads: dict[str, tuple[float, float, float]] = {}
+    try:
+        if args.analyse:
+            results = {p: analyse(base / p) for p in PASSES if (base / p / "result.json").is_file()}
+        else:
+            paths = workflow_cache_paths(ROOT / "ci" / "github")
+            print(f"workflow cache paths: {', '.join(paths)}")
+            if "cold" in chosen:
+                shutil.rmtree(base / "cold", ignore_errors=True)
+                clone(base / "cold" / "repo")
+                results["cold"] = one_pass("cold", base / "cold" / "repo", base / "cold" / "cache", base / "cold")
+                loads["cold"] = load_average()
+            if "warm" in chosen:
+                shutil.rmtree(base / "warm", ignore_errors=True)
+                restored = restore(base / "cold" / "cache", base / "warm" / "cache", paths)
+                print(f"warm: restored {', '.join(restored) or 'nothing'} from the cold run's cache")
+                clone(base / "warm" / "repo")
+                results["warm"] = one_pass("warm", base / "warm" / "repo", base / "warm" / "cache", base / "warm")
+                loads["warm"] = load_average()
+            if "nochange" in chosen:
+                results["nochange"] = one_pass(
+                    "nochange", base / "warm" / "repo", base / "warm" / "cache", base / "nochange"
+                )
+                loads["nochange"] = load_average()
+        print()
+        print(table(results))
+        print(f"load average (1, 5, 15 min) after each pass: {loads}")
+        write_report(
+            ROOT / ".toolchain" / "reports" / "bench-ci.json",
+            "bench-ci",
+            {
+                "cpus": os.cpu_count(),
+                "goals_seconds": GOALS,
+                "load_average": loads,
+                "passes": {k: v.as_json() for k, v in results.items()},
+            },
+        )
+    finally:
+        if not args.keep and not args.analyse:
+            shutil.rmtree(base, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
