@@ -81,7 +81,12 @@ def run_job(repo: Path, cache: Path, log: Path) -> tuple[float, int]:
     if nox is None:
         raise SystemExit("nox is not on PATH (pip install nox)")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "TOOLCHAIN_CACHE")}
-    env |= {"TOOLCHAIN_CACHE": str(cache), "CCACHE_DIR": str(cache / "ccache"), "NO_COLOR": "1"}
+    env |= {
+        "TOOLCHAIN_CACHE": str(cache),
+        "CCACHE_DIR": str(cache / "ccache"),
+        "NO_COLOR": "1",
+        "PYTHONUNBUFFERED": "1",
+    }
     start = time.monotonic()
     with log.open("w") as out:
         proc = subprocess.Popen(
@@ -140,14 +145,18 @@ def main(argv: list[str] | None = None) -> int:
             if "cold" in chosen:
                 shutil.rmtree(base / "cold", ignore_errors=True)
                 clone(base / "cold" / "repo")
-                results["cold"] = one_pass("cold", base / "cold" / "repo", base / "cold" / "cache", base / "cold")
+                results["cold"] = one_pass(
+                    "cold", base / "cold" / "repo", base / "cold" / "cache", base / "cold"
+                )
                 loads["cold"] = load_average()
             if "warm" in chosen:
                 shutil.rmtree(base / "warm", ignore_errors=True)
                 restored = restore(base / "cold" / "cache", base / "warm" / "cache", paths)
                 print(f"warm: restored {', '.join(restored) or 'nothing'} from the cold run's cache")
                 clone(base / "warm" / "repo")
-                results["warm"] = one_pass("warm", base / "warm" / "repo", base / "warm" / "cache", base / "warm")
+                results["warm"] = one_pass(
+                    "warm", base / "warm" / "repo", base / "warm" / "cache", base / "warm"
+                )
                 loads["warm"] = load_average()
             if "nochange" in chosen:
                 results["nochange"] = one_pass(

@@ -19,8 +19,12 @@ class Phases:
     reused: tuple[str, ...] = ()
 
     def as_json(self) -> dict[str, Any]:
-        return {"seconds": round(self.seconds, 1), "returncode": self.returncode,
-                "phases": {k: round(v, 1) for k, v in self.phases.items()}, "reused": list(self.reused)}
+        return {
+            "seconds": round(self.seconds, 1),
+            "returncode": self.returncode,
+            "phases": {k: round(v, 1) for k, v in self.phases.items()},
+            "reused": list(self.reused),
+        }
 
 
 def commands(log: Path) -> list[tuple[str, float, float]]:

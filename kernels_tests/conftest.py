@@ -26,7 +26,7 @@ if str(ROOT) not in sys.path:
 
 from toolchain.config import load_settings  # noqa: E402
 from toolchain.coverage import CellOptions, CellRunner, CellSpec, CoverageRequest, plan  # noqa: E402
-from toolchain.coverage.cell import _locked  # noqa: E402
+from toolchain.coverage.cellcache import locked as _locked  # noqa: E402
 from toolchain.coverage.models import DEFAULT_TYPES  # noqa: E402
 from toolchain.coverage.records import COLUMNS  # noqa: E402
 

@@ -7,8 +7,8 @@ that is the harness, like the NaN-on-both-sides trap, not the backend under test
 
 from pathlib import Path
 
-from toolchain.coverage.cell import _harness_index_crash
 from toolchain.coverage.isolate import Outcome
+from toolchain.coverage.op_columns import harness_index_crash as _harness_index_crash
 from toolchain.coverage.opsfile import contiguous_index_views, ggml_ids
 from toolchain.coverage.records import OpResult, TensorShape
 

@@ -282,7 +282,8 @@ def test_a_cell_read_back_without_its_device_class_is_unknown() -> None:
 
 def test_a_hang_names_the_timeout_it_ran_under(tmp_path: Path) -> None:
     """The e2e summary of a cached hang says the real limit, never a fixed 120 s or the run's length."""
-    from toolchain.coverage.cell import _outcome_json, _run_failure
+    from toolchain.coverage.outcomes import outcome_json as _outcome_json
+    from toolchain.coverage.outcomes import run_failure as _run_failure
 
     hold = tmp_path / "fifo"
     os.mkfifo(hold)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from toolchain.coverage.archs_column import parse_archs_rows
 from toolchain.coverage.backend_ops import (
     CSV_FIELDS,
     classify_nan,
@@ -15,7 +16,6 @@ from toolchain.coverage.backend_ops import (
     parse_test_line,
     parse_test_output,
 )
-from toolchain.coverage.cell import parse_archs_rows
 from toolchain.coverage.e2e import (
     first_divergence,
     nmse,
