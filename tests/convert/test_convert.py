@@ -16,7 +16,8 @@ import pytest
 from tests.conftest import shared_settings
 from tests.models.configs import REAL_CONFIGS
 from toolchain.convert.env import ConverterEnv
-from toolchain.convert.stage import Conversion, convert_architectures, results_table
+from toolchain.convert.results import Conversion, results_table
+from toolchain.convert.stage import convert_architectures
 from toolchain.convert.validate import validate_gguf
 from toolchain.models.shrink import shrink_config
 from toolchain.models.spec import load_specs

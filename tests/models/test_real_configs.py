@@ -16,7 +16,8 @@ import pytest
 
 from tests.conftest import ROOT, shared_settings
 from toolchain.convert.env import ConverterEnv
-from toolchain.convert.stage import Conversion, convert_architectures
+from toolchain.convert.results import Conversion
+from toolchain.convert.stage import convert_architectures
 from toolchain.errors import ModelError
 from toolchain.models.shrink import Shrink, layer_count_marker, shrink_config
 from toolchain.models.spec import ArchSpec, load_specs

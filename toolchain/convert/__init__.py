@@ -10,7 +10,8 @@ from pathlib import Path
 from ..config import Settings
 from ..errors import ConvertError
 from ..models.spec import load_specs, select
-from .stage import ALL_TYPES, DEFAULT_TYPES, Conversion, ConvertResult, convert_architectures
+from .results import Conversion, ConvertResult
+from .stage import ALL_TYPES, DEFAULT_TYPES, convert_architectures
 from .validate import GGUFCheck, validate_gguf
 
 

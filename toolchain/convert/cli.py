@@ -12,7 +12,8 @@ from ..models.cli import add_arch_option, chosen_archs
 from ..models.config_input import read_config
 from ..models.shrink import shrink_config
 from ..models.spec import load_specs, select
-from .stage import DEFAULT_TYPES, convert_architectures, parse_types, results_table
+from .results import results_table
+from .stage import DEFAULT_TYPES, convert_architectures, parse_types
 
 
 def from_config_report(spec_name: str) -> str:

@@ -13,67 +13,28 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..config import Settings
 from ..errors import ConvertError
 from ..log import LOG
-from ..models.build import ModelSet, TinyModel, check_model_dir, make_models
+from ..models.build import TinyModel, check_model_dir, make_models
 from ..models.shrink import Shrink
 from ..models.spec import ArchSpec
 from ..proc import stream
-from ..records import atomic_write_text, read_report, sha256_file, to_jsonable, write_report
+from ..records import atomic_write_text, write_report
+from . import gguf_cache
+from .checked import validated
 from .env import ConverterEnv, ensure_env
-from .load import Loader, find_loader, load_gguf, missing_key_finding
-from .validate import validate_gguf
+from .load import find_loader
+from .locate import build_bins, find_quantize, gguf_path
+from .quantize import QUANTIZE_TYPES, quantize_gguf
+from .results import Conversion, ConvertResult, classify, write_merged
 
 WORKER = Path(__file__).with_name("worker.py")
 CONVERTER_TYPES = ("f32", "f16", "bf16", "q8_0")
-QUANTIZE_TYPES = {"q4_0": "Q4_0", "q4_K": "Q4_K_M"}
 ALL_TYPES = CONVERTER_TYPES + tuple(QUANTIZE_TYPES)
 DEFAULT_TYPES = ("f16", "q8_0")
-
-
-@dataclass(frozen=True)
-class ConvertResult:
-    architecture: str  # the spec name
-    hf_architecture: str
-    type: str
-    status: str  # pass | error | not-loaded | not-available | skipped
-    gguf: Path | None = None
-    gguf_architecture: str = ""
-    tensor_count: int = 0
-    matched_tensors: int = 0
-    size_bytes: int = 0
-    seconds: float = 0.0
-    tokenizer: str = ""
-    cached: bool = False
-    cause: str = ""  # unknown-architecture | tokenizer-rejected | converter-crash | validation | load | model | quantize
-    error: str = ""
-    tail: tuple[str, ...] = ()
-    types: dict[str, int] = field(default_factory=dict)
-    loaded_by: str = ""  # the tree's program that loaded the GGUF ("" when it was not loaded)
-    # whose failure a load refusal is: "upstream" when the tree's converter did not write a key the
-    # tree's loader requires (evidence in `finding`), "" otherwise (ours: spec or shrink rule)
-    whose: str = ""
-    finding: dict[str, object] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Conversion:
-    tree: Path
-    converter_env: str
-    installed: dict[str, str]
-    requirement_changes: tuple[str, ...]
-    quantize_tool: str
-    models: ModelSet
-    results: tuple[ConvertResult, ...]
-    seconds: float
-    converter_startup_seconds: float
-
-    def passed(self) -> dict[tuple[str, str], Path]:
-        return {(r.architecture, r.type): r.gguf for r in self.results if r.status == "pass" and r.gguf}
 
 
 def parse_types(text: str) -> tuple[str, ...]:
@@ -88,138 +49,10 @@ def parse_types(text: str) -> tuple[str, ...]:
     return types
 
 
-def build_bins(settings: Settings) -> list[Path]:
-    """The work dir's build bin dirs, best first: the last successful build (build-manifest.json),
-    then the others, newest first."""
-    out: list[Path] = []
-    try:
-        manifest = json.loads((settings.reports_dir / "build-manifest.json").read_text())
-        first = Path(str(manifest["build_dir"])) / "bin"
-        if first.is_dir():
-            out.append(first)
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    if settings.build_root.is_dir():
-        others = sorted(
-            (p for p in settings.build_root.glob("*/bin") if p.is_dir()),
-            key=lambda p: p.stat().st_mtime,
-            reverse=True,
-        )
-        out += [p for p in others if p not in out]
-    return out
-
-
-def find_quantize(settings: Settings, bins: list[Path] | None = None) -> Path | None:
-    for bin_dir in build_bins(settings) if bins is None else bins:
-        for name in ("llama-quantize", "quantize"):
-            if (bin_dir / name).is_file():
-                return bin_dir / name
-    return None
-
-
-def classify(error: str, tail: tuple[str, ...]) -> str:
-    text = (error + "\n" + "\n".join(tail)).lower()
-    if "is not supported" in text or "model architecture" in text and "not supported" in text:
-        return "unknown-architecture"
-    if "pre-tokenizer" in text or "tokenizer" in text or "vocab" in text:
-        return "tokenizer-rejected"
-    return "converter-crash"
-
-
-def _stamp(model: TinyModel, env: ConverterEnv, outtype: str) -> str:
-    return f"{model.content_hash}:{model.safetensors_sha256}:{env.key}:{outtype}"
-
-
-def gguf_path(settings: Settings, model: TinyModel, outtype: str) -> Path:
-    root = (settings.work_dir / "models").resolve()
-    path = (root / f"{model.name}-{model.content_hash[:12]}" / f"{model.name}-{outtype}.gguf").resolve()
-    if not path.is_relative_to(root):
-        raise ConvertError(f"{path} is outside {root}")
-    return path
-
-
-def _validated(
-    model: TinyModel, path: Path, outtype: str, seconds: float, cached: bool, loader: Loader | None = None
-) -> ConvertResult:
-    """Validate with the gguf package, then load with the tree's loader, once per file content and
-    loader: the verdict is kept beside the GGUF with the file's sha256 and the loader's identity
-    and reused while both are unchanged (a warm run re-hashes, ~1 GB/s, instead of re-parsing every
-    vocabulary: ~2.5 s per GPT-2-vocab file, and instead of loading the model again)."""
-    record = path.with_name(path.name + ".check.json")
-    digest = sha256_file(path) if path.is_file() else ""
-    loader_key = loader.key if loader else ""
-    if cached and digest and record.is_file():
-        try:
-            kept = json.loads(record.read_text())
-        except ValueError:
-            kept = {}
-        if (
-            kept.get("sha256") == digest
-            and kept.get("source") == model.content_hash
-            and kept.get("loader") == loader_key
-            and isinstance(kept.get("result"), dict)
-        ):
-            fields = {k: v for k, v in kept["result"].items() if k not in ("gguf", "tail")}
-            fields["tail"] = tuple(kept["result"].get("tail", ()))
-            return replace(ConvertResult(**fields), gguf=path, seconds=seconds, cached=True)
-    result = _check(model, path, outtype, seconds, cached)
-    if result.status == "pass":
-        result = _load(result, path, loader)
-    if digest and (result.status == "pass" or result.cause == "load"):
-        data = {k: v for k, v in to_jsonable(result).items() if k != "gguf"}
-        atomic_write_text(
-            record,
-            json.dumps(
-                {"sha256": digest, "source": model.content_hash, "loader": loader_key, "result": data}
-            ),
-        )
-    return result
-
-
-def _load(result: ConvertResult, path: Path, loader: Loader | None) -> ConvertResult:
-    """A validated GGUF passes only when the tree's own loader accepts it."""
-    if loader is None:
-        return replace(
-            result,
-            status="not-loaded",
-            cause="load",
-            error="valid for the gguf package, but not loaded: no llama.cpp build with a loader "
-            "(test-export-graph-ops or llama-completion) to try it; run `llama-toolchain build` first",
-        )
-    done = load_gguf(loader, path, path.with_name(path.name + ".load.log"))
-    if done.ok:
-        return replace(result, loaded_by=done.tool)
-    finding = missing_key_finding(done, path)
-    return replace(
-        result,
-        status="error",
-        cause="load",
-        error=f"{done.tool} refused it: {done.message}",
-        tail=done.tail,
-        whose="upstream" if finding else "",
-        finding=finding or {},
-    )
-
-
-def _check(model: TinyModel, path: Path, outtype: str, seconds: float, cached: bool) -> ConvertResult:
-    check = validate_gguf(path, model.path, model.gguf_arch, outtype)
-    return ConvertResult(
-        model.name,
-        model.architecture,
-        outtype,
-        "pass" if check.ok else "error",
-        path,
-        gguf_architecture=check.architecture,
-        tensor_count=check.tensor_count,
-        matched_tensors=check.matched,
-        size_bytes=path.stat().st_size if path.is_file() else 0,
-        seconds=seconds,
-        tokenizer=model.tokenizer,
-        cached=cached,
-        cause="" if check.ok else "validation",
-        error="; ".join(check.problems[:6]),
-        types=check.types,
-    )
+def _stamp(model: TinyModel, env: ConverterEnv, converter: str, outtype: str) -> str:
+    """What made a converted GGUF: the checkpoint, the converter environment, the converter's
+    content and the type (the work dir's stamp and the cache's key)."""
+    return f"{model.content_hash}:{model.safetensors_sha256}:{env.key}:{converter}:{outtype}"
 
 
 def convert_architectures(
@@ -252,7 +85,9 @@ def convert_architectures(
         )
     env = ensure_env(tree, settings)
     models = make_models(specs, settings, env.python, tree, seed=seed, shrinks=shrinks)
+    converter = gguf_cache.converter_digest(tree)
     results: dict[tuple[str, str], ConvertResult] = {}
+    restored = 0
     jobs: list[dict[str, str]] = []
     pending: dict[str, tuple[TinyModel, str, Path]] = {}
     for model in models.models:
@@ -272,8 +107,14 @@ def convert_architectures(
                 continue
             path = gguf_path(settings, model, outtype)
             stamp = path.with_name(path.name + ".stamp")
-            if path.is_file() and stamp.is_file() and stamp.read_text() == _stamp(model, env, outtype):
-                results[(model.name, outtype)] = _validated(
+            want = _stamp(model, env, converter, outtype)
+            fresh = path.is_file() and stamp.is_file() and stamp.read_text() == want
+            if not fresh and gguf_cache.restore(settings, gguf_cache.entry_key(want), path):
+                atomic_write_text(stamp, want)
+                restored += 1
+                fresh = True
+            if fresh:
+                results[(model.name, outtype)] = validated(
                     model, path, outtype, 0.0, cached=True, loader=loader
                 )
                 continue
@@ -283,6 +124,10 @@ def convert_architectures(
                 {"id": job_id, "model_dir": str(model.path), "outtype": outtype, "outfile": str(path)}
             )
             pending[job_id] = (model, outtype, path)
+    if restored:
+        LOG.info(
+            f"{restored} GGUF(s) restored from the cache ({settings.cache_dir / 'gguf'}): not converted again"
+        )
     startup = 0.0
     if jobs:
         LOG.info(f"converting {len(jobs)} model/type pair(s) with {tree / 'convert_hf_to_gguf.py'}")
@@ -318,9 +163,11 @@ def convert_architectures(
                 continue
             model, outtype, path = pending.pop(data["job"])
             if data["status"] == "ok":
-                result = _validated(model, path, outtype, float(data["seconds"]), cached=False, loader=loader)
+                result = validated(model, path, outtype, float(data["seconds"]), cached=False, loader=loader)
                 if result.status == "pass" or result.cause == "load":
-                    atomic_write_text(path.with_name(path.name + ".stamp"), _stamp(model, env, outtype))
+                    want = _stamp(model, env, converter, outtype)
+                    atomic_write_text(path.with_name(path.name + ".stamp"), want)
+                    gguf_cache.store(settings, gguf_cache.entry_key(want), path)
             else:
                 tail = tuple(data.get("tail", ()))
                 result = ConvertResult(
@@ -351,7 +198,7 @@ def convert_architectures(
         for outtype in types:
             if outtype not in QUANTIZE_TYPES or model.status != "ok":
                 continue
-            results[(model.name, outtype)] = _quantize(
+            results[(model.name, outtype)] = quantize_gguf(
                 settings, model, outtype, quantize, results, env, loader
             )
     ordered = tuple(results[(m.name, t)] for m in models.models for t in types)
@@ -377,107 +224,3 @@ def convert_architectures(
         else:
             write_report(path, "convert", conversion)
     return conversion
-
-
-def write_merged(path: Path, conversion: Conversion) -> Path:
-    """Write ``conversion`` into the report at ``path`` without losing another run's results: pairs
-    (architecture, type) and models of this run replace theirs, the others stay. A report of another
-    tree (or none, or an unreadable one) is replaced, as a full run would."""
-    data = to_jsonable(conversion)
-    try:
-        old = read_report(path, "convert")
-    except (OSError, ValueError):
-        old = {}
-    if old.get("tree") == data["tree"]:
-        mine = {(r["architecture"], r["type"]) for r in data["results"]}
-        names = {m["name"] for m in data["models"]["models"]}
-        data["results"] = [
-            r for r in old.get("results", []) if (r.get("architecture"), r.get("type")) not in mine
-        ] + data["results"]
-        data["models"]["models"] = [
-            m for m in old.get("models", {}).get("models", []) if m.get("name") not in names
-        ] + data["models"]["models"]
-    return write_report(path, "convert", data)
-
-
-def _quantize(
-    settings: Settings,
-    model: TinyModel,
-    outtype: str,
-    tool: Path | None,
-    results: dict[tuple[str, str], ConvertResult],
-    env: ConverterEnv,
-    loader: Loader | None = None,
-) -> ConvertResult:
-    if tool is None:
-        return ConvertResult(
-            model.name,
-            model.architecture,
-            outtype,
-            "not-available",
-            tokenizer=model.tokenizer,
-            cause="quantize",
-            error="not available: no llama-quantize in this build (build with --targets build,coverage)",
-        )
-    source = gguf_path(settings, model, "f16")
-    base = results.get((model.name, "f16"))
-    if not (source.is_file() and (base is None or base.status == "pass" or base.cause == "load")):
-        return ConvertResult(
-            model.name,
-            model.architecture,
-            outtype,
-            "error",
-            tokenizer=model.tokenizer,
-            cause="quantize",
-            error="no valid f16 GGUF to quantize from",
-        )
-    path = gguf_path(settings, model, outtype)
-    stamp = path.with_name(path.name + ".stamp")
-    want = f"{sha256_file(source)}:{sha256_file(tool)}:{outtype}"
-    if path.is_file() and stamp.is_file() and stamp.read_text() == want:
-        return _validated(model, path, outtype, 0.0, cached=True, loader=loader)
-    done = stream(
-        [str(tool), str(source), str(path), QUANTIZE_TYPES[outtype]],
-        log_path=settings.work_dir / "models" / "toolchain-quantize.log",
-        timeout=600,
-    )
-    if done.returncode != 0:
-        return ConvertResult(
-            model.name,
-            model.architecture,
-            outtype,
-            "error",
-            seconds=done.seconds,
-            tokenizer=model.tokenizer,
-            cause="quantize",
-            error=f"llama-quantize exited {done.returncode}",
-            tail=done.tail[-10:],
-        )
-    result = _validated(model, path, outtype, done.seconds, cached=False, loader=loader)
-    if result.status == "pass" or result.cause == "load":
-        atomic_write_text(stamp, want)
-    return result
-
-
-def results_table(conversion: Conversion) -> str:
-    """Markdown: one row per architecture, one column per type (status, size, seconds)."""
-    types = list(dict.fromkeys(r.type for r in conversion.results))
-    rows = [
-        "| architecture | gguf arch | tokenizer | " + " | ".join(types) + " |",
-        "|---|---|---|" + "---|" * len(types),
-    ]
-    by_arch: dict[str, list[ConvertResult]] = {}
-    for r in conversion.results:
-        by_arch.setdefault(r.architecture, []).append(r)
-    for arch, items in by_arch.items():
-        cells = []
-        for r in items:
-            if r.status == "pass":
-                cells.append(
-                    f"pass {r.size_bytes / 1e6:.1f} MB {r.seconds:.1f}s{' (cached)' if r.cached else ''}"
-                )
-            else:
-                cells.append(f"{r.status}: {r.cause}" + (f" ({r.whose})" if r.whose else ""))
-        gguf_arch = next((r.gguf_architecture for r in items if r.gguf_architecture), "")
-        rows.append(f"| {arch} | {gguf_arch} | {items[0].tokenizer} | " + " | ".join(cells) + " |")
-    return "\n".join(rows)
