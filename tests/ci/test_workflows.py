@@ -92,6 +92,38 @@ def test_cache_keys_include_the_locked_commit(path: Path) -> None:
         assert "ccache" in cache["with"]["path"] and "mirrors" in cache["with"]["path"]
 
 
+# cache dirs the code names that a job does not need back: scratch of one run
+NOT_RESTORED = {
+    "tmp": "sdist unpacking scratch",
+    "archs": "CellRunner.cache_dir / 'archs' is the work dir's per-run cache, not the toolchain cache",
+}
+
+
+def _cache_paths(path: Path) -> set[str]:
+    found = set()
+    for step in steps(load(path)):
+        if str(step.get("uses", "")).startswith("actions/cache@"):
+            found |= {line.strip() for line in str(step["with"]["path"]).splitlines() if line.strip()}
+    return found
+
+
+@pytest.mark.parametrize("name", ["coverage.yml", "canary.yml"])
+def test_the_main_jobs_restore_every_cache_the_toolchain_reuses(name: str) -> None:
+    """A warm job (fresh clone and work dir) reuses only what actions/cache restores: every folder
+    of the toolchain cache the code names (the validated GGUFs, the finished cells, the oracle's
+    probes, the dry-run programs, …) and the nox venvs."""
+    named = {
+        m[1]
+        for source in (ROOT / "toolchain").rglob("*.py")
+        for m in re.finditer(r'cache_dir\s*/\s*"([\w-]+)"', source.read_text())
+    }
+    assert {"gguf", "cells", "oracle", "dryrun"} <= named
+    paths = _cache_paths(ROOT / "ci" / "github" / name)
+    missing = {d for d in named - set(NOT_RESTORED) if f"~/.cache/llama-toolchain/{d}" not in paths}
+    assert missing == set(), f"{name} does not restore {sorted(missing)}"
+    assert {".nox", ".llama-toolchain/.nox"} <= paths
+
+
 def test_build_and_verify() -> None:
     wf = load(ROOT / "ci" / "github" / "build-and-verify.yml")
     assert {"push", "pull_request", "workflow_dispatch", "workflow_call"} <= set(wf["on"])

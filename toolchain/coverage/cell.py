@@ -21,7 +21,7 @@ from typing import Any
 from ..convert.load import loader_message
 from .archs_column import archs_check
 from .backends import ENCODER_UBATCH_ABORT, PLAIN_CPU_ENV, CoverageBackend, backend, reference_args
-from .cellcache import file_key, locked
+from .cellcache import CellCache, file_key, locked
 from .e2e import PROMPT
 from .e2e_column import decode, e2e_check
 from .isolate import Outcome, run_isolated
@@ -80,6 +80,7 @@ class CellRunner:
         log_dir: Path,
         options: CellOptions | None = None,
         devices: Mapping[str, DeviceSummary] | None = None,
+        cell_cache: Path | None = None,
     ) -> None:
         self.tools = tools
         self.cache_dir = cache_dir
@@ -93,6 +94,7 @@ class CellRunner:
             "NO_COLOR": "1",
             **self.options.env,
         }
+        self.cells = CellCache(cell_cache, tools, self.options, self.devices) if cell_cache else None
 
     # --- helpers ---------------------------------------------------------------------------------
     def run_tool(self, args: list[str], log: Path, env: Mapping[str, str] | None = None) -> Outcome:
@@ -190,6 +192,21 @@ class CellRunner:
             return data
 
     def run(self, spec: CellSpec, should_stop: Callable[[], bool] = lambda: False) -> Cell:
+        """The cell's verdict: reused from the cell cache when every input is unchanged, else run."""
+        if self.cells is None:
+            return self._run_cell(spec, should_stop)
+        from .report import cell_from_json, cell_json
+
+        key = self.cells.key(spec.model, spec.backend)
+        kept = self.cells.load(key)
+        if kept is not None:
+            return replace(cell_from_json(kept), model=str(spec.model.path), reused=True)
+        cell = self._run_cell(spec, should_stop)
+        if not should_stop():
+            self.cells.store(key, cell.status, cell_json(cell))
+        return cell
+
+    def _run_cell(self, spec: CellSpec, should_stop: Callable[[], bool]) -> Cell:
         start = time.monotonic()
         be = backend(spec.backend)
         checks: list[CheckResult] = []

@@ -84,6 +84,7 @@ def request_from(args: argparse.Namespace, settings: Settings) -> CoverageReques
         convert_report=args.convert_report,
         use_archs_models=not args.no_archs_models,
         variants=_csv(args.variants) or ("dense",),
+        cell_cache=None if getattr(args, "fresh", False) else settings.cache_dir / "cells",
     )
 
 
@@ -210,7 +211,13 @@ def finish(
 ) -> int:
     """Print the counts and reports; the exit code of the run (findings 50, interrupted 130)."""
     counts = ", ".join(f"{k} {v}" for k, v in sorted(run.counts.items(), key=lambda kv: rank(kv[0])))
-    LOG.info(f"{len(run.cells)} cells in {run.seconds:.0f} s: {counts}")
+    reused = sum(c.reused for c in run.cells)
+    again = (
+        f" ({reused} reused: tools, model, options and harness unchanged; --fresh runs them again)"
+        if reused
+        else ""
+    )
+    LOG.info(f"{len(run.cells)} cells in {run.seconds:.0f} s{again}: {counts}")
     for path in paths.values():
         LOG.info(f"report: {path}")
     if args.json:
@@ -334,6 +341,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--shard",
         metavar="K/N",
         help="run slice K of N of the matrix (deterministic, balanced by model); merge with `coverage merge`",
+    )
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="run every cell again (default: a cell whose inputs are all unchanged is reused from the cache)",
     )
     p.add_argument("--json", action="store_true", help="print counts and report paths as JSON on stdout")
     p.set_defaults(func=cmd_coverage)

@@ -142,6 +142,8 @@ class Cell:
     device: DeviceSummary | None = None
     variant: str = ""
     whose: Whose = ""
+    # the verdict of an earlier run whose inputs were all the same (cellcache.CellCache): nothing ran
+    reused: bool = False
 
     @property
     def unsupported_ops(self) -> tuple[OpResult, ...]:

@@ -549,4 +549,5 @@ def cell_from_json(d: dict[str, Any]) -> Cell:
         device=device,
         variant=d.get("variant", ""),
         whose=d.get("whose", ""),
+        reused=bool(d.get("reused", False)),
     )

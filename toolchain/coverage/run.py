@@ -58,6 +58,7 @@ class CoverageRequest:
     observed_by: ObservedBy = "device"
     env: dict[str, str] = field(default_factory=dict)
     n_predict: int = 4
+    cell_cache: Path | None = None  # finished cells reused while their inputs are unchanged
 
     @property
     def bin_dir(self) -> Path:
@@ -225,6 +226,7 @@ def run_matrix(
         request.scratch_dir / "logs" / stamp,
         options,
         planned.devices,
+        request.cell_cache,
     )
     cells: list[Cell] = [
         blocked_cell(b.model, name, b.reason, "upstream" if b.whose == "upstream" else "spec", b.evidence)
