@@ -28,6 +28,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -41,7 +42,8 @@ CACHE_PREFIX = "~/.cache/llama-toolchain/"
 
 
 def workflow_cache_paths(workflows: Path) -> list[str]:
-    """The cache dirs (relative to the toolchain cache) the workflows' `actions/cache` steps restore."""
+    """The paths the workflows' `actions/cache` steps restore: ``cache:<dir>`` for a folder of the
+    toolchain cache, ``repo:<dir>`` for one in the workspace (the nox venvs)."""
     import yaml
 
     found: set[str] = set()
@@ -53,26 +55,32 @@ def workflow_cache_paths(workflows: Path) -> list[str]:
                     for line in str(step.get("with", {}).get("path", "")).splitlines():
                         line = line.strip()
                         if line.startswith(CACHE_PREFIX):
-                            found.add(line.removeprefix(CACHE_PREFIX).rstrip("/"))
+                            found.add("cache:" + line.removeprefix(CACHE_PREFIX).rstrip("/"))
+                        elif line and not line.startswith(("~", "/")):
+                            found.add("repo:" + line.rstrip("/"))
     return sorted(found)
 
 
-def restore(cold_cache: Path, warm_cache: Path, paths: list[str]) -> list[str]:
-    """Copy only the workflow's cache paths, as actions/cache would restore them."""
+def restore(saved: Path, cache: Path, repo: Path, paths: list[str]) -> list[str]:
+    """Copy only the workflow's cache paths from the cold run's (``saved``: its cache/ and repo/), as
+    actions/cache would restore them."""
     restored = []
-    for rel in paths:
-        src = cold_cache / rel
+    cache.mkdir(parents=True, exist_ok=True)
+    for item in paths:
+        where, _, rel = item.partition(":")
+        src = saved / where / rel
         if src.exists():
-            dst = warm_cache / rel
+            dst = (cache if where == "cache" else repo) / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copytree(src, dst, symlinks=True)
-            restored.append(rel)
-    warm_cache.mkdir(parents=True, exist_ok=True)
+            restored.append(item)
     return restored
 
 
-def clone(dest: Path) -> None:
-    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(dest)], check=True)
+def clone(dest: Path, commit: str) -> None:
+    """A fresh clone of this repository at ``commit`` (every pass runs the same one)."""
+    subprocess.run(["git", "clone", "--quiet", "--no-checkout", str(ROOT), str(dest)], check=True)
+    subprocess.run(["git", "-C", str(dest), "checkout", "--quiet", commit], check=True)
 
 
 def run_job(repo: Path, cache: Path, log: Path) -> tuple[float, int]:
@@ -88,6 +96,15 @@ def run_job(repo: Path, cache: Path, log: Path) -> tuple[float, int]:
         "PYTHONUNBUFFERED": "1",
     }
     start = time.monotonic()
+    done = threading.Event()
+    samples: list[float] = []
+
+    def sample_load() -> None:  # the machine is shared: its load during the run goes in the report
+        while not done.wait(10.0):
+            samples.append(os.getloadavg()[0])
+
+    sampler = threading.Thread(target=sample_load, daemon=True)
+    sampler.start()
     with log.open("w") as out:
         proc = subprocess.Popen(
             [nox, "-s", "build", "coverage"],
@@ -102,9 +119,13 @@ def run_job(repo: Path, cache: Path, log: Path) -> tuple[float, int]:
         for line in proc.stdout:
             stamp = time.monotonic() - start
             out.write(f"{stamp:.2f}\t{line}")
+            out.flush()
             if line.startswith("nox >"):
                 print(f"    {stamp:7.1f} s  {line.rstrip()[:150]}", flush=True)
         rc = proc.wait()
+    done.set()
+    sampler.join()
+    (log.parent / "load.json").write_text(json.dumps(samples))
     return time.monotonic() - start, rc
 
 
@@ -141,31 +162,34 @@ def main(argv: list[str] | None = None) -> int:
             results = {p: analyse(base / p) for p in PASSES if (base / p / "result.json").is_file()}
         else:
             paths = workflow_cache_paths(ROOT / "ci" / "github")
-            print(f"workflow cache paths: {', '.join(paths)}")
+            commit = subprocess.run(
+                ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+            ).stdout.strip()
+            print(f"commit {commit}; workflow cache paths: {', '.join(paths)}", flush=True)
+            # the workspace is the same path in every pass, as on a runner: the build's rpaths and the
+            # nox venvs' scripts name it
+            repo = base / "repo"
             if "cold" in chosen:
+                shutil.rmtree(repo, ignore_errors=True)
                 shutil.rmtree(base / "cold", ignore_errors=True)
-                clone(base / "cold" / "repo")
-                results["cold"] = one_pass(
-                    "cold", base / "cold" / "repo", base / "cold" / "cache", base / "cold"
-                )
+                clone(repo, commit)
+                results["cold"] = one_pass("cold", repo, base / "cold" / "cache", base / "cold")
                 loads["cold"] = load_average()
+                repo.rename(base / "cold" / "repo")
             if "warm" in chosen:
+                shutil.rmtree(repo, ignore_errors=True)
                 shutil.rmtree(base / "warm", ignore_errors=True)
-                restored = restore(base / "cold" / "cache", base / "warm" / "cache", paths)
-                print(f"warm: restored {', '.join(restored) or 'nothing'} from the cold run's cache")
-                clone(base / "warm" / "repo")
-                results["warm"] = one_pass(
-                    "warm", base / "warm" / "repo", base / "warm" / "cache", base / "warm"
-                )
+                clone(repo, commit)
+                restored = restore(base / "cold", base / "warm" / "cache", repo, paths)
+                print(f"warm: restored {', '.join(restored) or 'nothing'} from the cold run", flush=True)
+                results["warm"] = one_pass("warm", repo, base / "warm" / "cache", base / "warm")
                 loads["warm"] = load_average()
             if "nochange" in chosen:
-                results["nochange"] = one_pass(
-                    "nochange", base / "warm" / "repo", base / "warm" / "cache", base / "nochange"
-                )
+                results["nochange"] = one_pass("nochange", repo, base / "warm" / "cache", base / "nochange")
                 loads["nochange"] = load_average()
         print()
         print(table(results))
-        print(f"load average (1, 5, 15 min) after each pass: {loads}")
+        print(f"load average (1, 5, 15 min) after each pass: {loads}", flush=True)
         write_report(
             ROOT / ".toolchain" / "reports" / "bench-ci.json",
             "bench-ci",
