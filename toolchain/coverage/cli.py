@@ -22,12 +22,13 @@ from ..config import Settings
 from ..errors import CoverageFindingsError, InterruptedError_, UsageError
 from ..locking import work_dir_lock
 from ..log import LOG
+from .baseline import load_baseline, rank
 from .dryrun_columns import DEFAULT_PROFILES as DRYRUN_PROFILES
 from .dryrun_columns import add_dryrun
 from .models import DEFAULT_TYPES, parse_model_arg
 from .predicted import DEFAULT_PROFILES, add_predictions
 from .records import COLUMNS, SEVERITY, Cell, CoverageRun
-from .report import load_baseline, rank, write_reports
+from .report import write_reports
 from .run import CoverageRequest, plan, run_matrix, with_baseline
 from .shard import merge_runs, parse_shard, shard_plan
 

@@ -54,6 +54,9 @@ def worst(statuses: Sequence[Status]) -> Status:
     return min(statuses, key=SEVERITY.index) if statuses else "pass"
 
 
+REPORT_KIND = "coverage"  # the kind of coverage.json
+
+
 @dataclass(frozen=True)
 class ModelInput:
     """One model of the matrix: (architecture, weight type, GGUF path) and where it came from."""
@@ -152,6 +155,11 @@ class Cell:
     @property
     def failing_ops(self) -> tuple[OpResult, ...]:
         return tuple(o for o in self.ops if o.test in ("fail", "crash"))
+
+
+def whose_suffix(cell: Cell) -> str:
+    """ " (upstream)" and the like after a status that is not the backend's own finding."""
+    return f" ({cell.whose})" if cell.whose and cell.whose != "backend" else ""
 
 
 @dataclass(frozen=True)

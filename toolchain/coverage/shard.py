@@ -23,7 +23,8 @@ from typing import Any
 
 from ..errors import UsageError
 from ..records import read_report
-from .records import Cell, CoverageRun, DeviceSummary, ToolColumn
+from .fromjson import run_from_json
+from .records import REPORT_KIND, Cell, CoverageRun, DeviceSummary, ToolColumn
 from .run import Plan
 
 _SHARD = re.compile(r"^([1-9][0-9]{0,3})/([1-9][0-9]{0,3})$")
@@ -63,51 +64,7 @@ def shard_plan(plan: Plan, k: int, n: int) -> Plan:
 
 
 # --- merge --------------------------------------------------------------------------------------
-def run_from_json(d: dict[str, Any]) -> CoverageRun:
-    """A shard's coverage.json back into its record (the baseline diff is recomputed, not read)."""
-    from .report import cell_from_json
-
-    return CoverageRun(
-        source=dict(d["source"]),
-        profile=str(d["profile"]),
-        build_dir=str(d["build_dir"]),
-        device_class=str(d["device_class"]),
-        devices=tuple(
-            DeviceSummary(
-                x["backend"],
-                x.get("description", ""),
-                x.get("device_class", "unknown"),
-                dict(x.get("capabilities", {})),
-                x.get("reason", ""),
-            )
-            for x in d.get("devices", [])
-        ),
-        backends=tuple(d["backends"]),
-        architectures=tuple(d["architectures"]),
-        weight_types=tuple(d["weight_types"]),
-        columns=tuple(
-            ToolColumn(
-                **{k: v for k, v in c.items() if k in {f.name for f in dataclasses.fields(ToolColumn)}}
-            )
-            for c in d.get("columns", [])
-        ),
-        cells=tuple(cell_from_json(c) for c in d["cells"]),
-        complete=bool(d["complete"]),
-        interrupted=bool(d["interrupted"]),
-        started_at=str(d["started_at"]),
-        seconds=float(d["seconds"]),
-        counts=dict(d["counts"]),
-        models_skipped=tuple(d.get("models_skipped", ())),
-        verdict="",
-        observed_by=str(d.get("observed_by", "device")),
-        notes=tuple(d.get("notes", ())),
-        shard=str(d.get("shard", "")),
-    )
-
-
 def _load(path: Path) -> CoverageRun:
-    from .report import REPORT_KIND
-
     if not path.is_file():
         raise UsageError(f"coverage merge: {path}: no such file", "pass the shards' coverage.json files")
     try:
