@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from ..errors import OracleUnavailableError, OracleValidationError
 from ..records import write_report
+from .predict import predict
 from .profiles import GPU_FAMILIES, DeviceProfile, PropValue, default_profiles
 from .records import (
     OBSERVED_BY,
@@ -34,7 +35,8 @@ from .records import (
     ProfilePredictions,
     TableValidation,
 )
-from .run import MIN_AGREEMENT, predict, tree_commit, validate_tree
+from .run import MIN_AGREEMENT, tree_commit
+from .tree_validation import validate_tree
 
 __all__ = [
     "GPU_FAMILIES",

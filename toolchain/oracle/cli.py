@@ -19,8 +19,10 @@ from ..source import SourceSpec, mirror_of
 from ..source import resolve as resolve_source
 from ..source.spec import SDIST_PROJECT
 from . import PREDICTIONS_REPORT, VALIDATION_REPORT
+from .predict import predict
 from .records import OracleValidation, Predictions
-from .run import MIN_AGREEMENT, predict, tree_commit, validate_tree
+from .run import MIN_AGREEMENT, tree_commit
+from .tree_validation import validate_tree
 
 
 def _tree(args: argparse.Namespace, settings: Settings) -> Path:

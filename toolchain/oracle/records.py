@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .normalise import Rename
 from .profiles import DeviceProfile, PropValue
@@ -91,18 +91,19 @@ class TableValidation:
     reference: str  # the CSV's path
     ours: str  # what produced our side
     observed_by: str  # predicted-from-source (Metal) or device (this machine's BLAS / CPU)
-    reference_rows: int
-    reference_cases: int
-    our_cases: int
-    matched: int
-    unmatched: tuple[Unmatched, ...]
-    profiles: tuple[ProfileAgreement, ...]
-    best_profiles: tuple[str, ...]  # tied at the best agreement
-    best_agreement: float
-    per_op: tuple[OpAgreement, ...]  # for the best profile
-    disagreements: tuple[Disagreement, ...]  # every one, for the best profile
-    explanations: dict[str, dict[str, int]]  # explanation -> op -> count
-    unexplained: int
+    # what was compared (all zero / empty for a skipped table)
+    reference_rows: int = 0
+    reference_cases: int = 0
+    our_cases: int = 0
+    matched: int = 0
+    unmatched: tuple[Unmatched, ...] = ()
+    profiles: tuple[ProfileAgreement, ...] = ()
+    best_profiles: tuple[str, ...] = ()  # tied at the best agreement
+    best_agreement: float = 0.0
+    per_op: tuple[OpAgreement, ...] = ()  # for the best profile
+    disagreements: tuple[Disagreement, ...] = ()  # every one, for the best profile
+    explanations: dict[str, dict[str, int]] = field(default_factory=dict)  # explanation -> op -> count
+    unexplained: int = 0
 
 
 @dataclass(frozen=True)
