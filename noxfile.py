@@ -188,11 +188,12 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks, ratios measured in one run: build (targeted vs everything, warm cache, pin move,
-    no-op), convert (seconds per architecture), coverage (the full matrix). `-- build|convert|coverage`
-    runs one; reports in .toolchain/reports/bench*.json."""
+    no-op), convert (seconds per architecture), coverage (the full matrix), ci (the main job
+    `nox -s build coverage` cold / warm CI / no change, per phase; ~1 h on 2 cores, not run by default).
+    `-- build|convert|coverage|ci` runs one; reports in .toolchain/reports/bench*.json."""
     install(session)
     chosen = session.posargs or ["build", "convert", "coverage"]
     for name in chosen:
-        if name not in ("build", "convert", "coverage"):
-            session.error(f"unknown benchmark {name!r}: build, convert or coverage")
+        if name not in ("build", "convert", "coverage", "ci"):
+            session.error(f"unknown benchmark {name!r}: build, convert, coverage or ci")
         session.run("python", f"bench/bench_{name}.py")
