@@ -80,20 +80,16 @@ def check_build(
     if unverifiable:
         cls = BY_ID["no-metal-build"]
         findings.append(
-            Finding(
-                class_id=cls.id,
-                title=cls.title,
+            cls.finding(
                 severity="info",
                 confidence=0.3,
                 summary=f"verify could not tell {len(unverifiable)} check(s) on {path}: "
                 + ", ".join(str(getattr(c, "name", "?")) for c in unverifiable[:6]),
-                fix=cls.fix,
                 observed_by=observed_by,
                 evidence=tuple(
                     Evidence(text=f"{getattr(c, 'name', '?')}: {getattr(c, 'found', '')}")
                     for c in unverifiable[:8]
                 ),
-                order=cls.order,
                 matches=len(unverifiable),
             )
         )
@@ -108,14 +104,11 @@ def check_build(
             continue
         cls = BY_ID[class_id]
         findings.append(
-            Finding(
-                class_id=class_id,
-                title=cls.title,
+            cls.finding(
                 severity="error",
                 confidence=0.9,
                 summary=f"verify ({prof.name}) failed {len(group)} check(s) on {path}: "
                 + ", ".join(str(getattr(c, "name", "?")) for c in group[:6]),
-                fix=cls.fix,
                 observed_by=observed_by,
                 evidence=tuple(
                     Evidence(
@@ -124,7 +117,6 @@ def check_build(
                     )
                     for c in group[:8]
                 ),
-                order=cls.order,
                 matches=len(group),
             )
         )

@@ -378,17 +378,12 @@ def known_architectures(tree: Path) -> frozenset[str]:
 def _finding(
     class_id: str, severity: str, confidence: float, summary: str, observed_by: ObservedBy, *evidence: str
 ) -> Finding:
-    cls = BY_ID[class_id]
-    return Finding(
-        class_id=class_id,
-        title=cls.title,
+    return BY_ID[class_id].finding(
         severity=severity,  # type: ignore[arg-type]
         confidence=confidence,
         summary=summary,
-        fix=cls.fix,
         observed_by=observed_by,
         evidence=tuple(Evidence(text=e) for e in evidence),
-        order=cls.order,
         matches=len(evidence),
     )
 

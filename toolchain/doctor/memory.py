@@ -429,16 +429,11 @@ def plan_findings(p: MemoryPlan, observed_by: ObservedBy = "static") -> list[Fin
         severity, conf = "info", 0.5
         summary = f"memory plan: {rows} ({budget_text})"
     return [
-        Finding(
-            class_id="memory",
-            title=cls.title,
+        cls.finding(
             severity=severity,  # type: ignore[arg-type]
             confidence=conf,
             summary=summary,
-            fix=cls.fix,
             observed_by=observed_by,
             evidence=tuple(ev),
-            order=cls.order,
-            matches=0,
         )
     ]
