@@ -46,6 +46,7 @@ EXPECTED = {
     "build-toolchain.log": "build-toolchain",
     "build-toolchain.deployment.log": "build-toolchain",
     "build-toolchain.legacy.log": "build-toolchain",
+    "build-toolchain.metal-toolchain.log": "build-toolchain",
     "crash.log": "crash",
     "crash.legacy.log": "crash",
 }
@@ -178,3 +179,13 @@ def test_one_gigabyte_log_streams_with_bounded_memory(tmp_path: Path) -> None:
     gcb = next(f for f in findings if f.class_id == "gpu-command-buffer")
     assert gcb.evidence[0].line == middle_line
     assert scan.lines == next(f for f in findings if f.class_id == "memory").evidence[0].line
+
+
+def test_missing_metal_toolchain_names_the_component_download() -> None:
+    """Xcode 26's separate Metal Toolchain: the class with the download as the first fix."""
+    _, findings = classify_log(LOGS / "build-toolchain.metal-toolchain.log")
+    (top,) = [f for f in findings if f.is_problem]
+    assert top.class_id == "build-toolchain" and top.severity == "error"
+    assert top.evidence[0].pattern == "build-toolchain.missing-metal-toolchain"
+    assert "xcodebuild -downloadComponent MetalToolchain" in top.fix
+    assert "GGML_METAL_EMBED_LIBRARY=ON" in top.fix
