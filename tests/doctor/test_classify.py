@@ -46,10 +46,13 @@ EXPECTED = {
     "build-toolchain.log": "build-toolchain",
     "build-toolchain.deployment.log": "build-toolchain",
     "build-toolchain.legacy.log": "build-toolchain",
+    "build-toolchain.metal-toolchain.log": "build-toolchain",
+    "build-toolchain.tensor-m5.log": "build-toolchain",
+    "metal-library.tensor-m5.log": "metal-library",
     "crash.log": "crash",
     "crash.legacy.log": "crash",
 }
-HEALTHY = ("healthy-metal.log", "healthy-metal.legacy.log", "healthy-cpu-ngl0.log")
+HEALTHY = ("healthy-metal.log", "healthy-metal.legacy.log", "healthy-cpu-ngl0.log", "healthy-metal-m4.log")
 
 
 def _primary(findings: list[Finding]) -> str:
@@ -178,3 +181,46 @@ def test_one_gigabyte_log_streams_with_bounded_memory(tmp_path: Path) -> None:
     gcb = next(f for f in findings if f.class_id == "gpu-command-buffer")
     assert gcb.evidence[0].line == middle_line
     assert scan.lines == next(f for f in findings if f.class_id == "memory").evidence[0].line
+
+
+def test_missing_metal_toolchain_names_the_component_download() -> None:
+    """Xcode 26's separate Metal Toolchain: the class with the download as the first fix."""
+    _, findings = classify_log(LOGS / "build-toolchain.metal-toolchain.log")
+    (top,) = [f for f in findings if f.is_problem]
+    assert top.class_id == "build-toolchain" and top.severity == "error"
+    assert top.evidence[0].pattern == "build-toolchain.missing-metal-toolchain"
+    assert "xcodebuild -downloadComponent MetalToolchain" in top.fix
+    assert "GGML_METAL_EMBED_LIBRARY=ON" in top.fix
+
+
+@pytest.mark.parametrize(
+    ("name", "class_id", "says"),
+    [
+        ("metal-library.tensor-m5.log", "metal-library", "ggml-tensor.metallib was not found"),
+        ("build-toolchain.tensor-m5.log", "build-toolchain", "test kernel did not compile"),
+    ],
+)
+def test_tensor_api_off_on_an_m5_is_a_finding(name: str, class_id: str, says: str) -> None:
+    _, findings = classify_log(LOGS / name)
+    (top,) = [f for f in findings if f.is_problem]
+    assert (top.class_id, top.severity) == (class_id, "warning")
+    assert says in top.summary and "macOS 26 SDK" in top.fix
+    assert any("tensor API" in e.text for e in top.evidence)
+
+
+def test_tensor_api_off_before_m5_is_only_a_fact() -> None:
+    scan, findings = classify_log(LOGS / "healthy-metal-m4.log")
+    assert not [f for f in findings if f.is_problem]
+    assert scan.matches["metal-library.tensor-pre-m5"] == 1
+
+
+def test_has_tensor_false_on_an_m5_without_a_reason() -> None:
+    """No disabling line (an SDK without Metal 4): the device line and has tensor = false say it."""
+    log = (
+        "ggml_metal_device_init: GPU name:   MTL0 (Apple M5 Pro)\n"
+        "ggml_metal_device_init: has tensor            = false\n"
+    )
+    (f,) = classify_text(log)[1]
+    assert (f.class_id, f.severity) == ("build-toolchain", "warning") and "SDK without Metal 4" in f.summary
+    m4 = log.replace("M5 Pro", "M4 Pro")
+    assert classify_text(m4)[1] == []

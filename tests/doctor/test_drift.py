@@ -14,6 +14,7 @@ NEWER_THAN_0320 = {
     "metal-library.kernel-not-found",
     "metal-library.nil-pipeline",
     "metal-library.not-in-bundle",
+    "metal-library.tensor-metallib-missing",
 }
 
 
@@ -61,3 +62,18 @@ def test_commented_out_messages_do_not_count(tmp_path: Path) -> None:
     assert not any("unsupported op" in t for t in texts)
     assert "X: this GGUF file is version 0 but this software only supports up to version 0" in texts
     assert "wrong number of tensors; expected 0, got 0" in texts
+
+
+def test_tensor_api_device_names_are_the_trees(tree_0336: Path) -> None:
+    """The GPU names the tree enables the tensor API for (containsString in ggml_metal_device_init)."""
+    import re
+
+    src = (tree_0336 / "ggml/src/ggml-metal/ggml-metal-device.m").read_text(encoding="utf-8")
+    cond = src[: src.index("tensor API disabled for pre-M5")].rsplit("GGML_METAL_TENSOR_ENABLE", 1)[1]
+    names = re.findall(r'containsString:@"(\w+)"', cond)
+    assert names == ["M5", "M6", "A19", "A20"]
+    device = PATTERNS["no-metal-build.tensor-device"].compiled
+    for name in names:
+        assert device.search(f"ggml_metal_device_init: GPU name:   MTL0 (Apple {name} Max)"), name
+    for older in ("M1", "M2 Ultra", "M3 Pro", "M4 Max", "A18 Pro"):
+        assert not device.search(f"ggml_metal_device_init: GPU name:   MTL0 (Apple {older})"), older

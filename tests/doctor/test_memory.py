@@ -15,7 +15,6 @@ import pytest
 from toolchain.doctor.gguf_check import read_gguf
 from toolchain.doctor.memory import (
     GiB,
-    ModelShape,
     compute_buffer_bytes,
     estimate,
     kv_cache_bytes,
@@ -25,9 +24,8 @@ from toolchain.doctor.memory import (
     parse_size,
     plan,
     plan_findings,
-    shape_from_gguf,
-    uniform_shape,
 )
+from toolchain.doctor.model_shape import ModelShape, shape_from_gguf, uniform_shape
 from toolchain.errors import UsageError
 from toolchain.profiles import PlatformInfo
 

@@ -9,10 +9,15 @@ is read after configuring, from CMake's File API (see ``cmake.py``).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
+
+from ..errors import MissingToolError
+from ..proc import stream
+from ..profiles import BackendProfile
 
 _OPTION = re.compile(r"^\s*option\s*\(\s*([A-Za-z0-9_]+)", re.M)
 _CACHE_SET = re.compile(r"^\s*set\s*\(\s*([A-Za-z0-9_]+)\s+[^)]*\bCACHE\b", re.M)
@@ -78,3 +83,73 @@ def read_capabilities(tree: Path) -> TreeCapabilities:
         has_metal_sources=(tree / "ggml" / "src" / "ggml-metal").is_dir(),
         has_convert_script=(tree / "convert_hf_to_gguf.py").is_file(),
     )
+
+
+# --- the Metal shader compiler ---------------------------------------------------------------------
+# A non-embedded Metal build compiles the kernels with `xcrun -sdk … metal` (ggml-metal's
+# CMakeLists.txt); since Xcode 26 that compiler is a separate download (the Metal Toolchain
+# component), and Command Line Tools alone have none. The embedded library needs no compiler.
+_METAL_CMAKE = Path("ggml") / "src" / "ggml-metal" / "CMakeLists.txt"
+_XCRUN_METAL = re.compile(r"\bxcrun\b[^\n]*\smetal\s")
+_CMAKE_FALSE = frozenset({"", "0", "OFF", "NO", "FALSE", "N", "IGNORE", "NOTFOUND"})
+
+
+def compiles_metal_shaders(tree: Path) -> bool:
+    """Whether the tree's non-embedded Metal build runs the ``metal`` compiler through xcrun."""
+    path = tree / _METAL_CMAKE
+    return path.is_file() and bool(_XCRUN_METAL.search(path.read_text(encoding="utf-8", errors="replace")))
+
+
+def effective_define(name: str, defines: Mapping[str, str], extra_args: Sequence[str]) -> str | None:
+    """The value CMake gets for ``name``: the user's last ``-DNAME[:TYPE]=VALUE`` wins over ours."""
+    value = defines.get(name)
+    for arg in extra_args:
+        if arg.startswith("-D") and "=" in arg:
+            key, _, val = arg[2:].partition("=")
+            if key.split(":", 1)[0] == name:
+                value = val
+    return value
+
+
+def _cmake_true(value: str | None) -> bool:
+    return value is not None and value.upper() not in _CMAKE_FALSE and not value.upper().endswith("-NOTFOUND")
+
+
+def needs_metal_compiler(
+    profile: BackendProfile, defines: Mapping[str, str], extra_args: Sequence[str], tree: Path
+) -> bool:
+    """A build of this profile with these options compiles Metal shaders (not the embedded library)."""
+    exp = profile.expectations
+    if not exp.embed_option or not exp.enable_option:
+        return False
+    enabled = _cmake_true(effective_define(exp.enable_option, defines, extra_args))
+    embedded = _cmake_true(effective_define(exp.embed_option, defines, extra_args))
+    return enabled and not embedded and compiles_metal_shaders(tree)
+
+
+def check_metal_compiler(env: Mapping[str, str], log_path: Path, embed_option: str) -> None:
+    """Raise MissingToolError when ``xcrun`` finds no working ``metal`` (the reason in its words)."""
+    from ..doctor.catalog import BY_ID, PATTERNS
+
+    fix = f"or build with the embedded library (-D{embed_option}=ON, the profile's default)"
+    try:
+        found = stream(["xcrun", "-f", "metal"], log_path=log_path, env=env, timeout=120)
+        version = stream(["xcrun", "metal", "-v"], log_path=log_path, env=env, timeout=120)
+    except FileNotFoundError:
+        raise MissingToolError(
+            "xcrun is not installed: a non-embedded Metal build needs Xcode's metal compiler",
+            f"install Xcode (xcode-select --install gives no metal compiler), {fix}",
+        ) from None
+    said = "\n".join((*found.tail, *version.tail))
+    if PATTERNS["build-toolchain.missing-metal-toolchain"].compiled.search(said):
+        raise MissingToolError(
+            "Xcode's Metal Toolchain component is not installed; `xcrun metal -v` says: "
+            + (version.tail[-1] if version.tail else said),
+            f"run `xcodebuild -downloadComponent MetalToolchain` (Xcode 26 ships it separately), {fix}",
+        )
+    if found.returncode != 0 or version.returncode != 0:
+        last = next((line for line in reversed(said.splitlines()) if line.strip()), "no output")
+        raise MissingToolError(
+            f"no working metal compiler; xcrun says: {last} (log: {log_path})",
+            f"{BY_ID['build-toolchain'].fix}; {fix}",
+        )

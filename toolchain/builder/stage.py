@@ -31,7 +31,7 @@ from ..profiles import COMMON_OPTIONAL_DEFINES, BackendProfile, current_platform
 from ..records import atomic_write_text, sha256_file, write_report
 from ..source import Checkout
 from . import compiler_cache
-from .capabilities import read_capabilities
+from .capabilities import check_metal_compiler, needs_metal_compiler, read_capabilities
 from .cmake import ConfigureReply, find_cmake, find_compilers, find_ninja, read_file_api, request_file_api
 from .identity import changes_since, toolchain_identity
 from .manifest import MANIFEST_KIND, Artifact, BuildManifest, Tools, host_info
@@ -105,6 +105,11 @@ def run_build(settings: Settings, checkout: Checkout, request: BuildRequest) -> 
     compilers = find_compilers(env)
     identity = toolchain_identity(compilers, env)
     build_dir = build_dir_for(settings, checkout.commit, request, defines, identity)
+    if needs_metal_compiler(request.profile, defines, request.extra_cmake_args, checkout.path):
+        # before configuring: a missing compiler otherwise shows only deep in the build log
+        check_metal_compiler(
+            env, build_dir / "toolchain-metal-check.log", request.profile.expectations.embed_option
+        )
     changes = changes_since(previous, commit=checkout.commit, identity=identity)
     for change in changes:
         LOG.info(f"changed since the last build: {change}")

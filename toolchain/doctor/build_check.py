@@ -9,6 +9,7 @@ fits. This module imports verify lazily and turns failed checks into ``no-metal-
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 from ..errors import UsageError
 from ..profiles import PROFILES, resolve_profile
 from .catalog import BY_ID
-from .findings import Evidence, Finding, ObservedBy
+from .findings import Evidence, Finding, ObservedBy, Severity
 
 
 class VerifyUnavailableError(UsageError):
@@ -78,23 +79,15 @@ def check_build(
     unverifiable = [c for c in raw_checks if str(getattr(c, "status", "")) == "unverifiable"]
     findings: list[Finding] = []
     if unverifiable:
-        cls = BY_ID["no-metal-build"]
         findings.append(
-            Finding(
-                class_id=cls.id,
-                title=cls.title,
-                severity="info",
-                confidence=0.3,
-                summary=f"verify could not tell {len(unverifiable)} check(s) on {path}: "
-                + ", ".join(str(getattr(c, "name", "?")) for c in unverifiable[:6]),
-                fix=cls.fix,
-                observed_by=observed_by,
-                evidence=tuple(
-                    Evidence(text=f"{getattr(c, 'name', '?')}: {getattr(c, 'found', '')}")
-                    for c in unverifiable[:8]
-                ),
-                order=cls.order,
-                matches=len(unverifiable),
+            _checks_finding(
+                "no-metal-build",
+                "info",
+                0.3,
+                f"verify could not tell {len(unverifiable)} check(s) on {path}",
+                unverifiable,
+                lambda c: f"{getattr(c, 'name', '?')}: {getattr(c, 'found', '')}",
+                observed_by,
             )
         )
     if ok or not failed:
@@ -106,26 +99,38 @@ def check_build(
     for class_id, group in (("no-metal-build", other), ("build-toolchain", toolchain_like)):
         if not group:
             continue
-        cls = BY_ID[class_id]
         findings.append(
-            Finding(
-                class_id=class_id,
-                title=cls.title,
-                severity="error",
-                confidence=0.9,
-                summary=f"verify ({prof.name}) failed {len(group)} check(s) on {path}: "
-                + ", ".join(str(getattr(c, "name", "?")) for c in group[:6]),
-                fix=cls.fix,
-                observed_by=observed_by,
-                evidence=tuple(
-                    Evidence(
-                        text=f"{getattr(c, 'name', '?')}: expected {getattr(c, 'expected', '?')}, "
-                        f"found {getattr(c, 'found', '?')} {getattr(c, 'file', '')}".strip()
-                    )
-                    for c in group[:8]
+            _checks_finding(
+                class_id,
+                "error",
+                0.9,
+                f"verify ({prof.name}) failed {len(group)} check(s) on {path}",
+                group,
+                lambda c: (
+                    f"{getattr(c, 'name', '?')}: expected {getattr(c, 'expected', '?')}, "
+                    f"found {getattr(c, 'found', '?')} {getattr(c, 'file', '')}".strip()
                 ),
-                order=cls.order,
-                matches=len(group),
+                observed_by,
             )
         )
     return record, findings
+
+
+def _checks_finding(
+    class_id: str,
+    severity: Severity,
+    confidence: float,
+    summary: str,
+    checks: list[Any],
+    line: Callable[[Any], str],
+    observed_by: ObservedBy,
+) -> Finding:
+    """A finding about some of verify's checks: the first names in the summary, one line each."""
+    return BY_ID[class_id].finding(
+        severity=severity,
+        confidence=confidence,
+        summary=f"{summary}: " + ", ".join(str(getattr(c, "name", "?")) for c in checks[:6]),
+        observed_by=observed_by,
+        evidence=tuple(Evidence(text=line(c)) for c in checks[:8]),
+        matches=len(checks),
+    )

@@ -276,16 +276,12 @@ def findings_from_hits(
             quoted = example if len(example) <= 160 else f"{example[:160]}…"
             reasons = [f"{total} matching line(s), e.g. “{quoted}”"]
         out.append(
-            Finding(
-                class_id=cls.id,
-                title=cls.title,
+            cls.finding(
                 severity=severity,
                 confidence=_confidence(weights),
                 summary="; ".join(reasons),
-                fix=cls.fix,
                 observed_by=observed_by,
                 evidence=tuple(evidence),
-                order=cls.order,
                 matches=total,
             )
         )

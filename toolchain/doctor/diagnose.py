@@ -16,7 +16,8 @@ from .classify import LogScan, RunParams, classify_stream
 from .files import open_regular
 from .findings import DoctorReport, Finding, ObservedBy, sort_findings
 from .gguf_check import GGUFInfo, check_gguf, known_architectures
-from .memory import machine_memory, parse_size, plan, plan_findings, shape_from_gguf
+from .memory import machine_memory, parse_size, plan, plan_findings
+from .model_shape import shape_from_gguf
 from .system import probe, system_findings
 
 

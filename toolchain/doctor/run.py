@@ -166,18 +166,14 @@ def run_findings(result: RunResult, observed_by: ObservedBy = "log") -> list[Fin
     else:
         return []
     return [
-        Finding(
-            class_id=cls.id,
-            title=cls.title,
+        cls.finding(
             severity="error",
             confidence=conf,
             summary=summary,
-            fix=cls.fix,
             observed_by=observed_by,
             evidence=(
                 Evidence(text=f"exit status {result.returncode} ({summary}) of: {' '.join(result.command)}"),
             ),
-            order=cls.order,
             matches=1,
         )
     ]

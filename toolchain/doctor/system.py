@@ -131,16 +131,12 @@ def system_findings(status: SystemStatus, observed_by: ObservedBy = "system") ->
     if heavy:
         parts.append(f"{len(heavy)} GPU-heavy process(es) hold >= 1 GiB")
     return [
-        Finding(
-            class_id=cls.id,
-            title=cls.title,
+        cls.finding(
             severity="warning",
             confidence=conf,
             summary="; ".join(parts),
-            fix=cls.fix,
             observed_by=observed_by,
             evidence=tuple(evidence),
-            order=cls.order,
             matches=len(evidence),
         )
     ]
