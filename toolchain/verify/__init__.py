@@ -71,13 +71,16 @@ def verify_path(
     log_dir: Path | None = None,
     report: Path | None = None,
     plat: PlatformInfo | None = None,
+    tree: Path | None = None,
 ) -> Verification:
     """Verify a build dir, a single binary or an app's Frameworks folder against ``profile``.
 
     ``deployment_target`` / ``embed_library``: what the build was configured with, when known
     (else read from the build dir's CMakeCache.txt). ``runtime``: also run the build (device
     listing + one-token run of a tiny model under ``timeout`` seconds); its logs go to
-    ``log_dir``. ``report``: write the verification there as JSON (kind ``verify``).
+    ``log_dir``. ``report``: write the verification there as JSON (kind ``verify``). ``tree``: the
+    llama.cpp checkout the build came from (the tensor API's conditions are read from it; default:
+    the build dir's CMakeCache.txt CMAKE_HOME_DIRECTORY).
     Bad builds do not raise: look at ``.ok`` or call :func:`require_ok`.
     """
     plat = plat or current_platform()
@@ -88,6 +91,7 @@ def verify_path(
         deployment_target=deployment_target,
         embed_library=embed_library,
         host_macos=host_macos_version(plat),
+        tree=tree,
     )
     checks: list[Check] = list(result.checks)
     devices: tuple[DeviceInfo, ...] = ()

@@ -47,8 +47,10 @@ class CheckerBase:
         embed_library: bool | None,
         host_macos: str | None,
         read: Callable[[Path], tuple[BinarySlice, ...]],
+        tree: Path | None = None,
     ) -> None:
         self.inputs = inputs
+        self.tree = tree  # the llama.cpp checkout the build came from, when known
         self.profile = profile
         self.read = read
         self.base = (inputs.path if inputs.path.is_dir() else inputs.path.parent).resolve()

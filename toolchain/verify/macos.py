@@ -8,6 +8,21 @@ from pathlib import Path
 from ..profiles import BackendProfile
 from .binaries import BinarySlice, version_key
 from .checkbase import CheckerBase
+from .tensor_rules import Condition, TensorRules, read_tensor_rules
+
+M5 = "Apple M5"  # the GPU name an M5 reports (the tree's device-name test is run against it)
+
+
+def _sdk_text(node: BinarySlice) -> str:
+    return f" (SDK {node.sdk})" if node.sdk else " (SDK not recorded)"
+
+
+def _older(have: str | None, need: str) -> bool:
+    return have is not None and version_key(have) < version_key(need)
+
+
+def _cites(conds: tuple[Condition, ...] | list[Condition]) -> str:
+    return ", ".join(dict.fromkeys(c.source for c in conds))
 
 
 class MacChecks(CheckerBase):
@@ -104,8 +119,8 @@ class MacChecks(CheckerBase):
         if not with_minos:
             self.add(
                 "deployment-target",
-                "LC_BUILD_VERSION minos",
-                "no LC_BUILD_VERSION in any file",
+                "LC_BUILD_VERSION (or LC_VERSION_MIN_MACOSX) minos",
+                "no LC_BUILD_VERSION or LC_VERSION_MIN_MACOSX in any file",
                 "unverifiable",
                 arch=tag,
             )
@@ -121,7 +136,7 @@ class MacChecks(CheckerBase):
             if prog_minos:
                 oldest_prog = min(prog_minos, key=version_key)
                 limits.append((oldest_prog, f"the programs' own minos {oldest_prog}"))
-        summary = ", ".join(sorted({f"{n.path.name} {m}" for n, m in with_minos}))
+        summary = ", ".join(sorted({f"{n.path.name} {m}" + _sdk_text(n) for n, m in with_minos}))
         expected = "minos not newer than " + (
             " and ".join(text for _, text in limits) or "the deployment target"
         )
@@ -162,3 +177,105 @@ class MacChecks(CheckerBase):
                 hint="no deployment target configured (--deployment-target or CMAKE_OSX_DEPLOYMENT_TARGET) "
                 "and not on a Mac",
             )
+
+    # ------------------------------------------------------------------------------------------------
+    def check_tensor_api(
+        self, tag: str, carriers: list[BinarySlice], programs: list[BinarySlice], embedded: bool
+    ) -> None:
+        """Could this build ever use the tree's Metal 4 tensor API on an M5? Only what the tree
+        ties to the binary is judged (SDK, deployment target, the tensor metallib); the run-time
+        conditions (GPU family, device name, macOS) are listed, not judged."""
+        name, expected = "tensor-api", "a build an M5 can use the tree's tensor API with (read from the tree)"
+        if self.tree is None:
+            self.add(
+                name,
+                "the tensor API's conditions read from the llama.cpp tree",
+                "no llama.cpp tree to read them from",
+                "unverifiable",
+                arch=tag,
+                hint="give the checkout with --tree, or verify the build dir (its CMakeCache.txt names it)",
+            )
+            return
+        rules = read_tensor_rules(self.tree)
+        if not rules.has_tensor_api:
+            self.add(name, expected, f"{rules.why_none}: nothing to use on an M5", "pass", arch=tag)
+            return
+        carrier = carriers[0]
+        reasons = self._tensor_blockers(rules, carrier, programs, embedded)
+        have = f"{carrier.path.name}: minos {carrier.minos or '?'}, SDK {carrier.sdk or 'not recorded'}, " + (
+            "library embedded" if embedded else "library not embedded"
+        )
+        if reasons:
+            self.add(
+                name,
+                expected,
+                f"{have}: never uses the tensor API on an M5: {'; '.join(reasons)}",
+                "fail",
+                carrier.path,
+                arch=tag,
+                hint="on an M5 this build silently runs without the tensor API: rebuild with Xcode 26's SDK "
+                "(and, not embedded, ship the ggml-tensor.metallib it builds beside default.metallib)",
+            )
+            return
+        unknown = [c for c in rules.of("sdk", embedded) + rules.of("minos", embedded) if c.applies == "all"]
+        if unknown and (carrier.sdk is None or carrier.minos is None):
+            self.add(
+                name,
+                expected,
+                f"{have}: the tree's conditions ({_cites(unknown)}) need versions the binary does not record",
+                "unverifiable",
+                carrier.path,
+                arch=tag,
+            )
+            return
+        label = {"family": "GPU family {}", "runtime-os": "macOS {}"}
+        run_time = [c for c in rules.conditions if c.what in label] + list(rules.of("device-name", embedded))
+        needs = [label[c.what].format(c.value) for c in run_time if c.what in label]
+        if rules.of("device-name", embedded):
+            needs.append(
+                f"a GPU name containing {'/'.join(c.value for c in rules.of('device-name', embedded))}"
+            )
+        self.add(
+            name,
+            expected,
+            f"{have}: nothing in it rules the tensor API out; at run time the tree also needs "
+            f"{', '.join(needs)} ({_cites(run_time)})",
+            "pass",
+            carrier.path,
+            arch=tag,
+        )
+
+    def _tensor_blockers(
+        self, rules: TensorRules, carrier: BinarySlice, programs: list[BinarySlice], embedded: bool
+    ) -> list[str]:
+        """Why the tree would never turn the tensor API on for this binary on an M5 ([] if nothing)."""
+        reasons: list[str] = []
+        names = rules.of("device-name", embedded)
+        if names and not any(c.value in M5 for c in names):
+            reasons.append(
+                f"the tree enables it only for devices named {'/'.join(c.value for c in names)} ({_cites(names)})"
+            )
+        for c in rules.of("sdk", embedded):
+            if c.applies == "all" and _older(carrier.sdk, c.value):
+                reasons.append(
+                    f"SDK {carrier.sdk} is older than the {c.value} the tree requires ({c.source})"
+                )
+        for c in rules.of("minos", embedded):
+            if _older(carrier.minos, c.value):
+                reasons.append(
+                    f"deployment target {carrier.minos} is older than the {c.value} the tree requires ({c.source})"
+                )
+        for lib in rules.of("metallib", embedded):
+            dirs = self.resource_dirs(carrier, programs)
+            if any((d / lib.value).is_file() for d in dirs):
+                continue
+            why = f"no {lib.value} in {', '.join(self.rel(d) + '/' for d in dirs)} (loaded at {lib.source})"
+            old = [
+                c
+                for c in rules.of("sdk", embedded)
+                if c.applies == "not-embedded" and _older(carrier.sdk, c.value)
+            ]
+            if old:
+                why += f"; with SDK {carrier.sdk} the tree never builds it (needs {old[0].value}, {old[0].source})"
+            reasons.append(why)
+        return reasons

@@ -11,7 +11,10 @@ Driven by the profile's :class:`~toolchain.profiles.StaticExpectations` (and tho
 - ``shader-library``: the embedded library (section + ``<prefix>[_<kind>]_start/_end`` pairs) or,
   when it is not embedded, the resource file beside the programs;
 - ``deployment-target`` (Mach-O): no file requires a newer macOS than the configured target (or
-  the running macOS, on a Mac).
+  the running macOS, on a Mac); each file's SDK is reported beside its minos;
+- ``tensor-api`` (Metal, Mach-O): whether the tree's Metal 4 tensor API could ever be used on an
+  M5 by this build (SDK, deployment target, ``ggml-tensor.metallib``), the conditions read from
+  the checked-out tree with file:line (:mod:`.tensor_rules`).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from .graph import DependencyGraph, Edge, build_graph
 from .inputs import CMAKE_CACHE, Inputs, discover, read_cmake_cache
 from .macos import MacChecks
 from .records import Check
+from .tensor_rules import tree_of
 
 __all__ = ["Inputs", "StaticResult", "discover", "host_macos_version", "read_cmake_cache", "static_checks"]
 # Library names that belong to the build itself (a missing one is a broken build, not a
@@ -139,6 +143,11 @@ class _Checker(MacChecks):
         macho_nodes = [n for n in known.values() if n.format == "macho" and n.kind != "object"]
         if macho_nodes:
             self.check_deployment(tag, macho_nodes, programs)
+        section = self.profile.expectations.embedded_section
+        macho_carriers = [c for c in carriers_all if c.format == "macho"]
+        if section and macho_carriers:  # the Metal backend: its tensor API (ggml-metal-device.m)
+            embedded = macho_carriers[0].section_size(*section) is not None
+            self.check_tensor_api(tag, macho_carriers, programs, embedded)
 
     # ------------------------------------------------------------------------------------------------
     def check_dependencies(
@@ -320,8 +329,10 @@ def static_checks(
     embed_library: bool | None = None,
     host_macos: str | None = None,
     read: Callable[[Path], tuple[BinarySlice, ...]] | None = None,
+    tree: Path | None = None,
 ) -> StaticResult:
-    """Run every static check of ``profile`` on ``path`` (see the module docstring)."""
+    """Run every static check of ``profile`` on ``path`` (see the module docstring). ``tree``: the
+    llama.cpp checkout the build came from (default: CMakeCache.txt's CMAKE_HOME_DIRECTORY)."""
     inputs = path if isinstance(path, Inputs) else discover(path)
     reader = read or cache(read_binary)
     checker = _Checker(
@@ -331,5 +342,6 @@ def static_checks(
         embed_library=embed_library,
         host_macos=host_macos,
         read=reader,
+        tree=tree_of(inputs.cache, tree),
     )
     return checker.run()
