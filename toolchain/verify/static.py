@@ -267,6 +267,19 @@ class _Checker(MacChecks):
                 hint="fix the dependencies check first",
             )
             return []
+        given = self.inputs.files[0] if len(self.inputs.files) == 1 and self.inputs.path.is_file() else None
+        if prof is not self.profile and given is not None and not programs:
+            # one library of a set (an app's Frameworks): the other backend lives in a file not given
+            self.add(
+                name,
+                expected,
+                f"{given.name} was given alone: {label} is in none of {', '.join(inspected)}; it lives in "
+                f"another file (lib{exp.library_stem}*) of the set that was not given",
+                "unverifiable",
+                arch=tag,
+                hint=f"verify the whole Contents/Frameworks folder or the build dir to check {label} too",
+            )
+            return []
         if inspected and all(n.stripped and n.format == "elf" for n in known):
             self.add(
                 name,
