@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.oracle.tree_copies import metal_copy, patch_once
 from toolchain.profiles import PROFILES
 from toolchain.verify import Check, verify_path
 from toolchain.verify.binaries import read_binary
-from toolchain.verify.tensor_rules import DEVICE_M, METAL_CMAKE, METAL_DIR, read_tensor_rules
+from toolchain.verify.tensor_rules import DEVICE_M, METAL_CMAKE, read_tensor_rules
 
 METAL = PROFILES["metal"]
 
@@ -24,25 +25,13 @@ def _check(path: Path, name: str, tree: Path | None) -> Check:
     return check
 
 
-def _metal_copy(tree: Path, dest: Path) -> Path:
-    """A tree holding only the real ggml-metal sources (all the conditions are read from there)."""
-    shutil.copytree(tree / METAL_DIR, dest / METAL_DIR, ignore=shutil.ignore_patterns("kernels"))
-    return dest
-
-
-def _patch(path: Path, old: str, new: str) -> None:
-    text = path.read_text(encoding="utf-8")
-    assert old in text, f"{old!r} not in {path}: the fixture tree changed"
-    path.write_text(text.replace(old, new, 1), encoding="utf-8")
-
-
 def _guarded_tree(tree: Path, dest: Path, condition: str) -> Path:
     """A copy of the Metal sources with ``#if <condition>`` around the has_tensor line."""
-    copy = _metal_copy(tree, dest)
+    copy = metal_copy(tree, dest)
     line = "dev->props.has_tensor = [dev->mtl_device supportsFamily:MTLGPUFamilyMetal4_GGML];"
     text = (copy / DEVICE_M).read_text(encoding="utf-8")
     (at,) = [i for i, got in enumerate(text.splitlines(keepends=True)) if got.strip() == line]
-    _patch(
+    patch_once(
         copy / DEVICE_M,
         text.splitlines(keepends=True)[at],
         f"#if {condition}\n" + text.splitlines(keepends=True)[at] + "#endif\n",
@@ -159,7 +148,7 @@ def test_a_guard_around_has_tensor_judges_the_binary(
 def test_a_tree_without_the_tensor_api_is_said_so(
     macho_fixtures: dict[str, Path], tree_0336: Path, tmp_path: Path
 ) -> None:
-    tree = _metal_copy(tree_0336, tmp_path)
+    tree = metal_copy(tree_0336, tmp_path)
     text = (tree / DEVICE_M).read_text(encoding="utf-8")
     (tree / DEVICE_M).write_text(text.replace("props.has_tensor", "props.has_other"), encoding="utf-8")
     check = _check(macho_fixtures["shared"], "tensor-api", tree)
