@@ -4,9 +4,11 @@
     v = verify_path(build_dir, profile, runtime=True, report=settings.reports_dir / "verify.json")
     require_ok(v)          # raises VerifyError (exit 30) naming each failed check and what to do
 
-Modules: ``binaries`` (LIEF, one slice per architecture, ``.a`` members), ``graph`` (dependency
-resolution as dyld / ld.so do it), ``static`` (per-profile checks), ``runtime`` (device listing,
-one-token run, device classes), ``probe_model`` (the tiny GGUF), ``records`` (the JSON records).
+Modules: ``inputs`` (what the path holds), ``binaries`` (LIEF, one slice per architecture, ``.a``
+members), ``graph`` (dependency resolution as dyld / ld.so do it), ``static`` (per-profile checks;
+``checkbase`` their shared state, ``macos`` the Mach-O ones, ``tensor_rules`` the tensor API's
+conditions read from the tree), ``runtime`` (device listing, one-token run, device classes),
+``probe_model`` (the tiny GGUF), ``records`` (the JSON records).
 """
 
 from __future__ import annotations
