@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.oracle.tree_copies import metal_copy, patch_once
+from toolchain.errors import VerifyError
 from toolchain.profiles import PROFILES
 from toolchain.verify import Check, verify_path
 from toolchain.verify.binaries import read_binary
@@ -188,3 +189,17 @@ def test_cli_reports_the_tensor_check(
     )
     assert "tensor-api" in result.stdout
     assert result.returncode == (30 if name == "sdk-old-metallib" else 0), result.stdout + result.stderr
+
+
+def test_a_tree_path_that_is_not_a_folder_is_refused(macho_fixtures: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(VerifyError) as err:
+        verify_path(macho_fixtures["shared"], METAL, runtime=False, tree=tmp_path / "no-such-tree")
+    assert "no-such-tree" in str(err.value) and err.value.exit_code == 30
+
+
+def test_a_folder_without_metal_sources_is_unverifiable_not_a_pass(
+    macho_fixtures: dict[str, Path], tmp_path: Path
+) -> None:
+    check = _check(macho_fixtures["shared"], "tensor-api", tmp_path)
+    assert check.status == "unverifiable"
+    assert str(DEVICE_M) in check.found

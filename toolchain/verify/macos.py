@@ -8,7 +8,7 @@ from pathlib import Path
 from ..profiles import BackendProfile
 from .binaries import BinarySlice, version_key
 from .checkbase import CheckerBase
-from .tensor_rules import Condition, TensorRules, read_tensor_rules
+from .tensor_rules import DEVICE_M, Condition, TensorRules, read_tensor_rules
 
 M5 = "Apple M5"  # the GPU name an M5 reports (the tree's device-name test is run against it)
 
@@ -194,6 +194,16 @@ class MacChecks(CheckerBase):
                 "unverifiable",
                 arch=tag,
                 hint="give the checkout with --tree, or verify the build dir (its CMakeCache.txt names it)",
+            )
+            return
+        if not (self.tree / DEVICE_M).is_file():
+            self.add(
+                name,
+                "the tensor API's conditions read from the llama.cpp tree",
+                f"{self.tree} has no {DEVICE_M}: not a llama.cpp tree with a Metal backend",
+                "unverifiable",
+                arch=tag,
+                hint="give the checkout the build was made from with --tree",
             )
             return
         rules = read_tensor_rules(self.tree)

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from ..errors import VerifyError
+
 METAL_DIR = Path("ggml/src/ggml-metal")
 DEVICE_M = METAL_DIR / "ggml-metal-device.m"
 METAL_CMAKE = METAL_DIR / "CMakeLists.txt"
@@ -198,6 +200,10 @@ def read_tensor_rules(tree: Path) -> TensorRules:
 def tree_of(cache: Mapping[str, str], given: Path | None) -> Path | None:
     """The tree to read: the one given, else the build dir's source (CMakeCache CMAKE_HOME_DIRECTORY)."""
     if given is not None:
-        return given
+        if not given.expanduser().is_dir():
+            raise VerifyError(
+                f"--tree {given} is not a folder", "give the llama.cpp checkout the build was made from"
+            )
+        return given.expanduser()
     home = cache.get("CMAKE_HOME_DIRECTORY")
     return Path(home) if home and (Path(home) / METAL_DIR).is_dir() else None
