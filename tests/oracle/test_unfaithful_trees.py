@@ -42,7 +42,8 @@ def _patch(path: Path, old: str, new: str, count: int = 1) -> None:
 
 
 def reads_unmodelled_fields(tree: Path) -> None:
-    """supports_op reads two real props fields that no profile has a value for."""
+    """supports_op reads a real props field no profile has a value for (op_offload_min_batch_size;
+    device_id beside it is modelled from the tree's parse function)."""
     _patch(
         tree / DEVICE_M,
         ENTRY_LINE,
@@ -78,7 +79,7 @@ STAGES = {"predict": _predict, "validate": _validate}
     [
         (
             reads_unmodelled_fields,
-            ("device_id", "op_offload_min_batch_size", "no profile models", str(DEVICE_M)),
+            ("op_offload_min_batch_size", "no profile models", str(DEVICE_M)),
         ),
         (device_init_renamed, ("ggml_metal_device_init", "not defined", str(DEVICE_M))),
         (header_lacks_a_read_field, ("dev->props.has_bfloat", "not declared in", str(DEVICE_H))),
@@ -119,10 +120,10 @@ def test_the_unpatched_copy_gets_its_profiles(tree_0336: Path, tmp_path: Path) -
 def test_a_field_supports_op_does_not_read_stays_zero_and_says_so(tree_0336: Path, tmp_path: Path) -> None:
     tree = _copy(tree_0336, tmp_path / "tree")
     ex = extract(tree)
-    assert "device_id" not in ex.props_used
+    assert "op_offload_min_batch_size" not in ex.props_used
     apple7 = {p.name: p for p in default_profiles(tree, ex.props_fields, ex.props_used)}["apple7"]
-    assert apple7.prop("device_id") == "0"
-    assert "not read by supports_op" in {v.name: v.source for v in apple7.props}["device_id"]
+    assert apple7.prop("op_offload_min_batch_size") == "0"
+    assert "not read by supports_op" in {v.name: v.source for v in apple7.props}["op_offload_min_batch_size"]
 
 
 def test_the_cli_exits_70_with_the_reason(tree_0336: Path, tmp_path: Path) -> None:

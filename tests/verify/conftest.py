@@ -32,3 +32,12 @@ def blas_dir(request: pytest.FixtureRequest) -> Path:
         return path
     built = request.getfixturevalue("built_blas")
     return Path(built.build_dir) if hasattr(built, "build_dir") else Path(built)
+
+
+@pytest.fixture(scope="session")
+def sdk_fixtures(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The issue-#18 variants (fixtures/macho/sdk_variants.py): SDK versions, LC_VERSION_MIN_MACOSX,
+    builds without the CPU backend."""
+    from fixtures.macho.sdk_variants import SDK_VARIANTS
+
+    return build_all(tmp_path_factory.mktemp("macho-sdk"), SDK_VARIANTS)

@@ -55,39 +55,17 @@ def test_bad_build_exits_30_with_what_to_do(
     assert "built without Metal: rebuild with -DGGML_METAL=ON" in err
 
 
+def _verify_quietly(path: Path, tmp_path: Path) -> int:
+    """``verify PATH --profile metal --no-runtime -q`` in a scratch project; its exit code."""
+    args = ["verify", str(path), "--profile", "metal", "--no-runtime", "--work-dir", str(tmp_path / "work")]
+    return main([*args, "--project", str(tmp_path), "-q"])
+
+
 def test_frameworks_folder_and_single_binary(macho_fixtures: dict[str, Path], tmp_path: Path) -> None:
     for name in ("app-frameworks", "single-binary"):
-        code = main(
-            [
-                "verify",
-                str(macho_fixtures[name]),
-                "--profile",
-                "metal",
-                "--no-runtime",
-                "--work-dir",
-                str(tmp_path / "work"),
-                "--project",
-                str(tmp_path),
-                "-q",
-            ]
-        )
-        assert code == 0, name
+        assert _verify_quietly(macho_fixtures[name], tmp_path) == 0, name
 
 
 def test_not_a_binary(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("hello", encoding="utf-8")
-    code = main(
-        [
-            "verify",
-            str(tmp_path / "notes.txt"),
-            "--profile",
-            "metal",
-            "--no-runtime",
-            "--work-dir",
-            str(tmp_path / "work"),
-            "--project",
-            str(tmp_path),
-            "-q",
-        ]
-    )
-    assert code == 30
+    assert _verify_quietly(tmp_path / "notes.txt", tmp_path) == 30

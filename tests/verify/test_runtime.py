@@ -9,8 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from toolchain.profiles import PROFILES, PlatformInfo
-from toolchain.verify.runtime import classify, parse_device_list, parse_metal_log, runtime_checks
+from toolchain.profiles import PROFILES, BackendProfile, PlatformInfo
+from toolchain.verify.runtime import (
+    RuntimeResult,
+    classify,
+    parse_device_list,
+    parse_metal_log,
+    runtime_checks,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 LOGS = ROOT / "fixtures" / "logs"
@@ -186,52 +192,57 @@ def _fake_runner(tmp_path: Path, action: str) -> Path:
 
 
 LINUX = PlatformInfo(name="linux", machine="x86_64", release="")
+MAC = PlatformInfo(name="darwin", machine="arm64", release="")
 
 
-@pytest.mark.parametrize(
-    ("action", "verdict"),
-    [
-        ("os.kill(os.getpid(), signal.SIGSEGV)", "crash: killed by SIGSEGV"),
-        ("time.sleep(60)", "hang: no exit after 2 s (killed)"),
-        ("sys.exit(3)", "exit status 3"),
-    ],
-)
-def test_crash_and_hang_are_verdicts_with_the_last_lines(tmp_path: Path, action: str, verdict: str) -> None:
+def _run_fake(
+    tmp_path: Path, action: str, profile: BackendProfile, *, timeout: float, plat: PlatformInfo = LINUX
+) -> RuntimeResult:
+    """runtime_checks on a fake runner doing ``action`` (and a stand-in model file)."""
     runner = _fake_runner(tmp_path, action)
     model = tmp_path / "model.gguf"
     model.write_bytes(b"GGUF")
-    rt = runtime_checks(
+    mac = plat.name == "darwin"
+    return runtime_checks(
         [runner],
-        PROFILES["blas"],
-        binary_format="elf",
-        archs=["x86_64"],
-        timeout=2.0,
+        profile,
+        binary_format="macho" if mac else "elf",
+        archs=["arm64" if mac else "x86_64"],
+        timeout=timeout,
         model=model,
         log_dir=tmp_path / "logs",
-        plat=LINUX,
+        plat=plat,
     )
+
+
+@pytest.mark.parametrize(
+    ("profile", "action", "verdict"),
+    [
+        ("blas", "os.kill(os.getpid(), signal.SIGSEGV)", "crash: killed by SIGSEGV"),
+        ("blas", "time.sleep(60)", "hang: no exit after 2 s (killed)"),
+        ("blas", "sys.exit(3)", "exit status 3"),
+        # cpu (no listed device): a one-token run that crashes or hangs is the build's fault
+        ("cpu", "os.kill(os.getpid(), signal.SIGSEGV)", "crash: killed by SIGSEGV"),
+        ("cpu", "os.kill(os.getpid(), signal.SIGILL)", "crash: killed by SIGILL"),
+        ("cpu", "time.sleep(60)", "hang: no exit after 2 s (killed)"),
+    ],
+)
+def test_crash_and_hang_are_verdicts_with_the_last_lines(
+    tmp_path: Path, profile: str, action: str, verdict: str
+) -> None:
+    rt = _run_fake(tmp_path, action, PROFILES[profile], timeout=2.0)
     run = next(c for c in rt.checks if c.name == "runtime.one-token")
-    assert run.status == "fail" and run.found == verdict
+    assert run.status == "fail" and run.found == verdict, rt.checks
     assert run.evidence and run.evidence[-1] == "log line 39"
     assert run.observed_by == "device"
+    if "SIGILL" in verdict:
+        assert "GGML_NATIVE" in run.hint
 
 
 def test_paravirtual_metal_run_is_unverifiable_not_failed(tmp_path: Path) -> None:
     log = (LOGS / "metal-paravirtual.txt").read_text(encoding="utf-8")
-    runner = _fake_runner(tmp_path, f"sys.stderr.write({log!r}); os.kill(os.getpid(), signal.SIGABRT)")
-    model = tmp_path / "model.gguf"
-    model.write_bytes(b"GGUF")
-    mac = PlatformInfo(name="darwin", machine="arm64", release="")
-    rt = runtime_checks(
-        [runner],
-        METAL,
-        binary_format="macho",
-        archs=["arm64"],
-        timeout=10.0,
-        model=model,
-        log_dir=tmp_path / "logs",
-        plat=mac,
-    )
+    action = f"sys.stderr.write({log!r}); os.kill(os.getpid(), signal.SIGABRT)"
+    rt = _run_fake(tmp_path, action, METAL, timeout=10.0, plat=MAC)
     assert rt.device_class == "paravirtual"
     assert {c.status for c in rt.checks} == {"unverifiable"}, rt.checks
     assert rt.devices[0].simdgroup_reduction is False
@@ -241,36 +252,6 @@ def test_mach_o_runtime_on_linux_is_unverifiable() -> None:
     rt = runtime_checks([], METAL, binary_format="macho", archs=["arm64"], plat=LINUX)
     (check,) = rt.checks
     assert check.status == "unverifiable" and rt.device_class == "none"
-
-
-@pytest.mark.parametrize(
-    ("action", "verdict"),
-    [
-        ("os.kill(os.getpid(), signal.SIGSEGV)", "crash: killed by SIGSEGV"),
-        ("os.kill(os.getpid(), signal.SIGILL)", "crash: killed by SIGILL"),
-        ("time.sleep(60)", "hang: no exit after 2 s (killed)"),
-    ],
-)
-def test_a_crash_without_a_device_to_blame_is_a_failure(tmp_path: Path, action: str, verdict: str) -> None:
-    """cpu profile (no listed device): a one-token run that crashes or hangs is the build's fault."""
-    runner = _fake_runner(tmp_path, action)
-    model = tmp_path / "model.gguf"
-    model.write_bytes(b"GGUF")
-    rt = runtime_checks(
-        [runner],
-        PROFILES["cpu"],
-        binary_format="elf",
-        archs=["x86_64"],
-        timeout=2.0,
-        model=model,
-        log_dir=tmp_path / "logs",
-        plat=LINUX,
-    )
-    run = next(c for c in rt.checks if c.name == "runtime.one-token")
-    assert run.status == "fail" and run.found == verdict, rt.checks
-    if "SIGILL" in verdict:
-        assert "GGML_NATIVE" in run.hint
-    assert run.evidence and run.evidence[-1] == "log line 39"
 
 
 def test_the_help_probe_has_the_runs_timeout(tmp_path: Path) -> None:
@@ -310,18 +291,6 @@ def test_the_help_probe_has_the_runs_timeout(tmp_path: Path) -> None:
 def test_an_exit_0_proves_the_cpu_device_only_with_a_model_loaded(
     tmp_path: Path, action: str, status: str
 ) -> None:
-    runner = _fake_runner(tmp_path, action)
-    model = tmp_path / "model.gguf"
-    model.write_bytes(b"GGUF")
-    rt = runtime_checks(
-        [runner],
-        PROFILES["cpu"],
-        binary_format="elf",
-        archs=["x86_64"],
-        timeout=10.0,
-        model=model,
-        log_dir=tmp_path / "logs",
-        plat=LINUX,
-    )
+    rt = _run_fake(tmp_path, action, PROFILES["cpu"], timeout=10.0)
     device = next(c for c in rt.checks if c.name == "runtime.device")
     assert device.status == status, rt.checks

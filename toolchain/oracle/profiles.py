@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
+from .chips import CHIP_FAMILIES, ChipTable, chip_slug, chip_table
 from .extract import DEVICE_M, ExtractionFailed, PropsField
 
 APPLE_TABLES = "Apple Metal feature set tables (developer.apple.com/metal/Metal-Feature-Set-Tables.pdf)"
@@ -233,13 +234,19 @@ def make_profile(
     rules: DeviceRules,
     fields: Sequence[PropsField],
     used: Collection[str],
+    *,
+    chips: ChipTable | None = None,
+    chip: str = "",
 ) -> DeviceProfile:
     """One profile; ``used`` = the props fields the cut ``supports_op`` reads (``props_used``).
+    ``chip``: a name of the tree's device table ("M1 Pro") for a per-chip profile (its GPU name
+    "Apple M1 Pro"); ``chips``: that table, to give ``device_id`` by the tree's parse function.
 
     Raises ``ExtractionFailed`` when a used field has no value from the tree's rules or the family
     data: a zero there would be a guess that changes answers.
     """
     switches = VARIANTS[suffix]
+    device_name = f"{chips.prefix}{chip}" if chips and chip else family.device_name
     values: dict[str, PropValue] = {}
     fam = set(family.families)
     for field in fields:
@@ -266,21 +273,26 @@ def make_profile(
         elif name == "gpu_family" and (g := _last(rules.rules, name, "max-apple")) is not None:
             apple = max(int(f[5:]) for f in family.families if f.startswith("Apple"))
             values[name] = PropValue(
-                name, str(apple), f"tree {g.where}: highest MTLGPUFamilyAppleN supported"
+                name,
+                str(apple),
+                f"tree {g.where}: highest MTLGPUFamilyAppleN supported -> Apple{apple} ({family.families_source})",
             )
+        elif name == "device_id" and chips is not None:
+            device_id, why = chips.parse(device_name)
+            values[name] = PropValue(name, str(device_id), why)
         elif name in ("name", "desc"):
-            values[name] = PropValue(name, family.device_name if name == "desc" else "MTL0", "profile data")
+            values[name] = PropValue(name, device_name if name == "desc" else "MTL0", "profile data")
     # the tensor API: on only for the device names the tree lists (unless GGML_METAL_TENSOR_ENABLE)
     if (
         "has_tensor" in values
         and rules.tensor_names
-        and not any(t in family.device_name for t in rules.tensor_names)
+        and not any(t in device_name for t in rules.tensor_names)
     ):
         values["has_tensor"] = PropValue(
             "has_tensor",
             "0",
             f"tree {DEVICE_M}: tensor API disabled unless the device name contains one of "
-            f"{', '.join(rules.tensor_names)} ({family.device_name})",
+            f"{', '.join(rules.tensor_names)} ({device_name})",
         )
     for env in switches:
         for r in rules.rules:
@@ -296,21 +308,24 @@ def make_profile(
         )
     for field in fields:
         values.setdefault(field.name, PropValue(field.name, "0", NOT_MODELLED))
-    description = family.description + (f", with {' '.join(switches)}" if switches else "")
-    return DeviceProfile(
-        family.name + suffix, description, family.name, switches, tuple(values[f.name] for f in fields)
-    )
+    description = (f"{device_name}: " if chip else "") + family.description
+    description += f", with {' '.join(switches)}" if switches else ""
+    name = (chip_slug(chip) if chip else family.name) + suffix
+    return DeviceProfile(name, description, family.name, switches, tuple(values[f.name] for f in fields))
 
 
 def default_profiles(
     tree: Path, fields: Sequence[PropsField], used: Collection[str]
 ) -> tuple[DeviceProfile, ...]:
-    """Every family the tree knows, with and without bfloat (paravirtual has none to remove).
+    """Every family the tree knows, with and without bfloat (paravirtual has none to remove); and,
+    where the cut reads ``device_id``, one profile per chip of the tree's device table (``m1``,
+    ``m1-pro`` … ``m5-ultra``: its family's props, its own ``device_id``).
 
     ``used``: the fields the cut ``supports_op`` reads. Raises ``ExtractionFailed`` (see
     :func:`device_rules`, :func:`make_profile`) where a profile would have to guess.
     """
     rules = device_rules(tree)
+    chips = chip_table(tree)
     out: list[DeviceProfile] = []
     for family in GPU_FAMILIES.values():
         if family.needs_tree_token and family.needs_tree_token not in rules.knows:
@@ -318,7 +333,13 @@ def default_profiles(
         for suffix in VARIANTS:
             if suffix and family.name == "paravirtual":
                 continue
-            out.append(make_profile(family, suffix, rules, fields, used))
+            out.append(make_profile(family, suffix, rules, fields, used, chips=chips))
+    if chips is not None and "device_id" in used:
+        known = {p.family for p in out}
+        for c in chips.chips:
+            fam = CHIP_FAMILIES.get(c.name.split()[0])
+            if fam in known:
+                out.append(make_profile(GPU_FAMILIES[fam], "", rules, fields, used, chips=chips, chip=c.name))
     return tuple(out)
 
 

@@ -4,9 +4,11 @@
     v = verify_path(build_dir, profile, runtime=True, report=settings.reports_dir / "verify.json")
     require_ok(v)          # raises VerifyError (exit 30) naming each failed check and what to do
 
-Modules: ``binaries`` (LIEF, one slice per architecture, ``.a`` members), ``graph`` (dependency
-resolution as dyld / ld.so do it), ``static`` (per-profile checks), ``runtime`` (device listing,
-one-token run, device classes), ``probe_model`` (the tiny GGUF), ``records`` (the JSON records).
+Modules: ``inputs`` (what the path holds), ``binaries`` (LIEF, one slice per architecture, ``.a``
+members), ``graph`` (dependency resolution as dyld / ld.so do it), ``static`` (per-profile checks;
+``checkbase`` their shared state, ``macos`` the Mach-O ones, ``tensor_rules`` the tensor API's
+conditions read from the tree), ``runtime`` (device listing, one-token run, device classes),
+``probe_model`` (the tiny GGUF), ``records`` (the JSON records).
 """
 
 from __future__ import annotations
@@ -71,13 +73,16 @@ def verify_path(
     log_dir: Path | None = None,
     report: Path | None = None,
     plat: PlatformInfo | None = None,
+    tree: Path | None = None,
 ) -> Verification:
     """Verify a build dir, a single binary or an app's Frameworks folder against ``profile``.
 
     ``deployment_target`` / ``embed_library``: what the build was configured with, when known
     (else read from the build dir's CMakeCache.txt). ``runtime``: also run the build (device
     listing + one-token run of a tiny model under ``timeout`` seconds); its logs go to
-    ``log_dir``. ``report``: write the verification there as JSON (kind ``verify``).
+    ``log_dir``. ``report``: write the verification there as JSON (kind ``verify``). ``tree``: the
+    llama.cpp checkout the build came from (the tensor API's conditions are read from it; default:
+    the build dir's CMakeCache.txt CMAKE_HOME_DIRECTORY).
     Bad builds do not raise: look at ``.ok`` or call :func:`require_ok`.
     """
     plat = plat or current_platform()
@@ -88,6 +93,7 @@ def verify_path(
         deployment_target=deployment_target,
         embed_library=embed_library,
         host_macos=host_macos_version(plat),
+        tree=tree,
     )
     checks: list[Check] = list(result.checks)
     devices: tuple[DeviceInfo, ...] = ()

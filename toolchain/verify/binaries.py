@@ -58,6 +58,7 @@ class BinarySlice:
     sections: tuple[tuple[str, str, int], ...]  # (segment, section, size); ELF segment = ""
     minos: str | None  # Mach-O deployment target (LC_BUILD_VERSION / LC_VERSION_MIN_MACOSX)
     stripped: bool  # no symbol table beyond what dynamic linking needs
+    sdk: str | None = None  # Mach-O: the SDK it was built with (same load command; None if 0 / absent)
 
     @property
     def label(self) -> str:
@@ -268,10 +269,13 @@ def _macho_slice(path: Path, member: str, binary: object) -> BinarySlice:
             name = sym.name
             defined.add(name[1:] if name.startswith("_") else name)
     minos: str | None = None
+    sdk: list[int] = []
     if b.has_build_version:  # type: ignore[attr-defined]
         minos = version_text(b.build_version.minos)  # type: ignore[attr-defined]
+        sdk = list(b.build_version.sdk)  # type: ignore[attr-defined]
     elif b.has_version_min:  # type: ignore[attr-defined]
         minos = version_text(b.version_min.version)  # type: ignore[attr-defined]
+        sdk = list(b.version_min.sdk)  # type: ignore[attr-defined]
     return BinarySlice(
         path=path,
         member=member,
@@ -286,6 +290,7 @@ def _macho_slice(path: Path, member: str, binary: object) -> BinarySlice:
         sections=tuple((s.segment_name, s.name, int(s.size)) for s in b.sections),  # type: ignore[attr-defined]
         minos=minos,
         stripped=kind != "object" and nlist_defined <= 1,  # __mh_execute_header survives strip
+        sdk=version_text(sdk) if any(sdk) else None,
     )
 
 

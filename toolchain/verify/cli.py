@@ -1,4 +1,4 @@
-"""``llama-toolchain verify [PATH] [--profile P] [--no-runtime] [--json]``."""
+"""``llama-toolchain verify [PATH] [--profile P] [--no-runtime] [--tree DIR] [--json]``."""
 
 from __future__ import annotations
 
@@ -59,6 +59,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         deployment_target=args.deployment_target,
         timeout=args.timeout,
         report=report,
+        tree=args.tree,
     )
     if args.json:
         print(json.dumps(verification_json(v), indent=2))
@@ -95,6 +96,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--no-runtime", action="store_true", help="static checks only (no device needed)")
     p.add_argument(
         "--deployment-target", default=None, help="macOS the build must load on (default: CMakeCache.txt)"
+    )
+    p.add_argument(
+        "--tree",
+        type=Path,
+        default=None,
+        help="the llama.cpp checkout the build came from, to read the Metal tensor API's conditions "
+        "(default: the build dir's CMakeCache.txt)",
     )
     p.add_argument(
         "--timeout", type=float, default=180.0, help="seconds each run may take before it counts as a hang"

@@ -11,40 +11,34 @@ Driven by the profile's :class:`~toolchain.profiles.StaticExpectations` (and tho
 - ``shader-library``: the embedded library (section + ``<prefix>[_<kind>]_start/_end`` pairs) or,
   when it is not embedded, the resource file beside the programs;
 - ``deployment-target`` (Mach-O): no file requires a newer macOS than the configured target (or
-  the running macOS, on a Mac).
+  the running macOS, on a Mac); each file's SDK is reported beside its minos;
+- ``tensor-api`` (Metal, Mach-O): whether the tree's Metal 4 tensor API could ever be used on an
+  M5 by this build (SDK, deployment target, ``ggml-tensor.metallib``), the conditions read from
+  the checked-out tree with file:line (:mod:`.tensor_rules`).
 """
 
 from __future__ import annotations
 
-import os
 import platform
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 from ..errors import VerifyError
-from ..profiles import PROFILES, BackendProfile, PlatformInfo, StaticExpectations, current_platform
-from .binaries import BinarySlice, binary_problem, read_binary, sniff, version_key
+from ..profiles import BackendProfile, PlatformInfo, StaticExpectations, current_platform
+from .binaries import BinarySlice, binary_problem, read_binary, sniff
+from .checkbase import cache_on, profiles_of, short_library
 from .graph import DependencyGraph, Edge, build_graph
-from .records import Check, Status
+from .inputs import CMAKE_CACHE, Inputs, discover, read_cmake_cache
+from .macos import MacChecks
+from .records import Check
+from .tensor_rules import tree_of
 
-CMAKE_CACHE = "CMakeCache.txt"
-# Folders llama.cpp builds and installs put programs and libraries in.
-BINARY_DIRS = ("bin", "lib")
+__all__ = ["Inputs", "StaticResult", "discover", "host_macos_version", "read_cmake_cache", "static_checks"]
 # Library names that belong to the build itself (a missing one is a broken build, not a
 # missing system package).
 PROJECT_LIBRARY_PREFIXES = ("libggml", "libllama", "libmtmd", "libcommon")
-
-
-@dataclass(frozen=True)
-class Inputs:
-    """What was found at the path the user gave."""
-
-    path: Path
-    files: tuple[Path, ...]  # binaries to inspect (resolved)
-    cache: Mapping[str, str] = field(default_factory=dict)  # CMakeCache.txt, NAME -> value
-    cache_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -53,124 +47,6 @@ class StaticResult:
     files: tuple[Path, ...]
     archs: tuple[str, ...]
     formats: tuple[str, ...]
-
-
-def read_cmake_cache(path: Path) -> dict[str, str]:
-    """``NAME:TYPE=VALUE`` lines of a CMakeCache.txt as NAME -> VALUE."""
-    out: dict[str, str] = {}
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        if not line or line.startswith(("#", "//")) or "=" not in line:
-            continue
-        key, value = line.split("=", 1)
-        out[key.split(":", 1)[0]] = value.strip()
-    return out
-
-
-def _kind_of(path: Path) -> str:
-    """ "a FIFO", "a socket", "a dangling symlink to X" … for what is neither a file nor a folder."""
-    import stat
-
-    if path.is_symlink() and not path.exists():
-        return f"a dangling symlink to {os.readlink(path)}"
-    try:
-        mode = path.stat().st_mode
-    except OSError as exc:
-        return f"unreadable ({exc.strerror or exc})"
-    for test, what in (
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-    ):
-        if test(mode):
-            return what
-    return "not a regular file or directory"
-
-
-def _entries(folder: Path) -> list[Path]:
-    try:
-        return sorted(folder.iterdir())
-    except OSError as exc:
-        raise VerifyError(
-            f"{folder}: cannot be listed: {exc.strerror or exc}", "give a folder this user can read"
-        ) from exc
-
-
-def _binaries_in(folder: Path) -> list[Path]:
-    found: list[Path] = []
-    for entry in _entries(folder):
-        if entry.suffix == ".framework" and entry.is_dir():
-            inner = entry / entry.stem
-            if inner.exists():
-                found.append(inner.resolve())
-        elif entry.is_file() and sniff(entry) in ("macho", "fat", "elf"):
-            found.append(entry.resolve())
-    return list(dict.fromkeys(found))
-
-
-def discover(path: Path) -> Inputs:
-    """A build dir (``bin/``, ``lib/``), an install prefix, a folder of binaries (an app's
-    ``Frameworks``) or a single binary."""
-    path = path.expanduser()
-    if not path.exists():
-        why = f"is {_kind_of(path)}" if path.is_symlink() else "does not exist"
-        raise VerifyError(f"{path} {why}", "give a build dir, a binary or an app's Frameworks folder")
-    if not path.is_file() and not path.is_dir():
-        raise VerifyError(
-            f"{path} is not a regular file or directory ({_kind_of(path)})",
-            "give a build dir, a binary or an app's Frameworks folder",
-        )
-    cache_file: Path | None = None
-    if path.is_file():
-        files = [path.resolve()] if _is_binary(path) else []
-        if not files:
-            raise VerifyError(
-                f"{path} is not a Mach-O or ELF binary", "give a program, a library or a build dir"
-            )
-        for parent in path.resolve().parents[:2]:
-            if (parent / CMAKE_CACHE).is_file():
-                cache_file = parent / CMAKE_CACHE
-                break
-    else:
-        subdirs = [path / d for d in BINARY_DIRS if (path / d).is_dir()]
-        files = [f for d in (subdirs or [path]) for f in _binaries_in(d)]
-        if path.name == "Frameworks" and path.parent.name == "Contents" and (path.parent / "MacOS").is_dir():
-            files = _binaries_in(path.parent / "MacOS") + files  # the app's programs load these
-        if (path / CMAKE_CACHE).is_file():
-            cache_file = path / CMAKE_CACHE
-        if not files:
-            where = ", ".join(str(d) for d in (subdirs or [path]))
-            odd = [
-                f"{d.name} is {_kind_of(d)}"
-                for d in (path / name for name in BINARY_DIRS)
-                if (d.is_symlink() or d.exists()) and not d.is_dir()
-            ]
-            odd += [
-                f"{e.name} is {_kind_of(e)}"
-                for d in (subdirs or [path])
-                for e in _entries(d)
-                if not e.is_file() and not e.is_dir()
-            ]
-            raise VerifyError(
-                f"no Mach-O or ELF binaries in {where}" + (f" ({'; '.join(odd[:8])})" if odd else ""),
-                "give the build dir (the one holding bin/), a binary, or an app bundle's Contents/Frameworks",
-            )
-    cache_data = read_cmake_cache(cache_file) if cache_file else {}
-    return Inputs(path=path, files=tuple(files), cache=cache_data, cache_file=cache_file)
-
-
-def _is_binary(path: Path) -> bool:
-    return sniff(path) in ("macho", "fat", "elf", "ar")
-
-
-def _on(value: str | None) -> bool | None:
-    if value is None or value == "":
-        return None
-    return value.upper() in ("ON", "1", "YES", "TRUE", "Y")
-
-
-def _profiles(profile: BackendProfile) -> list[BackendProfile]:
-    return [profile, *(PROFILES[name] for name in profile.expectations.also_profiles if name != profile.name)]
 
 
 def _needed_for(exp: StaticExpectations, fmt: str) -> tuple[str, ...]:
@@ -187,75 +63,13 @@ def _is_module_name(path: Path, stem: str) -> bool:
     )
 
 
-def short_library(name: str) -> str:
-    """ "/System/Library/Frameworks/Metal.framework/Versions/A/Metal" -> "Metal.framework"."""
-    for part in name.split("/"):
-        if part.endswith(".framework"):
-            return part
-    return name.rsplit("/", 1)[-1]
-
-
 def _chain_text(root: BinarySlice, chain: tuple[Edge, ...]) -> str:
     if not chain:
         return f"in {root.path.name} itself"
     return "linked: " + " -> ".join([root.path.name, *(e.name.rsplit("/", 1)[-1] for e in chain)])
 
 
-def _rel(path: Path, base: Path) -> str:
-    try:
-        return str(path.relative_to(base))
-    except ValueError:
-        return str(path)
-
-
-class _Checker:
-    def __init__(
-        self,
-        inputs: Inputs,
-        profile: BackendProfile,
-        *,
-        deployment_target: str | None,
-        embed_library: bool | None,
-        host_macos: str | None,
-        read: Callable[[Path], tuple[BinarySlice, ...]],
-    ) -> None:
-        self.inputs = inputs
-        self.profile = profile
-        self.read = read
-        self.base = (inputs.path if inputs.path.is_dir() else inputs.path.parent).resolve()
-        cache = inputs.cache
-        self.target = deployment_target or cache.get("CMAKE_OSX_DEPLOYMENT_TARGET") or None
-        self.target_source = "given" if deployment_target else (f"{CMAKE_CACHE}" if self.target else "")
-        exp = profile.expectations
-        self.embed = (
-            embed_library
-            if embed_library is not None
-            else _on(cache.get(exp.embed_option))
-            if exp.embed_option
-            else None
-        )
-        self.host_macos = host_macos
-        self.checks: list[Check] = []
-        self.broken = False
-
-    def add(
-        self,
-        name: str,
-        expected: str,
-        found: str,
-        status: Status,
-        file: Path | str = "",
-        *,
-        arch: str = "",
-        hint: str = "",
-    ) -> None:
-        file_text = _rel(file, self.base) if isinstance(file, Path) else file
-        self.checks.append(Check(name, expected, found, file_text, status, "static", arch, hint))
-
-    def rel(self, path: Path) -> str:
-        return _rel(path, self.base)
-
-    # ------------------------------------------------------------------------------------------------
+class _Checker(MacChecks):
     def readable(self) -> dict[Path, tuple[BinarySlice, ...]]:
         """The slices of every input file that can be read; a ``readable`` failure for each that
         cannot (truncated, malformed, a broken archive): never described as "stripped"."""
@@ -311,14 +125,14 @@ class _Checker:
             for s in every
             if s.path.parent in module_dirs
             and s.kind in ("module", "library")
-            and any(_is_module_name(s.path, p.expectations.library_stem) for p in _profiles(self.profile))
-            and any(p.expectations.dl_module_symbol in s.defined for p in _profiles(self.profile))
+            and any(_is_module_name(s.path, p.expectations.library_stem) for p in profiles_of(self.profile))
+            and any(p.expectations.dl_module_symbol in s.defined for p in profiles_of(self.profile))
         ]
         module_graph = build_graph(modules, read=self.read) if modules else None
         self.check_dependencies(tag, graph, module_graph)
         known = {n.path: n for n in [*every, *graph.nodes, *(module_graph.nodes if module_graph else ())]}
         carriers_all: list[BinarySlice] = []
-        for prof in _profiles(self.profile):
+        for prof in profiles_of(self.profile):
             carriers = self.check_registration(tag, prof, graph, programs, list(known.values()), modules)
             if prof is self.profile:
                 carriers_all = carriers
@@ -329,6 +143,11 @@ class _Checker:
         macho_nodes = [n for n in known.values() if n.format == "macho" and n.kind != "object"]
         if macho_nodes:
             self.check_deployment(tag, macho_nodes, programs)
+        section = self.profile.expectations.embedded_section
+        macho_carriers = [c for c in carriers_all if c.format == "macho"]
+        if section and macho_carriers:  # the Metal backend: its tensor API (ggml-metal-device.m)
+            embedded = macho_carriers[0].section_size(*section) is not None
+            self.check_tensor_api(tag, macho_carriers, programs, embedded)
 
     # ------------------------------------------------------------------------------------------------
     def check_dependencies(
@@ -421,7 +240,7 @@ class _Checker:
             )
             self.add(name, expected, found, "pass", reached[0][0].path, arch=tag)
             return [c for c, _ in reached]
-        configured = _on(self.inputs.cache.get(exp.enable_option)) if exp.enable_option else None
+        configured = cache_on(self.inputs.cache.get(exp.enable_option)) if exp.enable_option else None
         cache_note = f" ({CMAKE_CACHE}: {exp.enable_option}=OFF)" if configured is False else ""
         rebuild = (
             f"rebuild with -D{exp.enable_option}=ON" if exp.enable_option else "rebuild with the backend on"
@@ -446,6 +265,19 @@ class _Checker:
                 "unverifiable",
                 arch=tag,
                 hint="fix the dependencies check first",
+            )
+            return []
+        given = self.inputs.files[0] if len(self.inputs.files) == 1 and self.inputs.path.is_file() else None
+        if prof is not self.profile and given is not None and not programs:
+            # one library of a set (an app's Frameworks): the other backend lives in a file not given
+            self.add(
+                name,
+                expected,
+                f"{given.name} was given alone: {label} is in none of {', '.join(inspected)}; it lives in "
+                f"another file (lib{exp.library_stem}*) of the set that was not given",
+                "unverifiable",
+                arch=tag,
+                hint=f"verify the whole Contents/Frameworks folder or the build dir to check {label} too",
             )
             return []
         if inspected and all(n.stripped and n.format == "elf" for n in known):
@@ -494,158 +326,6 @@ class _Checker:
                 hits = [short_library(n) for n in c.needed if any(w.lower() in n.lower() for w in wanted)]
                 self.add(name, expected, f"links {', '.join(hits)}", "pass", c.path, arch=tag)
 
-    def check_shader_library(
-        self, tag: str, prof: BackendProfile, carriers: list[BinarySlice], programs: list[BinarySlice]
-    ) -> None:
-        exp = prof.expectations
-        assert exp.embedded_section is not None
-        seg, sect = exp.embedded_section
-        prefix = exp.embedded_symbol_prefix
-        expected = f"{seg},{sect} with {prefix}[_<kind>]_start/_end pairs, or {exp.resource_file} beside the programs"
-        for c in carriers:
-            size = c.section_size(seg, sect)
-            if size is not None:
-                starts = sorted(s for s in c.defined if s.startswith(prefix) and s.endswith("_start"))
-                unpaired = [s for s in starts if s[: -len("_start")] + "_end" not in c.defined]
-                kinds = [s[len(prefix) : -len("_start")].strip("_") for s in starts]
-                if size == 0 or unpaired:
-                    what = "is empty" if size == 0 else f"lacks the end of {', '.join(unpaired)}"
-                    self.add(
-                        "shader-library",
-                        expected,
-                        f"{seg},{sect} in {c.path.name} {what}",
-                        "fail",
-                        c.path,
-                        arch=tag,
-                        hint="the embedded library is broken: rebuild from a clean build dir",
-                    )
-                    continue
-                if not starts:
-                    layout = "start/end symbols not visible"
-                elif kinds == [""]:
-                    layout = f"one library ({prefix}_start/_end, older layout)"
-                else:
-                    layout = f"{len(kinds)} kernel libraries ({', '.join(kinds[:4])}{'…' if len(kinds) > 4 else ''})"
-                self.add(
-                    "shader-library",
-                    expected,
-                    f"embedded: {seg},{sect} {size} bytes, {layout}",
-                    "pass",
-                    c.path,
-                    arch=tag,
-                )
-                continue
-            if self.embed:
-                self.add(
-                    "shader-library",
-                    expected,
-                    f"{c.path.name} has no {seg},{sect} section although {exp.embed_option}=ON",
-                    "fail",
-                    c.path,
-                    arch=tag,
-                    hint="the embed step did not run: rebuild from a clean build dir",
-                )
-                continue
-            dirs = self.resource_dirs(c, programs)
-            hits = [d / exp.resource_file for d in dirs if (d / exp.resource_file).is_file()]
-            if hits:
-                self.add(
-                    "shader-library",
-                    expected,
-                    f"not embedded; {self.rel(hits[0])} present",
-                    "pass",
-                    hits[0],
-                    arch=tag,
-                )
-                continue
-            where = self.rel(dirs[0]) if dirs else "bin"
-            where = "." if where == "" else where
-            self.add(
-                "shader-library",
-                expected,
-                f"no {seg},{sect} section in {c.path.name} and no {exp.resource_file} in "
-                + ", ".join(self.rel(d) + "/" for d in dirs),
-                "fail",
-                c.path,
-                arch=tag,
-                hint=f"{exp.resource_file} missing beside {where}/: embed the library "
-                f"(-D{exp.embed_option}=ON) or copy {exp.resource_file} next to the programs",
-            )
-
-    def resource_dirs(self, carrier: BinarySlice, programs: list[BinarySlice]) -> list[Path]:
-        # ggml-metal looks in the bundle's resources, then beside the running program (argv[0])
-        dirs = [p.path.parent for p in programs] or [carrier.path.parent]
-        for d in list(dirs) + [carrier.path.parent]:
-            for parent in (d, *d.parents):
-                if parent.name == "Contents":
-                    dirs.append(parent / "Resources")
-                    break
-        return list(dict.fromkeys(dirs))
-
-    def check_deployment(self, tag: str, nodes: list[BinarySlice], programs: list[BinarySlice]) -> None:
-        with_minos = [(n, n.minos) for n in nodes if n.minos]
-        if not with_minos:
-            self.add(
-                "deployment-target",
-                "LC_BUILD_VERSION minos",
-                "no LC_BUILD_VERSION in any file",
-                "unverifiable",
-                arch=tag,
-            )
-            return
-        newest_node, newest = max(with_minos, key=lambda item: version_key(item[1]))
-        limits: list[tuple[str, str]] = []
-        if self.target:
-            limits.append((self.target, f"the deployment target {self.target} ({self.target_source})"))
-        if self.host_macos:
-            limits.append((self.host_macos, f"this Mac's macOS {self.host_macos}"))
-        if not limits:
-            prog_minos = [p.minos for p in programs if p.minos]
-            if prog_minos:
-                oldest_prog = min(prog_minos, key=version_key)
-                limits.append((oldest_prog, f"the programs' own minos {oldest_prog}"))
-        summary = ", ".join(sorted({f"{n.path.name} {m}" for n, m in with_minos}))
-        expected = "minos not newer than " + (
-            " and ".join(text for _, text in limits) or "the deployment target"
-        )
-        for limit, text in limits:
-            too_new = sorted({n.path.name for n, m in with_minos if version_key(m) > version_key(limit)})
-            if too_new:
-                self.add(
-                    "deployment-target",
-                    expected,
-                    f"{', '.join(too_new)} built for macOS {newest}, newer than {text}",
-                    "fail",
-                    newest_node.path,
-                    arch=tag,
-                    hint=f"on macOS older than {newest} the Metal module does not load and llama.cpp silently "
-                    f"runs on the CPU: rebuild from a clean build dir with -DCMAKE_OSX_DEPLOYMENT_TARGET="
-                    f"{self.target or limit}",
-                )
-                return
-        if self.target or self.host_macos:
-            self.add(
-                "deployment-target", expected, f"minos {newest} (newest of: {summary})", "pass", arch=tag
-            )
-        elif limits:
-            self.add(
-                "deployment-target",
-                expected,
-                f"minos {newest} everywhere ({summary}); no deployment target configured and not on a Mac",
-                "pass",
-                arch=tag,
-            )
-        else:
-            self.add(
-                "deployment-target",
-                expected,
-                f"minos {newest} ({summary})",
-                "unverifiable",
-                arch=tag,
-                hint="no deployment target configured (--deployment-target or CMAKE_OSX_DEPLOYMENT_TARGET) "
-                "and not on a Mac",
-            )
-
 
 def host_macos_version(plat: PlatformInfo | None = None) -> str | None:
     plat = plat or current_platform()
@@ -662,8 +342,10 @@ def static_checks(
     embed_library: bool | None = None,
     host_macos: str | None = None,
     read: Callable[[Path], tuple[BinarySlice, ...]] | None = None,
+    tree: Path | None = None,
 ) -> StaticResult:
-    """Run every static check of ``profile`` on ``path`` (see the module docstring)."""
+    """Run every static check of ``profile`` on ``path`` (see the module docstring). ``tree``: the
+    llama.cpp checkout the build came from (default: CMakeCache.txt's CMAKE_HOME_DIRECTORY)."""
     inputs = path if isinstance(path, Inputs) else discover(path)
     reader = read or cache(read_binary)
     checker = _Checker(
@@ -673,5 +355,6 @@ def static_checks(
         embed_library=embed_library,
         host_macos=host_macos,
         read=reader,
+        tree=tree_of(inputs.cache, tree),
     )
     return checker.run()
