@@ -63,6 +63,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .run import dry_run
 
     settings = settings_from(args)
+    fail_on = _fail_on(args)
     tree = _tree(args, settings)
     batches: list[tuple[str, Path | None]] = []
     if args.generation_ops:
@@ -90,8 +91,47 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(json.dumps(to_jsonable(result), indent=2))
     LOG.info(f"dry run on {result.commit}: encoded by the tree's Metal backend, nothing ran on a device")
     print_findings(result)
+    check_findings(result, fail_on, path)
     LOG.ok(f"dry run report: {path}")
     return 0
+
+
+# what coverage counts as a crash cell (a Mac dies at the first token): the default of --fail-on
+FAIL_ON = ("missing-kernel", "encoder-abort", "over-limit")
+
+
+def _fail_on(args: argparse.Namespace) -> tuple[str, ...]:
+    from .records import VERDICTS
+
+    chosen = tuple(s.strip() for s in args.fail_on.split(",") if s.strip() and s.strip() != "none")
+    bad = [s for s in chosen if s not in VERDICTS]
+    if bad:
+        raise UsageError(
+            f"unknown verdict(s) in --fail-on: {', '.join(bad)}", f"verdicts: {', '.join(VERDICTS)}"
+        )
+    return chosen
+
+
+def check_findings(run: DryRun, fail_on: tuple[str, ...], report: Path) -> None:
+    """Raise ``DryRunFindingsError`` for a case with a ``fail_on`` verdict, or when nothing was encoded."""
+    found = [
+        f"{p.column} ({b.batch} batch): {p.counts[v]} {v}"
+        for b in run.runs
+        for p in b.results
+        for v in fail_on
+        if p.counts.get(v)
+    ]
+    encoded = any(v not in ("unsupported", "error") for b in run.runs for p in b.results for v in p.counts)
+    if found:
+        raise DryRunFindingsError(
+            f"dry run: a Mac would fail at the first token: {'; '.join(found)} (report: {report})",
+            "each case is listed above with its kernel names; `--fail-on none` reports without failing",
+        )
+    if not encoded:
+        raise DryRunFindingsError(
+            f"dry run: nothing was encoded (every case unsupported or ended in an error; report: {report})",
+            "a case supports_op rejects runs on the CPU on a Mac; nothing of the Metal path was checked",
+        )
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -185,6 +225,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     run.add_argument("--generation-ops", type=Path, default=None, help="ops exported at the 1-token batch")
     run.add_argument("--prompt-ops", type=Path, default=None, help="ops exported at a >= 512-token batch")
     run.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    run.add_argument(
+        "--fail-on",
+        default=",".join(FAIL_ON),
+        help=f"verdicts that fail the run, exit 73 (default: {','.join(FAIL_ON)}; none: report only)",
+    )
     run.set_defaults(func=cmd_run)
 
     val = dsub.add_parser(
