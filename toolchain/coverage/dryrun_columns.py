@@ -179,6 +179,9 @@ def dryrun_cells(model: ModelInput, result: DryRun) -> list[Cell]:
                             "profile": info.profile,
                             "verdict": verdict,
                             "dispatches": sum(r.dispatches for r in profs),
+                            # what `verify` checks an embedded library against (dryrun/verify_kernels)
+                            "kernels_needed": sorted({k for r in profs for k in r.kernels_needed}),
+                            "library_defines": {d.name: d.value for d in info.library_defines if d.active},
                         },
                     ),
                 ),
