@@ -1,8 +1,9 @@
 """The dry-run program, built once per tree content into the test cache.
 
 Compiling it (ggml, test-backend-ops.cpp at -O0, the six Metal C++ files) takes a few minutes on
-2 cores; the compile holds the machine's build lock (/tmp/llama-build.lock), as every llama.cpp
-build on this machine must. Later sessions find it cached.
+2 cores; the compile holds the cache's native-build lock and, passed by these tests only, this
+machine's build lock (/tmp/llama-build.lock), as every llama.cpp build here must. Later sessions find
+it cached.
 """
 
 from __future__ import annotations

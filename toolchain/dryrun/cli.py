@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 from ..cli import common_options, settings_from
@@ -30,12 +29,6 @@ def _tree(args: argparse.Namespace, settings: object) -> Path:
 
 def _profiles(args: argparse.Namespace) -> list[str] | None:
     return [p.strip() for p in args.profiles.split(",") if p.strip()] if args.profiles else None
-
-
-def build_lock() -> Path | None:
-    """``TOOLCHAIN_BUILD_LOCK``: a machine-wide lock held while the dry run compiles."""
-    value = os.environ.get("TOOLCHAIN_BUILD_LOCK", "")
-    return Path(value) if value else None
 
 
 def describe(p: ProfileResult) -> str:
@@ -83,7 +76,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings.work_dir / "dryrun",
         batches=batches,
         profiles=_profiles(args),
-        build_lock=build_lock(),
     )
     name, kind = REPORT
     path = write_report(settings.reports_dir / name, kind, result)
@@ -145,7 +137,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
         settings.work_dir / "dryrun",
         profiles=_profiles(args),
         ops=args.op,
-        build_lock=build_lock(),
     )
     name, kind = VALIDATION_REPORT
     path = write_report(settings.reports_dir / name, kind, report)
@@ -174,7 +165,6 @@ def cmd_shipped(args: argparse.Namespace) -> int:
         settings.work_dir / "dryrun",
         batches=batches,
         profiles=_profiles(args),
-        build_lock=build_lock(),
     )
     libs = check_shipped(args.binary, result)
     name, kind = SHIPPED_REPORT
