@@ -15,8 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..dryrun.records import DryRun
-from ..log import LOG
-from .cell import CellOptions, CellRunner
+from .metal_columns import column_note, metal_plan, per_model_cells, with_columns
 from .records import (
     Cell,
     CheckResult,
@@ -51,70 +50,39 @@ def add_dryrun(
 ) -> CoverageRun:
     """``run`` with the dry-run columns added (or a column note saying why there are none)."""
     from ..dryrun.run import dry_run
-    from ..errors import DryRunUnavailableError, ToolchainError
+    from ..errors import DryRunUnavailableError
 
-    tree = Path(str(planned.manifest.get("source_dir") or ""))
     if not profiles:
         return run
-    if not (tree / "ggml" / "src" / "ggml-metal").is_dir():
-        return _note(run, "the tree has no Metal backend sources")
-    matching = device_profiles(planned)
-    profiles = tuple(dict.fromkeys((*profiles, *matching.values())))
-    runner = CellRunner(planned.tools, scratch_dir / "cache", scratch_dir / "logs" / "dryrun", CellOptions())
-    cells: list[Cell] = []
-    columns: list[str] = []
-    commit = str(run.source.get("commit") or "")
-    with LOG.progress("metal-dryrun", total=len(planned.inputs)) as bar:
-        for i, model in enumerate(planned.inputs, 1):
-            label = f"{model.label}-{model.weight_type}"
-            bar.update(i, detail=label)
-            ops_file, _out, problem = runner.export_ops(model)
-            if ops_file is None:
-                LOG.warn(f"metal-dryrun: {label}: no ops ({problem})")
-                continue
-            try:
-                result = dry_run(
-                    tree,
-                    cache_dir,
-                    scratch_dir / "dryrun" / label,
-                    batches=[("ops", ops_file)],
-                    profiles=list(profiles),
-                )
-            except DryRunUnavailableError as exc:
-                LOG.warn(f"metal-dryrun columns not computed: {exc.message}")
-                return _note(run, exc.message)
-            except ToolchainError as exc:
-                LOG.warn(f"metal-dryrun: {label}: {exc.message}")
-                continue
-            for cell in dryrun_cells(model, result):
-                if cell.backend not in columns:
-                    columns.append(cell.backend)
-                cells.append(cell)
+    plan = metal_plan(planned, profiles)
+    if isinstance(plan, str):
+        return column_note(run, "metal-dryrun", "dryrun", plan)
+    tree, matching, chosen = plan
+
+    def compute(model: ModelInput, ops_file: Path) -> list[Cell]:
+        work = scratch_dir / "dryrun" / f"{model.label}-{model.weight_type}"
+        return dryrun_cells(
+            model, dry_run(tree, cache_dir, work, batches=[("ops", ops_file)], profiles=chosen)
+        )
+
+    cells, columns, unavailable = per_model_cells(
+        planned, scratch_dir, "metal-dryrun", compute, DryRunUnavailableError
+    )
+    if unavailable:
+        return column_note(run, "metal-dryrun", "dryrun", unavailable)
     if not cells:
         return run
     cells, cross_notes = cross_checked(run.cells, cells, matching)
-    all_cells = run.cells + tuple(cells)
+    commit = str(run.source.get("commit") or "")
     note = (
         f"Columns {', '.join(f'`{c}`' for c in columns)} are DRY RUNS: this tree's own Metal backend "
         f"(commit {commit[:12]}) encoded each op on a stand-in device per GPU-family profile, every kernel "
         "name checked against the tree's Metal sources. No kernel ran; numbers are not checked."
     )
-    return replace(
-        run,
-        notes=(*run.notes, note, *cross_notes),
-        cells=all_cells,
-        backends=run.backends + tuple(columns),
-        counts=dict(sorted(Counter(c.status for c in all_cells).items())),
-        columns=(
-            *run.columns,
-            ToolColumn(
-                "metal-dryrun",
-                True,
-                "dryrun",
-                "the tree's Metal encoders on a stand-in device, no kernel ran",
-            ),
-        ),
+    tool = ToolColumn(
+        "metal-dryrun", True, "dryrun", "the tree's Metal encoders on a stand-in device, no kernel ran"
     )
+    return with_columns(run, cells, columns, (note, *cross_notes), tool)
 
 
 def dryrun_cells(model: ModelInput, result: DryRun) -> list[Cell]:
@@ -209,19 +177,6 @@ _DEVICE_KERNEL = re.compile(
 )
 
 
-def device_profiles(planned: Plan) -> dict[str, str]:
-    """Metal device columns of the matrix (test-backend-ops name) -> the profile that stands for each."""
-    from .backends import backend
-    from .predicted import profile_for_device
-
-    return {
-        b: name
-        for b in planned.backends
-        if backend(b).profile == "metal" and b in planned.devices
-        if (name := profile_for_device(planned.devices[b]))
-    }
-
-
 def cross_check(device_cell: Cell, dryrun_cell: Cell) -> CheckResult:
     """The dry run's verdict against what the device's own `test` column saw on the same model: a
     crash with the kernel names the device's log gives, or a pass. Only what the device observed is
@@ -301,7 +256,3 @@ def cross_checked(
             "matches the device's own test runs."
         )
     return dryrun, tuple(notes)
-
-
-def _note(run: CoverageRun, reason: str) -> CoverageRun:
-    return replace(run, columns=(*run.columns, ToolColumn("metal-dryrun", False, "dryrun", reason)))

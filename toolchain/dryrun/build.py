@@ -12,13 +12,12 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..locking import exclusive
 from ..native_build import cmake_build
 from ..oracle.extract import METAL_DIR, Extraction, ExtractionFailed, extract
-from ..oracle.probe import _hash_files, _write_if_changed, props_setter
+from ..oracle.probe import Probe, _hash_files, _write_if_changed, props_setter
 from .interface import CXX_FILES, mismatches
 
 NATIVE = Path(__file__).parent / "native"
@@ -34,18 +33,9 @@ class DryRunUnavailable(Exception):
         self.log = log
 
 
-@dataclass(frozen=True)
-class DryRunProgram:
-    tree: Path
-    executable: Path
-    key: str
-    extraction: Extraction
-    built_now: bool
-    seconds: float
-
-    @property
-    def fields(self) -> tuple[str, ...]:
-        return tuple(f.name for f in self.extraction.props_fields)
+# The same record as the oracle's probe: a native program built for a tree (its executable, content
+# key, the supports_op cut it holds, whether it was built now).
+DryRunProgram = Probe
 
 
 def program_key(tree: Path, extraction: Extraction) -> str:
