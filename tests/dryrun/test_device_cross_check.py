@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.dryrun.conftest import FIXTURES
+from tests.dryrun.conftest import FIXTURES, moe_run
 from toolchain.coverage.dryrun_columns import cross_checked, dryrun_cells
 from toolchain.coverage.records import Cell, CheckResult, ModelInput
 from toolchain.coverage.report import cell_from_json
 from toolchain.dryrun.build import DryRunProgram
-from toolchain.dryrun.run import dry_run
 
 MOE = FIXTURES / "moe"
 DEVICE = {
@@ -30,10 +29,7 @@ def dry_cells(
 ) -> list[Cell]:
     cells: list[Cell] = []
     for k in (3, 8):
-        batches = [(b, MOE / f"qwen3moe-k{k}-f16-{b}.ops") for b in ("generation", "prompt")]
-        run = dry_run(
-            tree_0336, dryrun_cache, tmp_path_factory.mktemp(f"k{k}"), batches=batches, profiles=["apple9"]
-        )
+        run = moe_run(tree_0336, dryrun_cache, tmp_path_factory.mktemp(f"k{k}"), k, ["apple9"])
         cells += dryrun_cells(
             ModelInput("qwen3moe", "f16", MOE / f"k{k}.gguf", "fixture", variant=f"k{k}"), run
         )

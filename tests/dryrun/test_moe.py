@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.dryrun.conftest import FIXTURES
+from tests.dryrun.conftest import FIXTURES, moe_run
 from toolchain.dryrun.build import DryRunProgram
 from toolchain.dryrun.records import DryRun
 from toolchain.dryrun.run import dry_run
@@ -15,15 +15,7 @@ MOE = FIXTURES / "moe"
 
 
 def _run(tree: Path, cache: Path, work: Path, k: int) -> DryRun:
-    return dry_run(
-        tree,
-        cache,
-        work,
-        batches=[
-            ("generation", MOE / f"qwen3moe-k{k}-f16-generation.ops"),
-            ("prompt", MOE / f"qwen3moe-k{k}-f16-prompt.ops"),
-        ],
-    )
+    return moe_run(tree, cache, work, k)
 
 
 def test_three_experts_per_token_is_missing_a_kernel_at_the_prompt_batch(

@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 
 from ..cli import common_options, settings_from
+from ..config import Settings
 from ..errors import DryRunFindingsError, UsageError
 from ..log import LOG
+from ..oracle.cli import _profiles, _tree  # the same --tree and --profiles options
 from ..records import to_jsonable, write_report
 from .records import DryRun, ProfileResult
 
@@ -17,18 +19,14 @@ VALIDATION_REPORT = ("dryrun-validation.json", "dryrun-validation")
 SHIPPED_REPORT = ("dryrun-shipped.json", "dryrun-shipped")
 
 
-def _tree(args: argparse.Namespace, settings: object) -> Path:
-    tree: Path = args.tree.resolve() if args.tree else settings.src_dir  # type: ignore[attr-defined]
-    if not (tree / "ggml").is_dir():
-        raise UsageError(
-            f"{tree} is not a llama.cpp tree (no ggml/)",
-            "run `llama-toolchain fetch` first, or give --tree PATH",
-        )
-    return tree
+def _dry_run(
+    args: argparse.Namespace, settings: Settings, tree: Path, batches: list[tuple[str, Path | None]]
+) -> DryRun:
+    from .run import dry_run
 
-
-def _profiles(args: argparse.Namespace) -> list[str] | None:
-    return [p.strip() for p in args.profiles.split(",") if p.strip()] if args.profiles else None
+    return dry_run(
+        tree, settings.cache_dir, settings.work_dir / "dryrun", batches=batches, profiles=_profiles(args)
+    )
 
 
 def describe(p: ProfileResult) -> str:
@@ -53,7 +51,6 @@ def print_findings(run: DryRun, limit: int = 10) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .run import dry_run
 
     settings = settings_from(args)
     fail_on = _fail_on(args)
@@ -70,13 +67,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             "nothing to encode",
             "give --ops FILE (or --generation-ops/--prompt-ops), or use `dryrun validate`",
         )
-    result = dry_run(
-        tree,
-        settings.cache_dir,
-        settings.work_dir / "dryrun",
-        batches=batches,
-        profiles=_profiles(args),
-    )
+    result = _dry_run(args, settings, tree, batches)
     name, kind = REPORT
     path = write_report(settings.reports_dir / name, kind, result)
     if args.json:
@@ -153,19 +144,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_shipped(args: argparse.Namespace) -> int:
     from ..errors import VerifyError
-    from .run import dry_run
     from .shipped import check_shipped
 
     settings = settings_from(args)
     tree = _tree(args, settings)
     batches: list[tuple[str, Path | None]] = [("ops", o) for o in args.ops or ()] or [("built-in", None)]
-    result = dry_run(
-        tree,
-        settings.cache_dir,
-        settings.work_dir / "dryrun",
-        batches=batches,
-        profiles=_profiles(args),
-    )
+    result = _dry_run(args, settings, tree, batches)
     libs = check_shipped(args.binary, result)
     name, kind = SHIPPED_REPORT
     path = write_report(settings.reports_dir / name, kind, {"libraries": libs, "dry_run": result})
