@@ -1,8 +1,9 @@
 """The dry-run program, built once per tree content into the test cache.
 
 Compiling it (ggml, test-backend-ops.cpp at -O0, the six Metal C++ files) takes a few minutes on
-2 cores; the compile holds the machine's build lock (/tmp/llama-build.lock), as every llama.cpp
-build on this machine must. Later sessions find it cached.
+2 cores; the compile holds the cache's native-build lock and, passed by these tests only, this
+machine's build lock (/tmp/llama-build.lock), as every llama.cpp build here must. Later sessions find
+it cached.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import pytest
 
 from tests.conftest import test_cache_dir
 from toolchain.dryrun.build import DryRunProgram, ensure_program
+from toolchain.dryrun.records import DryRun
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "dryrun"
 BUILD_LOCK = Path("/tmp/llama-build.lock")
@@ -30,3 +32,12 @@ def program_0336(tree_0336: Path, dryrun_cache: Path) -> DryRunProgram:
     return ensure_program(
         tree_0336, dryrun_cache, compiler_cache_dir=test_cache_dir() / "ccache", build_lock=BUILD_LOCK
     )
+
+
+def moe_run(tree: Path, cache: Path, work: Path, k: int, profiles: list[str] | None = None) -> DryRun:
+    """The dry run of the tiny Qwen3-MoE with ``k`` experts per token (fixtures/dryrun/moe), both batches."""
+    from toolchain.dryrun.run import dry_run
+
+    moe = FIXTURES / "moe"
+    batches = [(b, moe / f"qwen3moe-k{k}-f16-{b}.ops") for b in ("generation", "prompt")]
+    return dry_run(tree, cache, work, batches=list(batches), profiles=profiles)

@@ -4,25 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.dryrun.conftest import FIXTURES
+from tests.dryrun.conftest import FIXTURES, moe_run
 from toolchain.coverage.dryrun_columns import dryrun_cells
 from toolchain.coverage.records import Cell, ModelInput
 from toolchain.dryrun.build import DryRunProgram
-from toolchain.dryrun.run import dry_run
 
 MOE = FIXTURES / "moe"
 
 
 def _cells(tree: Path, cache: Path, work: Path, k: int) -> dict[str, Cell]:
-    run = dry_run(
-        tree,
-        cache,
-        work,
-        batches=[
-            ("generation", MOE / f"qwen3moe-k{k}-f16-generation.ops"),
-            ("prompt", MOE / f"qwen3moe-k{k}-f16-prompt.ops"),
-        ],
-    )
+    run = moe_run(tree, cache, work, k)
     model = ModelInput("qwen3moe", "f16", MOE / f"qwen3moe-k{k}.gguf", "fixture")
     return {c.backend: c for c in dryrun_cells(model, run)}
 

@@ -9,13 +9,13 @@ the dry-run verdict, op, shapes and kernel names as its evidence; nothing ran on
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
 from ..dryrun.records import DryRun
-from ..log import LOG
-from .cell import CellOptions, CellRunner
+from .metal_columns import column_note, metal_plan, per_model_cells, with_columns
 from .records import (
     Cell,
     CheckResult,
@@ -49,70 +49,40 @@ def add_dryrun(
     run: CoverageRun, planned: Plan, scratch_dir: Path, cache_dir: Path, profiles: tuple[str, ...]
 ) -> CoverageRun:
     """``run`` with the dry-run columns added (or a column note saying why there are none)."""
-    from ..dryrun.cli import build_lock
     from ..dryrun.run import dry_run
-    from ..errors import DryRunUnavailableError, ToolchainError
+    from ..errors import DryRunUnavailableError
 
-    tree = Path(str(planned.manifest.get("source_dir") or ""))
     if not profiles:
         return run
-    if not (tree / "ggml" / "src" / "ggml-metal").is_dir():
-        return _note(run, "the tree has no Metal backend sources")
-    runner = CellRunner(planned.tools, scratch_dir / "cache", scratch_dir / "logs" / "dryrun", CellOptions())
-    cells: list[Cell] = []
-    columns: list[str] = []
-    commit = str(run.source.get("commit") or "")
-    with LOG.progress("metal-dryrun", total=len(planned.inputs)) as bar:
-        for i, model in enumerate(planned.inputs, 1):
-            label = f"{model.label}-{model.weight_type}"
-            bar.update(i, detail=label)
-            ops_file, _out, problem = runner.export_ops(model)
-            if ops_file is None:
-                LOG.warn(f"metal-dryrun: {label}: no ops ({problem})")
-                continue
-            try:
-                result = dry_run(
-                    tree,
-                    cache_dir,
-                    scratch_dir / "dryrun" / label,
-                    batches=[("ops", ops_file)],
-                    profiles=list(profiles),
-                    build_lock=build_lock(),
-                )
-            except DryRunUnavailableError as exc:
-                LOG.warn(f"metal-dryrun columns not computed: {exc.message}")
-                return _note(run, exc.message)
-            except ToolchainError as exc:
-                LOG.warn(f"metal-dryrun: {label}: {exc.message}")
-                continue
-            for cell in dryrun_cells(model, result):
-                if cell.backend not in columns:
-                    columns.append(cell.backend)
-                cells.append(cell)
+    plan = metal_plan(planned, profiles)
+    if isinstance(plan, str):
+        return column_note(run, "metal-dryrun", "dryrun", plan)
+    tree, matching, chosen = plan
+
+    def compute(model: ModelInput, ops_file: Path) -> list[Cell]:
+        work = scratch_dir / "dryrun" / f"{model.label}-{model.weight_type}"
+        return dryrun_cells(
+            model, dry_run(tree, cache_dir, work, batches=[("ops", ops_file)], profiles=chosen)
+        )
+
+    cells, columns, unavailable = per_model_cells(
+        planned, scratch_dir, "metal-dryrun", compute, DryRunUnavailableError
+    )
+    if unavailable:
+        return column_note(run, "metal-dryrun", "dryrun", unavailable)
     if not cells:
         return run
-    all_cells = run.cells + tuple(cells)
+    cells, cross_notes = cross_checked(run.cells, cells, matching)
+    commit = str(run.source.get("commit") or "")
     note = (
         f"Columns {', '.join(f'`{c}`' for c in columns)} are DRY RUNS: this tree's own Metal backend "
         f"(commit {commit[:12]}) encoded each op on a stand-in device per GPU-family profile, every kernel "
         "name checked against the tree's Metal sources. No kernel ran; numbers are not checked."
     )
-    return replace(
-        run,
-        notes=(*run.notes, note),
-        cells=all_cells,
-        backends=run.backends + tuple(columns),
-        counts=dict(sorted(Counter(c.status for c in all_cells).items())),
-        columns=(
-            *run.columns,
-            ToolColumn(
-                "metal-dryrun",
-                True,
-                "dryrun",
-                "the tree's Metal encoders on a stand-in device, no kernel ran",
-            ),
-        ),
+    tool = ToolColumn(
+        "metal-dryrun", True, "dryrun", "the tree's Metal encoders on a stand-in device, no kernel ran"
     )
+    return with_columns(run, cells, columns, (note, *cross_notes), tool)
 
 
 def dryrun_cells(model: ModelInput, result: DryRun) -> list[Cell]:
@@ -179,6 +149,9 @@ def dryrun_cells(model: ModelInput, result: DryRun) -> list[Cell]:
                             "profile": info.profile,
                             "verdict": verdict,
                             "dispatches": sum(r.dispatches for r in profs),
+                            # what `verify` checks an embedded library against (dryrun/verify_kernels)
+                            "kernels_needed": sorted({k for r in profs for k in r.kernels_needed}),
+                            "library_defines": {d.name: d.value for d in info.library_defines if d.active},
                         },
                     ),
                 ),
@@ -196,5 +169,90 @@ def dryrun_cells(model: ModelInput, result: DryRun) -> list[Cell]:
     return cells
 
 
-def _note(run: CoverageRun, reason: str) -> CoverageRun:
-    return replace(run, columns=(*run.columns, ToolColumn("metal-dryrun", False, "dryrun", reason)))
+# What the tree's library lookup logs on a Mac when it has no pipeline for a kernel
+# (ggml-metal-device.m, ggml_metal_library_compile_pipeline).
+_DEVICE_KERNEL = re.compile(
+    r"(?:kernel not found in any metal library|failed to compile pipeline|failed to create pipeline state): "
+    r"base = '(kernel_\w+)'"
+)
+
+
+def cross_check(device_cell: Cell, dryrun_cell: Cell) -> CheckResult:
+    """The dry run's verdict against what the device's own `test` column saw on the same model: a
+    crash with the kernel names the device's log gives, or a pass. Only what the device observed is
+    compared; a device cell without a test verdict compares nothing."""
+    test = next((c for c in device_cell.checks if c.column == "test"), None)
+    details: dict[str, object] = {"device": device_cell.backend}
+    if device_cell.observed_by != "device" or test is None or test.status not in ("pass", "crash", "wrong"):
+        why = (
+            "no test verdict observed on the device"
+            if test is None
+            else f"the device's test is {test.status}"
+        )
+        return CheckResult("cross-check", "unverifiable", f"{why}: nothing to compare", details=details)
+    # missing-kernel messages: "missing-kernel (<batch> batch): <base> (<name>), …"
+    dry = {
+        base
+        for o in dryrun_cell.ops
+        if o.message.startswith("missing-kernel")
+        for base in re.findall(r"(kernel_\w+) \(", o.message.split("): ", 1)[-1])
+    }
+    seen = {
+        m
+        for line in (*test.evidence, *(o.message for o in device_cell.ops))
+        for m in _DEVICE_KERNEL.findall(line)
+    }
+    dry_crash, dev_crash = dryrun_cell.status == "crash", test.status == "crash"
+    differ: list[str] = []
+    if dry_crash != dev_crash:
+        differ.append(f"dry run {dryrun_cell.status}, device test {test.status}")
+    for k in sorted(seen - dry):
+        differ.append(f"the device found no pipeline for {k}; the dry run did not flag it")
+    for k in sorted(dry - seen) if seen else ():
+        differ.append(f"the dry run flags {k}; the device's log names other kernels")
+    details.update({"dry_run": dryrun_cell.status, "device_test": test.status, "kernels_seen": sorted(seen)})
+    if differ:
+        return CheckResult(
+            "cross-check",
+            "wrong",
+            f"the dry run differs from {device_cell.backend}",
+            tuple(differ),
+            details=details,
+        )
+    agreed = f" (both name {', '.join(sorted(seen))})" if seen else ""
+    if test.status == "wrong":
+        agreed += " (wrong numbers: a dry run checks no numbers)"
+    return CheckResult(
+        "cross-check",
+        "pass",
+        f"the dry run matches {device_cell.backend}'s test: {test.status}{agreed}",
+        details=details,
+    )
+
+
+def cross_checked(
+    device_cells: tuple[Cell, ...], dryrun: list[Cell], matching: dict[str, str]
+) -> tuple[list[Cell], tuple[str, ...]]:
+    """Dry-run cells with a cross-check against the matching device's cells, and report notes."""
+    by_id = {c.id: i for i, c in enumerate(dryrun)}
+    notes: list[str] = []
+    compared: list[str] = []
+    for cell in device_cells:
+        prof = matching.get(cell.backend)
+        did = f"{cell.id.removesuffix('-' + cell.backend)}-metal-dryrun:{prof}"
+        if prof is None or did not in by_id:
+            continue
+        check = cross_check(cell, dryrun[by_id[did]])
+        dryrun[by_id[did]] = replace(dryrun[by_id[did]], checks=(*dryrun[by_id[did]].checks, check))
+        if check.status == "wrong":
+            notes.append(
+                f"Dry-run cross-check on {cell.backend} ({prof}), {cell.id}: " + "; ".join(check.evidence[:3])
+            )
+        elif check.status == "pass":
+            compared.append(cell.id)
+    if compared and not notes:
+        notes.append(
+            f"Dry-run cross-check: {len(compared)} model(s) on {', '.join(sorted(matching))}: the dry run "
+            "matches the device's own test runs."
+        )
+    return dryrun, tuple(notes)

@@ -9,14 +9,22 @@ profile. Each profile becomes a column ``metal-predicted:<profile>`` whose cells
 from __future__ import annotations
 
 import re
-from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
-from ..log import LOG
-from .backends import backend
-from .cell import CellOptions, CellRunner
-from .records import Cell, CheckResult, CoverageRun, DeviceSummary, OpResult, Status, TensorShape, ToolColumn
+from .metal_columns import column_note, metal_plan, per_model_cells, with_columns
+from .metal_columns import profile_for_device as profile_for_device  # re-exported (its tests import it here)
+from .records import (
+    Cell,
+    CheckResult,
+    CoverageRun,
+    DeviceSummary,
+    ModelInput,
+    OpResult,
+    Status,
+    TensorShape,
+    ToolColumn,
+)
 from .run import Plan
 
 DEFAULT_PROFILES = ("apple7", "apple9", "paravirtual")
@@ -33,53 +41,30 @@ def add_predictions(
     run: CoverageRun, planned: Plan, scratch_dir: Path, cache_dir: Path, profiles: tuple[str, ...]
 ) -> CoverageRun:
     """``run`` with the predicted columns added (or a column note saying why there are none)."""
-    from ..errors import OracleUnavailableError, ToolchainError
+    from ..errors import OracleUnavailableError
     from ..oracle import predict
 
-    tree = Path(str(planned.manifest.get("source_dir") or ""))
     if not profiles:
         return run
-    if not (tree / "ggml" / "src" / "ggml-metal").is_dir():
-        return _note(run, "the tree has no Metal backend sources")
     # a Metal device in the matrix: predict its own family too, to cross-check the oracle on it
-    metal = {
-        b: planned.devices[b]
-        for b in planned.backends
-        if backend(b).profile == "metal" and b in planned.devices
-    }
-    matching = {b: name for b, d in metal.items() if (name := profile_for_device(d))}
-    profiles = tuple(dict.fromkeys((*profiles, *matching.values())))
-    runner = CellRunner(
-        planned.tools, scratch_dir / "cache", scratch_dir / "logs" / "predicted", CellOptions()
-    )
+    plan = metal_plan(planned, profiles)
+    if isinstance(plan, str):
+        return column_note(run, "metal-predicted", "oracle", plan)
+    tree, matching, chosen = plan
     commit = str(run.source.get("commit") or "")
-    cells: list[Cell] = []
-    columns: list[str] = []
-    with LOG.progress("metal-predicted", total=len(planned.inputs)) as bar:
-        for i, model in enumerate(planned.inputs, 1):
-            bar.update(i, detail=f"{model.label}-{model.weight_type}")
-            ops_file, _out, problem = runner.export_ops(model)
-            if ops_file is None:
-                LOG.warn(f"metal-predicted: {model.label}-{model.weight_type}: no ops ({problem})")
-                continue
-            try:
-                preds = predict(
-                    ops_file, tree, cache_dir=cache_dir, profiles=list(profiles), commit=commit or None
-                )
-            except OracleUnavailableError as exc:
-                LOG.warn(f"metal-predicted columns not computed: {exc.message}")
-                return _note(run, exc.message)
-            except ToolchainError as exc:
-                LOG.warn(f"metal-predicted: {model.label}-{model.weight_type}: {exc.message}")
-                continue
-            for prof in preds.profiles:
-                if prof.column not in columns:
-                    columns.append(prof.column)
-                cells.append(_cell(model, prof, preds.commit))
+
+    def compute(model: ModelInput, ops_file: Path) -> list[Cell]:
+        preds = predict(ops_file, tree, cache_dir=cache_dir, profiles=chosen, commit=commit or None)
+        return [_cell(model, prof, preds.commit) for prof in preds.profiles]
+
+    cells, columns, unavailable = per_model_cells(
+        planned, scratch_dir, "metal-predicted", compute, OracleUnavailableError
+    )
+    if unavailable:
+        return column_note(run, "metal-predicted", "oracle", unavailable)
     if not cells:
         return run
     cells, cross_notes = _cross_checked(run.cells, cells, matching)
-    all_cells = run.cells + tuple(cells)
     notes = (
         f"Columns {', '.join(f'`{c}`' for c in columns)} are PREDICTIONS from this llama.cpp tree's own "
         f"Metal supports_op source (commit {commit[:12]}) evaluated per GPU-family profile on Linux: not "
@@ -88,22 +73,13 @@ def add_predictions(
         validation_note(scratch_dir.parent / "reports" / "oracle-validation.json"),
         *cross_notes,
     )
-    return replace(
-        run,
-        notes=run.notes + notes,
-        cells=all_cells,
-        backends=run.backends + tuple(columns),
-        counts=dict(sorted(Counter(c.status for c in all_cells).items())),
-        columns=run.columns
-        + (
-            ToolColumn(
-                "metal-predicted",
-                True,
-                "oracle",
-                f"predictions from the tree's supports_op source ({commit[:12]}), not observations on a device",
-            ),
-        ),
+    tool = ToolColumn(
+        "metal-predicted",
+        True,
+        "oracle",
+        f"predictions from the tree's supports_op source ({commit[:12]}), not observations on a device",
     )
+    return with_columns(run, cells, columns, notes, tool)
 
 
 def _cell(model, prof, commit: str) -> Cell:  # type: ignore[no-untyped-def]
@@ -146,17 +122,6 @@ def _cell(model, prof, commit: str) -> Cell:  # type: ignore[no-untyped-def]
         ),
         variant=model.variant,
     )
-
-
-def profile_for_device(device: DeviceSummary) -> str | None:
-    """The oracle profile that stands for a device verify saw: its Apple GPU family (without bfloat:
-    the -nobf16 profile), or the hosted runners' paravirtual device."""
-    if device.device_class == "paravirtual":
-        return "paravirtual"
-    family = device.capabilities.get("gpu_family")
-    if not isinstance(family, int) or family < 7:
-        return None
-    return f"apple{family}" + ("-nobf16" if device.capabilities.get("bfloat") is False else "")
 
 
 def cross_check(device_cell: Cell, predicted_cell: Cell) -> CheckResult:
@@ -231,7 +196,3 @@ def validation_note(path: Path) -> str:
         f"{100 * float(metal.get('best_agreement', 0)):.2f}% agreement, {len(metal.get('disagreements', ()))} "
         f"disagreement(s), {metal.get('unexplained', 0)} unexplained ({'ok' if data.get('ok') else 'FAILED'})."
     )
-
-
-def _note(run: CoverageRun, reason: str) -> CoverageRun:
-    return replace(run, columns=run.columns + (ToolColumn("metal-predicted", False, "oracle", reason),))

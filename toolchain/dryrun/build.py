@@ -10,19 +10,14 @@ test-backend-ops — into ``<cache>/dryrun/dryrun-<key>/``; a compile failure is
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from collections.abc import Sequence
-from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 
-from ..builder.cmake import find_cmake, find_compilers, find_ninja
-from ..builder.compiler_cache import detect
 from ..locking import exclusive
-from ..log import LOG
+from ..native_build import cmake_build
 from ..oracle.extract import METAL_DIR, Extraction, ExtractionFailed, extract
-from ..oracle.probe import _errors, _hash_files, _write_if_changed, props_setter
+from ..oracle.probe import Probe, _hash_files, _write_if_changed, props_setter
 from .interface import CXX_FILES, mismatches
 
 NATIVE = Path(__file__).parent / "native"
@@ -38,18 +33,9 @@ class DryRunUnavailable(Exception):
         self.log = log
 
 
-@dataclass(frozen=True)
-class DryRunProgram:
-    tree: Path
-    executable: Path
-    key: str
-    extraction: Extraction
-    built_now: bool
-    seconds: float
-
-    @property
-    def fields(self) -> tuple[str, ...]:
-        return tuple(f.name for f in self.extraction.props_fields)
+# The same record as the oracle's probe: a native program built for a tree (its executable, content
+# key, the supports_op cut it holds, whether it was built now).
+DryRunProgram = Probe
 
 
 def program_key(tree: Path, extraction: Extraction) -> str:
@@ -72,7 +58,8 @@ def ensure_program(
 ) -> DryRunProgram:
     """The dry-run program for ``tree``, built now if no build of the same content is cached.
 
-    ``build_lock``: a machine-wide lock held only while compiling (one llama.cpp build at a time).
+    The compile holds the cache's native-build lock (``toolchain.native_build``); ``build_lock``:
+    a machine-wide lock of the caller's held as well (the test suite passes its host's).
     """
     start = time.monotonic()
     tree = tree.resolve()
@@ -98,52 +85,28 @@ def ensure_program(
         generated.mkdir(parents=True, exist_ok=True)
         _write_if_changed(generated / "toolchain_oracle_cut.c", extraction.source("c"))
         _write_if_changed(generated / "toolchain_oracle_props.c", props_setter(extraction.props_fields))
-        lock = (
-            exclusive(build_lock, wait=7200, what="the machine's build lock") if build_lock else nullcontext()
+        sources = ";".join(str(p) for p in CXX_FILES)
+        defines = {
+            "LLAMA_TREE": str(tree),
+            "DRYRUN_GENERATED": str(generated),
+            "DRYRUN_METAL_SOURCES": sources,
+        }
+        log = root / "dryrun-build.log"
+        problem = cmake_build(
+            NATIVE,
+            root,
+            PROGRAM,
+            defines,
+            cache_dir,
+            compiler_cache_dir,
+            name="the dry run",
+            log=log,
+            extra_lock=build_lock,
         )
-        with lock:
-            _build(tree, root, generated, compiler_cache_dir)
+        if problem:
+            _fail(root, problem, log)
         (root / "ok").write_text(key, encoding="utf-8")
     return DryRunProgram(tree, exe, key, extraction, True, time.monotonic() - start)
-
-
-def _build(tree: Path, root: Path, generated: Path, compiler_cache_dir: Path | None) -> None:
-    from ..proc import stream
-
-    cmake = find_cmake("3.14")
-    ninja = find_ninja()
-    env = {**os.environ}
-    find_compilers(env)
-    build_dir = root / "build"
-    log = root / "dryrun-build.log"
-    defines = {
-        "LLAMA_TREE": str(tree),
-        "DRYRUN_GENERATED": str(generated),
-        "DRYRUN_METAL_SOURCES": ";".join(str(p) for p in CXX_FILES),
-        "CMAKE_BUILD_TYPE": "Release",
-        "CMAKE_MAKE_PROGRAM": str(ninja.path),
-    }
-    if compiler_cache_dir is not None:
-        cc = detect(compiler_cache_dir, root)
-        env.update(cc.env)
-        defines.update(cc.launcher_defines)
-    configure = [
-        str(cmake.path),
-        "-S",
-        str(NATIVE),
-        "-B",
-        str(build_dir),
-        "-G",
-        "Ninja",
-        *(f"-D{k}={v}" for k, v in defines.items()),
-    ]
-    LOG.info(f"dryrun: building the Metal dry run for {tree} (once per tree content)")
-    done = stream(configure, log_path=log, env=env)
-    if done.returncode != 0:
-        _fail(root, f"the dry run's CMake configure failed against this tree: {_errors(done.tail)}", log)
-    done = stream([str(cmake.path), "--build", str(build_dir), "--target", PROGRAM], log_path=log, env=env)
-    if done.returncode != 0:
-        _fail(root, f"the dry run does not compile against this tree: {_errors(done.tail)}", log)
 
 
 def _fail(root: Path, reason: str, log: Path) -> None:

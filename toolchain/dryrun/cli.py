@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
 from ..cli import common_options, settings_from
+from ..config import Settings
 from ..errors import DryRunFindingsError, UsageError
 from ..log import LOG
+from ..oracle.cli import _profiles, _tree  # the same --tree and --profiles options
 from ..records import to_jsonable, write_report
 from .records import DryRun, ProfileResult
 
@@ -18,24 +19,14 @@ VALIDATION_REPORT = ("dryrun-validation.json", "dryrun-validation")
 SHIPPED_REPORT = ("dryrun-shipped.json", "dryrun-shipped")
 
 
-def _tree(args: argparse.Namespace, settings: object) -> Path:
-    tree: Path = args.tree.resolve() if args.tree else settings.src_dir  # type: ignore[attr-defined]
-    if not (tree / "ggml").is_dir():
-        raise UsageError(
-            f"{tree} is not a llama.cpp tree (no ggml/)",
-            "run `llama-toolchain fetch` first, or give --tree PATH",
-        )
-    return tree
+def _dry_run(
+    args: argparse.Namespace, settings: Settings, tree: Path, batches: list[tuple[str, Path | None]]
+) -> DryRun:
+    from .run import dry_run
 
-
-def _profiles(args: argparse.Namespace) -> list[str] | None:
-    return [p.strip() for p in args.profiles.split(",") if p.strip()] if args.profiles else None
-
-
-def build_lock() -> Path | None:
-    """``TOOLCHAIN_BUILD_LOCK``: a machine-wide lock held while the dry run compiles."""
-    value = os.environ.get("TOOLCHAIN_BUILD_LOCK", "")
-    return Path(value) if value else None
+    return dry_run(
+        tree, settings.cache_dir, settings.work_dir / "dryrun", batches=batches, profiles=_profiles(args)
+    )
 
 
 def describe(p: ProfileResult) -> str:
@@ -60,9 +51,9 @@ def print_findings(run: DryRun, limit: int = 10) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .run import dry_run
 
     settings = settings_from(args)
+    fail_on = _fail_on(args)
     tree = _tree(args, settings)
     batches: list[tuple[str, Path | None]] = []
     if args.generation_ops:
@@ -76,22 +67,54 @@ def cmd_run(args: argparse.Namespace) -> int:
             "nothing to encode",
             "give --ops FILE (or --generation-ops/--prompt-ops), or use `dryrun validate`",
         )
-    result = dry_run(
-        tree,
-        settings.cache_dir,
-        settings.work_dir / "dryrun",
-        batches=batches,
-        profiles=_profiles(args),
-        build_lock=build_lock(),
-    )
+    result = _dry_run(args, settings, tree, batches)
     name, kind = REPORT
     path = write_report(settings.reports_dir / name, kind, result)
     if args.json:
         print(json.dumps(to_jsonable(result), indent=2))
     LOG.info(f"dry run on {result.commit}: encoded by the tree's Metal backend, nothing ran on a device")
     print_findings(result)
+    check_findings(result, fail_on, path)
     LOG.ok(f"dry run report: {path}")
     return 0
+
+
+# what coverage counts as a crash cell (a Mac dies at the first token): the default of --fail-on
+FAIL_ON = ("missing-kernel", "encoder-abort", "over-limit")
+
+
+def _fail_on(args: argparse.Namespace) -> tuple[str, ...]:
+    from .records import VERDICTS
+
+    chosen = tuple(s.strip() for s in args.fail_on.split(",") if s.strip() and s.strip() != "none")
+    bad = [s for s in chosen if s not in VERDICTS]
+    if bad:
+        raise UsageError(
+            f"unknown verdict(s) in --fail-on: {', '.join(bad)}", f"verdicts: {', '.join(VERDICTS)}"
+        )
+    return chosen
+
+
+def check_findings(run: DryRun, fail_on: tuple[str, ...], report: Path) -> None:
+    """Raise ``DryRunFindingsError`` for a case with a ``fail_on`` verdict, or when nothing was encoded."""
+    found = [
+        f"{p.column} ({b.batch} batch): {p.counts[v]} {v}"
+        for b in run.runs
+        for p in b.results
+        for v in fail_on
+        if p.counts.get(v)
+    ]
+    encoded = any(v not in ("unsupported", "error") for b in run.runs for p in b.results for v in p.counts)
+    if found:
+        raise DryRunFindingsError(
+            f"dry run: a Mac would fail at the first token: {'; '.join(found)} (report: {report})",
+            "each case is listed above with its kernel names; `--fail-on none` reports without failing",
+        )
+    if not encoded:
+        raise DryRunFindingsError(
+            f"dry run: nothing was encoded (every case unsupported or ended in an error; report: {report})",
+            "a case supports_op rejects runs on the CPU on a Mac; nothing of the Metal path was checked",
+        )
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -105,7 +128,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
         settings.work_dir / "dryrun",
         profiles=_profiles(args),
         ops=args.op,
-        build_lock=build_lock(),
     )
     name, kind = VALIDATION_REPORT
     path = write_report(settings.reports_dir / name, kind, report)
@@ -122,20 +144,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_shipped(args: argparse.Namespace) -> int:
     from ..errors import VerifyError
-    from .run import dry_run
     from .shipped import check_shipped
 
     settings = settings_from(args)
     tree = _tree(args, settings)
     batches: list[tuple[str, Path | None]] = [("ops", o) for o in args.ops or ()] or [("built-in", None)]
-    result = dry_run(
-        tree,
-        settings.cache_dir,
-        settings.work_dir / "dryrun",
-        batches=batches,
-        profiles=_profiles(args),
-        build_lock=build_lock(),
-    )
+    result = _dry_run(args, settings, tree, batches)
     libs = check_shipped(args.binary, result)
     name, kind = SHIPPED_REPORT
     path = write_report(settings.reports_dir / name, kind, {"libraries": libs, "dry_run": result})
@@ -185,6 +199,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     run.add_argument("--generation-ops", type=Path, default=None, help="ops exported at the 1-token batch")
     run.add_argument("--prompt-ops", type=Path, default=None, help="ops exported at a >= 512-token batch")
     run.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    run.add_argument(
+        "--fail-on",
+        default=",".join(FAIL_ON),
+        help=f"verdicts that fail the run, exit 73 (default: {','.join(FAIL_ON)}; none: report only)",
+    )
     run.set_defaults(func=cmd_run)
 
     val = dsub.add_parser(

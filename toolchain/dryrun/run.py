@@ -42,11 +42,11 @@ MAX_THREADS = 1024  # threads per threadgroup on every Apple GPU
 MAX_RESTARTS = 2000
 
 
-def program(tree: Path, cache_dir: Path, *, build_lock: Path | None = None) -> DryRunProgram:
+def program(tree: Path, cache_dir: Path) -> DryRunProgram:
     from ..oracle.run import tree_commit
 
     try:
-        return ensure_program(tree, cache_dir, compiler_cache_dir=cache_dir / "ccache", build_lock=build_lock)
+        return ensure_program(tree, cache_dir, compiler_cache_dir=cache_dir / "ccache")
     except DryRunUnavailable as exc:
         raise DryRunUnavailableError(
             f"Metal dry run unavailable for {tree} (commit {tree_commit(tree)}): " + "; ".join(exc.problems),
@@ -268,13 +268,12 @@ def dry_run(
     batches: Sequence[tuple[str, Path | None]],
     profiles: Sequence[str] | None = None,
     ops: str | None = None,
-    build_lock: Path | None = None,
 ) -> DryRun:
     """Encode each batch (``(label, ops file)``; ``None`` = the built-in cases) on every profile."""
     from ..oracle.run import tree_commit
 
     tree = tree.resolve()
-    prog = program(tree, cache_dir, build_lock=build_lock)
+    prog = program(tree, cache_dir)
     profs = profiles_for(tree, prog, profiles)
     libraries = {p.name: kernel_library(tree, p) for p in profs}
     runs: list[BatchRun] = []

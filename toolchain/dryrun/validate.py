@@ -134,13 +134,10 @@ def validate(
     *,
     profiles: Sequence[str] | None = None,
     ops: str | None = None,
-    build_lock: Path | None = None,
 ) -> Validation:
     from .run import dry_run
 
-    run = dry_run(
-        tree, cache_dir, work, batches=[("built-in", None)], profiles=profiles, ops=ops, build_lock=build_lock
-    )
+    run = dry_run(tree, cache_dir, work, batches=[("built-in", None)], profiles=profiles, ops=ops)
     explained = explain(tree.resolve(), run)
     unexplained = [e for e in explained if e.kind == "unexplained"]
     encoded = sum(

@@ -24,12 +24,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..builder.cmake import find_cmake, find_compilers, find_ninja
-from ..builder.compiler_cache import detect
 from ..errors import BuildError
 from ..locking import exclusive
-from ..log import LOG
-from ..proc import stream
+from ..native_build import cmake_build
 from .extract import Extraction, ExtractionFailed, PropsField, extract
 from .profiles import DeviceProfile
 
@@ -170,50 +167,15 @@ def ensure_probe(
         _write_if_changed(generated / "toolchain_oracle_cut.c", extraction.source("c"))
         _write_if_changed(generated / "toolchain_oracle_cut.cpp", extraction.source("cxx"))
         _write_if_changed(generated / "toolchain_oracle_props.c", props_setter(extraction.props_fields))
-        _build(tree, root, generated, compiler_cache_dir)
+        defines = {"LLAMA_TREE": str(tree), "ORACLE_GENERATED": str(generated)}
+        log = root / "probe-build.log"
+        problem = cmake_build(
+            NATIVE, root, PROGRAM, defines, cache_dir, compiler_cache_dir, name="the probe", log=log
+        )
+        if problem:
+            _fail(root, problem, log)
         (root / "ok").write_text(key, encoding="utf-8")
     return Probe(tree, exe, key, extraction, True, time.monotonic() - start)
-
-
-def _build(tree: Path, root: Path, generated: Path, compiler_cache_dir: Path | None) -> None:
-    cmake = find_cmake("3.14")
-    ninja = find_ninja()
-    env = {**os.environ}
-    find_compilers(env)
-    build_dir = root / "build"
-    log = root / "probe-build.log"
-    defines = {
-        "LLAMA_TREE": str(tree),
-        "ORACLE_GENERATED": str(generated),
-        "CMAKE_BUILD_TYPE": "Release",
-        "CMAKE_MAKE_PROGRAM": str(ninja.path),
-    }
-    if compiler_cache_dir is not None:
-        cc = detect(compiler_cache_dir, root)
-        env.update(cc.env)
-        defines.update(cc.launcher_defines)
-    configure = [
-        str(cmake.path),
-        "-S",
-        str(NATIVE),
-        "-B",
-        str(build_dir),
-        "-G",
-        "Ninja",
-        *(f"-D{k}={v}" for k, v in defines.items()),
-    ]
-    LOG.info(f"oracle: building the Metal supports_op probe for {tree} (once per tree content)")
-    done = stream(configure, log_path=log, env=env)
-    if done.returncode != 0:
-        _fail(root, f"the probe's CMake configure failed against this tree: {_errors(done.tail)}", log)
-    done = stream([str(cmake.path), "--build", str(build_dir), "--target", PROGRAM], log_path=log, env=env)
-    if done.returncode != 0:
-        _fail(root, f"the probe does not compile against this tree: {_errors(done.tail)}", log)
-
-
-def _errors(tail: Sequence[str]) -> str:
-    lines = [line.strip() for line in tail if "error" in line.lower() and "warning" not in line.lower()]
-    return " | ".join(lines[:6]) or " | ".join(tail[-6:])
 
 
 def _fail(root: Path, reason: str, log: Path) -> None:

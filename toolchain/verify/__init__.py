@@ -96,6 +96,9 @@ def verify_path(
         tree=tree,
     )
     checks: list[Check] = list(result.checks)
+    from ..dryrun.verify_kernels import shipped_library_checks  # the Metal dry run's needs (issue #16)
+
+    checks.extend(shipped_library_checks(path, inputs.files))
     devices: tuple[DeviceInfo, ...] = ()
     device_class: DeviceClass | None = None
     runs: tuple[RuntimeRun, ...] = ()

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Literal
 
 Status = Literal["pass", "fail", "unverifiable"]
-# static: read from binaries or files; device: seen by running the build; fixture: tests only.
-ObservedBy = Literal["static", "device", "fixture"]
+# static: read from binaries or files; device: seen by running the build; fixture: tests only;
+# static+dry-run: a library read from the binary against what the Metal dry run's encoders ask for.
+ObservedBy = Literal["static", "device", "fixture", "static+dry-run"]
 # real: the backend's device with what its kernels need; paravirtual: a VM device lacking it
 # (hosted macOS runners); none: no device of this backend on this machine.
 DeviceClass = Literal["real", "paravirtual", "none"]
