@@ -13,11 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..profiles import HOST_PROBES, current_platform
+from ..records import BUILD_MANIFEST, read_record_if_any
 from ..source import ResolvedSource
 from .cmake import Compiler, Tool
 from .compiler_cache import CacheStats
-
-MANIFEST_KIND = "build-manifest"
 
 
 @dataclass(frozen=True)
@@ -80,3 +79,10 @@ def host_info() -> HostInfo:
             continue
         details[key] = " ".join(out.split())
     return HostInfo(plat.name, plat.release, plat.machine, platform.python_version(), details)
+
+
+def last_build_dir(reports_dir: Path) -> Path | None:
+    """The build dir of the work dir's last successful build (``reports/build-manifest.json``),
+    None before the first one; a manifest that cannot be read is a ReportError naming it."""
+    manifest = read_record_if_any(reports_dir / BUILD_MANIFEST.name, BUILD_MANIFEST)
+    return manifest.build_dir if manifest else None

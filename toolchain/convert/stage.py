@@ -16,14 +16,15 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ..builder.manifest import last_build_dir
 from ..config import Settings
-from ..errors import ConvertError
+from ..errors import ConvertError, ReportError
 from ..log import LOG
 from ..models.build import ModelSet, TinyModel, check_model_dir, make_models
 from ..models.shrink import Shrink
 from ..models.spec import ArchSpec
 from ..proc import stream
-from ..records import atomic_write_text, read_report, sha256_file, to_jsonable, write_report
+from ..records import CONVERT, atomic_write_text, read_data, sha256_file, to_jsonable, write_report
 from .env import ConverterEnv, ensure_env
 from .load import Loader, find_loader, load_gguf, missing_key_finding
 from .validate import validate_gguf
@@ -92,13 +93,9 @@ def build_bins(settings: Settings) -> list[Path]:
     """The work dir's build bin dirs, best first: the last successful build (build-manifest.json),
     then the others, newest first."""
     out: list[Path] = []
-    try:
-        manifest = json.loads((settings.reports_dir / "build-manifest.json").read_text())
-        first = Path(str(manifest["build_dir"])) / "bin"
-        if first.is_dir():
-            out.append(first)
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+    last = last_build_dir(settings.reports_dir)
+    if last is not None and (last / "bin").is_dir():
+        out.append(last / "bin")
     if settings.build_root.is_dir():
         others = sorted(
             (p for p in settings.build_root.glob("*/bin") if p.is_dir()),
@@ -233,7 +230,7 @@ def convert_architectures(
     write: bool = True,
     timeout: float = 3600.0,
     bin_dir: Path | None = None,
-    report_name: str = "convert.json",
+    report_name: str = CONVERT.name,
     merge: bool = False,
 ) -> Conversion:
     """Validated and loaded GGUFs for ``specs`` × ``types``; every pair gets a verdict in the record.
@@ -375,7 +372,7 @@ def convert_architectures(
         if merge:
             write_merged(path, conversion)
         else:
-            write_report(path, "convert", conversion)
+            write_report(path, CONVERT.kind, conversion)
     return conversion
 
 
@@ -385,8 +382,8 @@ def write_merged(path: Path, conversion: Conversion) -> Path:
     tree (or none, or an unreadable one) is replaced, as a full run would."""
     data = to_jsonable(conversion)
     try:
-        old = read_report(path, "convert")
-    except (OSError, ValueError):
+        old = read_data(path, CONVERT)
+    except ReportError:
         old = {}
     if old.get("tree") == data["tree"]:
         mine = {(r["architecture"], r["type"]) for r in data["results"]}
@@ -397,7 +394,7 @@ def write_merged(path: Path, conversion: Conversion) -> Path:
         data["models"]["models"] = [
             m for m in old.get("models", {}).get("models", []) if m.get("name") not in names
         ] + data["models"]["models"]
-    return write_report(path, "convert", data)
+    return write_report(path, CONVERT.kind, data)
 
 
 def _quantize(

@@ -53,10 +53,10 @@ def add_dryrun(
     from ..dryrun.run import dry_run
     from ..errors import DryRunUnavailableError, ToolchainError
 
-    tree = Path(str(planned.manifest.get("source_dir") or ""))
+    tree = planned.tree
     if not profiles:
         return run
-    if not (tree / "ggml" / "src" / "ggml-metal").is_dir():
+    if tree is None or not (tree / "ggml" / "src" / "ggml-metal").is_dir():
         return _note(run, "the tree has no Metal backend sources")
     runner = CellRunner(planned.tools, scratch_dir / "cache", scratch_dir / "logs" / "dryrun", CellOptions())
     cells: list[Cell] = []

@@ -15,7 +15,7 @@ from typing import Any
 from xml.etree import ElementTree as ET
 
 from ..errors import UsageError
-from ..records import atomic_write_text, to_jsonable, write_report
+from ..records import COVERAGE, atomic_write_text, to_jsonable, write_report
 from .records import (
     BROKEN,
     SEVERITY,
@@ -30,7 +30,7 @@ from .records import (
 )
 from .summary import ICONS, step_summary
 
-REPORT_KIND = "coverage"
+REPORT_KIND = COVERAGE.kind
 COLOURS = {
     "pass": "#2e7d32",
     "unsupported": "#f9a825",
@@ -467,7 +467,7 @@ def html_page(run: CoverageRun) -> str:
 # --- all ---------------------------------------------------------------------------------------------
 def write_reports(run: CoverageRun, reports_dir: Path) -> dict[str, Path]:
     paths = {
-        "json": reports_dir / "coverage.json",
+        "json": reports_dir / COVERAGE.name,
         "md": reports_dir / "coverage.md",
         "junit": reports_dir / "junit-coverage.xml",
         "html": reports_dir / "coverage.html",

@@ -143,12 +143,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _default_build(settings: Settings) -> Path | None:
-    manifest = settings.reports_dir / "build-manifest.json"
-    try:
-        data = json.loads(manifest.read_text(encoding="utf-8"))
-        return Path(str(data["build_dir"]))
-    except (OSError, ValueError, KeyError):
-        return None
+    from ..builder.manifest import last_build_dir
+
+    return last_build_dir(settings.reports_dir)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
