@@ -8,10 +8,10 @@ hit rate and the time each step took.
 from __future__ import annotations
 
 import platform
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..proc import capture
 from ..profiles import HOST_PROBES, current_platform
 from ..records import BUILD_MANIFEST, read_record_if_any
 from ..source import ResolvedSource
@@ -74,9 +74,12 @@ def host_info() -> HostInfo:
     details: dict[str, str] = {}
     for key, command in HOST_PROBES.get(plat.name, {}).items():
         try:
-            out = subprocess.run(list(command), capture_output=True, text=True, timeout=20, check=True).stdout
-        except (OSError, subprocess.SubprocessError):
+            done = capture(list(command), timeout=20)
+        except OSError:
             continue
+        if not done.ok:
+            continue
+        out = done.stdout
         details[key] = " ".join(out.split())
     return HostInfo(plat.name, plat.release, plat.machine, platform.python_version(), details)
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 import mmap
 import os
 import re
-import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..proc import capture
 from .records import ToolColumn
 
 # Names newest first (toolchain/builder/targets.py lists the same wants for the build).
@@ -50,16 +50,12 @@ def binary_contains(path: Path, needles: Iterable[bytes]) -> dict[bytes, bool]:
 
 def help_text(program: Path, timeout: float = 30.0) -> str:
     try:
-        done = subprocess.run(
-            [str(program), "--help"],
-            capture_output=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, "LLAMA_LOG_COLORS": "off"},
+        done = capture(
+            [str(program), "--help"], timeout=timeout, env={**os.environ, "LLAMA_LOG_COLORS": "off"}
         )
-    except (OSError, subprocess.SubprocessError):
+    except OSError:
         return ""
-    return (done.stdout + done.stderr).decode("utf-8", "replace")
+    return "" if done.timed_out else done.stdout + done.stderr
 
 
 def _has_option(text: str, option: str) -> bool:

@@ -18,8 +18,6 @@ import dataclasses
 import hashlib
 import io
 import os
-import shutil
-import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +27,7 @@ from ..builder.compiler_cache import detect
 from ..errors import BuildError
 from ..locking import exclusive
 from ..log import LOG
-from ..proc import stream
+from ..proc import capture, stream
 from .extract import Extraction, ExtractionFailed, PropsField, extract
 from .profiles import DeviceProfile
 
@@ -254,11 +252,11 @@ def run_support(
     env = {k: v for k, v in os.environ.items() if not k.startswith("GGML_")}
     try:
         # cwd = the probe dir: ggml_backend_load_all() looks for backend libraries there, none exist
-        done = subprocess.run(
-            args, cwd=probe.executable.parent, env=env, capture_output=True, text=True, timeout=timeout
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise BuildError(f"the oracle probe did not finish within {timeout:.0f} s: {' '.join(args)}") from exc
+        done = capture(args, cwd=probe.executable.parent, env=env, timeout=timeout, max_output=None)
+    except OSError as exc:
+        raise BuildError(f"the oracle probe could not be started: {exc}: {' '.join(args)}") from exc
+    if done.timed_out:
+        raise BuildError(f"the oracle probe did not finish within {timeout:.0f} s: {' '.join(args)}")
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-8:]
         raise BuildError(
@@ -294,7 +292,3 @@ def parse_support_csv(text: str) -> list[SupportRow]:
             )
         )
     return rows
-
-
-def remove_probe_cache(cache_dir: Path) -> None:
-    shutil.rmtree(cache_dir / "oracle", ignore_errors=True)

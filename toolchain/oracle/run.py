@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
 import tempfile
 import time
 from collections.abc import Sequence
@@ -12,6 +11,7 @@ from pathlib import Path
 
 from ..errors import OracleUnavailableError, UsageError
 from ..log import LOG
+from ..proc import capture
 from . import normalise
 from .extract import Extraction, ExtractionFailed, extract
 from .probe import Probe, ProbeUnavailable, SupportRow, ensure_probe, parse_support_csv, run_support
@@ -47,15 +47,10 @@ MIN_AGREEMENT = 0.95
 def tree_commit(tree: Path) -> str:
     """The commit of a checked-out tree (its own git repository), or "unknown"."""
     try:
-        top = subprocess.run(
-            ["git", "-C", str(tree), "rev-parse", "--show-toplevel", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout.split()
-    except (OSError, subprocess.SubprocessError):
+        done = capture(["git", "-C", str(tree), "rev-parse", "--show-toplevel", "HEAD"], timeout=30)
+    except OSError:
         return "unknown"
+    top = done.stdout.split() if done.ok else []
     if len(top) == 2 and Path(top[0]).resolve() == tree.resolve():
         return top[1]
     return "unknown"
@@ -505,9 +500,13 @@ def _measured(tree: Path, build: Path | None, older_tree: Path | None) -> tuple[
             continue
         args = [str(tbo), "support", "-b", backend, "--output", "csv"]
         try:
-            done = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=tbo.parent)
-        except (OSError, subprocess.TimeoutExpired) as exc:
+            done = capture(args, timeout=600, cwd=tbo.parent)
+        except OSError as exc:
             out.append(skipped(backend, ref_path, f"{' '.join(args)} failed: {exc}", observed_by="device"))
+            continue
+        if done.timed_out:
+            why = f"{' '.join(args)} failed: no exit within 600 s (process group ended)"
+            out.append(skipped(backend, ref_path, why, observed_by="device"))
             continue
         rows = parse_support_csv(done.stdout)
         if not rows:
