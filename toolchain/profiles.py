@@ -244,10 +244,6 @@ class PlatformInfo:
     machine: str
     release: str
 
-    @property
-    def executable_suffix(self) -> str:
-        return ".exe" if self.name == "win32" else ""
-
 
 def current_platform() -> PlatformInfo:
     return PlatformInfo(name=sys.platform, machine=platform.machine(), release=platform.release())

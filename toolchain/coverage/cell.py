@@ -42,7 +42,6 @@ from .e2e import (
 from .isolate import Outcome, run_isolated
 from .opsfile import contiguous_index_views, ggml_ids, tree_of_build
 from .records import (
-    BROKEN,
     COLUMNS,
     Cell,
     CheckResult,
@@ -1047,7 +1046,3 @@ def blocked_cell(
         checks=(CheckResult("support", "error", reason, evidence, details={"load_error": reason}),),
         whose=whose,
     )
-
-
-def broken(cell: Cell) -> bool:
-    return cell.status in BROKEN

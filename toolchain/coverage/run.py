@@ -201,8 +201,8 @@ def run_matrix(
     on_cell: Callable[[Cell, int, int], None] = lambda _c, _i, _n: None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> CoverageRun:
-    """Run every planned cell; KeyboardInterrupt yields a partial, incomplete run (then re-raised
-    by the caller through :func:`finish_interrupted`)."""
+    """Run every planned cell; KeyboardInterrupt yields a partial, incomplete run (``interrupted``:
+    the caller writes its reports, then exits 130, as ``coverage.cli`` does)."""
     jobs = request.jobs or os.cpu_count() or 1
     options = CellOptions(
         timeout=request.timeout,

@@ -1081,8 +1081,3 @@ CLASSES: tuple[FailureClass, ...] = (
 
 BY_ID: Mapping[str, FailureClass] = MappingProxyType({c.id: c for c in CLASSES})
 PATTERNS: Mapping[str, Pattern] = MappingProxyType({p.id: p for c in CLASSES for p in c.patterns})
-CLASS_OF_PATTERN: Mapping[str, str] = MappingProxyType({p.id: c.id for c in CLASSES for p in c.patterns})
-
-
-def failure_class(class_id: str) -> FailureClass:
-    return BY_ID[class_id]
