@@ -14,6 +14,8 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
+from ..tree import CONVERT_SCRIPT, has_metal_sources
+
 _OPTION = re.compile(r"^\s*option\s*\(\s*([A-Za-z0-9_]+)", re.M)
 _CACHE_SET = re.compile(r"^\s*set\s*\(\s*([A-Za-z0-9_]+)\s+[^)]*\bCACHE\b", re.M)
 _DEPRECATED = re.compile(r"^\s*llama_option_depr\s*\(\s*\w+\s+([A-Za-z0-9_]+)", re.M)
@@ -75,6 +77,6 @@ def read_capabilities(tree: Path) -> TreeCapabilities:
         deprecated_options=frozenset(deprecated),
         mentioned=frozenset(mentioned),
         cmake_minimum=minimum,
-        has_metal_sources=(tree / "ggml" / "src" / "ggml-metal").is_dir(),
-        has_convert_script=(tree / "convert_hf_to_gguf.py").is_file(),
+        has_metal_sources=has_metal_sources(tree),
+        has_convert_script=(tree / CONVERT_SCRIPT).is_file(),
     )

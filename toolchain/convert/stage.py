@@ -25,6 +25,7 @@ from ..models.shrink import Shrink
 from ..models.spec import ArchSpec
 from ..proc import stream
 from ..records import CONVERT, atomic_write_text, read_data, sha256_file, to_jsonable, write_report
+from ..tree import CONVERT_SCRIPT, QUANTIZE
 from .env import ConverterEnv, ensure_env
 from .load import Loader, find_loader, load_gguf, missing_key_finding
 from .validate import validate_gguf
@@ -108,7 +109,7 @@ def build_bins(settings: Settings) -> list[Path]:
 
 def find_quantize(settings: Settings, bins: list[Path] | None = None) -> Path | None:
     for bin_dir in build_bins(settings) if bins is None else bins:
-        for name in ("llama-quantize", "quantize"):
+        for name in QUANTIZE:
             if (bin_dir / name).is_file():
                 return bin_dir / name
     return None
@@ -243,9 +244,9 @@ def convert_architectures(
     bins = [bin_dir] if bin_dir is not None else build_bins(settings)
     loader = find_loader(bins)
     tree = (tree or settings.src_dir).resolve()
-    if not (tree / "convert_hf_to_gguf.py").is_file():
+    if not (tree / CONVERT_SCRIPT).is_file():
         raise ConvertError(
-            f"{tree} has no convert_hf_to_gguf.py", "run `llama-toolchain fetch` first (or pass the tree)"
+            f"{tree} has no {CONVERT_SCRIPT}", "run `llama-toolchain fetch` first (or pass the tree)"
         )
     env = ensure_env(tree, settings)
     models = make_models(specs, settings, env.python, tree, seed=seed, shrinks=shrinks)
@@ -282,7 +283,7 @@ def convert_architectures(
             pending[job_id] = (model, outtype, path)
     startup = 0.0
     if jobs:
-        LOG.info(f"converting {len(jobs)} model/type pair(s) with {tree / 'convert_hf_to_gguf.py'}")
+        LOG.info(f"converting {len(jobs)} model/type pair(s) with {tree / CONVERT_SCRIPT}")
         lines: list[str] = []
         log_path = settings.work_dir / "models" / "toolchain-convert.log"
         with tempfile.TemporaryDirectory(prefix="toolchain-convert-") as tmp:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ..dryrun.records import DryRun
 from ..log import LOG
+from ..tree import has_metal_sources
 from .cell import CellOptions, CellRunner
 from .records import (
     Cell,
@@ -56,7 +57,7 @@ def add_dryrun(
     tree = planned.tree
     if not profiles:
         return run
-    if tree is None or not (tree / "ggml" / "src" / "ggml-metal").is_dir():
+    if tree is None or not has_metal_sources(tree):
         return _note(run, "the tree has no Metal backend sources")
     runner = CellRunner(planned.tools, scratch_dir / "cache", scratch_dir / "logs" / "dryrun", CellOptions())
     cells: list[Cell] = []

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..records import CONVERT, read_data
+from ..tree import ARCHS
 from .isolate import run_isolated
 from .records import ModelInput
 from .tools import Toolset
@@ -231,9 +232,7 @@ def archs_models(
             )
             continue
         for v in picked:
-            found.append(
-                ModelInput(arch, "f32", by_variant[v], "test-llama-archs", variant="" if v == "dense" else v)
-            )
+            found.append(ModelInput(arch, "f32", by_variant[v], ARCHS[0], variant="" if v == "dense" else v))
     return found, skips
 
 

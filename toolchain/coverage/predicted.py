@@ -16,6 +16,7 @@ from pathlib import Path
 from ..errors import ReportError
 from ..log import LOG
 from ..records import ORACLE_VALIDATION, read_record
+from ..tree import has_metal_sources
 from .backends import backend
 from .cell import CellOptions, CellRunner
 from .records import Cell, CheckResult, CoverageRun, DeviceSummary, OpResult, Status, TensorShape, ToolColumn
@@ -41,7 +42,7 @@ def add_predictions(
     tree = planned.tree
     if not profiles:
         return run
-    if tree is None or not (tree / "ggml" / "src" / "ggml-metal").is_dir():
+    if tree is None or not has_metal_sources(tree):
         return _note(run, "the tree has no Metal backend sources")
     # a Metal device in the matrix: predict its own family too, to cross-check the oracle on it
     metal = {

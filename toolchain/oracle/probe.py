@@ -28,6 +28,7 @@ from ..errors import BuildError
 from ..locking import exclusive
 from ..log import LOG
 from ..proc import capture, stream
+from ..tree import BACKEND_OPS_SOURCE
 from .extract import Extraction, ExtractionFailed, PropsField, extract
 from .profiles import DeviceProfile
 
@@ -108,7 +109,7 @@ def probe_key(tree: Path, extraction: Extraction) -> str:
     _hash_files(digest, NATIVE.iterdir(), NATIVE)
     ggml = tree / "ggml"
     _hash_files(digest, [*ggml.glob("*.txt"), *ggml.glob("include/*"), *ggml.glob("src/*.*")], tree)
-    _hash_files(digest, [tree / "tests" / "test-backend-ops.cpp"], tree)
+    _hash_files(digest, [tree / BACKEND_OPS_SOURCE], tree)
     return digest.hexdigest()[:16]
 
 
@@ -135,7 +136,7 @@ def ensure_probe(
 
     start = time.monotonic()
     tree = tree.resolve()
-    if not (tree / "tests" / "test-backend-ops.cpp").is_file():
+    if not (tree / BACKEND_OPS_SOURCE).is_file():
         raise ProbeUnavailable(
             "tests/test-backend-ops.cpp is missing: the probe needs the tree's own test cases"
         )

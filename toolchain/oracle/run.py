@@ -12,6 +12,7 @@ from pathlib import Path
 from ..errors import OracleUnavailableError, UsageError
 from ..log import LOG
 from ..proc import capture
+from ..tree import BACKEND_OPS, BACKEND_OPS_SOURCE
 from . import normalise
 from .extract import Extraction, ExtractionFailed, extract
 from .probe import Probe, ProbeUnavailable, SupportRow, ensure_probe, parse_support_csv, run_support
@@ -219,8 +220,8 @@ def _by_backend(rows: Sequence[SupportRow]) -> dict[str, list[SupportRow]]:
 def _sources(*trees: Path | None) -> list[str]:
     texts = []
     for t in trees:
-        if t is not None and (t / "tests" / "test-backend-ops.cpp").is_file():
-            texts.append((t / "tests" / "test-backend-ops.cpp").read_text(encoding="utf-8", errors="replace"))
+        if t is not None and (t / BACKEND_OPS_SOURCE).is_file():
+            texts.append((t / BACKEND_OPS_SOURCE).read_text(encoding="utf-8", errors="replace"))
     return texts
 
 
@@ -466,7 +467,7 @@ def _older_evidence(
 
 
 def _find_tbo(build: Path) -> Path | None:
-    for cand in (build / "bin" / "test-backend-ops", build / "test-backend-ops"):
+    for cand in (d / name for name in BACKEND_OPS for d in (build / "bin", build)):
         if cand.is_file():
             return cand
     return None

@@ -22,13 +22,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .. import tree
 from ..proc import Completed, stream
 from ..profiles import BackendProfile, PlatformInfo, current_platform
 from .probe_model import probe_model_name, write_probe_model
 from .records import Check, DeviceClass, DeviceInfo, RuntimeRun, Status
 
-# Programs that run a prompt, newest name first (main -> llama-cli; llama-completion since 2025).
-RUNNERS = ("llama-completion", "llama-cli", "llama-simple", "main")
+# Programs that run a prompt, newest name first; llama-simple where the tree has no runner of the same age.
+RUNNERS = (*tree.RUNNERS[:2], tree.SIMPLE_RUNNER, *tree.RUNNERS[2:])
 TAIL = 25
 # A run printing more than this is ended as a flood (a real one-token run with the scheduler's
 # debug output prints a few MiB); only this much of its text is kept in memory for parsing.
@@ -40,8 +41,6 @@ _DEVICE_ROW = re.compile(
     r"^\s+(?P<name>[^\s:]+): (?P<desc>.*?) \((?P<total>\d+) MiB, (?P<free>\d+) MiB free\)\s*$"
 )
 _OFFLOADED = re.compile(r"offloaded (?P<n>\d+)/(?P<m>\d+) layers to GPU")
-# ggml-backend.cpp, GGML_SCHED_DEBUG: "## SPLIT #3: BLAS # 1 inputs"
-_SPLIT = re.compile(r"## SPLIT #\d+: (?P<backend>[^\s#]+)")
 # llama-model-loader.cpp and llama_perf_context_print (0.3.20 and 0.3.36): the run really loaded
 # the model, or evaluated tokens; an exit 0 without either proves nothing.
 _WORKED = re.compile(r"loaded meta data with \d+ key-value pairs and \d+ tensors|: +eval time = ")
@@ -363,7 +362,7 @@ def runtime_checks(
         "1",
     ]
     for flag, option in (("-no-cnv", "-no-cnv"), ("--no-warmup", "--no-warmup"), ("-v", "--verbose")):
-        if re.search(rf"(^|[\s,]){re.escape(option)}([\s,]|$)", help_text, re.M):
+        if tree.has_option(help_text, option):
             args.append(flag)
     # GGML_SCHED_DEBUG=2 (with -v) prints each graph split and the backend that runs it
     done, lines = _run(args, log_dir, "one-token", timeout, env={**os.environ, "GGML_SCHED_DEBUG": "2"})
@@ -518,7 +517,7 @@ def runtime_checks(
                 evidence=evidence,
             )
         )
-        splits = sorted({m["backend"] for m in map(_SPLIT.search, lines) if m})
+        splits = sorted({m["backend"] for m in map(tree.SCHED_SPLIT.search, lines) if m})
         if ran and device_class == "real":
             ours_ran = [b for b in splits if b.startswith(profile.device_prefixes)]
             if not splits:
