@@ -9,8 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from toolchain.profiles import PROFILES, PlatformInfo
-from toolchain.verify.runtime import classify, parse_device_list, parse_metal_log, runtime_checks
+from toolchain.profiles import PROFILES, BackendProfile, PlatformInfo
+from toolchain.verify.runtime import (
+    RuntimeResult,
+    classify,
+    parse_device_list,
+    parse_metal_log,
+    runtime_checks,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 LOGS = ROOT / "fixtures" / "logs"
@@ -188,6 +194,30 @@ def _fake_runner(tmp_path: Path, action: str) -> Path:
 LINUX = PlatformInfo(name="linux", machine="x86_64", release="")
 
 
+def _run_fake(
+    tmp_path: Path,
+    action: str,
+    profile: BackendProfile,
+    timeout: float,
+    plat: PlatformInfo = LINUX,
+    binary_format: str = "elf",
+) -> RuntimeResult:
+    """runtime_checks on a fake llama-completion doing ``action`` with a (fake) model."""
+    runner = _fake_runner(tmp_path, action)
+    model = tmp_path / "model.gguf"
+    model.write_bytes(b"GGUF")
+    return runtime_checks(
+        [runner],
+        profile,
+        binary_format=binary_format,
+        archs=["x86_64" if binary_format == "elf" else "arm64"],
+        timeout=timeout,
+        model=model,
+        log_dir=tmp_path / "logs",
+        plat=plat,
+    )
+
+
 @pytest.mark.parametrize(
     ("action", "verdict"),
     [
@@ -197,19 +227,7 @@ LINUX = PlatformInfo(name="linux", machine="x86_64", release="")
     ],
 )
 def test_crash_and_hang_are_verdicts_with_the_last_lines(tmp_path: Path, action: str, verdict: str) -> None:
-    runner = _fake_runner(tmp_path, action)
-    model = tmp_path / "model.gguf"
-    model.write_bytes(b"GGUF")
-    rt = runtime_checks(
-        [runner],
-        PROFILES["blas"],
-        binary_format="elf",
-        archs=["x86_64"],
-        timeout=2.0,
-        model=model,
-        log_dir=tmp_path / "logs",
-        plat=LINUX,
-    )
+    rt = _run_fake(tmp_path, action, PROFILES["blas"], 2.0)
     run = next(c for c in rt.checks if c.name == "runtime.one-token")
     assert run.status == "fail" and run.found == verdict
     assert run.evidence and run.evidence[-1] == "log line 39"
@@ -218,20 +236,9 @@ def test_crash_and_hang_are_verdicts_with_the_last_lines(tmp_path: Path, action:
 
 def test_paravirtual_metal_run_is_unverifiable_not_failed(tmp_path: Path) -> None:
     log = (LOGS / "metal-paravirtual.txt").read_text(encoding="utf-8")
-    runner = _fake_runner(tmp_path, f"sys.stderr.write({log!r}); os.kill(os.getpid(), signal.SIGABRT)")
-    model = tmp_path / "model.gguf"
-    model.write_bytes(b"GGUF")
+    action = f"sys.stderr.write({log!r}); os.kill(os.getpid(), signal.SIGABRT)"
     mac = PlatformInfo(name="darwin", machine="arm64", release="")
-    rt = runtime_checks(
-        [runner],
-        METAL,
-        binary_format="macho",
-        archs=["arm64"],
-        timeout=10.0,
-        model=model,
-        log_dir=tmp_path / "logs",
-        plat=mac,
-    )
+    rt = _run_fake(tmp_path, action, METAL, 10.0, mac, "macho")
     assert rt.device_class == "paravirtual"
     assert {c.status for c in rt.checks} == {"unverifiable"}, rt.checks
     assert rt.devices[0].simdgroup_reduction is False
@@ -253,19 +260,7 @@ def test_mach_o_runtime_on_linux_is_unverifiable() -> None:
 )
 def test_a_crash_without_a_device_to_blame_is_a_failure(tmp_path: Path, action: str, verdict: str) -> None:
     """cpu profile (no listed device): a one-token run that crashes or hangs is the build's fault."""
-    runner = _fake_runner(tmp_path, action)
-    model = tmp_path / "model.gguf"
-    model.write_bytes(b"GGUF")
-    rt = runtime_checks(
-        [runner],
-        PROFILES["cpu"],
-        binary_format="elf",
-        archs=["x86_64"],
-        timeout=2.0,
-        model=model,
-        log_dir=tmp_path / "logs",
-        plat=LINUX,
-    )
+    rt = _run_fake(tmp_path, action, PROFILES["cpu"], 2.0)
     run = next(c for c in rt.checks if c.name == "runtime.one-token")
     assert run.status == "fail" and run.found == verdict, rt.checks
     if "SIGILL" in verdict:
@@ -310,18 +305,6 @@ def test_the_help_probe_has_the_runs_timeout(tmp_path: Path) -> None:
 def test_an_exit_0_proves_the_cpu_device_only_with_a_model_loaded(
     tmp_path: Path, action: str, status: str
 ) -> None:
-    runner = _fake_runner(tmp_path, action)
-    model = tmp_path / "model.gguf"
-    model.write_bytes(b"GGUF")
-    rt = runtime_checks(
-        [runner],
-        PROFILES["cpu"],
-        binary_format="elf",
-        archs=["x86_64"],
-        timeout=10.0,
-        model=model,
-        log_dir=tmp_path / "logs",
-        plat=LINUX,
-    )
+    rt = _run_fake(tmp_path, action, PROFILES["cpu"], 10.0)
     device = next(c for c in rt.checks if c.name == "runtime.device")
     assert device.status == status, rt.checks
