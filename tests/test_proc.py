@@ -82,3 +82,83 @@ def test_stop_group_returns_only_when_what_ninja_started_has_ended(tmp_path: Pat
         stopper.join(timeout=120)
     assert not stopper.is_alive()
     assert not _running(compile_pid)
+
+
+# A tool that leaves a grandchild behind (a compiler driver, a pager, a helper daemon): the
+# grandchild holds no pipe of ours, only blocks on a FIFO nobody writes. It writes its pid to
+# ``pid`` (a regular file) or ``ready`` (a FIFO the test reads) as soon as it runs.
+GRANDCHILD = """
+import os, sys
+pid_file, ready, hold = sys.argv[1:]
+if ready:
+    with open(ready, "w") as f:
+        f.write(str(os.getpid()))
+else:
+    with open(pid_file + ".tmp", "w") as f:
+        f.write(str(os.getpid()))
+    os.replace(pid_file + ".tmp", pid_file)
+open(hold).read()
+"""
+
+
+def _fake_tool(tmp_path: Path, *, ready: bool) -> tuple[Path, Path, Path]:
+    """A program that starts GRANDCHILD, prints nothing and never exits (``--help`` hangs)."""
+    hold = tmp_path / "hold"
+    os.mkfifo(hold)
+    fifo = tmp_path / "ready"
+    if ready:
+        os.mkfifo(fifo)
+    pid_file = tmp_path / "grandchild.pid"
+    tool = tmp_path / "llama-hangs"
+    tool.write_text(
+        f"#!{sys.executable}\n"
+        "import subprocess, sys\n"
+        f"subprocess.Popen([sys.executable, '-c', {GRANDCHILD!r}, {str(pid_file)!r}, "
+        f"{str(fifo) if ready else ''!r}, {str(hold)!r}], stdin=subprocess.DEVNULL, "
+        "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+        f"open({str(hold)!r}).read()\n"
+    )
+    tool.chmod(0o755)
+    return tool, pid_file, fifo
+
+
+def test_a_timeout_of_a_formerly_bare_call_ends_what_its_child_started(tmp_path: Path) -> None:
+    """``coverage.tools.help_text`` (once a bare ``subprocess.run``): on timeout the grandchild goes too."""
+    from toolchain.coverage.tools import help_text
+
+    tool, pid_file, _ = _fake_tool(tmp_path, ready=False)
+    for limit in (5.0, 30.0, 120.0):  # long enough for the grandchild to start on a loaded machine
+        assert help_text(tool, timeout=limit) == ""
+        if pid_file.exists():
+            break
+    grandchild = int(pid_file.read_text())
+    try:
+        assert not _running(grandchild), "the timeout left the tool's grandchild running"
+    finally:
+        if _running(grandchild):
+            os.kill(grandchild, signal.SIGKILL)
+
+
+def test_ctrl_c_during_a_formerly_bare_call_ends_what_its_child_started(tmp_path: Path) -> None:
+    """Ctrl-C while ``help_text`` waits: the whole group of the tool ends before the exit."""
+    tool, _, ready = _fake_tool(tmp_path, ready=True)
+    script = f"from pathlib import Path; from toolchain.coverage.tools import help_text; help_text(Path({str(tool)!r}), 600)"
+    caller = subprocess.Popen(
+        [sys.executable, "-c", script],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    grandchild = 0
+    try:
+        with open(ready) as f:  # blocks until the grandchild runs
+            grandchild = int(f.read())
+        caller.send_signal(signal.SIGINT)
+        _, err = caller.communicate(timeout=120)
+        assert caller.returncode != 0 and b"KeyboardInterrupt" in err
+        assert not _running(grandchild), "Ctrl-C left the tool's grandchild running"
+    finally:
+        if caller.poll() is None:
+            os.killpg(caller.pid, signal.SIGKILL)
+        if grandchild and _running(grandchild):
+            os.kill(grandchild, signal.SIGKILL)

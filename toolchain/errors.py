@@ -52,6 +52,14 @@ class WorkDirBusyError(ToolchainError):
     title = "work dir busy"
 
 
+class ReportError(ToolchainError):
+    """A report another stage wrote (``reports/*.json``) cannot be read back: not JSON, another
+    kind of report, written by a newer toolchain, or a field missing or of the wrong type."""
+
+    exit_code = 6
+    title = "unreadable report"
+
+
 # --- source stage (10-19) ------------------------------------------------------------------------
 class RemoteUnreachableError(ToolchainError):
     """The remote could not be reached, or stalled past the network timeout."""

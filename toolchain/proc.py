@@ -1,9 +1,12 @@
-"""Run a child process as an argument list, stream its output to a log file, never leave it behind.
+"""Run a child process as an argument list and never leave it, or what it started, behind.
 
-The child gets its own process group: on timeout or Ctrl-C the whole group (compilers under
-ninja, say) is terminated, then killed. Output is kept only as a bounded tail in memory, read in
-lines of at most :data:`MAX_LINE` bytes (a child that never prints a newline cannot grow one line
-without bound); ``max_output`` ends a child that prints more than that many bytes (a flood).
+:func:`run_group` is the one runner: the child gets its own process group, and on timeout, a
+flood, Ctrl-C or cancellation the whole group (compilers under ninja, say) is terminated, then
+killed; output is read in lines of at most :data:`MAX_LINE` bytes (a child that never prints a
+newline cannot grow one line without bound) or in chunks. On top of it: :func:`stream` (output to
+a log file and a bounded tail, for builds and converters), :func:`capture` (output in memory,
+for short probes: what ``subprocess.run`` would be), ``coverage.isolate.run_isolated`` (a cell's
+policy) and ``doctor.run.run_command`` (a capped log).
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
+Child = subprocess.Popen[bytes]  # a child of run_group (for callers that register it for cancellation)
 MAX_LINE = 64 << 10  # bytes: a longer line is passed on in pieces of this size
 
 
@@ -110,6 +115,180 @@ def stop_group(proc: subprocess.Popen[bytes], term_wait: float = 5.0) -> None:
             return
 
 
+def _stop_once(proc: subprocess.Popen[bytes], term_wait: float) -> None:
+    """:func:`stop_group` after Ctrl-C: a further Ctrl-C meanwhile is ignored (one is being handled)."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        stop_group(proc, term_wait)
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
+
+
+@dataclass(frozen=True)
+class Exit:
+    """How a child of :func:`run_group` ended."""
+
+    returncode: int  # negative: killed by that signal
+    seconds: float
+    timed_out: bool = False
+    flooded: bool = False  # printed more than ``max_output`` bytes and was ended for it
+    interrupted: bool = False  # Ctrl-C ended it (only with ``stop_on_interrupt``)
+    output_bytes: int = 0  # read from its pipes (a flood: including the piece that was not passed on)
+
+
+def run_group(
+    args: Sequence[str],
+    on_output: Callable[[bytes, bool], None],
+    *,
+    timeout: float | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    separate_stderr: bool = False,
+    max_output: int | None = None,
+    chunks: bool = False,
+    started: Callable[[subprocess.Popen[bytes]], None] | None = None,
+    finished: Callable[[subprocess.Popen[bytes]], None] | None = None,
+    stop_on_interrupt: bool = False,
+    term_wait: float = 5.0,
+) -> Exit:
+    """The one way a child process is run: ``args`` (a list) in a process group of its own, stdin
+    closed, every piece of output passed to ``on_output(data, is_stdout)`` as it comes (lines of at
+    most :data:`MAX_LINE` bytes, or with ``chunks`` whatever one read returns; one call at a time).
+
+    On timeout, on a flood (more than ``max_output`` bytes, which are not passed on), when the
+    caller is interrupted or ``stop_group`` is called from elsewhere (cancellation), the whole group
+    is ended; when the child exits, what it left running in its group is killed. ``separate_stderr``
+    reads stderr on its own (``is_stdout`` False) instead of merged into stdout. ``started`` sees the
+    child before it is waited for (to register it for cancellation), ``finished`` after it and its
+    readers are done. Ctrl-C is re-raised, or with ``stop_on_interrupt`` recorded in
+    :attr:`Exit.interrupted`. OSError when the program cannot be started."""
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        list(args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE if separate_stderr else subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=dict(env) if env is not None else None,
+        cwd=cwd,
+        start_new_session=True,
+    )
+    lock = threading.Lock()
+    flooded = threading.Event()
+    total = [0]
+
+    def pump(pipe: IO[bytes], is_stdout: bool) -> None:  # threads: a silent child cannot block the timeout
+        fd = pipe.fileno()
+        while data := (os.read(fd, 1 << 20) if chunks else pipe.readline(MAX_LINE)):
+            with lock:
+                total[0] += len(data)
+                if max_output is not None and total[0] > max_output:
+                    flooded.set()
+                else:
+                    on_output(data, is_stdout)
+            if flooded.is_set():
+                stop_group(proc, term_wait)
+                return
+
+    pipes = [(proc.stdout, True), (proc.stderr, False)]
+    readers = [threading.Thread(target=pump, args=(p, out), daemon=True) for p, out in pipes if p is not None]
+    for reader in readers:
+        reader.start()
+    timed_out = interrupted = False
+    try:
+        if started is not None:
+            started(proc)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            stop_group(proc, term_wait)
+        except KeyboardInterrupt:
+            if not stop_on_interrupt:
+                raise
+            interrupted = True
+            _stop_once(proc, term_wait)
+    except BaseException:
+        _stop_once(proc, term_wait)
+        raise
+    finally:
+        if proc.poll() is not None:
+            # the leader is gone; the group may still hold the pipes (a grandchild): end it
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        for reader in readers:
+            reader.join(timeout=10)
+        for pipe, _out in pipes:
+            if pipe is not None:
+                pipe.close()
+        if finished is not None:
+            finished(proc)
+    return Exit(proc.wait(), time.monotonic() - start, timed_out, flooded.is_set(), interrupted, total[0])
+
+
+@dataclass(frozen=True)
+class Captured:
+    args: tuple[str, ...]
+    returncode: int  # negative: killed by that signal
+    stdout: str
+    stderr: str
+    seconds: float
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+
+def capture(
+    args: Sequence[str],
+    *,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    max_output: int | None = 64 << 20,
+    stdout: IO[bytes] | None = None,
+    term_wait: float = 5.0,
+) -> Captured:
+    """Run ``args`` to its end, stdout and stderr kept apart in memory (at most ``max_output``
+    bytes: a flood is ended), like ``subprocess.run(capture_output=True, timeout=...)`` except that
+    a timeout or Ctrl-C ends the child's whole process group. ``stdout``: written there instead
+    (``Captured.stdout`` is then empty). OSError when it cannot be started."""
+    out: list[bytes] = []
+    err: list[bytes] = []
+
+    def keep(data: bytes, is_stdout: bool) -> None:
+        if not is_stdout:
+            err.append(data)
+        elif stdout is not None:
+            stdout.write(data)
+        else:
+            out.append(data)
+
+    done = run_group(
+        args,
+        keep,
+        timeout=timeout,
+        env=env,
+        cwd=cwd,
+        separate_stderr=True,
+        max_output=max_output,
+        chunks=True,
+        term_wait=term_wait,
+    )
+    return Captured(
+        tuple(args),
+        done.returncode,
+        b"".join(out).decode("utf-8", "replace"),
+        b"".join(err).decode("utf-8", "replace"),
+        done.seconds,
+        done.timed_out,
+    )
+
+
 def stream(
     args: Sequence[str],
     *,
@@ -126,67 +305,27 @@ def stream(
     before."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tail: deque[str] = deque(maxlen=tail_lines)
-    start = time.monotonic()
-    timed_out = False
-    flood = threading.Event()
     with log_path.open("ab") as log:
         log.write(f"$ {' '.join(args)}\n".encode())
         log.flush()
-        proc = subprocess.Popen(
-            list(args),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=dict(env) if env is not None else None,
-            cwd=cwd,
-            start_new_session=True,
-        )
-        assert proc.stdout is not None
-        pipe = proc.stdout
+        log_ok = [True]
 
-        def pump() -> None:  # a thread, so a silent hung child cannot block the timeout
-            log_ok = True
-            total = 0
-            for raw in iter(lambda: pipe.readline(MAX_LINE), b""):
-                total += len(raw)
-                if max_output is not None and total > max_output:
-                    flood.set()
-                    stop_group(proc)
-                    break
-                if log_ok:
-                    try:
-                        log.write(raw)
-                    except OSError:  # disk full: keep draining the pipe, keep the tail in memory
-                        log_ok = False
-                line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                tail.append(line)
-                if on_line:
-                    on_line(line)
-
-        reader = threading.Thread(target=pump, daemon=True)
-        reader.start()
-        try:
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                stop_group(proc)
-            reader.join(timeout=10)
-        except BaseException:
-            stop_group(proc)
-            raise
-        finally:
-            if proc.poll() is not None:
-                # the group may still hold the pipe (a grandchild): end it, then stop reading
+        def line(raw: bytes, _is_stdout: bool) -> None:
+            if log_ok[0]:
                 try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-            reader.join(timeout=5)
+                    log.write(raw)
+                except OSError:  # disk full: keep draining the pipe, keep the tail in memory
+                    log_ok[0] = False
+            text = raw.decode("utf-8", "replace").rstrip("\r\n")
+            tail.append(text)
+            if on_line:
+                on_line(text)
+
+        try:
+            done = run_group(args, line, timeout=timeout, env=env, cwd=cwd, max_output=max_output)
+        finally:
             try:
                 log.flush()
             except OSError:
                 pass
-    return Completed(
-        tuple(args), proc.wait(), tuple(tail), time.monotonic() - start, timed_out, flood.is_set()
-    )
+    return Completed(tuple(args), done.returncode, tuple(tail), done.seconds, done.timed_out, done.flooded)

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Literal
 
 from .errors import ProfileError
 
@@ -92,6 +93,11 @@ class BackendProfile:
     device: DeviceExpectations = field(default_factory=DeviceExpectations)
     # Human hint when the backend's system dependency is missing at configure time.
     system_hint: str = ""
+    # How work reaches the backend: "gpu" takes model layers (-ngl 99 -dev NAME); "accel" is added
+    # by llama.cpp next to the CPU and takes only the ops its supports_op accepts, from batches of
+    # at least ``min_batch`` (BLAS: MUL_MAT with every dimension >= 32); "cpu" is the CPU itself.
+    placement: Literal["cpu", "accel", "gpu"] = "gpu"
+    min_batch: int = 0
 
     def defines_for(self, platform_name: str) -> dict[str, str]:
         out = dict(self.defines)
@@ -165,6 +171,7 @@ PROFILES: Mapping[str, BackendProfile] = MappingProxyType(
             device_prefixes=("CPU",),
             expectations=_CPU_EXPECT,
             device=DeviceExpectations(listed=False),
+            placement="cpu",
         ),
         "blas": BackendProfile(
             name="blas",
@@ -192,6 +199,8 @@ PROFILES: Mapping[str, BackendProfile] = MappingProxyType(
                 also_profiles=("cpu",),
             ),
             system_hint="Install OpenBLAS headers: `apt-get install libopenblas-dev` (Debian/Ubuntu).",
+            placement="accel",
+            min_batch=32,
         ),
         "vulkan": BackendProfile(
             name="vulkan",
@@ -243,10 +252,6 @@ class PlatformInfo:
     name: str  # sys.platform: darwin / linux / win32
     machine: str
     release: str
-
-    @property
-    def executable_suffix(self) -> str:
-        return ".exe" if self.name == "win32" else ""
 
 
 def current_platform() -> PlatformInfo:

@@ -19,6 +19,9 @@ from tests.coverage.conftest import ROOT, no_children_left
 from toolchain.coverage import CoverageRequest, plan, run_matrix, write_reports
 from toolchain.coverage.isolate import live_count, run_isolated
 from toolchain.coverage.records import ModelInput
+from toolchain.records import VERIFY
+from toolchain.verify import write_verification
+from toolchain.verify.records import DeviceInfo, Verification
 
 
 def _request(
@@ -204,26 +207,28 @@ def test_gpu_cells_without_a_real_device_are_unverifiable(
     """Device honesty: MTL0 with verify's paravirtual device -> unverifiable, capabilities named."""
     reports = tmp_path / "reports"
     reports.mkdir()
-    (reports / "verify.json").write_text(
-        json.dumps(
-            {
-                "kind": "verify",
-                "path": str(fake_build),
-                "device_class": "paravirtual",
-                "devices": [
-                    {
-                        "name": "MTL0",
-                        "description": "Apple Paravirtual device",
-                        "device_class": "paravirtual",
-                        "class_reason": "no simdgroup reduction, no simdgroup mm",
-                        "gpu_family": 5,
-                        "simdgroup_reduction": False,
-                        "simdgroup_mm": False,
-                        "bfloat": False,
-                    }
-                ],
-            }
-        )
+    write_verification(
+        Verification(
+            path=fake_build,
+            profile="metal",
+            checks=(),
+            runtime_requested=True,
+            devices=(
+                DeviceInfo(
+                    backend="metal",
+                    name="MTL0",
+                    description="Apple Paravirtual device",
+                    device_class="paravirtual",
+                    class_reason="no simdgroup reduction, no simdgroup mm",
+                    gpu_family=5,
+                    simdgroup_reduction=False,
+                    simdgroup_mm=False,
+                    bfloat=False,
+                ),
+            ),
+            device_class="paravirtual",
+        ),
+        reports / VERIFY.name,
     )
     req = CoverageRequest(
         build_dir=fake_build,

@@ -22,7 +22,7 @@ from toolchain.coverage.dryrun_columns import dryrun_cells
 from toolchain.coverage.records import ModelInput
 from toolchain.dryrun.build import DryRunProgram
 from toolchain.dryrun.run import dry_run
-from toolchain.records import to_jsonable
+from toolchain.records import COVERAGE, to_jsonable, write_report
 
 MOE = FIXTURES / "moe"
 F16, BF16 = "1", "30"  # ggml_type ids at the pin
@@ -46,9 +46,8 @@ def write_coverage(work: Path, tree: Path, cache: Path, model: str, batches: lis
     """<work>/reports/coverage.json with the metal-dryrun cells of a real dry run of ``batches``."""
     run = dry_run(tree, cache, work / "dryrun", batches=list(batches))
     cells = dryrun_cells(ModelInput("qwen3moe", model, work / f"{model}.gguf", "fixture"), run)
-    report = {"kind": "coverage", "source": {"commit": run.commit}, "cells": to_jsonable(cells)}
-    (work / "reports").mkdir(parents=True, exist_ok=True)
-    (work / "reports" / "coverage.json").write_text(json.dumps(report))
+    report = {"source": {"commit": run.commit}, "cells": to_jsonable(cells)}
+    write_report(work / "reports" / COVERAGE.name, COVERAGE.kind, report)
 
 
 def verify(path: Path, cwd: Path, cache: Path) -> subprocess.CompletedProcess[str]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.models.configs import LLAMA_3_8B_SHAPE
 from toolchain.config import Settings
 
 TRACEBACK = "Traceback (most recent call last)"
@@ -251,16 +252,7 @@ def test_coverage_of_no_cell_is_not_a_pass(cli, fault, settings: Settings) -> No
 
 
 # --- models --from-config: a stranger's config.json ----------------------------------------------------
-LLAMA = {
-    "architectures": ["LlamaForCausalLM"],
-    "model_type": "llama",
-    "hidden_size": 4096,
-    "intermediate_size": 14336,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 8,
-    "num_hidden_layers": 32,
-    "vocab_size": 128256,
-}
+LLAMA = LLAMA_3_8B_SHAPE
 
 
 def _with(**fields: object) -> str:

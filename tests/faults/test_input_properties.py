@@ -12,6 +12,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.models.configs import LLAMA_3_8B_SHAPE
 from toolchain.coverage.backend_ops import CSV_FIELDS, parse_support_csv, parse_test_line
 from toolchain.coverage.records import Cell, CoverageRun, OpResult
 from toolchain.coverage.report import diff_baseline, load_baseline
@@ -38,14 +39,7 @@ JSON = st.recursive(
     max_leaves=12,
 )
 BASE: dict[str, Any] = {
-    "architectures": ["LlamaForCausalLM"],
-    "model_type": "llama",
-    "hidden_size": 4096,
-    "intermediate_size": 14336,
-    "num_attention_heads": 32,
-    "num_key_value_heads": 8,
-    "num_hidden_layers": 32,
-    "vocab_size": 128256,
+    **LLAMA_3_8B_SHAPE,
     "max_position_embeddings": 8192,
     "head_dim": 128,
     "num_local_experts": 8,

@@ -24,6 +24,21 @@ LLAMA_3_8B: dict[str, Any] = {
     "transformers_version": "4.40.0.dev0",
 }
 
+# The fields that make Llama 3 8B's shape (a base for configs a test then breaks one field of).
+LLAMA_3_8B_SHAPE: dict[str, Any] = {
+    k: LLAMA_3_8B[k]
+    for k in (
+        "architectures",
+        "model_type",
+        "hidden_size",
+        "intermediate_size",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "num_hidden_layers",
+        "vocab_size",
+    )
+}
+
 QWEN2_5_7B: dict[str, Any] = {
     "architectures": ["Qwen2ForCausalLM"],
     "model_type": "qwen2",

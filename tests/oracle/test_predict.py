@@ -35,9 +35,10 @@ def test_tiny_llama_per_family(probe_0336: Probe, tree_0336: Path, oracle_cache:
     for p in preds.profiles:
         assert len(p.ops) == len(lines)
         assert [o.line for o in p.ops] == list(range(1, len(lines) + 1))
-    m1 = preds.for_profile("apple7")
+    by_profile = {p.profile: p for p in preds.profiles}
+    m1 = by_profile["apple7"]
     assert m1.unsupported == 0, [o.case for o in m1.ops if not o.supported]
-    pv = preds.for_profile("paravirtual")
+    pv = by_profile["paravirtual"]
     rejected = {o.op for o in pv.ops if not o.supported}
     assert {"MUL_MAT", "RMS_NORM", "FLASH_ATTN_EXT"} <= rejected  # the tiny llama uses flash attention
     first = m1.ops[0]

@@ -91,6 +91,7 @@ def test_0320_has_its_own_table(tree_0320: Path, probe_0320: Probe, oracle_cache
     assert v.metal.best_agreement > 0.9
 
 
+@pytest.mark.slow  # coverage_build builds llama.cpp
 def test_blas_and_cpu_measured_against_upstream(
     coverage_build: Path, tree_0336: Path, probes_for_validation: Path
 ) -> None:

@@ -10,6 +10,12 @@ import pytest
 from toolchain.cli import main
 
 
+def _verify_metal(path: Path, tmp_path: Path, *extra: str) -> int:
+    """``llama-toolchain verify PATH --profile metal --no-runtime`` in a work dir under ``tmp_path``."""
+    common = ["--no-runtime", "--work-dir", str(tmp_path / "work"), "--project", str(tmp_path)]
+    return main(["verify", str(path), "--profile", "metal", *common, *extra])
+
+
 def test_good_build_exits_0_and_writes_the_report(
     macho_fixtures: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -38,35 +44,19 @@ def test_good_build_exits_0_and_writes_the_report(
 def test_bad_build_exits_30_with_what_to_do(
     macho_fixtures: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(
-        [
-            "verify",
-            str(macho_fixtures["no-metal"]),
-            "--profile",
-            "metal",
-            "--no-runtime",
-            "--work-dir",
-            str(tmp_path / "work"),
-            "--project",
-            str(tmp_path),
-        ]
-    )
+    code = _verify_metal(macho_fixtures["no-metal"], tmp_path)
     assert code == 30
     err = capsys.readouterr().err
     assert "built without Metal: rebuild with -DGGML_METAL=ON" in err
 
 
-def _verify_quietly(path: Path, tmp_path: Path) -> int:
-    """``verify PATH --profile metal --no-runtime -q`` in a scratch project; its exit code."""
-    args = ["verify", str(path), "--profile", "metal", "--no-runtime", "--work-dir", str(tmp_path / "work")]
-    return main([*args, "--project", str(tmp_path), "-q"])
-
-
 def test_frameworks_folder_and_single_binary(macho_fixtures: dict[str, Path], tmp_path: Path) -> None:
     for name in ("app-frameworks", "single-binary"):
-        assert _verify_quietly(macho_fixtures[name], tmp_path) == 0, name
+        code = _verify_metal(macho_fixtures[name], tmp_path, "-q")
+        assert code == 0, name
 
 
 def test_not_a_binary(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("hello", encoding="utf-8")
-    assert _verify_quietly(tmp_path / "notes.txt", tmp_path) == 30
+    code = _verify_metal(tmp_path / "notes.txt", tmp_path, "-q")
+    assert code == 30

@@ -18,6 +18,7 @@ from packaging.version import InvalidVersion, Version
 from ..errors import MissingToolError
 from ..proc import stream
 from ..profiles import BackendProfile
+from ..tree import CONVERT_SCRIPT, METAL_DIR, has_metal_sources
 
 _OPTION = re.compile(r"^\s*option\s*\(\s*([A-Za-z0-9_]+)", re.M)
 _CACHE_SET = re.compile(r"^\s*set\s*\(\s*([A-Za-z0-9_]+)\s+[^)]*\bCACHE\b", re.M)
@@ -80,8 +81,8 @@ def read_capabilities(tree: Path) -> TreeCapabilities:
         deprecated_options=frozenset(deprecated),
         mentioned=frozenset(mentioned),
         cmake_minimum=minimum,
-        has_metal_sources=(tree / "ggml" / "src" / "ggml-metal").is_dir(),
-        has_convert_script=(tree / "convert_hf_to_gguf.py").is_file(),
+        has_metal_sources=has_metal_sources(tree),
+        has_convert_script=(tree / CONVERT_SCRIPT).is_file(),
     )
 
 
@@ -89,7 +90,7 @@ def read_capabilities(tree: Path) -> TreeCapabilities:
 # A non-embedded Metal build compiles the kernels with `xcrun -sdk … metal` (ggml-metal's
 # CMakeLists.txt); since Xcode 26 that compiler is a separate download (the Metal Toolchain
 # component), and Command Line Tools alone have none. The embedded library needs no compiler.
-_METAL_CMAKE = Path("ggml") / "src" / "ggml-metal" / "CMakeLists.txt"
+_METAL_CMAKE = METAL_DIR / "CMakeLists.txt"
 _XCRUN_METAL = re.compile(r"\bxcrun\b[^\n]*\smetal\s")
 _CMAKE_FALSE = frozenset({"", "0", "OFF", "NO", "FALSE", "N", "IGNORE", "NOTFOUND"})
 

@@ -13,7 +13,7 @@ from ..errors import UsageError
 from ..locking import work_dir_lock
 from ..log import LOG
 from ..profiles import BackendProfile, resolve_profile
-from ..records import to_jsonable
+from ..records import BUILD_MANIFEST, VERIFY, to_jsonable
 from ..source import fetch
 from ..source.cli import selected_source, source_options
 from .manifest import BuildManifest
@@ -66,7 +66,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         )
     else:
         LOG.ok(f"built {len(manifest.artifacts)} artifact(s) in {manifest.build_dir}")
-    LOG.info(f"manifest: {settings.reports_dir / 'build-manifest.json'}")
+    LOG.info(f"manifest: {settings.reports_dir / BUILD_MANIFEST.name}")
     if args.json:
         print(json.dumps(to_jsonable(manifest), indent=2))
     return 0
@@ -77,7 +77,7 @@ def verify_build(settings: Settings, manifest: BuildManifest, profile: BackendPr
     from ..verify import require_ok, verify_path
     from ..verify.cli import print_table
 
-    report = settings.reports_dir / "verify.json"
+    report = settings.reports_dir / VERIFY.name
     digest = hashlib.sha256(
         json.dumps([(a.target, a.sha256) for a in manifest.artifacts], sort_keys=True).encode()
     ).hexdigest()

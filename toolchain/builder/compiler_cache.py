@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from ..proc import capture
 
 # name -> (zero-stats command, stats command); data, so adding another cache is one entry.
 _CACHES = {
@@ -41,12 +42,6 @@ class CacheStats:
     hits: int | None = None
     misses: int | None = None
 
-    @property
-    def hit_rate(self) -> float | None:
-        if self.hits is None or self.misses is None or self.hits + self.misses == 0:
-            return None
-        return round(self.hits / (self.hits + self.misses), 4)
-
 
 def detect(cache_dir: Path, base_dir: Path, *, enabled: bool = True) -> CompilerCache:
     if enabled:
@@ -69,16 +64,10 @@ def detect(cache_dir: Path, base_dir: Path, *, enabled: bool = True) -> Compiler
 
 def _run(cache: CompilerCache, args: list[str]) -> str:
     try:
-        return subprocess.run(
-            [cache.path, *args],
-            env={**os.environ, **cache.env},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
+        done = capture([cache.path, *args], env={**os.environ, **cache.env}, timeout=60)
+    except OSError:
         return ""
+    return done.stdout if done.ok else ""
 
 
 def zero_stats(cache: CompilerCache) -> None:

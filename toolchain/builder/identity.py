@@ -10,20 +10,22 @@ compiler version must not make two toolchains look the same.
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Mapping
 from typing import Any
 
+from ..proc import capture
 from ..profiles import TOOLCHAIN_PROBES, current_platform
+
+PROBE_TIMEOUT = 30.0  # seconds one version probe may take
 
 
 def _first_line(command: list[str], env: Mapping[str, str]) -> str:
     try:
-        done = subprocess.run(
-            command, capture_output=True, text=True, errors="replace", timeout=30, env=dict(env)
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
+        done = capture(command, timeout=PROBE_TIMEOUT, env=env)
+    except OSError as exc:
         return f"unknown ({type(exc).__name__})"
+    if done.timed_out:
+        return "unknown (TimeoutExpired)"
     lines = [line.strip() for line in (done.stdout or done.stderr).splitlines() if line.strip()]
     if done.returncode != 0 or not lines:
         return f"unknown (exit {done.returncode})"

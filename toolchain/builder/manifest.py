@@ -8,16 +8,15 @@ hit rate and the time each step took.
 from __future__ import annotations
 
 import platform
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..proc import capture
 from ..profiles import HOST_PROBES, current_platform
+from ..records import BUILD_MANIFEST, read_record_if_any
 from ..source import ResolvedSource
 from .cmake import Compiler, Tool
 from .compiler_cache import CacheStats
-
-MANIFEST_KIND = "build-manifest"
 
 
 @dataclass(frozen=True)
@@ -75,8 +74,18 @@ def host_info() -> HostInfo:
     details: dict[str, str] = {}
     for key, command in HOST_PROBES.get(plat.name, {}).items():
         try:
-            out = subprocess.run(list(command), capture_output=True, text=True, timeout=20, check=True).stdout
-        except (OSError, subprocess.SubprocessError):
+            done = capture(list(command), timeout=20)
+        except OSError:
             continue
+        if not done.ok:
+            continue
+        out = done.stdout
         details[key] = " ".join(out.split())
     return HostInfo(plat.name, plat.release, plat.machine, platform.python_version(), details)
+
+
+def last_build_dir(reports_dir: Path) -> Path | None:
+    """The build dir of the work dir's last successful build (``reports/build-manifest.json``),
+    None before the first one; a manifest that cannot be read is a ReportError naming it."""
+    manifest = read_record_if_any(reports_dir / BUILD_MANIFEST.name, BUILD_MANIFEST)
+    return manifest.build_dir if manifest else None

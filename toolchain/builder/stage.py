@@ -23,18 +23,19 @@ from ..errors import (
     ConfigureError,
     DiskFullError,
     MissingToolError,
+    ReportError,
     UnknownOptionError,
 )
 from ..log import LOG
 from ..proc import Completed, stream
 from ..profiles import COMMON_OPTIONAL_DEFINES, BackendProfile, current_platform
-from ..records import atomic_write_text, sha256_file, write_report
+from ..records import BUILD_MANIFEST, atomic_write_text, read_data, sha256_file, write_report
 from ..source import Checkout
 from . import compiler_cache
 from .capabilities import check_metal_compiler, needs_metal_compiler, read_capabilities
 from .cmake import ConfigureReply, find_cmake, find_compilers, find_ninja, read_file_api, request_file_api
 from .identity import changes_since, toolchain_identity
-from .manifest import MANIFEST_KIND, Artifact, BuildManifest, Tools, host_info
+from .manifest import Artifact, BuildManifest, Tools, host_info
 from .targets import choose_targets
 
 STAMP = ".toolchain-configured.json"
@@ -98,8 +99,12 @@ def run_build(settings: Settings, checkout: Checkout, request: BuildRequest) -> 
     durations: dict[str, float] = {}
     defines, skipped = plan_defines(request, checkout.path)
     # the last manifest is read (to say what changed), then removed before anything can fail
-    report_path = settings.reports_dir / "build-manifest.json"
-    previous = _read_json(report_path)
+    report_path = settings.reports_dir / BUILD_MANIFEST.name
+    try:
+        previous = read_data(report_path, BUILD_MANIFEST) if report_path.is_file() else None
+    except ReportError as exc:
+        LOG.warn(f"{exc.message}: what changed since that build is not known")
+        previous = None
     report_path.unlink(missing_ok=True)
     env = dict(os.environ)
     compilers = find_compilers(env)
@@ -113,7 +118,7 @@ def run_build(settings: Settings, checkout: Checkout, request: BuildRequest) -> 
     changes = changes_since(previous, commit=checkout.commit, identity=identity)
     for change in changes:
         LOG.info(f"changed since the last build: {change}")
-    (build_dir / "build-manifest.json").unlink(missing_ok=True)
+    (build_dir / BUILD_MANIFEST.name).unlink(missing_ok=True)
 
     caps = read_capabilities(checkout.path)
     cmake = find_cmake(caps.cmake_minimum)
@@ -186,8 +191,8 @@ def run_build(settings: Settings, checkout: Checkout, request: BuildRequest) -> 
         compiler_cache=stats,
         durations={**durations, "total": round(time.monotonic() - started, 3)},
     )
-    write_report(build_dir / "build-manifest.json", MANIFEST_KIND, manifest)
-    write_report(report_path, MANIFEST_KIND, manifest)
+    write_report(build_dir / BUILD_MANIFEST.name, BUILD_MANIFEST.kind, manifest)
+    write_report(report_path, BUILD_MANIFEST.kind, manifest)
     return manifest
 
 

@@ -2,7 +2,8 @@
 
 Each stage builds only what it needs: ``build`` the runner, ``coverage`` the test tools. A want
 lists names newest first; the first that the configured tree defines is built. A required want
-that the tree lacks stops the build; an optional one is recorded as missing with the reason.
+that the tree lacks stops the build; an optional one is recorded as missing with the reason. The
+names come from :mod:`toolchain.tree`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from .. import tree
 from ..errors import UsageError
 
 
@@ -24,19 +26,15 @@ class TargetWant:
 TARGET_GROUPS: Mapping[str, tuple[TargetWant, ...]] = MappingProxyType(
     {
         # The program that runs a prompt (`llama-cli` needs the server libraries in recent trees).
-        "build": (TargetWant("runner", ("llama-completion", "llama-cli", "main")),),
+        "build": (TargetWant("runner", tree.RUNNERS),),
         "coverage": (
-            TargetWant("backend-ops", ("test-backend-ops",)),
-            TargetWant(
-                "export-graph-ops",
-                ("test-export-graph-ops", "export-graph-ops", "llama-export-graph-ops"),
-                required=False,
-            ),
-            TargetWant("archs", ("test-llama-archs",), required=False),
-            TargetWant("eval-callback", ("llama-eval-callback", "eval-callback"), required=False),
+            TargetWant("backend-ops", tree.BACKEND_OPS),
+            TargetWant("export-graph-ops", tree.EXPORTERS, required=False),
+            TargetWant("archs", tree.ARCHS, required=False),
+            TargetWant("eval-callback", tree.EVAL_CALLBACK, required=False),
             # full last-token logits for the end-to-end comparison (eval-callback prints 6 values)
-            TargetWant("logits", ("llama-debug",), required=False),
-            TargetWant("quantize", ("llama-quantize", "quantize")),
+            TargetWant("logits", tree.LOGITS, required=False),
+            TargetWant("quantize", tree.QUANTIZE),
         ),
     }
 )

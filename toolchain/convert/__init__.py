@@ -10,6 +10,7 @@ from pathlib import Path
 from ..config import Settings
 from ..errors import ConvertError
 from ..models.spec import load_specs, select
+from ..records import CONVERT
 from .results import Conversion, ConvertResult
 from .stage import ALL_TYPES, DEFAULT_TYPES, convert_architectures
 from .validate import GGUFCheck, validate_gguf
@@ -22,7 +23,7 @@ def validated_ggufs(
     conversion = convert_architectures(select(load_specs(), architectures), types, settings)
     passed = conversion.passed()
     if not passed:
-        raise ConvertError("no GGUF could be made", f"see {settings.reports_dir / 'convert.json'}")
+        raise ConvertError("no GGUF could be made", f"see {settings.reports_dir / CONVERT.name}")
     return passed
 
 

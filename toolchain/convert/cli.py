@@ -12,6 +12,7 @@ from ..models.cli import add_arch_option, chosen_archs
 from ..models.config_input import read_config
 from ..models.shrink import shrink_config
 from ..models.spec import load_specs, select
+from ..records import CONVERT
 from .results import results_table
 from .stage import DEFAULT_TYPES, convert_architectures, parse_types
 
@@ -25,7 +26,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     known = load_specs()
     shrinks = {}
-    report = "convert.json"
+    report = CONVERT.name
     if args.from_config:
         spec, items = shrink_config(read_config(args.from_config), known)
         specs, shrinks = [spec], {spec.name: items}

@@ -31,7 +31,7 @@ from ..config import Settings
 from ..errors import ConvertError
 from ..locking import exclusive
 from ..log import LOG
-from ..proc import stream
+from ..proc import capture, stream
 from ..records import atomic_write_text
 
 POLICY_VERSION = 1
@@ -140,15 +140,7 @@ def env_key(tree: Path, requirements: tuple[Requirement, ...]) -> str:
 
 
 def _freeze(python: Path, log: Path) -> dict[str, str]:
-    import subprocess
-
-    done = subprocess.run(
-        [str(python), "-m", "pip", "freeze", "--all"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = capture([str(python), "-m", "pip", "freeze", "--all"], timeout=120)
     installed: dict[str, str] = {}
     for line in done.stdout.splitlines():
         if "==" in line:
@@ -157,7 +149,7 @@ def _freeze(python: Path, log: Path) -> dict[str, str]:
     return installed
 
 
-def ensure_env(tree: Path, settings: Settings, *, offline_ok: bool = True) -> ConverterEnv:
+def ensure_env(tree: Path, settings: Settings) -> ConverterEnv:
     """The venv for ``tree``, built if missing; a half-built one is never used."""
     requirements = resolve_requirements(tree)
     key = env_key(tree, requirements)

@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import tree
 from ..records import sha256_file
+from ..tree import EXPORTERS
 
-# Programs that load a model, newest name first (toolchain/coverage/tools.py lists the same).
-EXPORTERS = ("test-export-graph-ops", "export-graph-ops", "llama-export-graph-ops")
-RUNNERS = ("llama-completion", "llama-simple", "llama-cli", "main")
+# Programs that load a model, newest name first; llama-simple before an interactive llama-cli.
+RUNNERS = (tree.RUNNERS[0], tree.SIMPLE_RUNNER, *tree.RUNNERS[1:])
 LOAD_TIMEOUT = 120.0
 
 # llama.cpp's loader messages (src/llama.cpp, llama-model-loader.cpp, llama-vocab.cpp, common).

@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from ..builder.manifest import last_build_dir
 from ..config import Settings
 from ..errors import ConvertError
 from ..models.build import TinyModel
+from ..tree import QUANTIZE
 
 
 def build_bins(settings: Settings) -> list[Path]:
     """The work dir's build bin dirs, best first: the last successful build (build-manifest.json),
     then the others, newest first."""
     out: list[Path] = []
-    try:
-        manifest = json.loads((settings.reports_dir / "build-manifest.json").read_text())
-        first = Path(str(manifest["build_dir"])) / "bin"
-        if first.is_dir():
-            out.append(first)
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+    last = last_build_dir(settings.reports_dir)
+    if last is not None and (last / "bin").is_dir():
+        out.append(last / "bin")
     if settings.build_root.is_dir():
         others = sorted(
             (p for p in settings.build_root.glob("*/bin") if p.is_dir()),
@@ -33,7 +30,7 @@ def build_bins(settings: Settings) -> list[Path]:
 
 def find_quantize(settings: Settings, bins: list[Path] | None = None) -> Path | None:
     for bin_dir in build_bins(settings) if bins is None else bins:
-        for name in ("llama-quantize", "quantize"):
+        for name in QUANTIZE:
             if (bin_dir / name).is_file():
                 return bin_dir / name
     return None

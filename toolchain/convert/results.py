@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import ReportError
 from ..models.build import ModelSet
-from ..records import read_report, to_jsonable, write_report
+from ..records import CONVERT, read_data, to_jsonable, write_report
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,8 @@ def write_merged(path: Path, conversion: Conversion) -> Path:
     tree (or none, or an unreadable one) is replaced, as a full run would."""
     data = to_jsonable(conversion)
     try:
-        old = read_report(path, "convert")
-    except (OSError, ValueError):
+        old = read_data(path, CONVERT)
+    except ReportError:
         old = {}
     if old.get("tree") == data["tree"]:
         mine = {(r["architecture"], r["type"]) for r in data["results"]}
@@ -77,7 +78,7 @@ def write_merged(path: Path, conversion: Conversion) -> Path:
         data["models"]["models"] = [
             m for m in old.get("models", {}).get("models", []) if m.get("name") not in names
         ] + data["models"]["models"]
-    return write_report(path, "convert", data)
+    return write_report(path, CONVERT.kind, data)
 
 
 def results_table(conversion: Conversion) -> str:

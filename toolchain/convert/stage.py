@@ -22,7 +22,8 @@ from ..models.build import TinyModel, check_model_dir, make_models
 from ..models.shrink import Shrink
 from ..models.spec import ArchSpec
 from ..proc import stream
-from ..records import atomic_write_text, write_report
+from ..records import CONVERT, atomic_write_text, write_report
+from ..tree import CONVERT_SCRIPT
 from . import gguf_cache
 from .checked import validated
 from .env import ConverterEnv, ensure_env
@@ -66,7 +67,7 @@ def convert_architectures(
     write: bool = True,
     timeout: float = 3600.0,
     bin_dir: Path | None = None,
-    report_name: str = "convert.json",
+    report_name: str = CONVERT.name,
     merge: bool = False,
 ) -> Conversion:
     """Validated and loaded GGUFs for ``specs`` × ``types``; every pair gets a verdict in the record.
@@ -79,9 +80,9 @@ def convert_architectures(
     bins = [bin_dir] if bin_dir is not None else build_bins(settings)
     loader = find_loader(bins)
     tree = (tree or settings.src_dir).resolve()
-    if not (tree / "convert_hf_to_gguf.py").is_file():
+    if not (tree / CONVERT_SCRIPT).is_file():
         raise ConvertError(
-            f"{tree} has no convert_hf_to_gguf.py", "run `llama-toolchain fetch` first (or pass the tree)"
+            f"{tree} has no {CONVERT_SCRIPT}", "run `llama-toolchain fetch` first (or pass the tree)"
         )
     env = ensure_env(tree, settings)
     models = make_models(specs, settings, env.python, tree, seed=seed, shrinks=shrinks)
@@ -130,7 +131,7 @@ def convert_architectures(
         )
     startup = 0.0
     if jobs:
-        LOG.info(f"converting {len(jobs)} model/type pair(s) with {tree / 'convert_hf_to_gguf.py'}")
+        LOG.info(f"converting {len(jobs)} model/type pair(s) with {tree / CONVERT_SCRIPT}")
         lines: list[str] = []
         log_path = settings.work_dir / "models" / "toolchain-convert.log"
         with tempfile.TemporaryDirectory(prefix="toolchain-convert-") as tmp:
@@ -222,5 +223,5 @@ def convert_architectures(
         if merge:
             write_merged(path, conversion)
         else:
-            write_report(path, "convert", conversion)
+            write_report(path, CONVERT.kind, conversion)
     return conversion

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import GGUFError
 from ..models.build import read_safetensors_index
 
 ALLOWED: dict[str, frozenset[str]] = {
@@ -149,9 +148,3 @@ def _numel(shape: tuple[int, ...]) -> int:
     for d in shape:
         n *= d
     return n
-
-
-def require_valid(check: GGUFCheck) -> GGUFCheck:
-    if not check.ok:
-        raise GGUFError(f"{check.path}: " + "; ".join(check.problems[:5]))
-    return check

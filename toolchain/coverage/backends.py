@@ -1,7 +1,8 @@
 """What the coverage matrix needs to know about each backend, as data.
 
-The names, devices and capabilities come from :mod:`toolchain.profiles`; this table adds how to
-put a model on the backend and how to keep the CPU-only reference off it:
+The names, devices, capabilities and placement kinds come from :mod:`toolchain.profiles`; this
+module turns them into how to put a model on the backend and how to keep the CPU-only reference
+off it:
 
 - ``gpu`` backends (Metal, Vulkan, CUDA) take layers with ``-ngl 99 -dev NAME``; the reference
   runs with ``-dev none -ngl 0``; a compute node the scheduler gives the CPU is a fallback.
@@ -73,15 +74,12 @@ PLAIN_CPU_ENV = {"LLAMA_ARG_REPACK": "false"}
 ENCODER_UBATCH_ABORT = "encoder requires n_ubatch >= n_tokens"
 
 
-_KINDS: dict[str, tuple[Kind, int]] = {"cpu": ("cpu", 0), "blas": ("accel", 32)}
-
-
 def backend(name: str) -> CoverageBackend:
     """The backend whose test-backend-ops name is ``name`` (CPU, BLAS, MTL0 …)."""
     for prof in PROFILES.values():
-        kind, min_batch = _KINDS.get(prof.name, ("gpu", 0))
+        kind = prof.placement
         if name in prof.backend_names or (kind == "gpu" and name.startswith(prof.device_prefixes)):
-            return CoverageBackend(name, prof.name, kind, min_batch, name[:5])
+            return CoverageBackend(name, prof.name, kind, prof.min_batch, name[:5])
     return CoverageBackend(name, "", "gpu", 0, name[:5])
 
 

@@ -29,7 +29,6 @@ from .op_columns import support_check, test_check
 from .opsfile import contiguous_index_views, ggml_ids, tree_of_build
 from .outcomes import evidence_of, outcome_from, outcome_json, read_log, status_of
 from .records import (
-    BROKEN,
     COLUMNS,
     Cell,
     CheckResult,
@@ -346,7 +345,3 @@ def blocked_cell(
         checks=(CheckResult("support", "error", reason, evidence, details={"load_error": reason}),),
         whose=whose,
     )
-
-
-def broken(cell: Cell) -> bool:
-    return cell.status in BROKEN

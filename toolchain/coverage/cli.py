@@ -38,14 +38,11 @@ def _csv(text: str | None) -> tuple[str, ...]:
 
 
 def default_build_dir(settings: Settings) -> Path:
-    manifest = settings.reports_dir / "build-manifest.json"
-    if manifest.is_file():
-        try:
-            path = Path(json.loads(manifest.read_text())["build_dir"])
-            if path.is_dir():
-                return path
-        except (ValueError, KeyError, TypeError):
-            pass
+    from ..builder.manifest import last_build_dir
+
+    path = last_build_dir(settings.reports_dir)
+    if path is not None and path.is_dir():
+        return path
     dirs = (
         sorted(p for p in settings.build_root.glob("*-*") if (p / "bin").is_dir())
         if settings.build_root.is_dir()

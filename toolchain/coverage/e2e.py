@@ -23,6 +23,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..tree import SCHED_SPLIT
+
 NMSE_THRESHOLD = 1e-4
 # Quantized weights: the CPU quantizes activations to q8 for its dot products while other backends
 # may dequantize the weights instead; the comparison then allows test-backend-ops' MUL_MAT
@@ -48,7 +50,6 @@ _NODE = re.compile(
     r"node #\s*(?P<i>\d+) \(\s*(?P<op>[A-Z0-9_]+)\):\s*(?P<name>.{1,20}?) \(\s*[\d.]+\s*[A-Za-z]*\) "
     r"\[\s*(?P<backend>[^\s\]]+)"
 )
-_SPLIT = re.compile(r"## SPLIT #(?P<n>\d+): (?P<backend>[^\s#]+)")
 _SPLITS_CTX = re.compile(r"(?:graph splits|splits) = (?P<pp>\d+)(?: / (?P<tg>\d+))?")
 _DISABLED = re.compile(
     r"(?P<what>[\w ]+?) not supported, set to disabled|flash_attn is not compatible.*forcing off"
@@ -91,7 +92,7 @@ def parse_sched(lines: Iterable[str], *, keep: int = 12) -> SchedReport:
                 if len(cpu_nodes) < keep and f"{m['op']} {name}" not in cpu_nodes:
                     cpu_nodes.append(f"{m['op']} {name}")
             continue
-        s = _SPLIT.search(line)
+        s = SCHED_SPLIT.search(line)
         if s:
             split_backends.add(s["backend"])
             continue

@@ -1,7 +1,7 @@
 """Run one tool of one cell in isolation: own process group, timeout, bounded log, flood guard.
 
-Like :func:`toolchain.proc.stream` (argument lists only, the whole group ended on timeout or
-Ctrl-C), plus what a matrix of possibly broken kernels needs:
+The child runs through :func:`toolchain.proc.run_group` (argument lists only, the whole group
+ended on timeout or Ctrl-C); this module is the policy a matrix of possibly broken kernels needs:
 
 - stdout and stderr are read separately (test-backend-ops writes its CSV on stdout and its log on
   stderr); both go to the log file, which is capped (``max_log_bytes``) so a flood cannot fill the
@@ -15,19 +15,16 @@ abort message such as ``GGML_ASSERT``) / ``hang`` (timeout) / ``flood`` / ``miss
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
 import threading
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal
+from typing import Literal
 
-from ..proc import signal_name, stop_group
+from ..proc import Child, run_group, signal_name, stop_group
 
 Kind = Literal["ok", "exit", "crash", "hang", "flood", "missing", "cancelled"]
 
@@ -37,7 +34,7 @@ ABORT_LINE = re.compile(
     r"Segmentation fault|AddressSanitizer|std::bad_alloc"
 )
 
-_LIVE: set[subprocess.Popen[bytes]] = set()
+_LIVE: set[Child] = set()
 _LIVE_LOCK = threading.Lock()
 _CANCELLED = threading.Event()
 
@@ -83,9 +80,7 @@ class Outcome:
 
 class _Counters:
     def __init__(self) -> None:
-        self.bytes = 0
         self.logged = 0
-        self.flood = False
 
 
 def stop_all() -> int:
@@ -105,6 +100,18 @@ def cancel_all() -> int:
 
 def reset_cancel() -> None:
     _CANCELLED.clear()
+
+
+def _register(proc: Child) -> None:
+    with _LIVE_LOCK:
+        _LIVE.add(proc)
+        if _CANCELLED.is_set():  # raced with cancel_all(): end it ourselves
+            stop_group(proc, term_wait=2.0)
+
+
+def _unregister(proc: Child) -> None:
+    with _LIVE_LOCK:
+        _LIVE.discard(proc)
 
 
 def live_count() -> int:
@@ -131,99 +138,55 @@ def run_isolated(
     out_lines: list[str] = []
     aborts: list[str] = []
     state = _Counters()
-    lock = threading.Lock()
-    flooded = threading.Event()
     with log_path.open("wb") as log:
         log.write(f"$ {' '.join(args)}\n".encode())
         if _CANCELLED.is_set():
             return Outcome(tuple(args), "cancelled", None, 0.0, ("cancelled (Ctrl-C)",), (), str(log_path), 0)
+
+        def keep(raw: bytes, is_stdout: bool) -> None:  # run_group calls it one piece at a time
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            if state.logged < max_log_bytes:
+                try:
+                    log.write(raw)
+                except OSError:
+                    state.logged = max_log_bytes
+                state.logged += len(raw)
+                if state.logged >= max_log_bytes:
+                    try:
+                        log.write(b"\n[... log capped by llama-toolchain ...]\n")
+                    except OSError:
+                        pass
+            tail.append(line)
+            if is_stdout and len(out_lines) < max_stdout_lines:
+                out_lines.append(line)
+            if len(aborts) < 5 and ABORT_LINE.search(line):
+                aborts.append(line.strip()[:400])
+
         try:
-            proc = subprocess.Popen(
-                list(args),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                stdin=subprocess.DEVNULL,
-                env=dict(env) if env is not None else None,
+            # the policy: stdout apart (the CSV), a flood limit, every child registered for cancel_all
+            done = run_group(
+                args,
+                keep,
+                separate_stderr=True,
+                max_output=flood_bytes,
+                started=_register,
+                finished=_unregister,
+                term_wait=2.0,
+                timeout=timeout,
+                env=env,
                 cwd=cwd,
-                start_new_session=True,
             )
-        except (FileNotFoundError, PermissionError, OSError) as exc:
+        except OSError as exc:
             log.write(f"cannot start: {exc}\n".encode())
             return Outcome(tuple(args), "missing", None, 0.0, (str(exc),), (), str(log_path), 0)
-        with _LIVE_LOCK:
-            _LIVE.add(proc)
-            if _CANCELLED.is_set():  # raced with cancel_all(): end it ourselves
-                stop_group(proc, term_wait=2.0)
-
-        def pump(pipe: IO[bytes], is_stdout: bool) -> None:
-            for raw in pipe:
-                line = raw.decode("utf-8", "replace").rstrip("\r\n")
-                with lock:
-                    state.bytes += len(raw)
-                    if state.logged < max_log_bytes:
-                        try:
-                            log.write(raw)
-                        except OSError:
-                            state.logged = max_log_bytes
-                        state.logged += len(raw)
-                        if state.logged >= max_log_bytes:
-                            try:
-                                log.write(b"\n[... log capped by llama-toolchain ...]\n")
-                            except OSError:
-                                pass
-                    tail.append(line)
-                    if is_stdout and len(out_lines) < max_stdout_lines:
-                        out_lines.append(line)
-                    if len(aborts) < 5 and ABORT_LINE.search(line):
-                        aborts.append(line.strip()[:400])
-                    if state.bytes > flood_bytes and not state.flood:
-                        state.flood = True
-                        flooded.set()
-
-        assert proc.stdout is not None and proc.stderr is not None
-        readers = [
-            threading.Thread(target=pump, args=(proc.stdout, True), daemon=True),
-            threading.Thread(target=pump, args=(proc.stderr, False), daemon=True),
-        ]
-        for r in readers:
-            r.start()
-        timed_out = False
-        try:
-            deadline = start + timeout
-            while True:
-                try:
-                    proc.wait(timeout=0.05 if not flooded.is_set() else 0)
-                    break
-                except subprocess.TimeoutExpired:
-                    pass
-                if flooded.is_set():
-                    stop_group(proc, term_wait=2.0)
-                    break
-                if time.monotonic() >= deadline:
-                    timed_out = True
-                    stop_group(proc, term_wait=2.0)
-                    break
-        except BaseException:
-            stop_group(proc, term_wait=2.0)
-            raise
-        finally:
-            if proc.poll() is not None:
-                try:  # a grandchild may still hold the pipes
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-            for r in readers:
-                r.join(timeout=5)
-            with _LIVE_LOCK:
-                _LIVE.discard(proc)
-        returncode = proc.wait()
+        returncode = done.returncode
     seconds = time.monotonic() - start
     kind: Kind
     if _CANCELLED.is_set() and returncode != 0:
         kind = "cancelled"
-    elif state.flood:
+    elif done.flooded:
         kind = "flood"
-    elif timed_out:
+    elif done.timed_out:
         kind = "hang"
     elif returncode < 0 or (returncode != 0 and aborts):
         kind = "crash"
@@ -239,7 +202,7 @@ def run_isolated(
         tuple(tail),
         tuple(out_lines),
         str(log_path),
-        state.bytes,
+        done.output_bytes,
         tuple(aborts),
         timeout,
     )

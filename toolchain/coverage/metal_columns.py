@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..errors import ToolchainError
 from ..log import LOG
+from ..tree import has_metal_sources
 from .backends import backend
 from .cell import CellOptions, CellRunner
 from .records import Cell, CoverageRun, DeviceSummary, ModelInput, ToolColumn
@@ -43,8 +44,8 @@ def device_profiles(planned: Plan) -> dict[str, str]:
 def metal_plan(planned: Plan, profiles: tuple[str, ...]) -> tuple[Path, dict[str, str], list[str]] | str:
     """(the tree, Metal device column -> its profile, the profiles to compute: ``profiles`` and the
     devices' own, to compare with them), or why the tree has no Metal column to make."""
-    tree = Path(str(planned.manifest.get("source_dir") or ""))
-    if not (tree / "ggml" / "src" / "ggml-metal").is_dir():
+    tree = planned.tree
+    if tree is None or not has_metal_sources(tree):
         return "the tree has no Metal backend sources"
     matching = device_profiles(planned)
     return tree, matching, list(dict.fromkeys((*profiles, *matching.values())))

@@ -13,13 +13,14 @@ Missing weight types are made with the build's ``llama-quantize`` (f32/f16 sourc
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..records import CONVERT, read_data
+from ..tree import ARCHS
 from .isolate import run_isolated
 from .records import ModelInput
 from .tools import Toolset
@@ -100,7 +101,7 @@ class ModelSkip:
 
 def from_convert_report(path: Path) -> list[ModelInput]:
     """Successful conversions of ``convert.json`` (records with an architecture, a type and a GGUF)."""
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = read_data(path, CONVERT)
     out: list[ModelInput] = []
 
     def visit(node: Any) -> None:
@@ -119,7 +120,7 @@ def from_convert_report(path: Path) -> list[ModelInput]:
                     spec = node.get("architecture")
                     # several specs can map to one GGUF architecture (bert, distilbert -> bert)
                     variant = spec if isinstance(spec, str) and spec != arch else ""
-                    out.append(ModelInput(arch, wtype.lower(), Path(gguf), "convert.json", variant))
+                    out.append(ModelInput(arch, wtype.lower(), Path(gguf), CONVERT.name, variant))
                 return
             for v in node.values():
                 visit(v)
@@ -144,7 +145,7 @@ class BlockedInput:
 
 def blocked_from_convert_report(path: Path) -> list[BlockedInput]:
     """convert.json's results that converted and validated but that the tree's loader refused."""
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = read_data(path, CONVERT)
     out: list[BlockedInput] = []
     for r in data.get("results", []) if isinstance(data, dict) else []:
         if not isinstance(r, dict) or r.get("status") != "error" or r.get("cause") != "load":
@@ -168,7 +169,7 @@ def blocked_from_convert_report(path: Path) -> list[BlockedInput]:
             reason = f"our tiny model: convert stage: {r.get('error', '')}"
         out.append(
             BlockedInput(
-                ModelInput(arch, wtype.lower(), Path(gguf), "convert.json", variant),
+                ModelInput(arch, wtype.lower(), Path(gguf), CONVERT.name, variant),
                 reason,
                 whose,
                 tuple(str(x) for x in r.get("tail", []) or [])[-15:],
@@ -231,9 +232,7 @@ def archs_models(
             )
             continue
         for v in picked:
-            found.append(
-                ModelInput(arch, "f32", by_variant[v], "test-llama-archs", variant="" if v == "dense" else v)
-            )
+            found.append(ModelInput(arch, "f32", by_variant[v], ARCHS[0], variant="" if v == "dense" else v))
     return found, skips
 
 

@@ -12,6 +12,8 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
+from ..errors import ReportError
+from ..records import ORACLE_VALIDATION, read_record
 from .metal_columns import column_note, metal_plan, per_model_cells, with_columns
 from .metal_columns import profile_for_device as profile_for_device  # re-exported (its tests import it here)
 from .records import (
@@ -70,7 +72,7 @@ def add_predictions(
         f"Metal supports_op source (commit {commit[:12]}) evaluated per GPU-family profile on Linux: not "
         "observations on a device. Not modelled: Metal pipeline compile failures at run time, the op-offload "
         "batch threshold.",
-        validation_note(scratch_dir.parent / "reports" / "oracle-validation.json"),
+        validation_note(scratch_dir.parent / "reports" / ORACLE_VALIDATION.name),
         *cross_notes,
     )
     tool = ToolColumn(
@@ -178,21 +180,19 @@ def _cross_checked(
 
 def validation_note(path: Path) -> str:
     """One line on how far the oracle agrees with the tree's real-device table (or that it was not checked)."""
-    import json
-
     if not path.is_file():
         return "The oracle was not validated in this work dir: run `llama-toolchain oracle validate`."
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        metal = data["metal"]
-    except (ValueError, KeyError, TypeError):
-        return f"{path} is not an oracle validation report."
-    if metal.get("status") == "skipped":
-        return f"Oracle validation skipped: {metal.get('reason', '')}"
-    best = ", ".join(metal.get("best_profiles", ())) or "?"
+        data = read_record(path, ORACLE_VALIDATION)
+    except ReportError as exc:
+        return f"{path} is not an oracle validation report ({exc.message})."
+    metal = data.metal
+    if metal.status == "skipped":
+        return f"Oracle validation skipped: {metal.reason}"
+    best = ", ".join(metal.best_profiles) or "?"
     return (
         f"Oracle validation against the tree's docs/ops/Metal.csv (captured upstream on a real Mac, commit "
-        f"{str(data.get('commit', ''))[:12]}): {metal.get('matched', 0):,} cases matched, best profile {best} at "
-        f"{100 * float(metal.get('best_agreement', 0)):.2f}% agreement, {len(metal.get('disagreements', ()))} "
-        f"disagreement(s), {metal.get('unexplained', 0)} unexplained ({'ok' if data.get('ok') else 'FAILED'})."
+        f"{data.commit[:12]}): {metal.matched:,} cases matched, best profile {best} at "
+        f"{100 * metal.best_agreement:.2f}% agreement, {len(metal.disagreements)} "
+        f"disagreement(s), {metal.unexplained} unexplained ({'ok' if data.ok else 'FAILED'})."
     )

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from ..records import COVERAGE
+
 # Cell and check statuses, most severe first (a cell's status is its worst check's).
 Status = Literal[
     "crash", "hang", "wrong", "unsupported", "fallback", "error", "unverifiable", "not-applicable", "pass"
@@ -54,7 +56,7 @@ def worst(statuses: Sequence[Status]) -> Status:
     return min(statuses, key=SEVERITY.index) if statuses else "pass"
 
 
-REPORT_KIND = "coverage"  # the kind of coverage.json
+REPORT_KIND = COVERAGE.kind
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from ..records import atomic_write_text, to_jsonable, write_report
+from ..records import COVERAGE, atomic_write_text, to_jsonable, write_report
 from .baseline import diff_baseline as diff_baseline
 from .baseline import load_baseline as load_baseline
 from .baseline import rank
@@ -194,7 +194,7 @@ def junit(run: CoverageRun) -> str:
 # --- all ---------------------------------------------------------------------------------------------
 def write_reports(run: CoverageRun, reports_dir: Path) -> dict[str, Path]:
     paths = {
-        "json": reports_dir / "coverage.json",
+        "json": reports_dir / COVERAGE.name,
         "md": reports_dir / "coverage.md",
         "junit": reports_dir / "junit-coverage.xml",
         "html": reports_dir / "coverage.html",

@@ -11,7 +11,6 @@ the finished cells is written with ``complete: false`` before :class:`Interrupte
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -23,6 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..builder.manifest import BuildManifest
+from ..records import BUILD_MANIFEST, CONVERT, VERIFY, read_record_if_any, to_jsonable
 from . import isolate
 from .backends import backend, backends_for_profile
 from .cell import CellOptions, CellRunner, CellSpec, blocked_cell
@@ -71,36 +72,34 @@ class Plan:
     inputs: tuple[ModelInput, ...]
     skips: tuple[ModelSkip, ...]
     specs: tuple[CellSpec, ...]
-    manifest: dict[str, Any]
+    manifest: BuildManifest | None  # None: the build dir has none (a bin dir given by hand)
     devices: dict[str, DeviceSummary]
     device_class: str
     backends: tuple[str, ...]
     blocked: tuple[BlockedInput, ...] = ()  # converted models the tree's loader refused
 
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
+    @property
+    def tree(self) -> Path | None:
+        """The llama.cpp source tree the build was made from (None without a manifest)."""
+        return self.manifest.source_dir if self.manifest else None
 
 
-def read_manifest(build_dir: Path, reports_dir: Path) -> dict[str, Any]:
-    for path in (build_dir / "build-manifest.json", reports_dir / "build-manifest.json"):
-        data = _read_json(path)
-        if data and Path(str(data.get("build_dir", build_dir))).resolve() == build_dir.resolve():
-            return data
-    return {}
+def read_manifest(build_dir: Path, reports_dir: Path) -> BuildManifest | None:
+    """The build manifest of ``build_dir`` (its own, else the reports' when it names that dir)."""
+    for path in (build_dir / BUILD_MANIFEST.name, reports_dir / BUILD_MANIFEST.name):
+        manifest = read_record_if_any(path, BUILD_MANIFEST)
+        if manifest is not None and manifest.build_dir.resolve() == build_dir.resolve():
+            return manifest
+    return None
 
 
 def device_summaries(
     reports_dir: Path, build_dir: Path, backends: Sequence[str]
 ) -> tuple[dict[str, DeviceSummary], str]:
     """Per backend: verify.json's device (class, capabilities) when it verified this build."""
-    verify = _read_json(reports_dir / "verify.json")
-    if verify and Path(str(verify.get("path", ""))).resolve() != build_dir.resolve():
-        verify = {}
+    verify = read_record_if_any(reports_dir / VERIFY.name, VERIFY)
+    if verify is not None and verify.path.resolve() != build_dir.resolve():
+        verify = None
     found: dict[str, DeviceSummary] = {}
     caps_keys = (
         "gpu_family",
@@ -113,14 +112,11 @@ def device_summaries(
         "max_working_set_mb",
         "memory_total_mib",
     )
-    for dev in verify.get("devices", []) or []:
+    for device in verify.devices if verify else ():
+        dev = to_jsonable(device)
         caps = {k: dev[k] for k in caps_keys if dev.get(k) not in (None, [], "")}
-        found[str(dev.get("name"))] = DeviceSummary(
-            str(dev.get("name")),
-            str(dev.get("description", "")),
-            str(dev.get("device_class", "none")),
-            caps,
-            str(dev.get("class_reason", "")),
+        found[device.name] = DeviceSummary(
+            device.name, device.description, device.device_class, caps, device.class_reason
         )
     out: dict[str, DeviceSummary] = {}
     for name in backends:
@@ -141,20 +137,20 @@ def device_summaries(
             )
             out[name] = DeviceSummary(name, "", "none", {}, why)
     classes = [d.device_class for n, d in out.items() if backend(n).kind != "cpu"]
-    device_class = str(verify.get("device_class") or (classes[0] if classes else "real"))
+    device_class = str((verify and verify.device_class) or (classes[0] if classes else "real"))
     return out, device_class
 
 
 def plan(request: CoverageRequest, log: Callable[[str], None] = lambda _m: None) -> Plan:
     tools = detect(request.bin_dir)
     manifest = read_manifest(request.build_dir, request.reports_dir)
-    profile = str(manifest.get("profile") or request.build_dir.name.split("-", 1)[0])
+    profile = manifest.profile if manifest else request.build_dir.name.split("-", 1)[0]
     backends = request.backends or backends_for_profile(profile)
     devices, device_class = device_summaries(request.reports_dir, request.build_dir, backends)
     inputs: list[ModelInput] = list(request.models)
     skips: list[ModelSkip] = []
     blocked: list[BlockedInput] = []
-    convert = request.convert_report or request.reports_dir / "convert.json"
+    convert = request.convert_report or request.reports_dir / CONVERT.name
     if not request.models and convert.is_file():
         got = from_convert_report(convert)
         blocked = [
@@ -206,8 +202,8 @@ def run_matrix(
     on_cell: Callable[[Cell, int, int], None] = lambda _c, _i, _n: None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> CoverageRun:
-    """Run every planned cell; KeyboardInterrupt yields a partial, incomplete run (then re-raised
-    by the caller through :func:`finish_interrupted`)."""
+    """Run every planned cell; KeyboardInterrupt yields a partial, incomplete run (``interrupted``:
+    the caller writes its reports, then exits 130, as ``coverage.cli`` does)."""
     jobs = request.jobs or os.cpu_count() or 1
     options = CellOptions(
         timeout=request.timeout,
@@ -289,14 +285,17 @@ def build_run(
     interrupted: bool,
 ) -> CoverageRun:
     m = planned.manifest
-    src = m.get("source", {}) if isinstance(m.get("source"), dict) else {}
-    source = {k: src.get(k) for k in ("kind", "location", "ref", "commit")}
-    if isinstance(src.get("sdist"), dict):
-        source["upstream_commit"] = src["sdist"].get("upstream_commit")
+    source: dict[str, object] = (
+        {"kind": m.source.kind, "location": m.source.location, "ref": m.source.ref, "commit": m.source.commit}
+        if m
+        else dict.fromkeys(("kind", "location", "ref", "commit"))
+    )
+    if m and m.source.sdist is not None:
+        source["upstream_commit"] = m.source.sdist.upstream_commit
     counts = Counter(c.status for c in cells)
     return CoverageRun(
         source=source,
-        profile=str(m.get("profile") or request.build_dir.name.split("-", 1)[0]),
+        profile=m.profile if m else request.build_dir.name.split("-", 1)[0],
         build_dir=str(request.build_dir),
         device_class=planned.device_class,
         devices=tuple(planned.devices[b] for b in planned.backends if b in planned.devices),

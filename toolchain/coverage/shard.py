@@ -21,10 +21,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
-from ..records import read_report
+from ..errors import ReportError, UsageError
+from ..records import COVERAGE, read_data
 from .fromjson import run_from_json
-from .records import REPORT_KIND, Cell, CoverageRun, DeviceSummary, ToolColumn
+from .records import Cell, CoverageRun, DeviceSummary, ToolColumn
 from .run import Plan
 
 _SHARD = re.compile(r"^([1-9][0-9]{0,3})/([1-9][0-9]{0,3})$")
@@ -68,9 +68,9 @@ def _load(path: Path) -> CoverageRun:
     if not path.is_file():
         raise UsageError(f"coverage merge: {path}: no such file", "pass the shards' coverage.json files")
     try:
-        data: dict[str, Any] = read_report(path, REPORT_KIND)
+        data: dict[str, Any] = read_data(path, COVERAGE)
         return run_from_json(data)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (ReportError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise UsageError(
             f"coverage merge: {path}: not a coverage report this toolchain can read ({exc!r})"
         ) from exc

@@ -13,22 +13,13 @@ from __future__ import annotations
 
 import mmap
 import os
-import re
-import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..proc import capture
+from ..tree import ARCHS, BACKEND_OPS, EVAL_CALLBACK, EXPORTERS, LOGITS, QUANTIZE, RUNNERS, has_option
 from .records import ToolColumn
-
-# Names newest first (toolchain/builder/targets.py lists the same wants for the build).
-BACKEND_OPS = ("test-backend-ops",)
-EXPORTERS = ("test-export-graph-ops", "export-graph-ops", "llama-export-graph-ops")
-ARCHS = ("test-llama-archs",)
-RUNNERS = ("llama-completion", "llama-cli", "main")
-LOGITS = ("llama-debug",)  # --save-logits: the full last-token logits as float32
-EVAL_CALLBACK = ("llama-eval-callback", "eval-callback")  # prints sampled values of every node
-QUANTIZE = ("llama-quantize", "quantize")
 
 
 def _find(bin_dir: Path, names: Iterable[str]) -> Path | None:
@@ -50,20 +41,12 @@ def binary_contains(path: Path, needles: Iterable[bytes]) -> dict[bytes, bool]:
 
 def help_text(program: Path, timeout: float = 30.0) -> str:
     try:
-        done = subprocess.run(
-            [str(program), "--help"],
-            capture_output=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-            env={**os.environ, "LLAMA_LOG_COLORS": "off"},
+        done = capture(
+            [str(program), "--help"], timeout=timeout, env={**os.environ, "LLAMA_LOG_COLORS": "off"}
         )
-    except (OSError, subprocess.SubprocessError):
+    except OSError:
         return ""
-    return (done.stdout + done.stderr).decode("utf-8", "replace")
-
-
-def _has_option(text: str, option: str) -> bool:
-    return re.search(rf"(^|[\s,]){re.escape(option)}([\s,=]|$)", text, re.M) is not None
+    return "" if done.timed_out else done.stdout + done.stderr
 
 
 @dataclass(frozen=True)
@@ -126,7 +109,7 @@ def detect(bin_dir: Path) -> Toolset:
                 "-fa",
                 "--no-repack",
             )
-            if _has_option(text, f)
+            if has_option(text, f)
         ]
     if eval_cb and "--tensor-filter" in help_text(eval_cb):
         features.add("tensor-filter")

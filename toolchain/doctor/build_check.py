@@ -1,27 +1,28 @@
 """Build check: a thin adapter over the verify stage (no binary inspection of its own here).
 
-``toolchain.verify.verify_path(path, profile, runtime=...) -> Verification`` (``.checks``,
-``.ok``; each check has ``name``, ``expected``, ``found``, ``file`` and ``status``/``failed``) says whether the backend is compiled in, its module loads and the deployment target
-fits. This module imports verify lazily and turns failed checks into ``no-metal-build`` /
-``build-toolchain`` findings (observed ``static``).
+``toolchain.verify.verify_path(path, profile, runtime=...)`` returns a
+:class:`~toolchain.verify.records.Verification` (``.checks``, ``.ok``; each
+:class:`~toolchain.verify.records.Check` has ``name``, ``expected``, ``found``, ``file``, ``status``
+and ``failed``): whether the backend is compiled in, its module loads and the deployment target
+fits. This module turns failed checks into ``no-metal-build`` / ``build-toolchain`` findings
+(observed ``static``); verify is imported when ``--build`` is given, not before.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from ..profiles import PROFILES, resolve_profile
+from ..records import to_jsonable
 from .catalog import BY_ID
 from .findings import Evidence, Finding, ObservedBy, Severity
 
-
-class VerifyUnavailableError(UsageError):
-    """Raised when toolchain.verify is not importable (the verify stage is not in this checkout)."""
+if TYPE_CHECKING:
+    from ..verify.records import Check
 
 
 @dataclass(frozen=True)
@@ -36,47 +37,24 @@ class BuildCheck:
 _TOOLCHAIN_WORDS = ("deployment", "minos", "macos", "sdk", "dyld")
 
 
-def _verify_module() -> Any:
-    try:
-        return importlib.import_module("toolchain.verify")
-    except ImportError as exc:
-        raise VerifyUnavailableError(
-            f"verify stage not available: cannot import toolchain.verify ({exc})",
-            "doctor --build needs the verify stage; run `llama-toolchain verify` once it is installed, "
-            "or diagnose without --build",
-        ) from exc
-
-
-def _check_dict(check: Any) -> dict[str, Any]:
-    from ..records import to_jsonable
-
-    data = to_jsonable(check)
-    return data if isinstance(data, dict) else {"detail": str(data)}
-
-
-def _failed(check: Any) -> bool:
-    failed = getattr(check, "failed", None)
-    if isinstance(failed, bool):
-        return failed
-    return str(getattr(check, "status", "")) == "fail"
-
-
 def check_build(
     path: Path, profile: str = "metal", *, runtime: bool = False, observed_by: ObservedBy = "static"
 ) -> tuple[BuildCheck, list[Finding]]:
-    verify = _verify_module()
+    from ..verify import verify_path
+
     try:
         prof = resolve_profile(profile) if profile == "auto" else PROFILES[profile]
     except KeyError:
         raise UsageError(
             f"unknown backend profile {profile!r}", f"one of: auto, {', '.join(PROFILES)}"
         ) from None
-    result = verify.verify_path(path, prof, runtime=runtime)
-    raw_checks = tuple(getattr(result, "checks", ()))
-    ok = bool(getattr(result, "ok", False))
-    record = BuildCheck(path=path, profile=prof.name, ok=ok, checks=tuple(_check_dict(c) for c in raw_checks))
-    failed = [c for c in raw_checks if _failed(c)]
-    unverifiable = [c for c in raw_checks if str(getattr(c, "status", "")) == "unverifiable"]
+    result = verify_path(path, prof, runtime=runtime)
+    ok = result.ok
+    record = BuildCheck(
+        path=path, profile=prof.name, ok=ok, checks=tuple(to_jsonable(c) for c in result.checks)
+    )
+    failed = [c for c in result.checks if c.failed]
+    unverifiable = [c for c in result.checks if c.status == "unverifiable"]
     findings: list[Finding] = []
     if unverifiable:
         findings.append(
@@ -86,15 +64,13 @@ def check_build(
                 0.3,
                 f"verify could not tell {len(unverifiable)} check(s) on {path}",
                 unverifiable,
-                lambda c: f"{getattr(c, 'name', '?')}: {getattr(c, 'found', '')}",
+                lambda c: f"{c.name}: {c.found}",
                 observed_by,
             )
         )
     if ok or not failed:
         return record, findings
-    toolchain_like = [
-        c for c in failed if any(w in str(getattr(c, "name", "")).lower() for w in _TOOLCHAIN_WORDS)
-    ]
+    toolchain_like = [c for c in failed if any(w in c.name.lower() for w in _TOOLCHAIN_WORDS)]
     other = [c for c in failed if c not in toolchain_like]
     for class_id, group in (("no-metal-build", other), ("build-toolchain", toolchain_like)):
         if not group:
@@ -106,10 +82,7 @@ def check_build(
                 0.9,
                 f"verify ({prof.name}) failed {len(group)} check(s) on {path}",
                 group,
-                lambda c: (
-                    f"{getattr(c, 'name', '?')}: expected {getattr(c, 'expected', '?')}, "
-                    f"found {getattr(c, 'found', '?')} {getattr(c, 'file', '')}".strip()
-                ),
+                lambda c: f"{c.name}: expected {c.expected}, found {c.found} {c.file}".strip(),
                 observed_by,
             )
         )
@@ -121,15 +94,15 @@ def _checks_finding(
     severity: Severity,
     confidence: float,
     summary: str,
-    checks: list[Any],
-    line: Callable[[Any], str],
+    checks: list[Check],
+    line: Callable[[Check], str],
     observed_by: ObservedBy,
 ) -> Finding:
     """A finding about some of verify's checks: the first names in the summary, one line each."""
     return BY_ID[class_id].finding(
         severity=severity,
         confidence=confidence,
-        summary=f"{summary}: " + ", ".join(str(getattr(c, "name", "?")) for c in checks[:6]),
+        summary=f"{summary}: " + ", ".join(c.name for c in checks[:6]),
         observed_by=observed_by,
         evidence=tuple(Evidence(text=line(c)) for c in checks[:8]),
         matches=len(checks),

@@ -14,7 +14,7 @@ from pathlib import Path
 from ..cli import common_options, settings_from
 from ..errors import DoctorFindingsError, InterruptedError_, UsageError
 from ..log import LOG
-from ..records import SCHEMA_VERSION, to_jsonable, write_report
+from ..records import DOCTOR, SCHEMA_VERSION, to_jsonable, write_report
 from .classify import RunParams
 from .diagnose import DoctorInputs, diagnose, inputs_record
 from .findings import DoctorReport, Finding
@@ -22,7 +22,7 @@ from .memory import gib, parse_size
 from .params import run_params
 from .run import params_from_command, run_command, run_findings
 
-REPORT_KIND = "doctor"
+REPORT_KIND = DOCTOR.kind
 DEFAULT_RUN_TIMEOUT = 1800.0
 
 
@@ -91,12 +91,12 @@ def _started(args: argparse.Namespace, inputs: DoctorInputs) -> None:
         complete=False,
         interrupted_during="start",
     )
-    write_report(settings.reports_dir / "doctor.json", REPORT_KIND, placeholder)
+    write_report(settings.reports_dir / DOCTOR.name, REPORT_KIND, placeholder)
 
 
 def finish(args: argparse.Namespace, report: DoctorReport) -> int:
     settings = settings_from(args)
-    path = write_report(settings.reports_dir / "doctor.json", REPORT_KIND, report)
+    path = write_report(settings.reports_dir / DOCTOR.name, REPORT_KIND, report)
     print_report(report)
     LOG.info(f"report: {path}")
     if not report.complete:

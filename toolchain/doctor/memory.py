@@ -18,12 +18,12 @@ attention in llama.cpp, so the q8_0 row assumes -fa.
 from __future__ import annotations
 
 import re
-import subprocess
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 from ..errors import UsageError
+from ..proc import capture
 from ..profiles import PlatformInfo, current_platform
 from .catalog import BY_ID
 from .findings import Evidence, Finding, ObservedBy
@@ -252,11 +252,11 @@ def machine_memory(plat: PlatformInfo | None = None) -> tuple[int, str] | None:
         if probe.file:
             value = parse_meminfo(Path(probe.file).read_text(encoding="utf-8"))
         else:
-            out = subprocess.run(
-                list(probe.command), capture_output=True, text=True, timeout=10, check=True
-            ).stdout
-            value = int(out.strip())
-    except (OSError, ValueError, subprocess.SubprocessError):
+            done = capture(list(probe.command), timeout=10)
+            if not done.ok:
+                return None
+            value = int(done.stdout.strip())
+    except (OSError, ValueError):
         return None
     return (value, probe.description) if value else None
 

@@ -1,7 +1,7 @@
 """``doctor run -- CMD …``: run a llama.cpp command under a timeout, capture its output, then diagnose.
 
-The command is an argument list (never a shell string), in its own process group so that a
-timeout ends it and its children. stdout and stderr go to a log file, capped: the first and the
+The command is an argument list (never a shell string), run by :func:`toolchain.proc.run_group`
+in its own process group so that a timeout or Ctrl-C ends it and its children. stdout and stderr go to a log file, capped: the first and the
 last ``LOG_*_BYTES`` are kept, the middle cut with a line saying so (bounded disk and memory
 whatever it prints); the exit status and signal are kept. The run's own
 parameters (-m, -c, -ngl, -ctk, -ctv, -ub, -fa) are read from the command line for the planner.
@@ -9,11 +9,6 @@ parameters (-m, -c, -ngl, -ctk, -ctv, -ub, -fa) are read from the command line f
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import threading
-import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,7 +16,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import UsageError
-from ..proc import signal_name, stop_group
+from ..proc import run_group, signal_name
 from .catalog import BY_ID
 from .classify import RunParams
 from .findings import Evidence, Finding, ObservedBy
@@ -97,58 +92,29 @@ def run_command(
             "doctor run needs a command", "llama-toolchain doctor run -- llama-cli -m MODEL -p hi"
         )
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    start = time.monotonic()
-    timed_out = interrupted = False
     with log_path.open("wb") as log:
         capped = _CappedLog(log, head_bytes, tail_bytes)
         try:
-            proc = subprocess.Popen(
-                list(command),
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
+            done = run_group(
+                command,
+                lambda chunk, _out: capped.write(chunk),
+                timeout=timeout,
+                chunks=True,
+                stop_on_interrupt=True,
             )
         except OSError as exc:
             raise UsageError(
                 f"cannot run {command[0]!r}: {exc.strerror or exc}", "check the command's path"
             ) from exc
-        assert proc.stdout is not None
-        fd = proc.stdout.fileno()
-
-        def pump() -> None:  # a thread: the main thread keeps the timeout and Ctrl-C
-            while chunk := os.read(fd, 1 << 20):
-                capped.write(chunk)
-
-        reader = threading.Thread(target=pump, daemon=True)
-        reader.start()
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            stop_group(proc)
-        except KeyboardInterrupt:
-            interrupted = True
-            stop_group(proc)
-        except BaseException:
-            stop_group(proc)
-            raise
-        try:  # a grandchild may still hold the pipe: end the group, then stop reading
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        reader.join(timeout=10)
-        proc.stdout.close()
         capped.close()
-    code = proc.wait()
     return RunResult(
         tuple(command),
-        code,
-        signal_name(code),
-        timed_out,
-        time.monotonic() - start,
+        done.returncode,
+        signal_name(done.returncode),
+        done.timed_out,
+        done.seconds,
         log_path,
-        interrupted,
+        done.interrupted,
         capped.total,
         capped.cut,
     )

@@ -8,10 +8,10 @@ model server shrinks what llama.cpp can wire. The probes (commands as data in pl
 from __future__ import annotations
 
 import re
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ..proc import capture
 from ..profiles import PlatformInfo, current_platform
 from .catalog import BY_ID
 from .findings import Evidence, Finding, ObservedBy
@@ -98,13 +98,13 @@ def probe(plat: PlatformInfo | None = None, timeout: float = 10.0) -> SystemStat
     errors: list[str] = []
     for key, p in probes.items():
         try:
-            done = subprocess.run(
-                list(p.command), capture_output=True, text=True, timeout=timeout, check=False
-            )
+            done = capture(list(p.command), timeout=timeout)
             outputs[key] = done.stdout
-            if done.returncode:
+            if done.timed_out:
+                errors.append(f"{p.description}: no exit within {timeout:g} s (ended)")
+            elif done.returncode:
                 errors.append(f"{p.description}: exit {done.returncode}")
-        except (OSError, subprocess.SubprocessError) as exc:
+        except OSError as exc:
             errors.append(f"{p.description}: {exc}")
     return assess(outputs, plat.name, tuple(errors))
 

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from ..locking import exclusive
 from ..native_build import cmake_build
-from ..oracle.extract import METAL_DIR, Extraction, ExtractionFailed, extract
+from ..oracle.extract import Extraction, ExtractionFailed, extract
 from ..oracle.probe import Probe, _hash_files, _write_if_changed, props_setter
+from ..tree import BACKEND_OPS_SOURCE, METAL_DIR
 from .interface import CXX_FILES, mismatches
 
 NATIVE = Path(__file__).parent / "native"
@@ -45,7 +46,7 @@ def program_key(tree: Path, extraction: Extraction) -> str:
     ggml = tree / "ggml"
     _hash_files(digest, [*ggml.glob("*.txt"), *ggml.glob("include/*"), *ggml.glob("src/*.*")], tree)
     _hash_files(digest, [p for p in (tree / METAL_DIR).glob("*") if p.is_file()], tree)
-    _hash_files(digest, [tree / "tests" / "test-backend-ops.cpp"], tree)
+    _hash_files(digest, [tree / BACKEND_OPS_SOURCE], tree)
     return digest.hexdigest()[:16]
 
 
@@ -64,7 +65,7 @@ def ensure_program(
     start = time.monotonic()
     tree = tree.resolve()
     problems = mismatches(tree)
-    if not (tree / "tests" / "test-backend-ops.cpp").is_file():
+    if not (tree / BACKEND_OPS_SOURCE).is_file():
         problems.append("missing file: tests/test-backend-ops.cpp (the dry run drives the tree's own cases)")
     if problems:
         raise DryRunUnavailable(problems)

@@ -11,12 +11,12 @@ from ..config import Settings
 from ..errors import DryRunFindingsError, UsageError
 from ..log import LOG
 from ..oracle.cli import _profiles, _tree  # the same --tree and --profiles options
-from ..records import to_jsonable, write_report
+from ..records import DRYRUN, DRYRUN_SHIPPED, DRYRUN_VALIDATION, to_jsonable, write_report
 from .records import DryRun, ProfileResult
 
-REPORT = ("dryrun.json", "dryrun")
-VALIDATION_REPORT = ("dryrun-validation.json", "dryrun-validation")
-SHIPPED_REPORT = ("dryrun-shipped.json", "dryrun-shipped")
+REPORT = (DRYRUN.name, DRYRUN.kind)
+VALIDATION_REPORT = (DRYRUN_VALIDATION.name, DRYRUN_VALIDATION.kind)
+SHIPPED_REPORT = (DRYRUN_SHIPPED.name, DRYRUN_SHIPPED.kind)
 
 
 def _dry_run(

@@ -15,7 +15,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..oracle.extract import METAL_DIR, _strip_comments
+from ..oracle.extract import _strip_comments
+from ..tree import METAL_DIR
 
 OBJC_FILES = (METAL_DIR / "ggml-metal-device.m", METAL_DIR / "ggml-metal-context.m")
 HEADERS = (METAL_DIR / "ggml-metal-device.h", METAL_DIR / "ggml-metal-context.h")

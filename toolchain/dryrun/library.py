@@ -22,8 +22,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..oracle.extract import DEVICE_M, METAL_DIR
+from ..oracle.extract import DEVICE_M
 from ..oracle.profiles import DeviceProfile
+from ..tree import METAL_DIR
 
 KERNELS_DIR = METAL_DIR / "kernels"
 SINGLE_SOURCE = METAL_DIR / "ggml-metal.metal"

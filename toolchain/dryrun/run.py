@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ from ..errors import BuildError, DryRunUnavailableError
 from ..log import LOG
 from ..oracle.probe import parse_support_csv, profiles_file
 from ..oracle.profiles import DeviceProfile, default_profiles, select
+from ..proc import capture
 from .build import DryRunProgram, DryRunUnavailable, ensure_program
 from .library import KernelLibrary, kernel_library
 from .records import (
@@ -119,11 +119,11 @@ def run_program(
         args = [str(prog.executable), "--profiles", str(pfile), "--records", str(records)]
         args += ["--skip", str(skip), *tail]
         try:
-            done = subprocess.run(
-                args, cwd=prog.executable.parent, env=env, capture_output=True, text=True, timeout=timeout
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise BuildError(f"the dry run did not finish within {timeout:.0f} s: {' '.join(args)}") from exc
+            done = capture(args, cwd=prog.executable.parent, env=env, timeout=timeout, max_output=None)
+        except OSError as exc:
+            raise BuildError(f"the dry run could not be started: {exc}: {' '.join(args)}") from exc
+        if done.timed_out:
+            raise BuildError(f"the dry run did not finish within {timeout:.0f} s: {' '.join(args)}")
         if done.returncode == 0:
             break
         merged = _merge(records.read_text(encoding="utf-8").splitlines())

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..oracle.extract import METAL_DIR
+from ..tree import METAL_DIR
 from .library import kernel_sources
 from .records import CaseResult, DryRun
 

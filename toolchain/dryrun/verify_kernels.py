@@ -22,6 +22,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import ReportError
+from ..records import COVERAGE, read_data
+from ..tree import has_metal_sources
 from ..verify.records import Check, ObservedBy
 from .library import names_in_text
 from .shipped import SECTION, SEGMENT, embedded_text
@@ -53,13 +56,13 @@ def work_dir_of(path: Path) -> Path | None:
 def needs_from_coverage(report: Path) -> Needs | None:
     """The kernels the last coverage run's dry-run cells asked for, or None when it has none."""
     try:
-        data = json.loads(report.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = read_data(report, COVERAGE)
+    except ReportError:
         return None
     kernels: dict[str, set[str]] = {}
     defines: dict[str, dict[str, str]] = {}
     models: set[str] = set()
-    for cell in data.get("cells", []) if isinstance(data, dict) else []:
+    for cell in data.get("cells", []):
         for check in cell.get("checks", []) if str(cell.get("observed_by")) == "dry-run" else []:
             details = check.get("details", {})
             if "kernels_needed" not in details:
@@ -114,11 +117,11 @@ def _needs(path: Path) -> Needs | str:
     work = work_dir_of(path)
     if work is None:
         return f"{path} is not a build of a toolchain work dir (<work>/build/<name>): no tree nor coverage run to ask"
-    found = needs_from_coverage(work / "reports" / "coverage.json")
+    found = needs_from_coverage(work / "reports" / COVERAGE.name)
     if found is not None:
         return found
     tree = work / "src"
-    if not (tree / "ggml" / "src" / "ggml-metal").is_dir():
+    if not has_metal_sources(tree):
         return f"no coverage run with dry-run columns in {work / 'reports'} and no Metal backend sources in {tree}"
     try:
         return needs_from_builtin(tree, default_cache_dir(), work / "dryrun")

@@ -12,7 +12,7 @@ import json
 import struct
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from ..config import Settings
 from ..errors import ModelError
 from ..log import LOG
 from ..proc import stream
-from ..records import atomic_write_text, sha256_file, to_jsonable
+from ..records import atomic_write_text, sha256_file
 from .shrink import Shrink
 from .spec import ArchSpec, ModelShape, safe_name, shape_of
 
@@ -301,11 +301,3 @@ def make_models(
                 )
     ordered = tuple(results[s.name] for s in specs)
     return ModelSet(settings.cache_dir / "models", ordered, time.monotonic() - start)
-
-
-def with_shrinks(model: TinyModel, shrinks: tuple[Shrink, ...]) -> TinyModel:
-    return replace(model, shrinks=shrinks)
-
-
-def model_set_json(models: ModelSet) -> Any:
-    return to_jsonable(models)

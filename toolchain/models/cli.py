@@ -11,6 +11,7 @@ from ..convert.env import ensure_env
 from ..errors import ConvertError
 from ..log import LOG
 from ..records import to_jsonable
+from ..tree import CONVERT_SCRIPT
 from .build import make_models
 from .config_input import read_config
 from .shrink import Shrink, shrink_config
@@ -58,7 +59,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         for s in items:
             LOG.info(f"  {s.key}: {s.before} -> {s.after}  ({s.why})")
     tree = (args.tree or settings.src_dir).resolve()
-    if not (tree / "convert_hf_to_gguf.py").is_file():
+    if not (tree / CONVERT_SCRIPT).is_file():
         raise ConvertError(
             f"{tree} is not a llama.cpp tree", "run `llama-toolchain fetch` first, or pass --tree"
         )

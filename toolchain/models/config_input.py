@@ -179,16 +179,21 @@ def read_config(path: Path) -> dict[str, Any]:
         raise ModelError(f"{path} is not a config: JSON nested too deeply", HINT) from exc
     except ValueError as exc:
         raise ModelError(f"{path} is not JSON: {exc}", HINT) from exc
+    return _usable_object(data, str(path))  # the shape checks come with the shrink (validate_config)
+
+
+def _usable_object(data: object, where: str) -> dict[str, Any]:
+    """``data`` when it is a JSON object holding no number Python cannot use; else ModelError."""
     if not isinstance(data, dict):
         raise ModelError(
-            f"{path}: a config.json is a JSON object, not {type(data).__name__} ({show(data)})", HINT
+            f"{where}: a config.json is a JSON object, not {type(data).__name__} ({show(data)})", HINT
         )
     try:
         found = next(_walk(data, ""), None)
     except RecursionError as exc:
-        raise ModelError(f"{path} is not a config: JSON nested too deeply", HINT) from exc
-    if found is not None:  # the shape checks come with the shrink (validate_config)
-        raise ModelError(f"{path}: {found[0]} = {found[1].text}: {found[1].why}", HINT)
+        raise ModelError(f"{where} is not a config: JSON nested too deeply", HINT) from exc
+    if found is not None:
+        raise ModelError(f"{where}: {found[0]} = {found[1].text}: {found[1].why}", HINT)
     return data
 
 
@@ -221,16 +226,7 @@ def validate_config(config: object, where: str = "config.json") -> None:
     def bad(field: str, value: object, why: str) -> ModelError:
         return ModelError(f"{where}: {field} = {show(value)}: {why}", HINT)
 
-    if not isinstance(config, dict):
-        raise ModelError(
-            f"{where}: a config.json is a JSON object, not {type(config).__name__} ({show(config)})", HINT
-        )
-    try:
-        found = next(_walk(config, ""), None)
-    except RecursionError as exc:
-        raise ModelError(f"{where} is not a config: JSON nested too deeply", HINT) from exc
-    if found is not None:
-        raise bad(found[0], found[1], found[1].why)
+    config = _usable_object(config, where)
     for key in (*_POSITIVE, *_NON_NEGATIVE):
         if key not in config or config[key] is None:
             continue

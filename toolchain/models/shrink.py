@@ -109,6 +109,12 @@ def _set(cfg: dict[str, Any], shrinks: list[Shrink], key: str, value: Any, why: 
     cfg[key] = value
 
 
+def _lower(cfg: dict[str, Any], shrinks: list[Shrink], key: str, value: int, why: str) -> None:
+    """:func:`_set` when ``value`` is below the config's (a shrink never grows a field)."""
+    if value < cfg[key]:
+        _set(cfg, shrinks, key, value, why)
+
+
 def shrink_config(config: dict[str, Any], known: dict[str, ArchSpec]) -> tuple[ArchSpec, tuple[Shrink, ...]]:
     """The tiny spec for ``config`` and the list of shrinks (each with its reason)."""
     if "auto_map" in config:
@@ -194,36 +200,20 @@ def shrink_config(config: dict[str, Any], known: dict[str, ArchSpec]) -> tuple[A
     for key in ("intermediate_size", "n_inner", "ffn_hidden_size", "hidden_dim"):
         if isinstance(cfg.get(key), int) and cfg[key] > 0:
             new = min(_round_up(cfg[key] * scale), 4 * _round_up(cfg[hidden_key]))
-            if new < cfg[key]:
-                _set(
-                    cfg,
-                    shrinks,
-                    key,
-                    new,
-                    f"FFN scaled with hidden ({cfg[key]}/{hidden}), rounded up to a multiple of {BLOCK}",
-                )
+            why = f"FFN scaled with hidden ({cfg[key]}/{hidden}), rounded up to a multiple of {BLOCK}"
+            _lower(cfg, shrinks, key, new, why)
     if isinstance(cfg.get("moe_intermediate_size"), int):
         new = _round_up(cfg["moe_intermediate_size"] * scale)
-        if new < cfg["moe_intermediate_size"]:
-            _set(
-                cfg,
-                shrinks,
-                "moe_intermediate_size",
-                new,
-                f"expert FFN scaled with hidden, multiple of {BLOCK}",
-            )
+        _lower(
+            cfg, shrinks, "moe_intermediate_size", new, f"expert FFN scaled with hidden, multiple of {BLOCK}"
+        )
     top_k = first(cfg, ("num_experts_per_tok", "moe_topk"))
     for key in ("num_local_experts", "num_experts", "n_routed_experts"):
         if isinstance(cfg.get(key), int) and top_k:
             new = min(cfg[key], max(2 * top_k, 4))
-            if new < cfg[key]:
-                _set(
-                    cfg,
-                    shrinks,
-                    key,
-                    new,
-                    f"few experts: top-{top_k} routing kept, {new} experts to route among",
-                )
+            _lower(
+                cfg, shrinks, key, new, f"few experts: top-{top_k} routing kept, {new} experts to route among"
+            )
     layers_key = next(
         (k for k in ("num_hidden_layers", "n_layer", "n_layers") if k in cfg), "num_hidden_layers"
     )

@@ -23,7 +23,7 @@ cannot be cut out of (or the probe not compiled against) a tree: no columns for 
 from __future__ import annotations
 
 from ..errors import OracleUnavailableError, OracleValidationError
-from ..records import write_report
+from ..records import ORACLE_PREDICTIONS, ORACLE_VALIDATION, write_report
 from .predict import predict
 from .profiles import GPU_FAMILIES, DeviceProfile, PropValue, default_profiles
 from .records import (
@@ -59,5 +59,5 @@ __all__ = [
     "write_report",
 ]
 
-PREDICTIONS_REPORT = ("oracle-predictions.json", "oracle-predictions")
-VALIDATION_REPORT = ("oracle-validation.json", "oracle-validation")
+PREDICTIONS_REPORT = (ORACLE_PREDICTIONS.name, ORACLE_PREDICTIONS.kind)
+VALIDATION_REPORT = (ORACLE_VALIDATION.name, ORACLE_VALIDATION.kind)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
@@ -14,6 +13,7 @@ from ..config import Settings
 from ..errors import OracleValidationError, UsageError
 from ..locking import exclusive
 from ..log import LOG
+from ..proc import capture
 from ..records import to_jsonable, write_report
 from ..source import SourceSpec, mirror_of
 from ..source import resolve as resolve_source
@@ -61,29 +61,32 @@ def _older_tree(args: argparse.Namespace, tree: Path, settings: Settings) -> tup
         return None, None
     # an older commit of the same repository, exported once into the cache
     try:
-        commit = subprocess.run(
+        found = capture(
             ["git", "-C", str(repo), "rev-parse", "--verify", "--end-of-options", f"{older_ref}^{{commit}}"],
-            capture_output=True,
-            text=True,
             timeout=60,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError) as exc:
+        )
+    except OSError:
+        found = None
+    if found is None or not found.ok:
         raise UsageError(
             f"older tree {older_ref}: not a commit of the repository at {repo}",
             "fetch it first, or give --older-tree PATH",
-        ) from exc
+        )
+    commit = found.stdout.strip()
     dest = settings.cache_dir / "oracle" / "trees" / commit
     with exclusive(settings.cache_dir / "oracle" / f".tree-{commit}.lock", wait=600):
         if not (dest / "ggml").is_dir():
             with tempfile.TemporaryDirectory() as tmp:
                 archive = Path(tmp) / "tree.tar"
                 with archive.open("wb") as fh:
-                    subprocess.run(
-                        ["git", "-C", str(repo), "archive", "--format=tar", commit],
-                        stdout=fh,
-                        check=True,
-                        timeout=600,
+                    done = capture(
+                        ["git", "-C", str(repo), "archive", "--format=tar", commit], timeout=600, stdout=fh
+                    )
+                if not done.ok:
+                    raise UsageError(
+                        f"older tree {older_ref}: git archive {commit} failed (exit {done.returncode}): "
+                        + " ".join(done.stderr.split()[-30:]),
+                        "give --older-tree PATH",
                     )
                 dest.mkdir(parents=True, exist_ok=True)
                 with tarfile.open(archive) as tar:
@@ -145,12 +148,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _default_build(settings: Settings) -> Path | None:
-    manifest = settings.reports_dir / "build-manifest.json"
-    try:
-        data = json.loads(manifest.read_text(encoding="utf-8"))
-        return Path(str(data["build_dir"]))
-    except (OSError, ValueError, KeyError):
-        return None
+    from ..builder.manifest import last_build_dir
+
+    return last_build_dir(settings.reports_dir)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

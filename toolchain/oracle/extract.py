@@ -25,8 +25,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..tree import METAL_DIR
+
 ENTRY = "ggml_metal_device_supports_op"
-METAL_DIR = Path("ggml/src/ggml-metal")
 DEVICE_M = METAL_DIR / "ggml-metal-device.m"
 DEVICE_H = METAL_DIR / "ggml-metal-device.h"
 # Where helpers may be defined, and the language their bodies are compiled as.

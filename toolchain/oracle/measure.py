@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
+from ..proc import capture
+from ..tree import BACKEND_OPS
 from . import normalise
 from .probe import parse_support_csv
 from .records import (
@@ -14,7 +15,7 @@ from .table import skipped, table_validation, test_sources
 
 
 def _find_tbo(build: Path) -> Path | None:
-    for cand in (build / "bin" / "test-backend-ops", build / "test-backend-ops"):
+    for cand in (d / name for name in BACKEND_OPS for d in (build / "bin", build)):
         if cand.is_file():
             return cand
     return None
@@ -48,9 +49,13 @@ def measured_tables(tree: Path, build: Path | None, older_tree: Path | None) -> 
             continue
         args = [str(tbo), "support", "-b", backend, "--output", "csv"]
         try:
-            done = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=tbo.parent)
-        except (OSError, subprocess.TimeoutExpired) as exc:
+            done = capture(args, timeout=600, cwd=tbo.parent)
+        except OSError as exc:
             out.append(skipped(backend, ref_path, f"{' '.join(args)} failed: {exc}", observed_by="device"))
+            continue
+        if done.timed_out:
+            why = f"{' '.join(args)} failed: no exit within 600 s (process group ended)"
+            out.append(skipped(backend, ref_path, why, observed_by="device"))
             continue
         rows = parse_support_csv(done.stdout)
         if not rows:

@@ -18,8 +18,6 @@ import dataclasses
 import hashlib
 import io
 import os
-import shutil
-import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,8 @@ from pathlib import Path
 from ..errors import BuildError
 from ..locking import exclusive
 from ..native_build import cmake_build
+from ..proc import capture
+from ..tree import BACKEND_OPS_SOURCE
 from .extract import Extraction, ExtractionFailed, PropsField, extract
 from .profiles import DeviceProfile
 
@@ -107,7 +107,7 @@ def probe_key(tree: Path, extraction: Extraction) -> str:
     _hash_files(digest, NATIVE.iterdir(), NATIVE)
     ggml = tree / "ggml"
     _hash_files(digest, [*ggml.glob("*.txt"), *ggml.glob("include/*"), *ggml.glob("src/*.*")], tree)
-    _hash_files(digest, [tree / "tests" / "test-backend-ops.cpp"], tree)
+    _hash_files(digest, [tree / BACKEND_OPS_SOURCE], tree)
     return digest.hexdigest()[:16]
 
 
@@ -134,7 +134,7 @@ def ensure_probe(
 
     start = time.monotonic()
     tree = tree.resolve()
-    if not (tree / "tests" / "test-backend-ops.cpp").is_file():
+    if not (tree / BACKEND_OPS_SOURCE).is_file():
         raise ProbeUnavailable(
             "tests/test-backend-ops.cpp is missing: the probe needs the tree's own test cases"
         )
@@ -216,11 +216,11 @@ def run_support(
     env = {k: v for k, v in os.environ.items() if not k.startswith("GGML_")}
     try:
         # cwd = the probe dir: ggml_backend_load_all() looks for backend libraries there, none exist
-        done = subprocess.run(
-            args, cwd=probe.executable.parent, env=env, capture_output=True, text=True, timeout=timeout
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise BuildError(f"the oracle probe did not finish within {timeout:.0f} s: {' '.join(args)}") from exc
+        done = capture(args, cwd=probe.executable.parent, env=env, timeout=timeout, max_output=None)
+    except OSError as exc:
+        raise BuildError(f"the oracle probe could not be started: {exc}: {' '.join(args)}") from exc
+    if done.timed_out:
+        raise BuildError(f"the oracle probe did not finish within {timeout:.0f} s: {' '.join(args)}")
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-8:]
         raise BuildError(
@@ -256,7 +256,3 @@ def parse_support_csv(text: str) -> list[SupportRow]:
             )
         )
     return rows
-
-
-def remove_probe_cache(cache_dir: Path) -> None:
-    shutil.rmtree(cache_dir / "oracle", ignore_errors=True)

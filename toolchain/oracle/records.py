@@ -77,9 +77,6 @@ class Predictions:
     probe: ProbeInfo
     profiles: tuple[ProfilePredictions, ...]
 
-    def for_profile(self, name: str) -> ProfilePredictions:
-        return next(p for p in self.profiles if p.profile == name)
-
 
 @dataclass(frozen=True)
 class TableValidation:

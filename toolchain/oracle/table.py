@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from ..tree import BACKEND_OPS_SOURCE
 from . import normalise
 from .probe import SupportRow
 from .records import (
@@ -45,8 +46,8 @@ def by_backend(rows: Sequence[SupportRow]) -> dict[str, list[SupportRow]]:
 def test_sources(*trees: Path | None) -> list[str]:
     texts = []
     for t in trees:
-        if t is not None and (t / "tests" / "test-backend-ops.cpp").is_file():
-            texts.append((t / "tests" / "test-backend-ops.cpp").read_text(encoding="utf-8", errors="replace"))
+        if t is not None and (t / BACKEND_OPS_SOURCE).is_file():
+            texts.append((t / BACKEND_OPS_SOURCE).read_text(encoding="utf-8", errors="replace"))
     return texts
 
 

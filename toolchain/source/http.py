@@ -60,6 +60,8 @@ def _shutdown(sock: socket.socket) -> None:
 
 
 class _HTTPConnection(http.client.HTTPConnection):
+    """A connection whose socket (once connected) the request's watchdog can shut down."""
+
     def __init__(self, *args: Any, watchdog: _Watchdog, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._watchdog = watchdog
@@ -69,14 +71,8 @@ class _HTTPConnection(http.client.HTTPConnection):
         self._watchdog.add(self.sock)
 
 
-class _HTTPSConnection(http.client.HTTPSConnection):
-    def __init__(self, *args: Any, watchdog: _Watchdog, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._watchdog = watchdog
-
-    def connect(self) -> None:
-        super().connect()
-        self._watchdog.add(self.sock)
+class _HTTPSConnection(_HTTPConnection, http.client.HTTPSConnection):
+    """The same over TLS: ``connect`` runs HTTPSConnection's (which wraps the socket) first."""
 
 
 class _HTTPHandler(urllib.request.HTTPHandler):

@@ -11,9 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import signal
-import subprocess
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,7 +20,7 @@ import git
 from ..errors import MirrorCorruptError, RefNotFoundError, RemoteUnreachableError, ToolchainError
 from ..locking import exclusive
 from ..log import LOG
-from ..proc import stop_group
+from ..proc import capture
 
 # Environment for every git subprocess: never prompt, never read the user's askpass helpers.
 GIT_ENV = {
@@ -181,57 +178,31 @@ def run_git(
         if timeout is None:
             out = cmd.execute(command, env=full_env, stdout_as_string=True)
         else:
-            cwd = str(cmd.working_dir) if cmd.working_dir else None
+            cwd = Path(cmd.working_dir) if cmd.working_dir else None
             out = _run_with_deadline(command, cwd, full_env, timeout)
     except git.GitCommandError as exc:
         raise classify_git_error(exc, command, remote=remote) from None
     return str(out)
 
 
-def _run_with_deadline(command: list[str], cwd: str | None, env: Mapping[str, str], timeout: float) -> str:
+def _run_with_deadline(command: list[str], cwd: Path | None, env: Mapping[str, str], timeout: float) -> str:
     """A git call that may stall (network): its own process group, ended on timeout or Ctrl-C.
 
     Not GitPython's ``kill_after_timeout``: its watchdog is a non-daemon timer thread, which keeps
     the process alive after Ctrl-C until the timeout expires (and a second Ctrl-C then is a
     traceback from the threading module)."""
-    proc = subprocess.Popen(
-        command,
-        cwd=cwd,
-        env={**os.environ, **env},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
+    done = capture(
+        command, timeout=timeout, env={**os.environ, **env}, cwd=cwd, max_output=None, term_wait=1.0
     )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _end(proc)
+    if done.timed_out:
         raise git.GitCommandError(
             command,
             -9,
             f'Timeout: the command "{" ".join(command)}" did not complete in {timeout:g} secs.',
-        ) from None
-    except BaseException:  # Ctrl-C: end the whole group before the interrupt goes on
-        _end(proc)
-        raise
-    if proc.returncode != 0:
-        raise git.GitCommandError(command, proc.returncode, err.decode("utf-8", "replace"))
-    return out.decode("utf-8", "replace").removesuffix("\n")
-
-
-def _end(proc: subprocess.Popen[bytes]) -> None:
-    """Stop the child's group; a further Ctrl-C meanwhile is ignored (one is being handled)."""
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
-    try:
-        stop_group(proc, term_wait=1.0)
-        for pipe in (proc.stdout, proc.stderr):
-            if pipe is not None:
-                pipe.close()
-    finally:
-        if main:
-            signal.signal(signal.SIGINT, previous)
+        )
+    if done.returncode != 0:
+        raise git.GitCommandError(command, done.returncode, done.stderr)
+    return done.stdout.removesuffix("\n")
 
 
 def classify_git_error(exc: git.GitCommandError, command: Sequence[str], *, remote: bool) -> ToolchainError:

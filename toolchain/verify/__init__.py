@@ -1,7 +1,7 @@
 """Verify stage: prove that a build really carries its backend, statically and at run time.
 
     from toolchain.verify import verify_path, require_ok, write_verification
-    v = verify_path(build_dir, profile, runtime=True, report=settings.reports_dir / "verify.json")
+    v = verify_path(build_dir, profile, runtime=True, report=settings.reports_dir / VERIFY.name)
     require_ok(v)          # raises VerifyError (exit 30) naming each failed check and what to do
 
 Modules: ``inputs`` (what the path holds), ``binaries`` (LIEF, one slice per architecture, ``.a``
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..errors import NothingVerifiedError, ProfileError, VerifyError
 from ..profiles import DEFAULT_PROFILE, PROFILES, BackendProfile, PlatformInfo, current_platform
-from ..records import to_jsonable, write_report
+from ..records import VERIFY, to_jsonable, write_report
 from .records import Check, DeviceClass, DeviceInfo, RuntimeRun, Verification
 from .static import Inputs, discover, host_macos_version, static_checks
 
@@ -35,8 +35,8 @@ __all__ = [
     "write_verification",
 ]
 
-REPORT_KIND = "verify"
-REPORT_NAME = "verify.json"
+REPORT_KIND = VERIFY.kind
+REPORT_NAME = VERIFY.name
 
 
 def profile_for(name: str, path: Path, inputs: Inputs | None = None) -> BackendProfile:

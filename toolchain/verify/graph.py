@@ -54,20 +54,6 @@ class DependencyGraph:
     def node(self, path: Path) -> BinarySlice | None:
         return next((n for n in self.nodes if n.path == path), None)
 
-    def reachable(self, root: BinarySlice) -> tuple[BinarySlice, ...]:
-        """``root`` and everything it loads, transitively (project files only)."""
-        seen, order, queue = {root.path}, [root], [root]
-        while queue:
-            cur = queue.pop(0)
-            for e in self.edges:
-                if e.loader == cur.path and e.resolved is not None and e.resolved not in seen:
-                    nxt = self.node(e.resolved)
-                    if nxt is not None:
-                        seen.add(nxt.path)
-                        order.append(nxt)
-                        queue.append(nxt)
-        return tuple(order)
-
     def path_to(self, root: BinarySlice, target: Path) -> tuple[Edge, ...] | None:
         """The chain of edges from ``root`` to ``target`` (() when target is root), or None."""
         if root.path == target:

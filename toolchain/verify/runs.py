@@ -3,16 +3,16 @@ one bounded run with a timeout and its outcome (exit, crash, hang, flood, not st
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import tree
 from ..proc import Completed, stream
 from .records import RuntimeRun
 
-# Programs that run a prompt, newest name first (main -> llama-cli; llama-completion since 2025).
-RUNNERS = ("llama-completion", "llama-cli", "llama-simple", "main")
+# Programs that run a prompt, newest name first; llama-simple where the tree has no runner of the same age.
+RUNNERS = (*tree.RUNNERS[:2], tree.SIMPLE_RUNNER, *tree.RUNNERS[2:])
 TAIL = 25
 # A run printing more than this is ended as a flood (a real one-token run with the scheduler's
 # debug output prints a few MiB); only this much of its text is kept in memory for parsing.
@@ -114,6 +114,6 @@ def one_token_args(runner: Path, model: Path, help_text: str) -> list[str]:
     args = [str(runner), "-m", str(model), "-p", PROMPT, "-n", "1", "-ngl", "99", "-c", "256"]
     args += ["--temp", "0", "-s", "1"]
     for flag, option in HELP_FLAGS:
-        if re.search(rf"(^|[\s,]){re.escape(option)}([\s,]|$)", help_text, re.M):
+        if tree.has_option(help_text, option):
             args.append(flag)
     return args

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import tree
 from ..proc import Completed
 from ..profiles import BackendProfile, PlatformInfo, current_platform
 from .devices import (
@@ -47,8 +48,6 @@ __all__ = [
 ]
 
 _OFFLOADED = re.compile(r"offloaded (?P<n>\d+)/(?P<m>\d+) layers to GPU")
-# ggml-backend.cpp, GGML_SCHED_DEBUG: "## SPLIT #3: BLAS # 1 inputs"
-_SPLIT = re.compile(r"## SPLIT #\d+: (?P<backend>[^\s#]+)")
 # llama-model-loader.cpp and llama_perf_context_print (0.3.20 and 0.3.36): the run really loaded
 # the model, or evaluated tokens; an exit 0 without either proves nothing.
 _WORKED = re.compile(r"loaded meta data with \d+ key-value pairs and \d+ tensors|: +eval time = ")
@@ -173,7 +172,7 @@ def _run_checks(
     ]
     if unverifiable or not ran or device_class != "real":
         return checks
-    splits = sorted({m["backend"] for m in map(_SPLIT.search, lines) if m})
+    splits = sorted({m["backend"] for m in map(tree.SCHED_SPLIT.search, lines) if m})
     ours_ran = [b for b in splits if b.startswith(profile.device_prefixes)]
     if not splits:
         found, status = "this tree's log shows no graph splits (GGML_SCHED_DEBUG)", "unverifiable"

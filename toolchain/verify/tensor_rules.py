@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import VerifyError
+from ..tree import METAL_DIR
 
-METAL_DIR = Path("ggml/src/ggml-metal")
 DEVICE_M = METAL_DIR / "ggml-metal-device.m"
 METAL_CMAKE = METAL_DIR / "CMakeLists.txt"
 
