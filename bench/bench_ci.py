@@ -176,6 +176,11 @@ def main(argv: list[str] | None = None) -> int:
                 results["cold"] = one_pass("cold", repo, base / "cold" / "cache", base / "cold")
                 loads["cold"] = load_average()
                 repo.rename(base / "cold" / "repo")
+                if results["cold"].returncode != 0:  # a warm pass needs what a finished cold one caches
+                    print(
+                        f"cold: exit {results['cold'].returncode}; see {base / 'cold' / 'log.txt'}: warm and no change not run"
+                    )
+                    chosen = []
             if "warm" in chosen:
                 shutil.rmtree(repo, ignore_errors=True)
                 shutil.rmtree(base / "warm", ignore_errors=True)

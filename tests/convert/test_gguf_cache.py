@@ -64,6 +64,8 @@ def test_a_fresh_work_dir_converts_nothing_the_cache_holds(
     assert not (tmp_path / "b" / ".toolchain" / "models" / "toolchain-convert.log").exists()
     assert kept.gguf is not None and made.gguf is not None and kept.gguf.parent.is_relative_to(tmp_path / "b")
     assert sha256_file(kept.gguf) == sha256_file(made.gguf)
+    # one file on disk for the two work dirs and the cache (hard links), not three copies
+    assert kept.gguf.stat().st_ino == made.gguf.stat().st_ino and kept.gguf.stat().st_nlink == 3
 
 
 def test_a_changed_converter_converts_again(
@@ -83,6 +85,12 @@ def test_a_changed_converter_converts_again(
     (changed / "convert_hf_to_gguf.py").write_text(
         (tree_0336 / "convert_hf_to_gguf.py").read_text() + "\n#\n"
     )
-    again = _convert(changed, tmp_path / "b", cache, no_loader)
+    made = conversion.results[0].gguf
+    assert made is not None
+    digest = sha256_file(made)
+    # converted again in the same work dir: the file is replaced, the cache entry it was linked to kept
+    again = _convert(changed, tmp_path / "a", cache, no_loader)
     assert again.converter_env == conversion.converter_env
     assert not again.results[0].cached and again.converter_startup_seconds > 0
+    restored = _convert(tree_0336, tmp_path / "c", cache, no_loader).results[0]
+    assert restored.cached and restored.gguf is not None and sha256_file(restored.gguf) == digest

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -22,6 +23,23 @@ from ..config import Settings
 from ..records import atomic_write_text, sha256_file
 
 CHECK_SUFFIX = ".check.json"
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """A hard link (no second copy on disk: GGUFs are gigabytes in all), a copy across file
+    systems. Safe because a GGUF is never rewritten in place: the stage removes the work dir's file
+    before the converter or llama-quantize writes it again (``discard``)."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+def discard(path: Path) -> None:
+    """Remove a work dir GGUF before it is written again, so a hard-linked cache entry keeps its bytes."""
+    path.unlink(missing_ok=True)
+
+
 _CONVERTER_FILES = ("convert_hf_to_gguf.py",)
 
 
@@ -61,7 +79,8 @@ def restore(settings: Settings, key: str, dest: Path) -> bool:
         return False
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".restoring")
-    shutil.copyfile(cached, tmp)
+    tmp.unlink(missing_ok=True)
+    _link_or_copy(cached, tmp)
     tmp.replace(dest)
     check = entry / "model.gguf.check.json"
     if check.is_file():
@@ -75,7 +94,7 @@ def store(settings: Settings, key: str, path: Path) -> None:
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
     try:
-        shutil.copyfile(path, staging / "model.gguf")
+        _link_or_copy(path, staging / "model.gguf")
         check = path.with_name(path.name + CHECK_SUFFIX)
         if check.is_file():
             shutil.copyfile(check, staging / "model.gguf.check.json")

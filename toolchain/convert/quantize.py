@@ -58,6 +58,7 @@ def quantize_gguf(
         fresh = True
     if fresh:
         return validated(model, path, outtype, 0.0, cached=True, loader=loader)
+    gguf_cache.discard(path)
     done = stream(
         [str(tool), str(source), str(path), QUANTIZE_TYPES[outtype]],
         log_path=settings.work_dir / "models" / "toolchain-quantize.log",

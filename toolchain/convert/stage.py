@@ -120,6 +120,7 @@ def convert_architectures(
                 )
                 continue
             check_model_dir(model.path)
+            gguf_cache.discard(path)
             job_id = f"{model.name}:{outtype}"
             jobs.append(
                 {"id": job_id, "model_dir": str(model.path), "outtype": outtype, "outfile": str(path)}
