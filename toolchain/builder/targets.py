@@ -24,7 +24,11 @@ class TargetWant:
 TARGET_GROUPS: Mapping[str, tuple[TargetWant, ...]] = MappingProxyType(
     {
         # The program that runs a prompt (`llama-cli` needs the server libraries in recent trees).
-        "build": (TargetWant("runner", ("llama-completion", "llama-cli", "main")),),
+        "build": (
+            TargetWant("runner", ("llama-completion", "llama-cli", "main")),
+            # upstream's own memory fit (PR #16653, trees since late 2025): doctor shows it beside its plan
+            TargetWant("fit-params", ("llama-fit-params",), required=False),
+        ),
         "coverage": (
             TargetWant("backend-ops", ("test-backend-ops",)),
             TargetWant(
