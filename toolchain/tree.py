@@ -25,6 +25,8 @@ ARCHS = ("test-llama-archs",)
 LOGITS = ("llama-debug",)  # --save-logits: the full last-token logits as float32
 EVAL_CALLBACK = ("llama-eval-callback", "eval-callback")  # prints sampled values of every node
 QUANTIZE = ("llama-quantize", "quantize")
+# upstream's memory fit (tools/fit-params, PR #16653; trees since late 2025)
+FIT_PARAMS = ("llama-fit-params",)
 
 # --- source paths (relative to the tree's root) ------------------------------------------------
 METAL_DIR = Path("ggml/src/ggml-metal")

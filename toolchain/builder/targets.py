@@ -26,7 +26,11 @@ class TargetWant:
 TARGET_GROUPS: Mapping[str, tuple[TargetWant, ...]] = MappingProxyType(
     {
         # The program that runs a prompt (`llama-cli` needs the server libraries in recent trees).
-        "build": (TargetWant("runner", tree.RUNNERS),),
+        "build": (
+            TargetWant("runner", tree.RUNNERS),
+            # upstream's own memory fit (PR #16653, trees since late 2025): doctor shows it beside its plan
+            TargetWant("fit-params", tree.FIT_PARAMS, required=False),
+        ),
         "coverage": (
             TargetWant("backend-ops", tree.BACKEND_OPS),
             TargetWant("export-graph-ops", tree.EXPORTERS, required=False),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+import tempfile
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -15,8 +16,9 @@ from .build_check import check_build
 from .classify import LogScan, RunParams, classify_stream
 from .files import open_regular
 from .findings import DoctorReport, Finding, ObservedBy, sort_findings
+from .fit_params import find_program, fit_args, run_fit_params
 from .gguf_check import GGUFInfo, check_gguf, known_architectures
-from .memory import machine_memory, parse_size, plan, plan_findings
+from .memory import CTX_STEP, estimate, machine_memory, parse_size, plan, plan_findings
 from .model_shape import shape_from_gguf
 from .system import probe, system_findings
 
@@ -173,7 +175,7 @@ def _plan(info: GGUFInfo, inputs: DoctorInputs, scan: LogScan | None, notes: lis
     p = inputs.params
     type_k, type_v = p.cache_type_k or "f16", p.cache_type_v or "f16"
     flash = bool(p.flash_attn) or type_v != "f16"
-    return plan(
+    mem_plan = plan(
         shape,
         memory,
         memory_source=source,
@@ -184,6 +186,18 @@ def _plan(info: GGUFInfo, inputs: DoctorInputs, scan: LogScan | None, notes: lis
         flash_attn=flash,
         n_ubatch=p.n_ubatch or 512,
     )
+    program = find_program(inputs.build)
+    if program is None or inputs.gguf is None:
+        return mem_plan
+    # the context compared: the one asked for, else the largest that fits by our plan
+    n_ctx = mem_plan.requested.n_ctx if mem_plan.requested else (mem_plan.max_context[0].n_ctx or CTX_STEP)
+    ours = estimate(
+        shape, n_ctx, mem_plan.budget_bytes, type_k=type_k, type_v=type_v, flash_attn=flash,
+        n_ubatch=p.n_ubatch or 512,
+    )  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="doctor-fit-") as tmp:
+        fit = run_fit_params(program, fit_args(inputs.gguf, p, n_ctx), Path(tmp) / "fit-params.log")
+    return replace(mem_plan, upstream=fit, upstream_ours=ours)
 
 
 def inputs_record(inputs: DoctorInputs) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from ..proc import capture
 from ..profiles import PlatformInfo, current_platform
 from .catalog import BY_ID
 from .findings import Evidence, Finding, ObservedBy
+from .fit_params import UpstreamFit, side_by_side
 from .model_shape import ModelShape
 from .platform_data import MEMORY_PROBES
 
@@ -83,6 +84,10 @@ class MemoryPlan:
     requested: Estimate | None
     max_context: tuple[MaxContext, ...]
     n_ctx_train: int
+    # llama-fit-params on the same GGUF and parameters, where the build has it, and our
+    # estimate at the context it was asked about
+    upstream: UpstreamFit | None = None
+    upstream_ours: Estimate | None = None
 
 
 def _pad(n: int, step: int = CTX_STEP) -> int:
@@ -285,6 +290,20 @@ def plan_findings(p: MemoryPlan, observed_by: ObservedBy = "static") -> list[Fin
                 f"weights {gib(req.weights_bytes)} + KV {gib(req.kv_bytes)} + compute ~{gib(req.compute_bytes)} = {gib(req.total_bytes)}"
             ),
         )
+    if p.upstream is not None and p.upstream_ours is not None:
+        o = p.upstream_ours
+        ev += [
+            Evidence(text=line)
+            for line in side_by_side(
+                p.upstream,
+                weights=o.weights_bytes,
+                kv=o.kv_bytes,
+                compute=o.compute_bytes,
+                n_ctx=o.n_ctx,
+                budget_text=budget_text,
+                largest=rows,
+            )
+        ]
     if all(m.n_ctx == 0 for m in p.max_context):
         severity, conf = "error", 0.9
         summary = f"the model does not fit at any context length ({budget_text})"
