@@ -177,6 +177,22 @@ def test_predicted_metal_columns_are_labelled_predictions(real_run: tuple[Path, 
     assert "PREDICTIONS from this llama.cpp tree's own Metal supports_op source" in md
 
 
+def test_dryrun_metal_columns_for_the_four_profiles(real_run: tuple[Path, dict[str, object]]) -> None:
+    project, data = real_run
+    cells = [c for c in data["cells"] if c["backend"].startswith("metal-dryrun:")]  # type: ignore[attr-defined]
+    profiles = ("apple7", "apple9", "apple10", "paravirtual")
+    assert {c["id"] for c in cells} == {
+        f"{a}-{t}-metal-dryrun:{p}" for a in ("llama", "qwen3") for t in ("f16", "q8_0") for p in profiles
+    }
+    assert all(c["observed_by"] == "dry-run" for c in cells)
+    by = {c["id"]: c for c in cells}
+    assert by["llama-f16-metal-dryrun:apple9"]["status"] == "pass"
+    assert by["llama-f16-metal-dryrun:apple9"]["checks"][0]["details"]["kernels_needed"]
+    assert by["llama-f16-metal-dryrun:paravirtual"]["status"] == "unsupported"
+    md = (project / ".toolchain" / "reports" / "coverage.md").read_text()
+    assert "are DRY RUNS: this tree's own Metal backend" in md
+
+
 def test_a_given_gguf_the_tree_cannot_load_fails_with_the_loaders_message(
     coverage_build: Path, tmp_path: Path
 ) -> None:
