@@ -83,7 +83,25 @@ def split_job_args(posargs: list[str]) -> tuple[list[str], list[str], list[str]]
 @nox.session
 def build(session: nox.Session) -> None:
     """Fetch the pinned llama.cpp, build the needed targets, verify, write build-manifest.json."""
-    toolchain(session, "build")
+    in_project(session)
+    session.run("llama-toolchain", "build", *build_session_args(list(session.posargs)))
+
+
+def build_session_args(posargs: list[str]) -> list[str]:
+    """`nox -s build coverage -- -a llama` gives both sessions the same arguments: the build takes
+    them all but the architectures, which choose what the coverage session converts and covers."""
+    out: list[str] = []
+    skip = False
+    for arg in posargs:
+        if skip:
+            skip = False
+        elif arg in ("-a", "--architectures", "--arch"):
+            skip = True
+        elif not arg.startswith(("--architectures=", "--arch=")) and not (
+            arg.startswith("-a") and arg != "-a"
+        ):
+            out.append(arg)
+    return out
 
 
 @nox.session

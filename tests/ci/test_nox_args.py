@@ -1,0 +1,35 @@
+"""`nox -s build coverage -- …`: nox gives both sessions the same arguments."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def noxfile() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("toolchain_noxfile", ROOT / "noxfile.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("toolchain_noxfile", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_build_session_leaves_the_architectures_to_coverage() -> None:
+    """`nox -s build coverage -- -a llama,qwen3` used to fail the build with "unrecognized
+    arguments: -a" before coverage ran."""
+    nf = noxfile()
+    for given in (
+        ["-a", "llama,qwen3", "--profile", "blas"],
+        ["--profile", "blas", "--architectures", "llama"],
+        ["--arch=llama", "--profile", "blas"],
+        ["-allama", "--profile", "blas"],
+    ):
+        assert nf.build_session_args(given) == ["--profile", "blas"], given
+    assert nf.build_session_args(["--ref", "v1", "--offline"]) == ["--ref", "v1", "--offline"]
+    build, archs, rest = nf.split_job_args(["-a", "llama,qwen3", "--profile", "blas", "--fail-on", "crash"])
+    assert (build, archs, rest) == (["--profile", "blas"], ["llama", "qwen3"], ["--fail-on", "crash"])
