@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import tomllib
 from pathlib import Path
 
 import nox
@@ -139,7 +140,26 @@ def coverage(session: nox.Session) -> None:
     for step in COVERAGE_STEPS:
         selected = {"convert": ["--arch", ",".join(archs)], "coverage": ["--architectures", ",".join(archs)]}
         extra = selected.get(step[1], []) if archs else []
+        if step[1:] == ("oracle", "validate"):
+            extra = oracle_older_args(Path.cwd())
         session.run(*step, *extra, *(matrix_args if step[1] == "coverage" else []))
+
+
+# The older tree `oracle validate` checks a stale docs/ops table against, when the project does not
+# set `[tool.llama-toolchain] oracle-older` (the toolchain's own default, toolchain/config.py).
+ORACLE_OLDER = "llama-cpp-python==0.3.20"
+
+
+def oracle_older_args(project: Path) -> list[str]:
+    """`nox -f …/noxfile.py -s coverage` from a user's project without the setting: without an older
+    tree every stale row of the tree's Metal.csv is "unexplained" and the job stops before the matrix."""
+    try:
+        table = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        table = {}
+    tool = table.get("tool", {})
+    ours = tool.get("llama-toolchain", {}) if isinstance(tool, dict) else {}
+    return [] if isinstance(ours, dict) and "oracle-older" in ours else ["--older-pypi", ORACLE_OLDER]
 
 
 @nox.session

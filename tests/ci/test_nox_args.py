@@ -33,3 +33,16 @@ def test_the_build_session_leaves_the_architectures_to_coverage() -> None:
     assert nf.build_session_args(["--ref", "v1", "--offline"]) == ["--ref", "v1", "--offline"]
     build, archs, rest = nf.split_job_args(["-a", "llama,qwen3", "--profile", "blas", "--fail-on", "crash"])
     assert (build, archs, rest) == (["--profile", "blas"], ["llama", "qwen3"], ["--fail-on", "crash"])
+
+
+def test_a_project_without_oracle_older_still_checks_staleness(tmp_path: Path) -> None:
+    """From a user's own project (no `[tool.llama-toolchain] oracle-older`), `oracle validate` stopped
+    the job: 602 stale rows of the pin's Metal.csv unexplained for want of an older tree."""
+    nf = noxfile()
+    assert nf.oracle_older_args(tmp_path) == ["--older-pypi", nf.ORACLE_OLDER]
+    (tmp_path / "pyproject.toml").write_text('[tool.llama-toolchain]\noracle-older = "v0.3.20"\n')
+    assert nf.oracle_older_args(tmp_path) == []
+    from toolchain.config import _DEFAULTS
+
+    assert _DEFAULTS["oracle-older"] == nf.ORACLE_OLDER  # one default, in both places
+    assert nf.oracle_older_args(ROOT) == []  # this repository sets it
