@@ -162,3 +162,22 @@ def test_ctrl_c_during_a_formerly_bare_call_ends_what_its_child_started(tmp_path
             os.killpg(caller.pid, signal.SIGKILL)
         if grandchild and _running(grandchild):
             os.kill(grandchild, signal.SIGKILL)
+
+
+def test_capture_into_a_file_is_not_cut_at_the_memory_bound(tmp_path: Path) -> None:
+    """`oracle validate --older-pypi` writes `git archive` of the older tree (> 64 MiB) to a file
+    through capture: the in-memory flood bound ended it with SIGTERM on every cold cache."""
+    from toolchain.proc import capture
+
+    target = tmp_path / "big.bin"
+    size = (64 << 20) + 4096
+    with target.open("wb") as fh:
+        done = capture(
+            [sys.executable, "-c", f"import sys; sys.stdout.buffer.write(b'x' * {size})"],
+            timeout=120,
+            stdout=fh,
+        )
+    assert done.ok, (done.returncode, done.stderr)
+    assert target.stat().st_size == size
+    flooded = capture([sys.executable, "-c", "print('y' * 5000)"], timeout=60, max_output=1000)
+    assert not flooded.ok  # in memory the bound still holds

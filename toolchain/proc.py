@@ -256,7 +256,8 @@ def capture(
     """Run ``args`` to its end, stdout and stderr kept apart in memory (at most ``max_output``
     bytes: a flood is ended), like ``subprocess.run(capture_output=True, timeout=...)`` except that
     a timeout or Ctrl-C ends the child's whole process group. ``stdout``: written there instead
-    (``Captured.stdout`` is then empty). OSError when it cannot be started."""
+    (``Captured.stdout`` is then empty) and not bounded: nothing is kept in memory, and the caller
+    chose the file (a `git archive` of a tree is hundreds of MB). OSError when it cannot be started."""
     out: list[bytes] = []
     err: list[bytes] = []
 
@@ -275,7 +276,7 @@ def capture(
         env=env,
         cwd=cwd,
         separate_stderr=True,
-        max_output=max_output,
+        max_output=None if stdout is not None else max_output,
         chunks=True,
         term_wait=term_wait,
     )
