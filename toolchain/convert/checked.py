@@ -37,6 +37,9 @@ def validated(
         ):
             fields = {k: v for k, v in kept["result"].items() if k not in ("gguf", "tail")}
             fields["tail"] = tuple(kept["result"].get("tail", ()))
+            # the record may come from the GGUF cache, made for another spec of the same content
+            # (a shrunk config equal to a built-in spec): the verdict is the file's, the names ours
+            fields["architecture"], fields["hf_architecture"] = model.name, model.architecture
             return replace(ConvertResult(**fields), gguf=path, seconds=seconds, cached=True)
     result = _check(model, path, outtype, seconds, cached)
     if result.status == "pass":
