@@ -49,12 +49,14 @@ def _cli(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _comparable(report: Path, project: Path) -> dict[str, Any]:
-    """Cells by id, without what differs between two runs of the same cell (times, log paths)."""
+    """Cells by id, without what differs between two runs of the same cell (times, log paths, and
+    whether the cell cache supplied it: the shards reuse what the unsharded run just computed)."""
     data = json.loads(report.read_text())
     out = {}
     for cell in data["cells"]:
         cell = json.loads(json.dumps(cell).replace(str(project), "<project>"))
         cell.pop("durations", None)
+        cell.pop("reused", None)
         for check in cell["checks"]:
             for volatile in ("seconds", "log", "command"):
                 check.pop(volatile, None)
