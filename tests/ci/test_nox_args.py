@@ -11,10 +11,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def noxfile() -> ModuleType:
+    if "toolchain_noxfile" in sys.modules:  # once: nox refuses a session registered twice
+        return sys.modules["toolchain_noxfile"]
     spec = importlib.util.spec_from_file_location("toolchain_noxfile", ROOT / "noxfile.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("toolchain_noxfile", module)
+    sys.modules["toolchain_noxfile"] = module
     spec.loader.exec_module(module)
     return module
 
