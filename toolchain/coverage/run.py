@@ -141,6 +141,13 @@ def device_summaries(
     return out, device_class
 
 
+def asked_for(model: ModelInput, architectures: tuple[str, ...]) -> bool:
+    """Whether ``-a`` names this model: by its GGUF architecture (``qwen3moe``, what test-llama-archs
+    calls it) or by the spec it was converted from (``qwen3_moe``, what ``convert -a`` takes), so one
+    ``-a`` serves ``nox -s build coverage``."""
+    return model.architecture in architectures or bool(model.variant and model.variant in architectures)
+
+
 def plan(request: CoverageRequest, log: Callable[[str], None] = lambda _m: None) -> Plan:
     tools = detect(request.bin_dir)
     manifest = read_manifest(request.build_dir, request.reports_dir)
@@ -157,16 +164,16 @@ def plan(request: CoverageRequest, log: Callable[[str], None] = lambda _m: None)
             b
             for b in blocked_from_convert_report(convert)
             if b.model.weight_type in request.types
-            and (not request.architectures or b.model.architecture in request.architectures)
+            and (not request.architectures or asked_for(b.model, request.architectures))
         ]
         if request.architectures:
-            got = [m for m in got if m.architecture in request.architectures]
+            got = [m for m in got if asked_for(m, request.architectures)]
         log(
             f"{len(got)} model(s) from {convert}"
             + (f"; {len(blocked)} the tree cannot load" if blocked else "")
         )
         inputs += got
-    have_archs = {m.architecture for m in inputs}
+    have_archs = {name for m in inputs for name in (m.architecture, m.variant) if name}
     if request.use_archs_models and not request.models:
         wanted = request.architectures or (DEFAULT_ARCHITECTURES if not inputs else ())
         missing = [a for a in wanted if a not in have_archs]
