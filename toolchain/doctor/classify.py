@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .catalog import CLASSES, PATTERNS, FailureClass, Pattern
+from .files import read_chunks
 from .findings import SEVERITY_RANK, Evidence, Finding, ObservedBy, Severity
 
 BLOCK = 4 << 20
@@ -297,7 +298,7 @@ def classify_stream(
     block: int = BLOCK,
 ) -> tuple[LogScan, list[Finding]]:
     scanner = LogScanner(params)
-    while chunk := stream.read(block):
+    for chunk in read_chunks(stream, block):
         scanner.feed(chunk)
     scanner.close()
     scan = scanner.result(source)

@@ -7,8 +7,11 @@ blocking and its type read from the open descriptor (no race between a check and
 
 from __future__ import annotations
 
+import io
 import os
+import select
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -39,3 +42,33 @@ def open_regular(path: Path, error: type[ToolchainError], what: str, hint: str) 
     except BaseException:
         os.close(fd)
         raise
+
+
+POLL_SECONDS = 0.25
+
+
+def read_chunks(stream: BinaryIO, block: int) -> Iterator[bytes]:
+    """The chunks of ``stream`` until its end (each at most ``block`` bytes).
+
+    A pipe or a terminal (the log on stdin) is read one ready chunk at a time after a ``select``
+    with a short timeout, so Ctrl-C stops the read. A plain blocking ``read()`` is not interrupted
+    when the signal lands on another thread, or just before the read begins (CPython checks for
+    signals between bytecodes, not before the system call): doctor then waited for more log
+    forever. The stream must not have been read from before (its buffer is bypassed)."""
+    try:
+        fd = stream.fileno()
+        regular = stat.S_ISREG(os.fstat(fd).st_mode)
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        fd, regular = -1, True  # in memory (BytesIO): nothing blocks
+    if regular:
+        while chunk := stream.read(block):
+            yield chunk
+        return
+    while True:
+        ready, _, _ = select.select([fd], [], [], POLL_SECONDS)
+        if not ready:
+            continue  # the interpreter runs a pending signal's handler here
+        chunk = os.read(fd, block)
+        if not chunk:
+            return
+        yield chunk
