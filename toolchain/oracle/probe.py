@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..errors import BuildError
 from ..native_build import PROBE, NativeBuildFailed, build_once, content_key
-from ..proc import capture
+from ..proc import Captured, capture
 from ..tree import BACKEND_OPS_SOURCE
 from .extract import Extraction, ExtractionFailed, PropsField, extract
 from .profiles import DeviceProfile
@@ -170,8 +170,49 @@ def profiles_file(profiles: Sequence[DeviceProfile], fields: Sequence[str], path
     for p in profiles:
         kv = ";".join(f"{k}={v}" for k, v in p.props_values().items() if k in known)
         lines.append(f"{p.name}\t{p.description}\t{kv}")
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+@dataclass(frozen=True)
+class SupportCall:
+    """A native program holding the cut (the probe, the dry run) asked for ``test-backend-ops
+    support --output csv`` over a profiles file (one device each): a model's ops (``test_file``)
+    or the built-in cases, ``ops`` filtering them."""
+
+    program: Probe
+    profiles: Path  # written by ``profiles_file``
+    what: str  # in errors: "the oracle probe"
+    timeout: float
+    test_file: Path | None = None
+    ops: str | None = None
+
+    def args(self, *options: str) -> list[str]:
+        """The command line; ``options``: the program's own, after ``--profiles FILE``."""
+        args = [str(self.program.executable), "--profiles", str(self.profiles), *options]
+        args += ["support", "--output", "csv"]
+        if self.test_file is not None:
+            args += ["--test-file", str(self.test_file.resolve())]
+        if self.ops:
+            args += ["-o", self.ops]
+        return args
+
+    def run(self, *options: str) -> Captured:
+        """One run, its exit status for the caller to judge; BuildError when it cannot be started
+        or does not finish in time."""
+        args = self.args(*options)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GGML_")}
+        try:
+            # cwd = the program's dir: ggml_backend_load_all() looks for backend libraries there, none exist
+            done = capture(
+                args, cwd=self.program.executable.parent, env=env, timeout=self.timeout, max_output=None
+            )
+        except OSError as exc:
+            raise BuildError(f"{self.what} could not be started: {exc}: {' '.join(args)}") from exc
+        if done.timed_out:
+            raise BuildError(f"{self.what} did not finish within {self.timeout:.0f} s: {' '.join(args)}")
+        return done
 
 
 def run_support(
@@ -184,26 +225,14 @@ def run_support(
     timeout: float = 600.0,
 ) -> list[SupportRow]:
     """``test-backend-ops support --output csv`` over every profile (one MTL device each)."""
-    work.mkdir(parents=True, exist_ok=True)
     pfile = profiles_file(profiles, probe.fields, work / "oracle-profiles.tsv")
-    args = [str(probe.executable), "--profiles", str(pfile), "support", "--output", "csv"]
-    if test_file is not None:
-        args += ["--test-file", str(test_file.resolve())]
-    if ops:
-        args += ["-o", ops]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GGML_")}
-    try:
-        # cwd = the probe dir: ggml_backend_load_all() looks for backend libraries there, none exist
-        done = capture(args, cwd=probe.executable.parent, env=env, timeout=timeout, max_output=None)
-    except OSError as exc:
-        raise BuildError(f"the oracle probe could not be started: {exc}: {' '.join(args)}") from exc
-    if done.timed_out:
-        raise BuildError(f"the oracle probe did not finish within {timeout:.0f} s: {' '.join(args)}")
+    call = SupportCall(probe, pfile, "the oracle probe", timeout, test_file, ops)
+    done = call.run()
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-8:]
         raise BuildError(
             f"the oracle probe failed (exit {done.returncode}): {' | '.join(tail)}",
-            f"rerun by hand: {' '.join(args)}",
+            f"rerun by hand: {' '.join(call.args())}",
         )
     return parse_support_csv(done.stdout)
 
