@@ -4,25 +4,21 @@ supports_op and our stand-in, as one program (``native/``, CMake + Ninja like th
 Refused before anything is compiled when the tree's Objective-C interface does not match the
 stand-in (``interface.mismatches``) or supports_op cannot be cut (the oracle's rules). Built once
 per content — our native sources, the cut, the props struct, the tree's ggml, Metal backend and
-test-backend-ops — into ``<cache>/dryrun/dryrun-<key>/``; a compile failure is remembered there.
+test-backend-ops — into ``<cache>/dryrun/dryrun-<key>/`` (``toolchain.native_build``, as the probe);
+a compile failure is remembered there.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..locking import exclusive
-from ..native_build import cmake_build
+from ..native_build import DRYRUN, NativeBuildFailed, build_once, content_key
 from ..oracle.extract import Extraction, ExtractionFailed, extract
-from ..oracle.probe import Probe, _hash_files, _write_if_changed, props_setter
+from ..oracle.probe import Probe, cut_seed, generated_sources
 from ..tree import BACKEND_OPS_SOURCE, METAL_DIR
 from .interface import CXX_FILES, mismatches
-
-NATIVE = Path(__file__).parent / "native"
-PROGRAM = "toolchain-metal-dryrun"
 
 
 class DryRunUnavailable(Exception):
@@ -40,14 +36,8 @@ DryRunProgram = Probe
 
 
 def program_key(tree: Path, extraction: Extraction) -> str:
-    digest = hashlib.sha256(b"dryrun\0" + extraction.digest.encode())
-    digest.update(repr(extraction.props_fields).encode())
-    _hash_files(digest, NATIVE.iterdir(), NATIVE)
-    ggml = tree / "ggml"
-    _hash_files(digest, [*ggml.glob("*.txt"), *ggml.glob("include/*"), *ggml.glob("src/*.*")], tree)
-    _hash_files(digest, [p for p in (tree / METAL_DIR).glob("*") if p.is_file()], tree)
-    _hash_files(digest, [tree / BACKEND_OPS_SOURCE], tree)
-    return digest.hexdigest()[:16]
+    metal = [p for p in (tree / METAL_DIR).glob("*") if p.is_file()]
+    return content_key(DRYRUN, b"dryrun\0" + cut_seed(extraction), tree, [*metal, tree / BACKEND_OPS_SOURCE])
 
 
 def ensure_program(
@@ -74,42 +64,17 @@ def ensure_program(
     except ExtractionFailed as exc:
         raise DryRunUnavailable([f"cannot cut supports_op out of {tree}: {exc.reason}"]) from exc
     key = program_key(tree, extraction)
-    root = cache_dir / "dryrun" / f"dryrun-{key}"
-    exe = root / "build" / PROGRAM
-    with exclusive(root.parent / f".dryrun-{key}.lock", wait=3600, what=f"the dry-run build {root}"):
-        if exe.is_file() and (root / "ok").is_file():
-            return DryRunProgram(tree, exe, key, extraction, False, time.monotonic() - start)
-        failed = root / "failed"
-        if failed.is_file():
-            raise DryRunUnavailable([failed.read_text(encoding="utf-8")], root / "dryrun-build.log")
-        generated = root / "generated"
-        generated.mkdir(parents=True, exist_ok=True)
-        _write_if_changed(generated / "toolchain_oracle_cut.c", extraction.source("c"))
-        _write_if_changed(generated / "toolchain_oracle_props.c", props_setter(extraction.props_fields))
-        sources = ";".join(str(p) for p in CXX_FILES)
-        defines = {
-            "LLAMA_TREE": str(tree),
-            "DRYRUN_GENERATED": str(generated),
-            "DRYRUN_METAL_SOURCES": sources,
-        }
-        log = root / "dryrun-build.log"
-        problem = cmake_build(
-            NATIVE,
-            root,
-            PROGRAM,
-            defines,
+    try:
+        exe, built = build_once(
+            DRYRUN,
+            key,
+            tree,
             cache_dir,
-            compiler_cache_dir,
-            name="the dry run",
-            log=log,
+            generated=generated_sources(extraction),
+            defines={"DRYRUN_METAL_SOURCES": ";".join(str(p) for p in CXX_FILES)},
+            compiler_cache_dir=compiler_cache_dir,
             extra_lock=build_lock,
         )
-        if problem:
-            _fail(root, problem, log)
-        (root / "ok").write_text(key, encoding="utf-8")
-    return DryRunProgram(tree, exe, key, extraction, True, time.monotonic() - start)
-
-
-def _fail(root: Path, reason: str, log: Path) -> None:
-    (root / "failed").write_text(f"{reason} (log: {log})", encoding="utf-8")
-    raise DryRunUnavailable([f"{reason} (log: {log})"], log)
+    except NativeBuildFailed as exc:
+        raise DryRunUnavailable([exc.reason], exc.log) from exc
+    return DryRunProgram(tree, exe, key, extraction, built, time.monotonic() - start)

@@ -6,11 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
-from ..cli import common_options, settings_from
+from ..cli import settings_from
 from ..config import Settings
 from ..errors import DryRunFindingsError, UsageError
 from ..log import LOG
-from ..oracle.cli import _profiles, _tree  # the same --tree and --profiles options
+from ..oracle.cli import _profiles, _tree, tree_options  # the same --tree and --profiles options
 from ..records import DRYRUN, DRYRUN_SHIPPED, DRYRUN_VALIDATION, to_jsonable, write_report
 from .records import DryRun, ProfileResult
 
@@ -183,14 +183,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     dsub = dr.add_subparsers(dest="dryrun_command", metavar="SUBCOMMAND", required=True)
 
     def shared(p: argparse.ArgumentParser) -> None:
-        common_options(p)
-        p.add_argument(
-            "--tree", type=Path, default=None, help="llama.cpp tree (default: the work dir's checkout)"
-        )
-        p.add_argument(
-            "--profiles",
-            default=None,
-            help="comma-separated profiles (default: apple7,apple9,apple10,paravirtual, those the tree knows)",
+        tree_options(
+            p, "comma-separated profiles (default: apple7,apple9,apple10,paravirtual, those the tree knows)"
         )
 
     run = dsub.add_parser("run", help="dry-run a model's exported graph ops (test-export-graph-ops files)")

@@ -10,7 +10,6 @@ complete run), matched to the records per device in order.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,9 +17,8 @@ from typing import Any
 
 from ..errors import BuildError, DryRunUnavailableError
 from ..log import LOG
-from ..oracle.probe import parse_support_csv, profiles_file
+from ..oracle.probe import SupportCall, parse_support_csv, profiles_file
 from ..oracle.profiles import DeviceProfile, default_profiles, select
-from ..proc import capture
 from .build import DryRunProgram, DryRunUnavailable, ensure_program
 from .library import KernelLibrary, kernel_library
 from .records import (
@@ -40,6 +38,7 @@ from .records import (
 DEFAULT_PROFILES = ("apple7", "apple9", "apple10", "paravirtual")
 MAX_THREADS = 1024  # threads per threadgroup on every Apple GPU
 MAX_RESTARTS = 2000
+TIMEOUT = 900.0  # seconds, each run of the program
 
 
 def program(tree: Path, cache_dir: Path) -> DryRunProgram:
@@ -93,37 +92,17 @@ def _merge(lines: Sequence[str]) -> dict[int, dict[str, Any]]:
 
 
 def run_program(
-    prog: DryRunProgram,
-    profiles: Sequence[DeviceProfile],
-    work: Path,
-    *,
-    test_file: Path | None = None,
-    ops: str | None = None,
-    timeout: float = 900.0,
+    call: SupportCall, records: Path
 ) -> tuple[dict[int, dict[str, Any]], list[tuple[str, str, str]], int, float]:
-    """(records by seq, CSV rows (device, op, case), restarts, seconds)."""
+    """(records by seq, CSV rows (device, op, case), restarts, seconds); ``records``: the file the
+    program appends its records to."""
     start = time.monotonic()
-    work.mkdir(parents=True, exist_ok=True)
-    pfile = profiles_file(profiles, prog.fields, work / "dryrun-profiles.tsv")
-    records = work / "dryrun-records.jsonl"
     records.unlink(missing_ok=True)
-    tail = ["support", "--output", "csv"]
-    if test_file is not None:
-        tail += ["--test-file", str(test_file.resolve())]
-    if ops:
-        tail += ["-o", ops]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GGML_")}
     skip, restarts = 0, 0
     crashes: dict[int, str] = {}
     while True:
-        args = [str(prog.executable), "--profiles", str(pfile), "--records", str(records)]
-        args += ["--skip", str(skip), *tail]
-        try:
-            done = capture(args, cwd=prog.executable.parent, env=env, timeout=timeout, max_output=None)
-        except OSError as exc:
-            raise BuildError(f"the dry run could not be started: {exc}: {' '.join(args)}") from exc
-        if done.timed_out:
-            raise BuildError(f"the dry run did not finish within {timeout:.0f} s: {' '.join(args)}")
+        options = ("--records", str(records), "--skip", str(skip))
+        done = call.run(*options)
         if done.returncode == 0:
             break
         merged = _merge(records.read_text(encoding="utf-8").splitlines())
@@ -139,7 +118,7 @@ def run_program(
         if restarts > MAX_RESTARTS or culprit < skip:
             raise BuildError(
                 f"the dry run keeps ending at case {culprit}: {' | '.join(done.stderr.strip().splitlines()[-6:])}",
-                f"rerun by hand: {' '.join(args)}",
+                f"rerun by hand: {' '.join(call.args(*options))}",
             )
         skip = culprit + 1
     merged = _merge(records.read_text(encoding="utf-8").splitlines())
@@ -282,9 +261,10 @@ def dry_run(
             from ..errors import UsageError
 
             raise UsageError(f"ops file {test_file} does not exist", "export it with test-export-graph-ops")
-        merged, rows, restarts, seconds = run_program(
-            prog, profs, work / f"dryrun-{label}", test_file=test_file, ops=ops
-        )
+        folder = work / f"dryrun-{label}"
+        pfile = profiles_file(profs, prog.fields, folder / "dryrun-profiles.tsv")
+        call = SupportCall(prog, pfile, "the dry run", TIMEOUT, test_file, ops)
+        merged, rows, restarts, seconds = run_program(call, folder / "dryrun-records.jsonl")
         res = results(merged, rows, profs, libraries)
         n = len(rows) // max(1, len(profs))
         runs.append(

@@ -20,7 +20,7 @@ from ..source import resolve as resolve_source
 from ..source.spec import SDIST_PROJECT
 from . import PREDICTIONS_REPORT, VALIDATION_REPORT
 from .predict import predict
-from .records import OracleValidation, Predictions
+from .records import OracleValidation, Predictions, TableValidation
 from .run import MIN_AGREEMENT, tree_commit
 from .tree_validation import validate_tree
 
@@ -33,6 +33,16 @@ def _tree(args: argparse.Namespace, settings: Settings) -> Path:
             "run `llama-toolchain fetch` first, or give --tree PATH",
         )
     return tree
+
+
+def tree_options(p: argparse.ArgumentParser, profiles_help: str) -> None:
+    """The options of every oracle and dry-run command: the common ones, ``--tree`` (read by
+    ``_tree``) and ``--profiles`` (read by ``_profiles``)."""
+    common_options(p)
+    p.add_argument(
+        "--tree", type=Path, default=None, help="llama.cpp tree (default: the work dir's checkout)"
+    )
+    p.add_argument("--profiles", default=None, help=profiles_help)
 
 
 def _profiles(args: argparse.Namespace) -> list[str] | None:
@@ -94,15 +104,23 @@ def _older_tree(args: argparse.Namespace, tree: Path, settings: Settings) -> tup
     return dest, commit
 
 
+def _print_table(t: TableValidation, origin: str, agreement: str, *, main: bool = False) -> bool:
+    """A support table's headline (``origin``: where our side came from), or why it was skipped
+    (a warning for the ``main`` table, Metal's: it is what the validation is for); False if skipped."""
+    if t.status == "skipped":
+        if main:
+            LOG.warn(f"oracle validate: {t.backend} skipped: {t.reason}")
+        else:
+            LOG.info(f"{t.backend}: skipped: {t.reason}")
+        return False
+    LOG.info(f"{t.backend} ({origin}): {t.matched} of {t.reference_cases} CSV cases matched{agreement}")
+    return True
+
+
 def _print_validation(v: OracleValidation) -> None:
     m = v.metal
-    if m.status == "skipped":
-        LOG.warn(f"oracle validate: Metal skipped: {m.reason}")
-    else:
-        LOG.info(
-            f"Metal ({m.reference}): {m.matched} of {m.reference_cases} CSV cases matched; "
-            f"best profile(s) {', '.join(m.best_profiles)} agree on {m.best_agreement:.2%}"
-        )
+    agree = f"; best profile(s) {', '.join(m.best_profiles)} agree on {m.best_agreement:.2%}"
+    if _print_table(m, m.reference, agree, main=True):
         for a in m.profiles:
             LOG.info(f"    {a.profile:16} {a.agreement:8.2%}  ({a.matched - a.agree} disagree)")
         for kind, ops in m.explanations.items():
@@ -110,13 +128,7 @@ def _print_validation(v: OracleValidation) -> None:
         for u in m.unmatched:
             LOG.info(f"    unmatched ({u.side}): {u.count} - {u.reason}")
     for t in v.measured:
-        if t.status == "skipped":
-            LOG.info(f"{t.backend}: skipped: {t.reason}")
-        else:
-            LOG.info(
-                f"{t.backend} ({t.ours}): {t.matched} of {t.reference_cases} CSV cases matched, "
-                f"{t.best_agreement:.2%} agree, {len(t.disagreements)} differ (reported)"
-            )
+        _print_table(t, t.ours, f", {t.best_agreement:.2%} agree, {len(t.disagreements)} differ (reported)")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -178,13 +190,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     osub = oracle.add_subparsers(dest="oracle_command", metavar="SUBCOMMAND", required=True)
 
     def shared(p: argparse.ArgumentParser) -> None:
-        common_options(p)
-        p.add_argument(
-            "--tree", type=Path, default=None, help="llama.cpp tree (default: the work dir's checkout)"
-        )
-        p.add_argument(
-            "--profiles", default=None, help="comma-separated oracle profiles (default: all the tree knows)"
-        )
+        tree_options(p, "comma-separated oracle profiles (default: all the tree knows)")
         p.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
 
     pred = osub.add_parser("predict", help="per-profile verdicts for a model's exported graph ops")

@@ -8,30 +8,27 @@ test-backend-ops' ``support`` mode enumerates its built-in cases (or reconstruct
 tensors from a ``--test-file``) and asks each profile's supports_op.
 
 Built once per content (the cut-out sources, our native sources, the tree's ggml and
-test-backend-ops): ``<cache>/oracle/probe-<key>/``. CMake and Ninja come from ``build.cmake``.
+test-backend-ops): ``<cache>/oracle/probe-<key>/``, by ``toolchain.native_build`` (CMake and Ninja
+from ``builder.cmake``), like the dry run.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import io
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BuildError
-from ..locking import exclusive
-from ..native_build import cmake_build
-from ..proc import capture
+from ..native_build import PROBE, NativeBuildFailed, build_once, content_key
+from ..proc import Captured, capture
 from ..tree import BACKEND_OPS_SOURCE
 from .extract import Extraction, ExtractionFailed, PropsField, extract
 from .profiles import DeviceProfile
 
-NATIVE = Path(__file__).parent / "native"
-PROGRAM = "toolchain-metal-oracle"
 _BOOL_TYPES = ("bool",)
 
 
@@ -93,27 +90,24 @@ def props_setter(fields: Sequence[PropsField]) -> str:
     return "\n".join(out)
 
 
-def _hash_files(digest: hashlib._Hash, paths: Iterable[Path], root: Path) -> None:
-    for path in sorted(paths):
-        if path.is_file():
-            digest.update(str(path.relative_to(root)).encode())
-            digest.update(path.read_bytes())
+def cut_seed(extraction: Extraction) -> bytes:
+    """What a program holding the cut generates from it, for its content key."""
+    return extraction.digest.encode() + repr(extraction.props_fields).encode()
+
+
+def generated_sources(extraction: Extraction, *, cxx: bool = False) -> dict[str, str]:
+    """The generated files of a program holding the cut: the cut supports_op (in C, and the C++
+    half when ``cxx``) and the props setter."""
+    out = {"toolchain_oracle_cut.c": extraction.source("c")}
+    if cxx:
+        out["toolchain_oracle_cut.cpp"] = extraction.source("cxx")
+    out["toolchain_oracle_props.c"] = props_setter(extraction.props_fields)
+    return out
 
 
 def probe_key(tree: Path, extraction: Extraction) -> str:
     """Content key: what goes into the probe. Same tree content, same probe; any change, a rebuild."""
-    digest = hashlib.sha256(extraction.digest.encode())
-    digest.update(repr(extraction.props_fields).encode())
-    _hash_files(digest, NATIVE.iterdir(), NATIVE)
-    ggml = tree / "ggml"
-    _hash_files(digest, [*ggml.glob("*.txt"), *ggml.glob("include/*"), *ggml.glob("src/*.*")], tree)
-    _hash_files(digest, [tree / BACKEND_OPS_SOURCE], tree)
-    return digest.hexdigest()[:16]
-
-
-def _write_if_changed(path: Path, text: str) -> None:
-    if not path.is_file() or path.read_text(encoding="utf-8") != text:
-        path.write_text(text, encoding="utf-8")
+    return content_key(PROBE, cut_seed(extraction), tree, [tree / BACKEND_OPS_SOURCE])
 
 
 def ensure_probe(
@@ -154,34 +148,18 @@ def ensure_probe(
             raise ProbeUnavailable(f"the older supports_op reads props this tree lacks: {', '.join(missing)}")
         extraction = dataclasses.replace(extraction, props_fields=here.props_fields)
     key = probe_key(tree, extraction)
-    root = cache_dir / "oracle" / f"probe-{key}"
-    exe = root / "build" / PROGRAM
-    with exclusive(root.parent / f".probe-{key}.lock", wait=3600, what=f"the oracle probe build {root}"):
-        if exe.is_file() and (root / "ok").is_file():
-            return Probe(tree, exe, key, extraction, False, time.monotonic() - start)
-        failed = root / "failed"
-        if failed.is_file():
-            raise ProbeUnavailable(failed.read_text(encoding="utf-8"), root / "probe-build.log")
-        generated = root / "generated"
-        generated.mkdir(parents=True, exist_ok=True)
-        _write_if_changed(generated / "toolchain_oracle_cut.c", extraction.source("c"))
-        _write_if_changed(generated / "toolchain_oracle_cut.cpp", extraction.source("cxx"))
-        _write_if_changed(generated / "toolchain_oracle_props.c", props_setter(extraction.props_fields))
-        defines = {"LLAMA_TREE": str(tree), "ORACLE_GENERATED": str(generated)}
-        log = root / "probe-build.log"
-        problem = cmake_build(
-            NATIVE, root, PROGRAM, defines, cache_dir, compiler_cache_dir, name="the probe", log=log
+    try:
+        exe, built = build_once(
+            PROBE,
+            key,
+            tree,
+            cache_dir,
+            generated=generated_sources(extraction, cxx=True),
+            compiler_cache_dir=compiler_cache_dir,
         )
-        if problem:
-            _fail(root, problem, log)
-        (root / "ok").write_text(key, encoding="utf-8")
-    return Probe(tree, exe, key, extraction, True, time.monotonic() - start)
-
-
-def _fail(root: Path, reason: str, log: Path) -> None:
-    # A compile failure is a property of this tree content: remembered, so it is not retried each run.
-    (root / "failed").write_text(f"{reason} (log: {log})", encoding="utf-8")
-    raise ProbeUnavailable(f"{reason} (log: {log})", log)
+    except NativeBuildFailed as exc:
+        raise ProbeUnavailable(exc.reason, exc.log) from exc
+    return Probe(tree, exe, key, extraction, built, time.monotonic() - start)
 
 
 def profiles_file(profiles: Sequence[DeviceProfile], fields: Sequence[str], path: Path) -> Path:
@@ -192,8 +170,49 @@ def profiles_file(profiles: Sequence[DeviceProfile], fields: Sequence[str], path
     for p in profiles:
         kv = ";".join(f"{k}={v}" for k, v in p.props_values().items() if k in known)
         lines.append(f"{p.name}\t{p.description}\t{kv}")
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+@dataclass(frozen=True)
+class SupportCall:
+    """A native program holding the cut (the probe, the dry run) asked for ``test-backend-ops
+    support --output csv`` over a profiles file (one device each): a model's ops (``test_file``)
+    or the built-in cases, ``ops`` filtering them."""
+
+    program: Probe
+    profiles: Path  # written by ``profiles_file``
+    what: str  # in errors: "the oracle probe"
+    timeout: float
+    test_file: Path | None = None
+    ops: str | None = None
+
+    def args(self, *options: str) -> list[str]:
+        """The command line; ``options``: the program's own, after ``--profiles FILE``."""
+        args = [str(self.program.executable), "--profiles", str(self.profiles), *options]
+        args += ["support", "--output", "csv"]
+        if self.test_file is not None:
+            args += ["--test-file", str(self.test_file.resolve())]
+        if self.ops:
+            args += ["-o", self.ops]
+        return args
+
+    def run(self, *options: str) -> Captured:
+        """One run, its exit status for the caller to judge; BuildError when it cannot be started
+        or does not finish in time."""
+        args = self.args(*options)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GGML_")}
+        try:
+            # cwd = the program's dir: ggml_backend_load_all() looks for backend libraries there, none exist
+            done = capture(
+                args, cwd=self.program.executable.parent, env=env, timeout=self.timeout, max_output=None
+            )
+        except OSError as exc:
+            raise BuildError(f"{self.what} could not be started: {exc}: {' '.join(args)}") from exc
+        if done.timed_out:
+            raise BuildError(f"{self.what} did not finish within {self.timeout:.0f} s: {' '.join(args)}")
+        return done
 
 
 def run_support(
@@ -206,26 +225,14 @@ def run_support(
     timeout: float = 600.0,
 ) -> list[SupportRow]:
     """``test-backend-ops support --output csv`` over every profile (one MTL device each)."""
-    work.mkdir(parents=True, exist_ok=True)
     pfile = profiles_file(profiles, probe.fields, work / "oracle-profiles.tsv")
-    args = [str(probe.executable), "--profiles", str(pfile), "support", "--output", "csv"]
-    if test_file is not None:
-        args += ["--test-file", str(test_file.resolve())]
-    if ops:
-        args += ["-o", ops]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GGML_")}
-    try:
-        # cwd = the probe dir: ggml_backend_load_all() looks for backend libraries there, none exist
-        done = capture(args, cwd=probe.executable.parent, env=env, timeout=timeout, max_output=None)
-    except OSError as exc:
-        raise BuildError(f"the oracle probe could not be started: {exc}: {' '.join(args)}") from exc
-    if done.timed_out:
-        raise BuildError(f"the oracle probe did not finish within {timeout:.0f} s: {' '.join(args)}")
+    call = SupportCall(probe, pfile, "the oracle probe", timeout, test_file, ops)
+    done = call.run()
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-8:]
         raise BuildError(
             f"the oracle probe failed (exit {done.returncode}): {' | '.join(tail)}",
-            f"rerun by hand: {' '.join(args)}",
+            f"rerun by hand: {' '.join(call.args())}",
         )
     return parse_support_csv(done.stdout)
 

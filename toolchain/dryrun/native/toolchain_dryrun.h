@@ -1,18 +1,13 @@
 // Between the stand-in (toolchain_dryrun_standin.cpp) and the driver (toolchain_dryrun_main.cpp).
 #pragma once
 
+#include "toolchain_profiles.h"
+
 #include <cstddef>
-#include <string>
 #include <vector>
 
-struct toolchain_dryrun_profile {
-    std::string name;
-    std::string desc;
-    std::string props;  // field=value;field=value… of struct ggml_metal_device_props
-};
-
 // the profiles, loaded by the driver before the backend is registered (device i = profile i)
-extern std::vector<toolchain_dryrun_profile> g_dryrun_profiles;
+extern std::vector<toolchain_profile> g_dryrun_profiles;
 
 // called by the stand-in while a case is being encoded
 void toolchain_dryrun_note_compile(const char * base, const char * name);

@@ -25,13 +25,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <set>
 #include <sstream>
 #include <string>
 #include <vector>
 
-std::vector<toolchain_dryrun_profile> g_dryrun_profiles;
+std::vector<toolchain_profile> g_dryrun_profiles;
 
 int toolchain_tbo_main(int argc, char ** argv);
 
@@ -265,26 +264,7 @@ bool hook_supports_op(ggml_backend_dev_t dev, const ggml_tensor * op) {
 }
 
 bool load_profiles(const char * path) {
-    std::ifstream in(path);
-    if (!in) {
-        fprintf(stderr, "toolchain-metal-dryrun: cannot read profiles file %s\n", path);
-        return false;
-    }
-    std::string line;
-    while (std::getline(in, line)) {
-        if (line.empty() || line[0] == '#') {
-            continue;
-        }
-        std::istringstream fields(line);
-        toolchain_dryrun_profile p;
-        if (!std::getline(fields, p.name, '\t') || !std::getline(fields, p.desc, '\t')) {
-            fprintf(stderr, "toolchain-metal-dryrun: malformed profile line: %s\n", line.c_str());
-            return false;
-        }
-        std::getline(fields, p.props);
-        g_dryrun_profiles.push_back(p);
-    }
-    return !g_dryrun_profiles.empty();
+    return toolchain_read_profiles("toolchain-metal-dryrun", path, g_dryrun_profiles) && !g_dryrun_profiles.empty();
 }
 
 }  // namespace

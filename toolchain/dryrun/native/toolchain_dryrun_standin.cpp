@@ -28,7 +28,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
-#include <sstream>
 #include <string>
 
 struct ggml_metal_cv {
@@ -248,20 +247,11 @@ ggml_metal_device_t ggml_metal_device_init(int device, int n_devices) {
     auto * dev = static_cast<ggml_metal_device_t>(calloc(1, sizeof(struct ggml_metal_device)));
     GGML_ASSERT(dev != NULL);
     GGML_ASSERT(device >= 0 && device < (int) g_dryrun_profiles.size());
-    const toolchain_dryrun_profile & p = g_dryrun_profiles[device];
+    const toolchain_profile & p = g_dryrun_profiles[device];
     dev->profile = device;
-    std::istringstream kvs(p.props);
-    std::string kv;
-    while (std::getline(kvs, kv, ';')) {
-        if (kv.empty()) {
-            continue;
-        }
-        const size_t eq = kv.find('=');
-        const std::string key = kv.substr(0, eq);
-        const std::string value = eq == std::string::npos ? "" : kv.substr(eq + 1);
-        if (!toolchain_oracle_set_prop(dev, key.c_str(), value.c_str())) {
-            GGML_ABORT("toolchain-metal-dryrun: profile %s: no props field %s in this tree", p.name.c_str(), key.c_str());
-        }
+    std::string unknown;
+    if (!toolchain_set_props(dev, p.props, unknown)) {
+        GGML_ABORT("toolchain-metal-dryrun: profile %s: no props field %s in this tree", p.name.c_str(), unknown.c_str());
     }
     dev->props.device = device;
     snprintf(dev->props.name, sizeof(dev->props.name), "%s", p.name.c_str());
@@ -428,14 +418,15 @@ void ggml_metal_synchronize(ggml_metal_t ctx) {
     (void) ctx;
 }
 
+// nothing is queued: the same copies as a buffer's (a stand-in buffer is host memory)
 void ggml_metal_set_tensor_async(ggml_metal_t ctx, struct ggml_tensor * tensor, const void * data, size_t offset, size_t size) {
     (void) ctx;
-    memcpy((char *) tensor->data + offset, data, size);
+    ggml_metal_buffer_set_tensor(nullptr, tensor, data, offset, size);
 }
 
 void ggml_metal_get_tensor_async(ggml_metal_t ctx, const struct ggml_tensor * tensor, void * data, size_t offset, size_t size) {
     (void) ctx;
-    memcpy(data, (const char *) tensor->data + offset, size);
+    ggml_metal_buffer_get_tensor(nullptr, tensor, data, offset, size);
 }
 
 bool ggml_metal_cpy_tensor_async(ggml_metal_t ctx_src, ggml_metal_t ctx_dst, const struct ggml_tensor * src, struct ggml_tensor * dst) {

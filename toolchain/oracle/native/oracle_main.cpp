@@ -10,13 +10,12 @@
 
 #include "ggml-backend-impl.h"
 #include "toolchain_oracle_shim.h"
+#include "toolchain_profiles.h"
 
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -77,40 +76,19 @@ ggml_backend_dev_t reg_device(ggml_backend_reg_t, size_t i) { return &g_devices.
 void * reg_proc(ggml_backend_reg_t, const char *) { return nullptr; }
 
 bool load_profiles(const char * path) {
-    std::ifstream in(path);
-    if (!in) {
-        std::fprintf(stderr, "toolchain-metal-oracle: cannot read profiles file %s\n", path);
+    std::vector<toolchain_profile> profiles;
+    if (!toolchain_read_profiles("toolchain-metal-oracle", path, profiles)) {
         return false;
     }
-    std::string line;
-    while (std::getline(in, line)) {
-        if (line.empty() || line[0] == '#') {
-            continue;
-        }
-        std::istringstream fields(line);
-        std::string name, desc, props;
-        if (!std::getline(fields, name, '\t') || !std::getline(fields, desc, '\t')) {
-            std::fprintf(stderr, "toolchain-metal-oracle: malformed profile line: %s\n", line.c_str());
-            return false;
-        }
-        std::getline(fields, props);
+    for (const toolchain_profile & p : profiles) {
         auto dev = std::make_unique<oracle_device>();
-        dev->name = name;
-        dev->desc = desc;
-        std::istringstream kvs(props);
-        std::string kv;
-        while (std::getline(kvs, kv, ';')) {
-            if (kv.empty()) {
-                continue;
-            }
-            const size_t eq = kv.find('=');
-            const std::string key = kv.substr(0, eq);
-            const std::string value = eq == std::string::npos ? "" : kv.substr(eq + 1);
-            if (!toolchain_oracle_set_prop(&dev->mdev, key.c_str(), value.c_str())) {
-                std::fprintf(stderr, "toolchain-metal-oracle: profile %s: no props field %s in this tree\n",
-                             name.c_str(), key.c_str());
-                return false;
-            }
+        dev->name = p.name;
+        dev->desc = p.desc;
+        std::string unknown;
+        if (!toolchain_set_props(&dev->mdev, p.props, unknown)) {
+            std::fprintf(stderr, "toolchain-metal-oracle: profile %s: no props field %s in this tree\n",
+                         p.name.c_str(), unknown.c_str());
+            return false;
         }
         g_devices.push_back(std::move(dev));
     }
