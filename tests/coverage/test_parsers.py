@@ -200,46 +200,22 @@ def test_archs_table_rows() -> None:
 def test_models_from_convert_report(tmp_path: Path) -> None:
     """convert.json as toolchain.convert writes it: results with architecture (the spec), type,
     status, gguf and gguf_architecture."""
-    import json
-
+    from toolchain.convert.results import Conversion, ConvertResult
     from toolchain.coverage.models import from_convert_report
+    from toolchain.models.build import ModelSet
+    from toolchain.records import CONVERT, write_report
 
     good = tmp_path / "qwen3-f16.gguf"
     good.write_bytes(b"GGUF")
     other = tmp_path / "distilbert-q8_0.gguf"
     other.write_bytes(b"GGUF")
-    report = tmp_path / "convert.json"
-    report.write_text(
-        json.dumps(
-            {
-                "schema_version": 1,
-                "kind": "convert",
-                "results": [
-                    {
-                        "architecture": "qwen3",
-                        "type": "f16",
-                        "status": "pass",
-                        "gguf": str(good),
-                        "gguf_architecture": "qwen3",
-                    },
-                    {
-                        "architecture": "distilbert",
-                        "type": "q8_0",
-                        "status": "pass",
-                        "gguf": str(other),
-                        "gguf_architecture": "bert",
-                    },
-                    {
-                        "architecture": "llama",
-                        "type": "f16",
-                        "status": "error",
-                        "gguf": None,
-                        "gguf_architecture": "",
-                    },
-                ],
-            }
-        )
+    results = (
+        ConvertResult("qwen3", "Qwen3ForCausalLM", "f16", "pass", good, "qwen3"),
+        ConvertResult("distilbert", "DistilBertModel", "q8_0", "pass", other, "bert"),
+        ConvertResult("llama", "LlamaForCausalLM", "f16", "error", None, ""),
     )
+    conversion = Conversion(tmp_path, "", {}, (), "", ModelSet(tmp_path, (), 0.0), results, 0.0, 0.0)
+    report = write_report(tmp_path / CONVERT.name, CONVERT.kind, conversion)
     models = from_convert_report(report)
     assert [(m.architecture, m.weight_type, m.variant, m.label) for m in models] == [
         ("qwen3", "f16", "", "qwen3"),
