@@ -52,8 +52,9 @@ class StaticExpectations:
     label: str = ""
     # The CMake option that turns the backend on: "built without X: rebuild with -D<option>=ON".
     enable_option: str = ""
-    # Profiles whose expectations a build of this one must meet too (every build has the CPU backend).
-    also_profiles: tuple[str, ...] = ()
+    # Profiles whose expectations a build of this one must meet too (every build has the CPU
+    # backend; a profile is never its own).
+    also_profiles: tuple[str, ...] = ("cpu",)
     # The CMake option that embeds the shader library (when it is off, resource_file is needed).
     embed_option: str = ""
 
@@ -112,8 +113,6 @@ class DeviceExpectations:
     required_capabilities: tuple[str, ...] = ()
     # ... and at least this GPU family number (MTLGPUFamilyAppleN), where the backend reports one.
     min_gpu_family: int = 0
-    # Whether model layers are offloaded to this device (`offloaded N/N layers to GPU`).
-    offloads_layers: bool = False
     # Whether `--list-devices` shows the device (it leaves out CPU-type devices).
     listed: bool = True
     # A device whose name or description has one of these is a VM's (the hosted runners' "Apple
@@ -148,6 +147,11 @@ class BackendProfile:
     # at least ``min_batch`` (BLAS: MUL_MAT with every dimension >= 32); "cpu" is the CPU itself.
     placement: Literal["cpu", "accel", "gpu"] = "gpu"
     min_batch: int = 0
+
+    @property
+    def offloads_layers(self) -> bool:
+        """Whether model layers are offloaded to this device (`offloaded N/N layers to GPU`)."""
+        return self.placement == "gpu"
 
     def defines_for(self, platform_name: str) -> dict[str, str]:
         out = dict(self.defines)
@@ -197,7 +201,6 @@ PROFILES: Mapping[str, BackendProfile] = MappingProxyType(
                 resource_file="default.metallib",
                 label="Metal",
                 enable_option="GGML_METAL",
-                also_profiles=("cpu",),
                 embed_option="GGML_METAL_EMBED_LIBRARY",
             ),
             # Apple7+ has simdgroup reduction and matrix multiply; the paravirtual VM device
@@ -207,7 +210,6 @@ PROFILES: Mapping[str, BackendProfile] = MappingProxyType(
                 vm_hint="verify on a real Apple Silicon Mac (self-hosted runner)",
                 required_capabilities=("simdgroup_reduction", "simdgroup_mm"),
                 min_gpu_family=7,
-                offloads_layers=True,
             ),
             system_hint="Install full Xcode (not only the Command Line Tools) and run `xcode-select --switch`.",
         ),
@@ -247,7 +249,6 @@ PROFILES: Mapping[str, BackendProfile] = MappingProxyType(
                 ),
                 label="BLAS",
                 enable_option="GGML_BLAS",
-                also_profiles=("cpu",),
             ),
             system_hint="Install OpenBLAS headers: `apt-get install libopenblas-dev` (Debian/Ubuntu).",
             placement="accel",
@@ -266,9 +267,7 @@ PROFILES: Mapping[str, BackendProfile] = MappingProxyType(
                 needed_libraries=("vulkan",),
                 label="Vulkan",
                 enable_option="GGML_VULKAN",
-                also_profiles=("cpu",),
             ),
-            device=DeviceExpectations(offloads_layers=True),
             system_hint="Install the Vulkan SDK (Debian: libvulkan-dev glslc spirv-headers).",
         ),
         "cuda": BackendProfile(
@@ -284,9 +283,7 @@ PROFILES: Mapping[str, BackendProfile] = MappingProxyType(
                 needed_libraries=("cudart", "cublas"),
                 label="CUDA",
                 enable_option="GGML_CUDA",
-                also_profiles=("cpu",),
             ),
-            device=DeviceExpectations(offloads_layers=True),
             system_hint="Install the CUDA toolkit (nvcc on PATH).",
         ),
     }

@@ -183,7 +183,7 @@ def _run_checks(
     checks.append(
         Check("runtime.graph", f"graph splits run on {on}", found, rel, status, "device", hint=hint)
     )
-    if profile.device.offloads_layers:
+    if profile.offloads_layers:
         off = [m for m in map(tree.OFFLOADED.search, lines) if m]
         n, m = (int(off[-1]["n"]), int(off[-1]["m"])) if off else (0, 0)
         full = bool(off) and n == m
