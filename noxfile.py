@@ -105,16 +105,47 @@ def build_session_args(posargs: list[str]) -> list[str]:
     return out
 
 
-@nox.session
-def update(session: nox.Session) -> None:
-    """Resolve a ref or version and rewrite llama.lock (`-- --git URL --ref TAG` / `-- --pypi REQ`)."""
-    toolchain(session, "update")
+# Sessions that run one `llama-toolchain` command in the project, the session's arguments after it:
+# name -> (the command, what `nox -l` says of the session).
+COMMAND_SESSIONS: dict[str, tuple[tuple[str, ...], str]] = {
+    "update": (
+        ("update",),
+        "Resolve a ref or version and rewrite llama.lock (`-- --git URL --ref TAG` / `-- --pypi REQ`).",
+    ),
+    "fetch": (("fetch",), "Check the pinned source out into .toolchain/src without building."),
+    "merge": (
+        ("coverage", "merge"),
+        "Merge the coverage reports of `nox -s coverage -- --shard K/N` runs:\n"
+        "`nox -s merge -- shards/*/coverage.json [--baseline old/coverage.json]`.",
+    ),
+    "models": (
+        ("models",),
+        "List the architectures (`-- --list`) or shrink your own model (`-- --from-config config.json`).",
+    ),
+    "oracle": (
+        ("oracle",),
+        "Metal oracle: `-- validate` against the tree's docs/ops/Metal.csv, or `-- predict --ops ops.txt`.",
+    ),
+    "verify": (
+        ("verify",),
+        "Is this build what I think it is? (`-- PATH` for a build dir, binary or Frameworks folder)",
+    ),
+    "doctor": (("doctor",), "Explain a failing run: `nox -s doctor -- run.log --gguf model.gguf -c 32768`."),
+}
 
 
-@nox.session
-def fetch(session: nox.Session) -> None:
-    """Check the pinned source out into .toolchain/src without building."""
-    toolchain(session, "fetch")
+def command_session(name: str, command: tuple[str, ...], doc: str) -> None:
+    """Register the session ``name``: ``llama-toolchain <command> <the session's arguments>``."""
+
+    def run(session: nox.Session) -> None:
+        toolchain(session, *command)
+
+    run.__doc__ = doc
+    nox.session(name=name)(run)
+
+
+for _name, (_command, _doc) in COMMAND_SESSIONS.items():
+    command_session(_name, _command, _doc)
 
 
 # The main job's steps after the build, in order (the build step gets the source/build options).
@@ -163,14 +194,6 @@ def oracle_older_args(project: Path) -> list[str]:
 
 
 @nox.session
-def merge(session: nox.Session) -> None:
-    """Merge the coverage reports of `nox -s coverage -- --shard K/N` runs:
-    `nox -s merge -- shards/*/coverage.json [--baseline old/coverage.json]`."""
-    in_project(session)
-    session.run("llama-toolchain", "coverage", "merge", *session.posargs)
-
-
-@nox.session
 def convert(session: nox.Session) -> None:
     """Tiny models for every architecture -> GGUF with the tree's own converter, validated (convert.json):
     f16 and q8_0 from the converter, q4_0 and q4_K from the tree's llama-quantize (built first)."""
@@ -179,30 +202,6 @@ def convert(session: nox.Session) -> None:
     session.run("llama-toolchain", "build", "--targets", "build,coverage", *build_args)
     selected = ["--arch", ",".join(archs)] if archs else []
     session.run("llama-toolchain", "convert", "--types", "f16,q8_0,q4_0,q4_K", *selected, *convert_args)
-
-
-@nox.session
-def models(session: nox.Session) -> None:
-    """List the architectures (`-- --list`) or shrink your own model (`-- --from-config config.json`)."""
-    toolchain(session, "models")
-
-
-@nox.session
-def oracle(session: nox.Session) -> None:
-    """Metal oracle: `-- validate` against the tree's docs/ops/Metal.csv, or `-- predict --ops ops.txt`."""
-    toolchain(session, "oracle")
-
-
-@nox.session
-def verify(session: nox.Session) -> None:
-    """Is this build what I think it is? (`-- PATH` for a build dir, binary or Frameworks folder)"""
-    toolchain(session, "verify")
-
-
-@nox.session
-def doctor(session: nox.Session) -> None:
-    """Explain a failing run: `nox -s doctor -- run.log --gguf model.gguf -c 32768`."""
-    toolchain(session, "doctor")
 
 
 @nox.session

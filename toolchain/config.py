@@ -22,6 +22,16 @@ DEFAULT_REMOTE = "https://github.com/ggml-org/llama.cpp"
 DEFAULT_INDEX_URL = "https://pypi.org/simple"
 
 
+class _Under:
+    """A folder of the settings' work dir or cache, read as an attribute (not a field)."""
+
+    def __init__(self, base: str, name: str) -> None:
+        self.base, self.name = base, name
+
+    def __get__(self, settings: object, owner: type | None = None) -> Path:
+        return Path(getattr(settings, self.base)) / self.name
+
+
 @dataclass(frozen=True)
 class Settings:
     project_root: Path
@@ -37,29 +47,13 @@ class Settings:
     # a llama-cpp-python requirement (an sdist) or a ref of the tree's repository ("" = none).
     oracle_older: str = ""
 
-    @property
-    def src_dir(self) -> Path:
-        return self.work_dir / "src"
-
-    @property
-    def build_root(self) -> Path:
-        return self.work_dir / "build"
-
-    @property
-    def reports_dir(self) -> Path:
-        return self.work_dir / "reports"
-
-    @property
-    def mirrors_dir(self) -> Path:
-        return self.cache_dir / "mirrors"
-
-    @property
-    def sdists_dir(self) -> Path:
-        return self.cache_dir / "sdists"
-
-    @property
-    def compiler_cache_dir(self) -> Path:
-        return self.cache_dir / "ccache"
+    # where things live: (the folder it is in, its name there)
+    src_dir = _Under("work_dir", "src")
+    build_root = _Under("work_dir", "build")
+    reports_dir = _Under("work_dir", "reports")
+    mirrors_dir = _Under("cache_dir", "mirrors")
+    sdists_dir = _Under("cache_dir", "sdists")
+    compiler_cache_dir = _Under("cache_dir", "ccache")
 
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})

@@ -12,6 +12,7 @@ checked-out tree declares the option (see ``build.capabilities``).
 from __future__ import annotations
 
 import platform
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -51,26 +52,74 @@ class StaticExpectations:
     label: str = ""
     # The CMake option that turns the backend on: "built without X: rebuild with -D<option>=ON".
     enable_option: str = ""
-    # Profiles whose expectations a build of this one must meet too (every build has the CPU backend).
-    also_profiles: tuple[str, ...] = ()
+    # Profiles whose expectations a build of this one must meet too (every build has the CPU
+    # backend; a profile is never its own).
+    also_profiles: tuple[str, ...] = ("cpu",)
     # The CMake option that embeds the shader library (when it is off, resource_file is needed).
     embed_option: str = ""
+
+
+@dataclass(frozen=True)
+class DeviceLog:
+    """How a run's log describes the backend's devices (the formats of the tree's sources), read by
+    ``verify.devices.parse_device_log``."""
+
+    # A line of the backend's device report: the text after the reporting function, as ``rest``.
+    line: re.Pattern[str]
+    # The line that starts a device: its ``name`` ...
+    name: re.Pattern[str]
+    # ... which may carry the description: ``name`` (``desc``).
+    name_desc: re.Pattern[str]
+    # A name starting with this is a device id (MTL0), not a description (older trees log the GPU's).
+    id_prefix: str
+    # The GPU family: the ``family`` name and, for the numbered Apple families, ``apple`` (N).
+    family: re.Pattern[str]
+    # The working-set limit, in ``mb``.
+    working_set: re.Pattern[str]
+    # DeviceInfo flag -> what the log calls it, on a line "<that> = true|false".
+    flags: Mapping[str, str]
+
+
+# ggml-metal-device.m (0.3.20+): "ggml_metal_device_init: GPU name:   MTL0 (Apple M4)"; ggml-metal.m
+# (older): "ggml_metal_init: GPU name:   Apple M1 Pro", "... support = true", "hasUnifiedMemory".
+METAL_LOG = DeviceLog(
+    line=re.compile(r"^(?P<func>ggml_metal_\w+): (?P<rest>.*)$"),
+    name=re.compile(r"^GPU name:\s+(?P<name>.+?)\s*$"),
+    name_desc=re.compile(r"^(?P<name>MTL\d+) \((?P<desc>.*)\)$"),
+    id_prefix="MTL",
+    family=re.compile(
+        r"^GPU family: (?P<family>MTLGPUFamily(?:Apple(?P<apple>\d+)|(?:Common|Metal)\d+))\s+\(\d+\)"
+    ),
+    working_set=re.compile(r"^recommendedMaxWorkingSetSize\s*=\s*(?P<mb>[\d.]+) MB"),
+    flags=_frozen(
+        {
+            "simdgroup_reduction": r"simdgroup reduction(?: support)?",
+            "simdgroup_mm": r"simdgroup matrix mul\.(?: support)?",
+            "unified_memory": r"(?:has unified memory|hasUnifiedMemory)",
+            "bfloat": r"has bfloat",
+            "tensor": r"has tensor",
+        }
+    ),
+)
 
 
 @dataclass(frozen=True)
 class DeviceExpectations:
     """What ``verify`` expects of the backend's device at run time (``observed_by: device``)."""
 
-    # Name of the parser of the backend's device log lines in ``verify.runtime`` ("" = none).
-    log_format: str = ""
+    # How the backend's device lines read in a run's log (None: it prints none).
+    log: DeviceLog | None = None
     # A device is "real" only with these capabilities (names of DeviceInfo fields) ...
     required_capabilities: tuple[str, ...] = ()
     # ... and at least this GPU family number (MTLGPUFamilyAppleN), where the backend reports one.
     min_gpu_family: int = 0
-    # Whether model layers are offloaded to this device (`offloaded N/N layers to GPU`).
-    offloads_layers: bool = False
     # Whether `--list-devices` shows the device (it leaves out CPU-type devices).
     listed: bool = True
+    # A device whose name or description has one of these is a VM's (the hosted runners' "Apple
+    # Paravirtual device"), whatever it reports ...
+    vm_markers: tuple[str, ...] = ("paravirtual",)
+    # ... and where to verify instead.
+    vm_hint: str = "verify on a machine with the real device"
 
 
 @dataclass(frozen=True)
@@ -98,6 +147,11 @@ class BackendProfile:
     # at least ``min_batch`` (BLAS: MUL_MAT with every dimension >= 32); "cpu" is the CPU itself.
     placement: Literal["cpu", "accel", "gpu"] = "gpu"
     min_batch: int = 0
+
+    @property
+    def offloads_layers(self) -> bool:
+        """Whether model layers are offloaded to this device (`offloaded N/N layers to GPU`)."""
+        return self.placement == "gpu"
 
     def defines_for(self, platform_name: str) -> dict[str, str]:
         out = dict(self.defines)
@@ -147,16 +201,15 @@ PROFILES: Mapping[str, BackendProfile] = MappingProxyType(
                 resource_file="default.metallib",
                 label="Metal",
                 enable_option="GGML_METAL",
-                also_profiles=("cpu",),
                 embed_option="GGML_METAL_EMBED_LIBRARY",
             ),
             # Apple7+ has simdgroup reduction and matrix multiply; the paravirtual VM device
             # of hosted runners (Apple5 / Common3) has neither and falls back to the CPU.
             device=DeviceExpectations(
-                log_format="metal",
+                log=METAL_LOG,
+                vm_hint="verify on a real Apple Silicon Mac (self-hosted runner)",
                 required_capabilities=("simdgroup_reduction", "simdgroup_mm"),
                 min_gpu_family=7,
-                offloads_layers=True,
             ),
             system_hint="Install full Xcode (not only the Command Line Tools) and run `xcode-select --switch`.",
         ),
@@ -196,7 +249,6 @@ PROFILES: Mapping[str, BackendProfile] = MappingProxyType(
                 ),
                 label="BLAS",
                 enable_option="GGML_BLAS",
-                also_profiles=("cpu",),
             ),
             system_hint="Install OpenBLAS headers: `apt-get install libopenblas-dev` (Debian/Ubuntu).",
             placement="accel",
@@ -215,9 +267,7 @@ PROFILES: Mapping[str, BackendProfile] = MappingProxyType(
                 needed_libraries=("vulkan",),
                 label="Vulkan",
                 enable_option="GGML_VULKAN",
-                also_profiles=("cpu",),
             ),
-            device=DeviceExpectations(offloads_layers=True),
             system_hint="Install the Vulkan SDK (Debian: libvulkan-dev glslc spirv-headers).",
         ),
         "cuda": BackendProfile(
@@ -233,9 +283,7 @@ PROFILES: Mapping[str, BackendProfile] = MappingProxyType(
                 needed_libraries=("cudart", "cublas"),
                 label="CUDA",
                 enable_option="GGML_CUDA",
-                also_profiles=("cpu",),
             ),
-            device=DeviceExpectations(offloads_layers=True),
             system_hint="Install the CUDA toolkit (nvcc on PATH).",
         ),
     }

@@ -191,7 +191,7 @@ def read_record_if_any(path: Path, report: ReportType[R]) -> R | None:
     return read_record(path, report) if path.is_file() else None
 
 
-class _Mismatch(Exception):
+class _Mismatch(ValueError):
     """A JSON value that does not fit the record's type (the message names the field)."""
 
 

@@ -39,8 +39,25 @@ def has_metal_sources(tree: Path) -> bool:
 
 
 # --- log formats -------------------------------------------------------------------------------
+# (a backend's own device lines are the profile's: toolchain.profiles.DeviceLog)
 # ggml-backend.cpp with GGML_SCHED_DEBUG: "## SPLIT #3: BLAS # 1 inputs"
 SCHED_SPLIT = re.compile(r"## SPLIT #(?P<n>\d+): (?P<backend>[^\s#]+)")
+# The environment that makes the scheduler print each graph split and its backend (with -v).
+SCHED_DEBUG_ENV = {"GGML_SCHED_DEBUG": "2"}
+# How many characters of a backend's name the scheduler's debug lines keep ([%5.5s]: "Vulkan0" -> "Vulka").
+SCHED_NAME_WIDTH = 5
+# "Available devices:" and its rows, of common_print_available_devices (common/arg.cpp).
+DEVICE_LIST_HEADER = "Available devices:"
+DEVICE_ROW = re.compile(
+    r"^\s+(?P<name>[^\s:]+): (?P<desc>.*?) \((?P<total>\d+) MiB, (?P<free>\d+) MiB free\)\s*$"
+)
+# llama-model.cpp: "load_tensors: offloaded 13/13 layers to GPU".
+OFFLOADED = re.compile(r"offloaded (?P<n>\d+)/(?P<m>\d+) layers to GPU")
+# llama-model-loader.cpp and llama_perf_context_print (0.3.20 and 0.3.36): the run really loaded
+# the model, or evaluated tokens; an exit 0 without either proves nothing.
+MODEL_RAN = re.compile(r"loaded meta data with \d+ key-value pairs and \d+ tensors|: +eval time = ")
+# What llama.cpp prints when an encoder model gets the prompt in more than one ubatch.
+ENCODER_UBATCH_ABORT = "encoder requires n_ubatch >= n_tokens"
 
 
 def has_option(help_text: str, option: str) -> bool:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from toolchain.coverage import e2e
 from toolchain.coverage.archs_column import parse_archs_rows
 from toolchain.coverage.backend_ops import (
     CSV_FIELDS,
@@ -15,14 +16,6 @@ from toolchain.coverage.backend_ops import (
     parse_support_csv,
     parse_test_line,
     parse_test_output,
-)
-from toolchain.coverage.e2e import (
-    first_divergence,
-    nmse,
-    nmse_threshold,
-    output_sample,
-    parse_eval_callback,
-    parse_sched,
 )
 
 HEADER = '"backend_name","op_name","op_params","test_mode","supported","error_message","backend_reg_name"'
@@ -155,7 +148,7 @@ def test_scheduler_report_and_fallback_inputs() -> None:
         "resolve_fused_ops: Flash Attention not supported, set to disabled",
         "common_perf_print: prompt eval time =     226.45 ms /    53 tokens",
     ]
-    r = parse_sched(lines)
+    r = e2e.parse_sched(lines)
     assert (r.splits_pp, r.splits_tg) == (30, 1)
     assert r.nodes_by_backend == {"CPU": 3, "BLAS": 1}
     assert r.cpu_ops == {"GET_ROWS": 1, "FLASH_ATTN": 1}  # inp_* inputs are not fallbacks
@@ -176,16 +169,16 @@ common_debug_cb_eval:            result_output = (f32)    MUL_MAT(output.weight{
         ],
     ]
     sum = nan""".splitlines()
-    nodes = parse_eval_callback(lines)
+    nodes = e2e.parse_eval_callback(lines)
     assert [n.name for n in nodes] == ["norm-0", "result_output"]
-    out = output_sample(nodes)
+    out = e2e.output_sample(nodes)
     assert out is not None and len(out.values) == 6
-    assert nmse([1.0, 2.0], [1.0, 2.0]) == 0.0
-    assert nmse([1.0, 0.0], [1.01, 0.0]) == pytest.approx(1e-4)
-    assert nmse([1.0], [float("nan")]) == float("inf")
-    assert nmse_threshold("f16") == 1e-4 and nmse_threshold("q8_0") == 5e-4
+    assert e2e.nmse([1.0, 2.0], [1.0, 2.0]) == 0.0
+    assert e2e.nmse([1.0, 0.0], [1.01, 0.0]) == pytest.approx(1e-4)
+    assert e2e.nmse([1.0], [float("nan")]) == float("inf")
+    assert e2e.nmse_threshold("f16") == 1e-4 and e2e.nmse_threshold("q8_0") == 5e-4
     other = [nodes[0].__class__("norm-0", "RMS_NORM", (), 9.0)]
-    assert first_divergence(nodes, other).startswith("RMS_NORM norm-0")
+    assert e2e.first_divergence(nodes, other).startswith("RMS_NORM norm-0")
 
 
 def test_archs_table_rows() -> None:
@@ -207,46 +200,22 @@ def test_archs_table_rows() -> None:
 def test_models_from_convert_report(tmp_path: Path) -> None:
     """convert.json as toolchain.convert writes it: results with architecture (the spec), type,
     status, gguf and gguf_architecture."""
-    import json
-
+    from toolchain.convert.results import Conversion, ConvertResult
     from toolchain.coverage.models import from_convert_report
+    from toolchain.models.build import ModelSet
+    from toolchain.records import CONVERT, write_report
 
     good = tmp_path / "qwen3-f16.gguf"
     good.write_bytes(b"GGUF")
     other = tmp_path / "distilbert-q8_0.gguf"
     other.write_bytes(b"GGUF")
-    report = tmp_path / "convert.json"
-    report.write_text(
-        json.dumps(
-            {
-                "schema_version": 1,
-                "kind": "convert",
-                "results": [
-                    {
-                        "architecture": "qwen3",
-                        "type": "f16",
-                        "status": "pass",
-                        "gguf": str(good),
-                        "gguf_architecture": "qwen3",
-                    },
-                    {
-                        "architecture": "distilbert",
-                        "type": "q8_0",
-                        "status": "pass",
-                        "gguf": str(other),
-                        "gguf_architecture": "bert",
-                    },
-                    {
-                        "architecture": "llama",
-                        "type": "f16",
-                        "status": "error",
-                        "gguf": None,
-                        "gguf_architecture": "",
-                    },
-                ],
-            }
-        )
+    results = (
+        ConvertResult("qwen3", "Qwen3ForCausalLM", "f16", "pass", good, "qwen3"),
+        ConvertResult("distilbert", "DistilBertModel", "q8_0", "pass", other, "bert"),
+        ConvertResult("llama", "LlamaForCausalLM", "f16", "error", None, ""),
     )
+    conversion = Conversion(tmp_path, "", {}, (), "", ModelSet(tmp_path, (), 0.0), results, 0.0, 0.0)
+    report = write_report(tmp_path / CONVERT.name, CONVERT.kind, conversion)
     models = from_convert_report(report)
     assert [(m.architecture, m.weight_type, m.variant, m.label) for m in models] == [
         ("qwen3", "f16", "", "qwen3"),

@@ -7,15 +7,14 @@ import hashlib
 import json
 import time
 
-from ..cli import common_options, settings_from
+from ..cli import common_options, settings_from, switches
 from ..config import Settings
 from ..errors import UsageError
 from ..locking import work_dir_lock
 from ..log import LOG
 from ..profiles import BackendProfile, resolve_profile
 from ..records import BUILD_MANIFEST, VERIFY, to_jsonable
-from ..source import fetch
-from ..source.cli import selected_source, source_options
+from ..source.cli import fetch_selected, source_options
 from .manifest import BuildManifest
 from .stage import BuildRequest, run_build
 from .targets import TARGET_GROUPS, parse_groups
@@ -47,15 +46,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     with work_dir_lock(settings.work_dir):
         start = time.monotonic()
         with LOG.step("source"):
-            source, from_lock = selected_source(args, settings)
-            checkout = fetch(
-                source,
-                settings,
-                offline=args.offline,
-                force=args.force,
-                allow_dirty=args.allow_dirty,
-                locked=from_lock,
-            )
+            checkout = fetch_selected(args, settings)
         source_seconds = time.monotonic() - start
         manifest = run_build(settings, checkout, request)
     if not args.no_verify:
@@ -117,16 +108,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument("--target", action="append", help="an extra CMake target to build (repeatable)")
     p.add_argument("--jobs", "-j", type=int, help="parallel jobs (default: CPU count)")
-    p.add_argument(
-        "--no-compiler-cache", action="store_true", help="do not use ccache/sccache even when present"
+    switches(
+        p,
+        {
+            "--no-compiler-cache": "do not use ccache/sccache even when present",
+            "--allow-unknown-options": "build even if CMake did not use a -D option you passed",
+            "--no-verify": "skip the verify stage (static and run-time checks)",
+            "--json": "print the manifest as JSON on stdout",
+        },
     )
-    p.add_argument(
-        "--allow-unknown-options",
-        action="store_true",
-        help="build even if CMake did not use a -D option you passed",
-    )
-    p.add_argument(
-        "--no-verify", action="store_true", help="skip the verify stage (static and run-time checks)"
-    )
-    p.add_argument("--json", action="store_true", help="print the manifest as JSON on stdout")
     p.set_defaults(func=cmd_build)

@@ -18,11 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from .. import tree
 from ..profiles import PROFILES
 
 Kind = Literal["cpu", "accel", "gpu"]
-# Micro-batch size that keeps every accel backend we know off the reference run (BLAS: 32).
-REFERENCE_UBATCH = 16
+# Micro-batch size that keeps every accel backend we know off the reference run (BLAS: 32 -> 16).
+REFERENCE_UBATCH = min(p.min_batch for p in PROFILES.values() if p.placement == "accel") // 2
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class CoverageBackend:
     kind: Kind
     # Smallest batch at which the backend takes work (accel backends); the prompt must be longer.
     min_batch: int = 0
-    # Prefix of the backend's name in the scheduler's debug lines ([%5.5s]: "Vulkan0" -> "Vulka").
+    # Prefix of the backend's name in the scheduler's debug lines (tree.SCHED_NAME_WIDTH).
     sched_prefix: str = ""
 
     @property
@@ -70,17 +71,14 @@ def reference_args(whole_prompt: bool = False) -> tuple[str, ...]:
 # (common/arg.cpp: `--repack/--no-repack`, env LLAMA_ARG_REPACK; older trees ignore it.)
 PLAIN_CPU_ENV = {"LLAMA_ARG_REPACK": "false"}
 
-# What llama.cpp prints when an encoder model gets the prompt in more than one ubatch.
-ENCODER_UBATCH_ABORT = "encoder requires n_ubatch >= n_tokens"
-
 
 def backend(name: str) -> CoverageBackend:
     """The backend whose test-backend-ops name is ``name`` (CPU, BLAS, MTL0 …)."""
     for prof in PROFILES.values():
         kind = prof.placement
         if name in prof.backend_names or (kind == "gpu" and name.startswith(prof.device_prefixes)):
-            return CoverageBackend(name, prof.name, kind, prof.min_batch, name[:5])
-    return CoverageBackend(name, "", "gpu", 0, name[:5])
+            return CoverageBackend(name, prof.name, kind, prof.min_batch, name[: tree.SCHED_NAME_WIDTH])
+    return CoverageBackend(name, "", "gpu", 0, name[: tree.SCHED_NAME_WIDTH])
 
 
 def backends_for_profile(profile: str) -> tuple[str, ...]:

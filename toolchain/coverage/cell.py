@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from ..convert.load import loader_message
+from ..tree import ENCODER_UBATCH_ABORT
 from .archs_column import archs_check
-from .backends import ENCODER_UBATCH_ABORT, PLAIN_CPU_ENV, CoverageBackend, backend, reference_args
+from .backends import PLAIN_CPU_ENV, CoverageBackend, backend, reference_args
 from .cellcache import CellCache, file_key, locked
 from .e2e import PROMPT
 from .e2e_column import decode, e2e_check

@@ -15,18 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..dryrun.records import DryRun
-from .metal_columns import column_note, metal_plan, per_model_cells, with_columns
-from .records import (
-    Cell,
-    CheckResult,
-    CoverageRun,
-    DeviceSummary,
-    ModelInput,
-    OpResult,
-    Status,
-    TensorShape,
-    ToolColumn,
-)
+from .metal_columns import add_columns, profile_cell
+from .records import Cell, CheckResult, CoverageRun, ModelInput, OpResult, Status, TensorShape
 from .run import Plan
 
 DEFAULT_PROFILES = ("apple7", "apple9", "apple10", "paravirtual")
@@ -52,44 +42,40 @@ def add_dryrun(
     from ..dryrun.run import dry_run
     from ..errors import DryRunUnavailableError
 
-    if not profiles:
-        return run
-    plan = metal_plan(planned, profiles)
-    if isinstance(plan, str):
-        return column_note(run, "metal-dryrun", "dryrun", plan)
-    tree, matching, chosen = plan
-
-    def compute(model: ModelInput, ops_file: Path) -> list[Cell]:
+    def compute(tree: Path, chosen: list[str], model: ModelInput, ops_file: Path) -> list[Cell]:
         work = scratch_dir / "dryrun" / f"{model.label}-{model.weight_type}"
         return dryrun_cells(
             model, dry_run(tree, cache_dir, work, batches=[("ops", ops_file)], profiles=chosen)
         )
 
-    cells, columns, unavailable = per_model_cells(
-        planned, scratch_dir, "metal-dryrun", compute, DryRunUnavailableError
+    def finish(
+        cells: list[Cell], columns: list[str], matching: dict[str, str]
+    ) -> tuple[list[Cell], tuple[str, ...], str]:
+        cells, cross_notes = cross_checked(run.cells, cells, matching)
+        commit = str(run.source.get("commit") or "")
+        note = (
+            f"Columns {', '.join(f'`{c}`' for c in columns)} are DRY RUNS: this tree's own Metal backend "
+            f"(commit {commit[:12]}) encoded each op on a stand-in device per GPU-family profile, every kernel "
+            "name checked against the tree's Metal sources. No kernel ran; numbers are not checked."
+        )
+        return cells, (note, *cross_notes), "the tree's Metal encoders on a stand-in device, no kernel ran"
+
+    return add_columns(
+        run,
+        planned,
+        scratch_dir,
+        profiles,
+        ("metal-dryrun", "dryrun"),
+        DryRunUnavailableError,
+        compute,
+        finish,
     )
-    if unavailable:
-        return column_note(run, "metal-dryrun", "dryrun", unavailable)
-    if not cells:
-        return run
-    cells, cross_notes = cross_checked(run.cells, cells, matching)
-    commit = str(run.source.get("commit") or "")
-    note = (
-        f"Columns {', '.join(f'`{c}`' for c in columns)} are DRY RUNS: this tree's own Metal backend "
-        f"(commit {commit[:12]}) encoded each op on a stand-in device per GPU-family profile, every kernel "
-        "name checked against the tree's Metal sources. No kernel ran; numbers are not checked."
-    )
-    tool = ToolColumn(
-        "metal-dryrun", True, "dryrun", "the tree's Metal encoders on a stand-in device, no kernel ran"
-    )
-    return with_columns(run, cells, columns, (note, *cross_notes), tool)
 
 
 def dryrun_cells(model: ModelInput, result: DryRun) -> list[Cell]:
     """One cell per profile of a model's dry run (every batch of ``result`` counted together)."""
     from ..dryrun.run import worst
 
-    label = f"{model.label}-{model.weight_type}"
     infos = {p.profile: p for p in result.profiles}
     cells: list[Cell] = []
     for info in result.profiles:
@@ -129,41 +115,29 @@ def dryrun_cells(model: ModelInput, result: DryRun) -> list[Cell]:
         summary = (
             f"dry run ({verdict}): " + ", ".join(f"{k} {v}" for k, v in counts.items()) + f" of {n} op shapes"
         )
+        check = CheckResult(
+            "support",
+            status,
+            summary,
+            evidence=tuple(o.message for o in ops if not o.message.startswith("unsupported"))[:8],
+            details={
+                "profile": info.profile,
+                "verdict": verdict,
+                "dispatches": sum(r.dispatches for r in profs),
+                # what `verify` checks an embedded library against (dryrun/verify_kernels)
+                "kernels_needed": sorted({k for r in profs for k in r.kernels_needed}),
+                "library_defines": {d.name: d.value for d in info.library_defines if d.active},
+            },
+        )
         cells.append(
-            Cell(
-                id=f"{label}-{column}",
-                architecture=model.architecture,
-                weight_type=model.weight_type,
-                backend=column,
-                model=str(model.path),
-                status=status,
-                reason=f"{summary} (tree {result.commit[:12]})",
-                observed_by="dry-run",
-                checks=(
-                    CheckResult(
-                        "support",
-                        status,
-                        summary,
-                        evidence=tuple(o.message for o in ops if not o.message.startswith("unsupported"))[:8],
-                        details={
-                            "profile": info.profile,
-                            "verdict": verdict,
-                            "dispatches": sum(r.dispatches for r in profs),
-                            # what `verify` checks an embedded library against (dryrun/verify_kernels)
-                            "kernels_needed": sorted({k for r in profs for k in r.kernels_needed}),
-                            "library_defines": {d.name: d.value for d in info.library_defines if d.active},
-                        },
-                    ),
-                ),
-                ops=ops,
-                device=DeviceSummary(
-                    column,
-                    infos[info.profile].description,
-                    "dry-run",
-                    {v.name: v.value for v in info.props},
-                    "profile on a stand-in device, not a device",
-                ),
-                variant=model.variant,
+            profile_cell(
+                model,
+                column,
+                result.commit,
+                check,
+                ops,
+                ("dry-run", "dry-run", "profile on a stand-in device, not a device"),
+                (infos[info.profile].description, {v.name: v.value for v in info.props}),
             )
         )
     return cells

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import tree
 from .backends import CoverageBackend
 from .e2e import (
     NMSE_GROSS,
@@ -39,7 +40,7 @@ def decode(
 ) -> dict[str, Any]:
     """Run the runner (tokens) and the logits tool on ``placement``; returns JSON-able data."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    env = {**runner.env, "GGML_SCHED_DEBUG": "2", **(extra_env or {})}
+    env = {**runner.env, **tree.SCHED_DEBUG_ENV, **(extra_env or {})}
     flags = runner.tools.runner_flags
     data: dict[str, Any] = {"label": label, "placement": list(placement)}
     common = [

@@ -16,7 +16,16 @@ from ..log import LOG
 from ..tree import has_metal_sources
 from .backends import backend
 from .cell import CellOptions, CellRunner
-from .records import Cell, CoverageRun, DeviceSummary, ModelInput, ToolColumn
+from .records import (
+    Cell,
+    CheckResult,
+    CoverageRun,
+    DeviceSummary,
+    ModelInput,
+    ObservedBy,
+    OpResult,
+    ToolColumn,
+)
 from .run import Plan
 
 
@@ -87,6 +96,36 @@ def per_model_cells(
     return cells, columns, ""
 
 
+def profile_cell(
+    model: ModelInput,
+    column: str,
+    commit: str,
+    check: CheckResult,
+    ops: tuple[OpResult, ...],
+    observed: tuple[ObservedBy, str, str],
+    device: tuple[str, dict[str, object]],
+) -> Cell:
+    """A model's cell in the ``column`` of one profile: the check's status and summary (with the tree's
+    ``commit``), its ops, seen as ``observed`` (observed_by, the device class, why it is no device) on
+    the profile's ``device`` (description, capabilities)."""
+    observed_by, device_class, not_a_device = observed
+    description, capabilities = device
+    return Cell(
+        id=f"{model.label}-{model.weight_type}-{column}",
+        architecture=model.architecture,
+        weight_type=model.weight_type,
+        backend=column,
+        model=str(model.path),
+        status=check.status,
+        reason=f"{check.summary} (tree {commit[:12]})",
+        observed_by=observed_by,
+        checks=(check,),
+        ops=ops,
+        device=DeviceSummary(column, description, device_class, capabilities, not_a_device),
+        variant=model.variant,
+    )
+
+
 def with_columns(
     run: CoverageRun, cells: list[Cell], columns: list[str], notes: tuple[str, ...], tool: ToolColumn
 ) -> CoverageRun:
@@ -104,3 +143,44 @@ def with_columns(
 def column_note(run: CoverageRun, column: str, tool: str, reason: str) -> CoverageRun:
     """``run`` with ``column`` marked unavailable, saying why."""
     return replace(run, columns=(*run.columns, ToolColumn(column, False, tool, reason)))
+
+
+# (the tree, the profiles to compute, a model, its ops file) -> that model's cells, one per profile
+Compute = Callable[[Path, list[str], ModelInput, Path], list[Cell]]
+# (the cells, their columns, Metal device column -> its profile) -> (the cells, cross-checked against
+# those devices, the report notes, the tool column's description)
+Finish = Callable[[list[Cell], list[str], dict[str, str]], tuple[list[Cell], tuple[str, ...], str]]
+
+
+def add_columns(
+    run: CoverageRun,
+    planned: Plan,
+    scratch_dir: Path,
+    profiles: tuple[str, ...],
+    tool: tuple[str, str],
+    unavailable: type[ToolchainError],
+    compute: Compute,
+    finish: Finish,
+) -> CoverageRun:
+    """``run`` with the columns of ``tool`` (column, tool name) added: ``compute`` per model on the
+    profiles and the Metal devices' own, then ``finish``; or a column note saying why there are none."""
+    column, name = tool
+    if not profiles:
+        return run
+    plan = metal_plan(planned, profiles)
+    if isinstance(plan, str):
+        return column_note(run, column, name, plan)
+    tree, matching, chosen = plan
+    cells, columns, why = per_model_cells(
+        planned,
+        scratch_dir,
+        column,
+        lambda model, ops_file: compute(tree, chosen, model, ops_file),
+        unavailable,
+    )
+    if why:
+        return column_note(run, column, name, why)
+    if not cells:
+        return run
+    cells, notes, description = finish(cells, columns, matching)
+    return with_columns(run, cells, columns, notes, ToolColumn(column, True, name, description))

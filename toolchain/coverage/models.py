@@ -2,7 +2,7 @@
 
 Sources, in order:
 1. ``convert.json`` of the convert stage (tiny HF checkpoints converted by the tree's
-   ``convert_hf_to_gguf.py``): every successful conversion, read tolerantly by field name;
+   ``convert_hf_to_gguf.py``): every successful conversion, read as the stage's record;
 2. the tree's own ``test-llama-archs -a ARCH -o DIR`` (random-weight tiny models built in C++,
    f32), one architecture at a time, cached per build;
 3. GGUF files given on the command line (``--model ARCH:TYPE:PATH``).
@@ -17,9 +17,9 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from ..records import CONVERT, read_data
+from ..convert.results import ConvertResult
+from ..records import CONVERT, read_record
 from ..tree import ARCHS
 from .isolate import run_isolated
 from .records import ModelInput
@@ -99,37 +99,26 @@ class ModelSkip:
     reason: str
 
 
+def _converted(r: ConvertResult) -> ModelInput | None:
+    """The model a result of convert.json made (None without a GGUF, a type or an architecture);
+    several specs can map to one GGUF architecture (bert, distilbert -> bert): the spec is the variant."""
+    arch = r.gguf_architecture or r.architecture
+    if r.gguf is None or not arch or not r.type:
+        return None
+    variant = r.architecture if r.architecture and r.architecture != arch else ""
+    return ModelInput(arch, r.type.lower(), r.gguf, CONVERT.name, variant)
+
+
 def from_convert_report(path: Path) -> list[ModelInput]:
-    """Successful conversions of ``convert.json`` (records with an architecture, a type and a GGUF)."""
-    data = read_data(path, CONVERT)
-    out: list[ModelInput] = []
-
-    def visit(node: Any) -> None:
-        if isinstance(node, dict):
-            gguf = node.get("gguf") or node.get("gguf_path") or node.get("output") or node.get("path")
-            arch = node.get("gguf_architecture") or node.get("architecture") or node.get("arch")
-            wtype = node.get("weight_type") or node.get("outtype") or node.get("type") or node.get("ftype")
-            status = str(node.get("status", "pass"))
-            if (
-                isinstance(gguf, str)
-                and gguf.endswith(".gguf")
-                and isinstance(arch, str)
-                and isinstance(wtype, str)
-            ):
-                if status in ("pass", "ok", "converted", "valid") and Path(gguf).is_file():
-                    spec = node.get("architecture")
-                    # several specs can map to one GGUF architecture (bert, distilbert -> bert)
-                    variant = spec if isinstance(spec, str) and spec != arch else ""
-                    out.append(ModelInput(arch, wtype.lower(), Path(gguf), CONVERT.name, variant))
-                return
-            for v in node.values():
-                visit(v)
-        elif isinstance(node, list):
-            for v in node:
-                visit(v)
-
-    visit(data)
-    return out
+    """Successful conversions of ``convert.json`` whose GGUF is there."""
+    return [
+        m
+        for r in read_record(path, CONVERT).results
+        if r.status == "pass"
+        and (m := _converted(r)) is not None
+        and m.path.suffix == ".gguf"
+        and m.path.is_file()
+    ]
 
 
 @dataclass(frozen=True)
@@ -145,36 +134,22 @@ class BlockedInput:
 
 def blocked_from_convert_report(path: Path) -> list[BlockedInput]:
     """convert.json's results that converted and validated but that the tree's loader refused."""
-    data = read_data(path, CONVERT)
     out: list[BlockedInput] = []
-    for r in data.get("results", []) if isinstance(data, dict) else []:
-        if not isinstance(r, dict) or r.get("status") != "error" or r.get("cause") != "load":
+    for r in read_record(path, CONVERT).results:
+        model = _converted(r) if r.status == "error" and r.cause == "load" else None
+        if model is None:
             continue
-        gguf, wtype = r.get("gguf"), r.get("type")
-        arch = r.get("gguf_architecture") or r.get("architecture")
-        if not (isinstance(gguf, str) and isinstance(wtype, str) and isinstance(arch, str)):
-            continue
-        spec = r.get("architecture")
-        variant = spec if isinstance(spec, str) and spec != arch else ""
-        whose = "upstream" if r.get("whose") == "upstream" else "spec"
-        raw = r.get("finding")
-        finding: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        whose = "upstream" if r.whose == "upstream" else "spec"
         if whose == "upstream":
-            written = ", ".join(sorted(finding.get("gguf_keys", {}))) or "none of that section"
+            keys = r.finding.get("gguf_keys")
+            written = ", ".join(sorted(keys if isinstance(keys, dict) else {})) or "none of that section"
             reason = (
-                f"upstream: the tree's converter does not write {finding.get('missing_key')}, which the "
-                f"tree's loader requires ({r.get('error', '')}; the converted file has {written})"
+                f"upstream: the tree's converter does not write {r.finding.get('missing_key')}, which the "
+                f"tree's loader requires ({r.error}; the converted file has {written})"
             )
         else:
-            reason = f"our tiny model: convert stage: {r.get('error', '')}"
-        out.append(
-            BlockedInput(
-                ModelInput(arch, wtype.lower(), Path(gguf), CONVERT.name, variant),
-                reason,
-                whose,
-                tuple(str(x) for x in r.get("tail", []) or [])[-15:],
-            )
-        )
+            reason = f"our tiny model: convert stage: {r.error}"
+        out.append(BlockedInput(model, reason, whose, r.tail[-15:]))
     return out
 
 

@@ -3,10 +3,12 @@ cell caches keep outcomes on disk)."""
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..records import from_jsonable, to_jsonable
 from .backend_ops import strip_ansi
 from .isolate import Outcome
 from .records import Status
@@ -15,32 +17,14 @@ EVIDENCE_LINES = 15
 
 
 def outcome_json(o: Outcome) -> dict[str, Any]:
-    return {
-        "args": list(o.args),
-        "kind": o.kind,
-        "returncode": o.returncode,
-        "seconds": o.seconds,
-        "tail": list(o.tail),
-        "log": o.log,
-        "output_bytes": o.output_bytes,
-        "abort_lines": list(o.abort_lines),
-        "timeout": o.timeout,
-    }
+    """``o`` as JSON, without its stdout lines (the tail and the log keep what a verdict needs)."""
+    return {k: v for k, v in to_jsonable(o).items() if k != "stdout"}
 
 
 def outcome_from(d: Mapping[str, Any]) -> Outcome:
-    return Outcome(
-        tuple(d["args"]),
-        d["kind"],
-        d["returncode"],
-        d["seconds"],
-        tuple(d["tail"]),
-        (),
-        d["log"],
-        d["output_bytes"],
-        tuple(d["abort_lines"]),
-        d.get("timeout"),  # absent in caches written before it was recorded: unknown
-    )
+    """An outcome back from :func:`outcome_json` (a ``timeout`` absent in caches written before it
+    was recorded: unknown)."""
+    return typing.cast(Outcome, from_jsonable(Outcome, {**d, "stdout": []}))
 
 
 def status_of(o: Outcome) -> Status | None:

@@ -14,19 +14,9 @@ from pathlib import Path
 
 from ..errors import ReportError
 from ..records import ORACLE_VALIDATION, read_record
-from .metal_columns import column_note, metal_plan, per_model_cells, with_columns
+from .metal_columns import add_columns, profile_cell
 from .metal_columns import profile_for_device as profile_for_device  # re-exported (its tests import it here)
-from .records import (
-    Cell,
-    CheckResult,
-    CoverageRun,
-    DeviceSummary,
-    ModelInput,
-    OpResult,
-    Status,
-    TensorShape,
-    ToolColumn,
-)
+from .records import Cell, CheckResult, CoverageRun, ModelInput, OpResult, Status, TensorShape
 from .run import Plan
 
 DEFAULT_PROFILES = ("apple7", "apple9", "paravirtual")
@@ -42,46 +32,45 @@ def _shapes(text: str) -> tuple[TensorShape, ...]:
 def add_predictions(
     run: CoverageRun, planned: Plan, scratch_dir: Path, cache_dir: Path, profiles: tuple[str, ...]
 ) -> CoverageRun:
-    """``run`` with the predicted columns added (or a column note saying why there are none)."""
+    """``run`` with the predicted columns added (or a column note saying why there are none). A Metal
+    device in the matrix has its own family predicted too, to cross-check the oracle on it."""
     from ..errors import OracleUnavailableError
     from ..oracle import predict
 
-    if not profiles:
-        return run
-    # a Metal device in the matrix: predict its own family too, to cross-check the oracle on it
-    plan = metal_plan(planned, profiles)
-    if isinstance(plan, str):
-        return column_note(run, "metal-predicted", "oracle", plan)
-    tree, matching, chosen = plan
     commit = str(run.source.get("commit") or "")
 
-    def compute(model: ModelInput, ops_file: Path) -> list[Cell]:
+    def compute(tree: Path, chosen: list[str], model: ModelInput, ops_file: Path) -> list[Cell]:
         preds = predict(ops_file, tree, cache_dir=cache_dir, profiles=chosen, commit=commit or None)
         return [_cell(model, prof, preds.commit) for prof in preds.profiles]
 
-    cells, columns, unavailable = per_model_cells(
-        planned, scratch_dir, "metal-predicted", compute, OracleUnavailableError
+    def finish(
+        cells: list[Cell], columns: list[str], matching: dict[str, str]
+    ) -> tuple[list[Cell], tuple[str, ...], str]:
+        cells, cross_notes = _cross_checked(run.cells, cells, matching)
+        notes = (
+            f"Columns {', '.join(f'`{c}`' for c in columns)} are PREDICTIONS from this llama.cpp tree's own "
+            f"Metal supports_op source (commit {commit[:12]}) evaluated per GPU-family profile on Linux: not "
+            "observations on a device. Not modelled: Metal pipeline compile failures at run time, the "
+            "op-offload batch threshold.",
+            validation_note(scratch_dir.parent / "reports" / ORACLE_VALIDATION.name),
+            *cross_notes,
+        )
+        return (
+            cells,
+            notes,
+            (f"predictions from the tree's supports_op source ({commit[:12]}), not observations on a device"),
+        )
+
+    return add_columns(
+        run,
+        planned,
+        scratch_dir,
+        profiles,
+        ("metal-predicted", "oracle"),
+        OracleUnavailableError,
+        compute,
+        finish,
     )
-    if unavailable:
-        return column_note(run, "metal-predicted", "oracle", unavailable)
-    if not cells:
-        return run
-    cells, cross_notes = _cross_checked(run.cells, cells, matching)
-    notes = (
-        f"Columns {', '.join(f'`{c}`' for c in columns)} are PREDICTIONS from this llama.cpp tree's own "
-        f"Metal supports_op source (commit {commit[:12]}) evaluated per GPU-family profile on Linux: not "
-        "observations on a device. Not modelled: Metal pipeline compile failures at run time, the op-offload "
-        "batch threshold.",
-        validation_note(scratch_dir.parent / "reports" / ORACLE_VALIDATION.name),
-        *cross_notes,
-    )
-    tool = ToolColumn(
-        "metal-predicted",
-        True,
-        "oracle",
-        f"predictions from the tree's supports_op source ({commit[:12]}), not observations on a device",
-    )
-    return with_columns(run, cells, columns, notes, tool)
 
 
 def _cell(model, prof, commit: str) -> Cell:  # type: ignore[no-untyped-def]
@@ -105,24 +94,14 @@ def _cell(model, prof, commit: str) -> Cell:  # type: ignore[no-untyped-def]
         if prof.unsupported
         else f"predicted from source: all {len(prof.ops)} op shapes accepted on {prof.family}"
     )
-    capabilities: dict[str, object] = {v.name: v.value for v in prof.props}
-    return Cell(
-        id=f"{model.label}-{model.weight_type}-{prof.column}",
-        architecture=model.architecture,
-        weight_type=model.weight_type,
-        backend=prof.column,
-        model=str(model.path),
-        status=status,
-        reason=f"{summary} (tree {commit[:12]})",
-        observed_by="predicted-from-source",
-        checks=(
-            CheckResult("support", status, summary, details={"profile": prof.profile, "family": prof.family}),
-        ),
-        ops=tuple(ops),
-        device=DeviceSummary(
-            prof.column, prof.description, "predicted", capabilities, "profile, not a device"
-        ),
-        variant=model.variant,
+    return profile_cell(
+        model,
+        prof.column,
+        commit,
+        CheckResult("support", status, summary, details={"profile": prof.profile, "family": prof.family}),
+        tuple(ops),
+        ("predicted-from-source", "predicted", "profile, not a device"),
+        (prof.description, {v.name: v.value for v in prof.props}),
     )
 
 

@@ -17,8 +17,9 @@ Not modelled: the Metal compiler itself (a kernel that exists by name but would 
 
 from __future__ import annotations
 
+import operator
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,6 +110,18 @@ def kernel_sources(tree: Path) -> tuple[Path, ...]:
     return (single,) if single.is_file() else ()
 
 
+_BINARY: dict[str, Callable[[int, int], bool]] = {
+    "||": lambda a, b: bool(a) or bool(b),
+    "&&": lambda a, b: bool(a) and bool(b),
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    ">": operator.gt,
+    "<=": operator.le,
+    ">=": operator.ge,
+}
+
+
 class _Expr:
     """A C preprocessor ``#if`` expression: defined(), integers, identifiers (0 when not defined),
     ! && || and comparisons."""
@@ -145,27 +158,20 @@ class _Expr:
         return v
 
     def _or(self) -> int:
-        v = self._and()
-        while self._peek() == "||":
-            self._take()
-            r = self._and()
-            v = int(bool(v) or bool(r))
-        return v
+        return self._binary(("||",), self._and)
 
     def _and(self) -> int:
-        v = self._cmp()
-        while self._peek() == "&&":
-            self._take()
-            r = self._cmp()
-            v = int(bool(v) and bool(r))
-        return v
+        return self._binary(("&&",), self._cmp)
 
     def _cmp(self) -> int:
-        v = self._unary()
-        while self._peek() in ("==", "!=", "<", ">", "<=", ">="):
+        return self._binary(("==", "!=", "<", ">", "<=", ">="), self._unary)
+
+    def _binary(self, ops: tuple[str, ...], operand: Callable[[], int]) -> int:
+        """``operand (op operand)*`` for one precedence level, left to right (both sides always parsed)."""
+        v = operand()
+        while self._peek() in ops:
             op = self._take()
-            r = self._unary()
-            v = int({"==": v == r, "!=": v != r, "<": v < r, ">": v > r, "<=": v <= r, ">=": v >= r}[op])
+            v = int(_BINARY[op](v, operand()))
         return v
 
     def _unary(self) -> int:

@@ -25,79 +25,58 @@ MAX_CONFIG_BYTES = 2 << 20  # a real config.json is well under 1 MB
 MAX_DIGITS = 30  # an integer longer than this is no dimension (and Python refuses > 4300 digits)
 HINT = "pass the model's own config.json (as on its model card), unedited"
 
-# Shape fields: their lower bound. null means "the default" and is accepted.
-_POSITIVE = (
-    "hidden_size",
-    "n_embd",
-    "d_model",
-    "num_attention_heads",
-    "n_head",
-    "n_heads",
-    "num_key_value_heads",
-    "num_kv_heads",
-    "n_head_kv",
-    "num_hidden_layers",
-    "n_layer",
-    "n_layers",
-    "intermediate_size",
-    "n_inner",
-    "ffn_hidden_size",
-    "moe_intermediate_size",
-    "shared_expert_intermediate_size",
-    "head_dim",
-    "vocab_size",
-    "num_experts_per_tok",
-    "moe_topk",
-    "num_local_experts",
-    "num_experts",
-    "n_routed_experts",
-    "kv_lora_rank",
-    "q_lora_rank",
-    "qk_rope_head_dim",
-    "v_head_dim",
-    "max_position_embeddings",
-    "n_positions",
-    "state_size",
-    "mamba_d_state",
-    "conv_kernel",
-    "mamba_d_conv",
-    "n_groups",
-    "mamba_n_groups",
-    "mamba_n_heads",
-    "mamba_d_head",
-)
-_NON_NEGATIVE = (
-    "qk_nope_head_dim",
-    "first_k_dense_replace",
-    "n_shared_experts",
-    "sliding_window",
-    "num_nextn_predict_layers",
-)
-# Kept as they are in the tiny model (they decide the kernels): beyond this the model is not tiny
-# and no real model has such a value.
-_KEPT = frozenset(
-    {
-        "head_dim",
-        "kv_lora_rank",
-        "q_lora_rank",
-        "qk_rope_head_dim",
-        "qk_nope_head_dim",
-        "v_head_dim",
-        "state_size",
-        "mamba_d_state",
-        "conv_kernel",
-        "mamba_d_conv",
-        "n_groups",
-        "mamba_n_groups",
-        "mamba_d_head",
-        "num_experts_per_tok",
-        "moe_topk",
-    }
-)
 MAX_KEPT = 8192
 MAX_SHRUNK = 1 << 24  # hidden sizes, vocabularies, counts: cut anyway, but bounded for arithmetic
 MAX_POSITIONS = (1 << 31) - 1  # context lengths (GGUF stores them as 32-bit)
-_POSITIONS = frozenset({"max_position_embeddings", "n_positions", "sliding_window"})
+# Shape fields, checked in this order: (lowest, highest) whole value; null means "the default" and
+# is accepted. MAX_KEPT: kept as it is in the tiny model (it decides the kernels): beyond that the
+# model is not tiny and no real model has such a value. MAX_SHRUNK: cut by the shrink anyway.
+# MAX_POSITIONS: context lengths.
+_BOUNDS: dict[str, tuple[int, int]] = {
+    "hidden_size": (1, MAX_SHRUNK),
+    "n_embd": (1, MAX_SHRUNK),
+    "d_model": (1, MAX_SHRUNK),
+    "num_attention_heads": (1, MAX_SHRUNK),
+    "n_head": (1, MAX_SHRUNK),
+    "n_heads": (1, MAX_SHRUNK),
+    "num_key_value_heads": (1, MAX_SHRUNK),
+    "num_kv_heads": (1, MAX_SHRUNK),
+    "n_head_kv": (1, MAX_SHRUNK),
+    "num_hidden_layers": (1, MAX_SHRUNK),
+    "n_layer": (1, MAX_SHRUNK),
+    "n_layers": (1, MAX_SHRUNK),
+    "intermediate_size": (1, MAX_SHRUNK),
+    "n_inner": (1, MAX_SHRUNK),
+    "ffn_hidden_size": (1, MAX_SHRUNK),
+    "moe_intermediate_size": (1, MAX_SHRUNK),
+    "shared_expert_intermediate_size": (1, MAX_SHRUNK),
+    "head_dim": (1, MAX_KEPT),
+    "vocab_size": (1, MAX_SHRUNK),
+    "num_experts_per_tok": (1, MAX_KEPT),
+    "moe_topk": (1, MAX_KEPT),
+    "num_local_experts": (1, MAX_SHRUNK),
+    "num_experts": (1, MAX_SHRUNK),
+    "n_routed_experts": (1, MAX_SHRUNK),
+    "kv_lora_rank": (1, MAX_KEPT),
+    "q_lora_rank": (1, MAX_KEPT),
+    "qk_rope_head_dim": (1, MAX_KEPT),
+    "v_head_dim": (1, MAX_KEPT),
+    "max_position_embeddings": (1, MAX_POSITIONS),
+    "n_positions": (1, MAX_POSITIONS),
+    "state_size": (1, MAX_KEPT),
+    "mamba_d_state": (1, MAX_KEPT),
+    "conv_kernel": (1, MAX_KEPT),
+    "mamba_d_conv": (1, MAX_KEPT),
+    "n_groups": (1, MAX_KEPT),
+    "mamba_n_groups": (1, MAX_KEPT),
+    "mamba_n_heads": (1, MAX_SHRUNK),
+    "mamba_d_head": (1, MAX_KEPT),
+    "qk_nope_head_dim": (0, MAX_KEPT),
+    "first_k_dense_replace": (0, MAX_SHRUNK),
+    "n_shared_experts": (0, MAX_SHRUNK),
+    "sliding_window": (0, MAX_POSITIONS),
+    "num_nextn_predict_layers": (0, MAX_SHRUNK),
+}
 _LAYER_KEYS = ("num_hidden_layers", "n_layer", "n_layers")
 _HIDDEN_KEYS = ("hidden_size", "n_embd", "d_model")
 _HEAD_KEYS = ("num_attention_heads", "n_head", "n_heads")
@@ -227,15 +206,13 @@ def validate_config(config: object, where: str = "config.json") -> None:
         return ModelError(f"{where}: {field} = {show(value)}: {why}", HINT)
 
     config = _usable_object(config, where)
-    for key in (*_POSITIVE, *_NON_NEGATIVE):
+    for key, (low, high) in _BOUNDS.items():
         if key not in config or config[key] is None:
             continue
         value = config[key]
         if isinstance(value, bool) or not isinstance(value, int):
             kind = _KIND.get(type(value).__name__, type(value).__name__)
             raise bad(key, value, f"{kind}, not a whole number")
-        low = 1 if key in _POSITIVE else 0
-        high = MAX_POSITIONS if key in _POSITIONS else MAX_KEPT if key in _KEPT else MAX_SHRUNK
         if value < low:
             raise bad(key, value, f"must be at least {low}")
         if value > high:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..cli import common_options, settings_from
+from ..cli import common_options, settings_from, switches
 from ..config import Settings
 from ..errors import ConfigError, UsageError
 from ..locking import work_dir_lock
 from ..log import LOG
 from ..records import to_jsonable
-from . import ResolvedSource, SourceSpec, fetch, read_lock, resolve, write_lock
+from . import Checkout, ResolvedSource, SourceSpec, fetch, read_lock, resolve, write_lock
 from .spec import SDIST_PROJECT
 
 
@@ -31,16 +31,13 @@ def source_options(parser: argparse.ArgumentParser) -> None:
     kind.add_argument(
         "--pypi", metavar="REQ", help=f"a {SDIST_PROJECT} requirement, e.g. {SDIST_PROJECT}==0.3.36"
     )
-    group.add_argument(
-        "--offline", action="store_true", help="use the cache only; fail clearly when something is missing"
-    )
-    group.add_argument(
-        "--force",
-        action="store_true",
-        help="move a checkout with local changes aside (kept) instead of stopping",
-    )
-    group.add_argument(
-        "--allow-dirty", action="store_true", help="build a checkout with local changes as it is"
+    switches(
+        group,
+        {
+            "--offline": "use the cache only; fail clearly when something is missing",
+            "--force": "move a checkout with local changes aside (kept) instead of stopping",
+            "--allow-dirty": "build a checkout with local changes as it is",
+        },
     )
 
 
@@ -67,6 +64,19 @@ def selected_source(args: argparse.Namespace, settings: Settings) -> tuple[Resol
     if spec is None:
         return read_lock(settings.lock_path), True
     return resolve(spec, settings, offline=args.offline), False
+
+
+def fetch_selected(args: argparse.Namespace, settings: Settings) -> Checkout:
+    """The checkout of the source the source options select, fetched as they say."""
+    source, from_lock = selected_source(args, settings)
+    return fetch(
+        source,
+        settings,
+        offline=args.offline,
+        force=args.force,
+        allow_dirty=args.allow_dirty,
+        locked=from_lock,
+    )
 
 
 def cmd_update(args: argparse.Namespace) -> int:
@@ -103,15 +113,7 @@ def cmd_update(args: argparse.Namespace) -> int:
 def cmd_fetch(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     with work_dir_lock(settings.work_dir):
-        source, from_lock = selected_source(args, settings)
-        result = fetch(
-            source,
-            settings,
-            offline=args.offline,
-            force=args.force,
-            allow_dirty=args.allow_dirty,
-            locked=from_lock,
-        )
+        result = fetch_selected(args, settings)
     if args.json:
         print(json.dumps(to_jsonable(result), indent=2))
     return 0

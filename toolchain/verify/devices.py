@@ -1,7 +1,8 @@
-"""What a run says about its devices: the ``--list-devices`` rows, the Metal backend's device log
-lines (the formats of ggml-metal-device.m, and of ggml-metal.m's ``ggml_metal_init:`` in older
-trees), and the device class (``real`` / ``paravirtual`` / ``none``) from the profile's
-:class:`~toolchain.profiles.DeviceExpectations`."""
+"""What a run says about its devices: the ``--list-devices`` rows (their format in
+:mod:`toolchain.tree`), the backend's device log lines (their formats in the profile's
+:class:`~toolchain.profiles.DeviceLog`: Metal's of ggml-metal-device.m, and of ggml-metal.m's
+``ggml_metal_init:`` in older trees), and the device class (``real`` / ``paravirtual`` / ``none``)
+from the profile's :class:`~toolchain.profiles.DeviceExpectations`."""
 
 from __future__ import annotations
 
@@ -9,28 +10,9 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from ..profiles import BackendProfile, PlatformInfo
+from .. import tree
+from ..profiles import PROFILES, BackendProfile, PlatformInfo
 from .records import DeviceClass, DeviceInfo
-
-# "Available devices:" rows of common_print_available_devices (common/arg.cpp).
-_DEVICE_ROW = re.compile(
-    r"^\s+(?P<name>[^\s:]+): (?P<desc>.*?) \((?P<total>\d+) MiB, (?P<free>\d+) MiB free\)\s*$"
-)
-
-# Metal device lines. ggml-metal-device.m (0.3.20+): "ggml_metal_device_init: GPU name:   MTL0 (Apple M4)";
-# ggml-metal.m (older): "ggml_metal_init: GPU name:   Apple M1 Pro", "... support = true", "hasUnifiedMemory".
-_METAL_LINE = re.compile(r"^(?P<func>ggml_metal_\w+): (?P<rest>.*)$")
-_METAL_FIELDS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("simdgroup_reduction", re.compile(r"^simdgroup reduction(?: support)?\s*= (true|false)")),
-    ("simdgroup_mm", re.compile(r"^simdgroup matrix mul\.(?: support)?\s*= (true|false)")),
-    ("unified_memory", re.compile(r"^(?:has unified memory|hasUnifiedMemory)\s*= (true|false)")),
-    ("bfloat", re.compile(r"^has bfloat\s*= (true|false)")),
-    ("tensor", re.compile(r"^has tensor\s*= (true|false)")),
-)
-_METAL_NAME = re.compile(r"^GPU name:\s+(?P<name>.+?)\s*$")
-_METAL_NAME_DESC = re.compile(r"^(?P<name>MTL\d+) \((?P<desc>.*)\)$")
-_METAL_FAMILY = re.compile(r"^GPU family: MTLGPUFamily(?P<kind>Apple|Common|Metal)(?P<n>\d+)\s+\(\d+\)")
-_METAL_WSS = re.compile(r"^recommendedMaxWorkingSetSize\s*=\s*(?P<mb>[\d.]+) MB")
 
 
 @dataclass(frozen=True)
@@ -44,60 +26,65 @@ class ListedDevice:
 def parse_device_list(lines: Iterable[str]) -> list[ListedDevice]:
     out, inside = [], False
     for line in lines:
-        if line.strip() == "Available devices:":
+        if line.strip() == tree.DEVICE_LIST_HEADER:
             inside = True
             continue
         if inside:
-            m = _DEVICE_ROW.match(line)
+            m = tree.DEVICE_ROW.match(line)
             if m:
                 out.append(ListedDevice(m["name"], m["desc"], int(m["total"]), int(m["free"])))
     return out
 
 
-def parse_metal_log(lines: Iterable[str]) -> list[DeviceInfo]:
-    """Every Metal device the log describes (one per ``GPU name:`` line), capabilities filled in."""
+def parse_device_log(lines: Iterable[str], profile: BackendProfile) -> list[DeviceInfo]:
+    """Every device of ``profile`` the log describes (one per name line), capabilities filled in."""
+    fmt = profile.device.log
+    if fmt is None:
+        return []
+    flags = [(f, re.compile(rf"^{said}\s*= (true|false)")) for f, said in fmt.flags.items()]
     devices: list[DeviceInfo] = []
     for line in lines:
-        m = _METAL_LINE.match(line.strip())
+        m = fmt.line.match(line.strip())
         if not m:
             continue
         rest = m["rest"].strip()
-        name = _METAL_NAME.match(rest)
+        name = fmt.name.match(rest)
         if name:
-            nd = _METAL_NAME_DESC.match(name["name"])
+            nd = fmt.name_desc.match(name["name"])
             devices.append(
-                DeviceInfo(backend="metal", name=nd["name"], description=nd["desc"])
+                DeviceInfo(backend=profile.name, name=nd["name"], description=nd["desc"])
                 if nd
                 else DeviceInfo(
-                    backend="metal",
+                    backend=profile.name,
                     name=name["name"],
-                    description=name["name"] if not name["name"].startswith("MTL") else "",
+                    description=name["name"] if not name["name"].startswith(fmt.id_prefix) else "",
                 )
             )
             continue
         if not devices:
             continue
         cur = devices[-1]
-        fam = _METAL_FAMILY.match(rest)
+        fam = fmt.family.match(rest)
         if fam:
-            family = f"MTLGPUFamily{fam['kind']}{fam['n']}"
-            gpu_family = int(fam["n"]) if fam["kind"] == "Apple" else cur.gpu_family
-            devices[-1] = replace(cur, gpu_families=(*cur.gpu_families, family), gpu_family=gpu_family)
+            gpu_family = int(fam["apple"]) if fam["apple"] else cur.gpu_family
+            devices[-1] = replace(cur, gpu_families=(*cur.gpu_families, fam["family"]), gpu_family=gpu_family)
             continue
-        wss = _METAL_WSS.match(rest)
+        wss = fmt.working_set.match(rest)
         if wss:
             devices[-1] = replace(cur, max_working_set_mb=float(wss["mb"]))
             continue
-        for field_name, pattern in _METAL_FIELDS:
+        for field_name, pattern in flags:
             fm = pattern.match(rest)
             if fm:
-                flags: dict[str, bool] = {field_name: fm.group(1) == "true"}
-                devices[-1] = replace(cur, **flags)  # type: ignore[arg-type]
+                found: dict[str, bool] = {field_name: fm.group(1) == "true"}
+                devices[-1] = replace(cur, **found)  # type: ignore[arg-type]
                 break
     return devices
 
 
-LOG_PARSERS = {"metal": parse_metal_log}
+def parse_metal_log(lines: Iterable[str]) -> list[DeviceInfo]:
+    """Every Metal device the log describes (one per ``GPU name:`` line), capabilities filled in."""
+    return parse_device_log(lines, PROFILES["metal"])
 
 
 def classify(device: DeviceInfo, profile: BackendProfile) -> DeviceInfo:
@@ -106,7 +93,7 @@ def classify(device: DeviceInfo, profile: BackendProfile) -> DeviceInfo:
     lacking = [cap for cap in want.required_capabilities if getattr(device, cap) is not True]
     unknown = [cap for cap in want.required_capabilities if getattr(device, cap) is None]
     problems: list[str] = []
-    if "paravirtual" in f"{device.name} {device.description}".lower():
+    if any(marker in f"{device.name} {device.description}".lower() for marker in want.vm_markers):
         problems.append("a paravirtual (VM) device")
     if lacking:
         problems.append(

@@ -16,7 +16,6 @@ crash or hang becomes a verdict carrying the last log lines.
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,12 +25,12 @@ from .. import tree
 from ..proc import Completed
 from ..profiles import BackendProfile, PlatformInfo, current_platform
 from .devices import (
-    LOG_PARSERS,
     ListedDevice,
     classify,
     device_class_of,
     merge_devices,
     parse_device_list,
+    parse_device_log,
     parse_metal_log,
 )
 from .probe_model import probe_model_name, write_probe_model
@@ -46,11 +45,6 @@ __all__ = [
     "parse_metal_log",
     "runtime_checks",
 ]
-
-_OFFLOADED = re.compile(r"offloaded (?P<n>\d+)/(?P<m>\d+) layers to GPU")
-# llama-model-loader.cpp and llama_perf_context_print (0.3.20 and 0.3.36): the run really loaded
-# the model, or evaluated tokens; an exit 0 without either proves nothing.
-_WORKED = re.compile(r"loaded meta data with \d+ key-value pairs and \d+ tensors|: +eval time = ")
 
 
 @dataclass(frozen=True)
@@ -81,7 +75,7 @@ def _cannot_run(
     if find_runner(programs) is None:
         return (
             f"none of {', '.join(RUNNERS)} among the programs",
-            "build a runner target (llama-completion or llama-cli) to verify at run time",
+            f"build a runner target ({' or '.join(tree.RUNNERS[:2])}) to verify at run time",
         )
     return None
 
@@ -114,7 +108,7 @@ def _device_check(
         return check(
             f"{best.name}: {best.description or '?'}: {best.class_reason}",
             "unverifiable",
-            "verify on a real Apple Silicon Mac (self-hosted runner)",
+            profile.device.vm_hint,
         )
     seen = ", ".join(d.name for d in listed) or "none"
     if profile.device.listed and not has_parser:
@@ -189,8 +183,8 @@ def _run_checks(
     checks.append(
         Check("runtime.graph", f"graph splits run on {on}", found, rel, status, "device", hint=hint)
     )
-    if profile.device.offloads_layers:
-        off = [m for m in map(_OFFLOADED.search, lines) if m]
+    if profile.offloads_layers:
+        off = [m for m in map(tree.OFFLOADED.search, lines) if m]
         n, m = (int(off[-1]["n"]), int(off[-1]["m"])) if off else (0, 0)
         full = bool(off) and n == m
         checks.append(
@@ -288,24 +282,24 @@ def runtime_checks(
     # --- one-token run; GGML_SCHED_DEBUG=2 (with -v) prints each graph split and its backend ---
     model = model or write_probe_model(log_dir / probe_model_name())
     args = one_token_args(runner, model, help_text)
-    done, lines = run_probe(args, log_dir, "one-token", timeout, env={**os.environ, "GGML_SCHED_DEBUG": "2"})
+    done, lines = run_probe(args, log_dir, "one-token", timeout, env={**os.environ, **tree.SCHED_DEBUG_ENV})
     runs.append(record_run(done))
     ran, how = outcome(done, timeout)
 
     # --- devices: the log's device lines, merged with the listing ---
-    parser = LOG_PARSERS.get(profile.device.log_format)
-    worked = any(_WORKED.search(line) for line in lines)
+    has_parser = profile.device.log is not None
+    worked = any(tree.MODEL_RAN.search(line) for line in lines)
     devices = merge_devices(
-        parser(lines) if parser else [],
+        parse_device_log(lines, profile),
         ours,
         profile,
-        has_parser=parser is not None,
+        has_parser=has_parser,
         proven_by_run=ran and worked,
         plat=plat,
     )
     device_class = device_class_of(devices)
     device = _device_check(
-        profile, devices, listed, has_parser=parser is not None, ran=ran, worked=worked, rel=rel, done=done
+        profile, devices, listed, has_parser=has_parser, ran=ran, worked=worked, rel=rel, done=done
     )
     checks.append(device)
     checks += _run_checks(profile, device, device_class, done, lines, ran=ran, how=how, rel=rel)
