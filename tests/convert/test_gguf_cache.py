@@ -33,6 +33,8 @@ def _cache(tmp_path: Path) -> Path:
     cache.mkdir()
     shared = shared_test_cache() / "convert-cache"
     for name in ("converter-envs", "tokenizers"):
+        # made here when no earlier test has (a link to nothing trips the stage's mkdir)
+        (shared / name).mkdir(parents=True, exist_ok=True)
         (cache / name).symlink_to(shared / name)
     return cache
 
