@@ -19,17 +19,19 @@ from ..errors import MissingToolError
 
 @dataclass(frozen=True)
 class Tool:
-    name: str
-    path: Path
-    version: str
+    name: str  # "cmake" or "ninja"
+    path: Path  # the program used: the system's, or the PyPI wheel's when that is missing or too old
+    version: str  # as the program reports it, e.g. "3.25.1"
 
 
 @dataclass(frozen=True)
 class Compiler:
-    language: str
-    id: str
+    """A compiler CMake chose for the build, as its file API reports it."""
+
+    language: str  # C, CXX, OBJC …
+    id: str  # CMake's compiler id: GNU, Clang, AppleClang
     version: str
-    path: str
+    path: str  # "" when CMake did not say
 
 
 @dataclass(frozen=True)

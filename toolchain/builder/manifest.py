@@ -39,10 +39,12 @@ class HostInfo:
 
 @dataclass(frozen=True)
 class Tools:
+    """What built the tree."""
+
     cmake: Tool
     ninja: Tool
-    generator: str
-    compilers: tuple[Compiler, ...]
+    generator: str  # CMake's generator, "Ninja"
+    compilers: tuple[Compiler, ...]  # one per language the tree enabled
 
 
 @dataclass(frozen=True)

@@ -50,13 +50,15 @@ class Requirement:
 
 @dataclass(frozen=True)
 class ConverterEnv:
+    """The converter's venv for one tree (what ``env.json`` inside it records)."""
+
     tree: Path
-    venv: Path
-    key: str
-    requirements: tuple[Requirement, ...]
-    installed: dict[str, str]
+    venv: Path  # <cache>/converter-envs/<key>
+    key: str  # hash of the tree's requirement files, this module's policy and the interpreter
+    requirements: tuple[Requirement, ...]  # what was asked of pip, each change from the tree explained
+    installed: dict[str, str]  # pip freeze: distribution -> version
     python_version: str
-    reused: bool = False
+    reused: bool = False  # True: built by an earlier run
 
     @property
     def python(self) -> Path:

@@ -51,14 +51,17 @@ def help_text(program: Path, timeout: float = 30.0) -> str:
 
 @dataclass(frozen=True)
 class Toolset:
+    """The build's programs the matrix uses (``toolchain.tree`` has their names over time); None:
+    this build has no such program."""
+
     bin_dir: Path
-    backend_ops: Path | None = None
-    exporter: Path | None = None
-    archs: Path | None = None
-    runner: Path | None = None
-    logits: Path | None = None
-    eval_callback: Path | None = None
-    quantize: Path | None = None
+    backend_ops: Path | None = None  # test-backend-ops: the support and test columns
+    exporter: Path | None = None  # test-export-graph-ops: the ops and shapes a model's graphs need
+    archs: Path | None = None  # test-llama-archs: random models of the tree's own architectures
+    runner: Path | None = None  # llama-completion / llama-cli: the end-to-end column
+    logits: Path | None = None  # llama-debug --save-logits: the CPU reference logits
+    eval_callback: Path | None = None  # llama-eval-callback: the first node that differs
+    quantize: Path | None = None  # llama-quantize: the other weight types
     features: frozenset[str] = field(default_factory=frozenset)
     columns: tuple[ToolColumn, ...] = ()
     runner_flags: tuple[str, ...] = ()  # flags the runner has, of those we use

@@ -34,12 +34,12 @@ _BINARY_SNIFF = 64 << 10
 class RunParams:
     """The run's parameters, as given to doctor (the same flags llama.cpp takes)."""
 
-    n_ctx: int | None = None
-    n_gpu_layers: int | None = None
-    cache_type_k: str | None = None
-    cache_type_v: str | None = None
-    n_ubatch: int | None = None
-    flash_attn: bool | None = None
+    n_ctx: int | None = None  # -c
+    n_gpu_layers: int | None = None  # -ngl
+    cache_type_k: str | None = None  # -ctk
+    cache_type_v: str | None = None  # -ctv
+    n_ubatch: int | None = None  # -ub
+    flash_attn: bool | None = None  # -fa
 
 
 @dataclass(frozen=True)

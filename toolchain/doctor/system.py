@@ -20,9 +20,11 @@ from .platform_data import GPU_HEAVY_PROCESSES, HEAVY_RSS_BYTES, LOW_FREE_PERCEN
 
 @dataclass(frozen=True)
 class GpuUser:
+    """A running process known to hold much GPU memory (ps: a browser, a game, another model runner)."""
+
     pid: int
-    rss_bytes: int
-    command: str
+    rss_bytes: int  # resident set size (ps reports KiB)
+    command: str  # ps's command column, verbatim
 
 
 @dataclass(frozen=True)

@@ -36,12 +36,14 @@ class Explained:
 
 @dataclass(frozen=True)
 class Validation:
+    """``dryrun validate``: the tree's built-in cases encoded per profile, every finding explained."""
+
     tree: str
     commit: str
     run: DryRun
-    explained: tuple[Explained, ...]
-    ok: bool
-    reason: str
+    explained: tuple[Explained, ...]  # every finding on a case supports_op accepts
+    ok: bool  # something was encoded and nothing is unexplained
+    reason: str  # the verdict in one line
 
     def summary_lines(self) -> list[str]:
         lines: list[str] = []

@@ -132,17 +132,21 @@ class DeviceRules:
 
 @dataclass(frozen=True)
 class PropValue:
-    name: str
-    value: str
-    source: str
+    """One field of the device props the cut ``supports_op`` reads, and why it has that value."""
+
+    name: str  # the props field, e.g. has_simdgroup_mm
+    value: str  # as the probe's profiles file gives it ("1", "32768", "MTL0")
+    source: str  # the tree's file:line and rule, or the Apple table, it comes from
 
 
 @dataclass(frozen=True)
 class DeviceProfile:
-    name: str
-    description: str
-    family: str
-    switches: tuple[str, ...]
+    """A GPU family (and run-time switches) as the tree's Metal init would see it."""
+
+    name: str  # the family's (or chip's) name and variant: apple9, apple9-nobf16, m5 …
+    description: str  # the chip (when one), the family's description and the switches, for people
+    family: str  # the GPU_FAMILIES entry it is built on
+    switches: tuple[str, ...]  # environment variables set (GGML_METAL_BF16_DISABLE …)
     props: tuple[PropValue, ...]
 
     def props_values(self) -> dict[str, str]:

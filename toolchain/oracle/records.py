@@ -56,24 +56,28 @@ class OpPrediction:
 
 @dataclass(frozen=True)
 class ProfilePredictions:
+    """One profile's answers; its DeviceProfile's fields are copied so the report stands alone."""
+
     profile: str
     column: str  # metal-predicted:<profile>
     family: str
     description: str
     switches: tuple[str, ...]
     props: tuple[PropValue, ...]
-    supported: int
+    supported: int  # ops of the ops file supports_op accepts on this profile
     unsupported: int
     ops: tuple[OpPrediction, ...]
 
 
 @dataclass(frozen=True)
 class Predictions:
-    observed_by: str
-    statement: str
+    """``oracle predict``: the tree's Metal supports_op evaluated per profile over an ops file."""
+
+    observed_by: str  # always predicted-from-source
+    statement: str  # what these columns are and are not, shown beside them in every report
     tree: str
     commit: str
-    ops_file: str
+    ops_file: str  # the ops (test-export-graph-ops output) the profiles were asked about
     probe: ProbeInfo
     profiles: tuple[ProfilePredictions, ...]
 

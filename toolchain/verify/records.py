@@ -48,11 +48,11 @@ class DeviceInfo:
     # Metal capabilities (None: not reported by this backend or this tree's log format).
     gpu_family: int | None = None  # N of MTLGPUFamilyAppleN
     gpu_families: tuple[str, ...] = ()  # every family line, e.g. ("MTLGPUFamilyApple9", "MTLGPUFamilyMetal3")
-    simdgroup_reduction: bool | None = None
-    simdgroup_mm: bool | None = None
-    unified_memory: bool | None = None
-    bfloat: bool | None = None
-    tensor: bool | None = None
+    simdgroup_reduction: bool | None = None  # "simdgroup reduction   = true"
+    simdgroup_mm: bool | None = None  # "simdgroup matrix mul. = true"
+    unified_memory: bool | None = None  # "has unified memory    = true"
+    bfloat: bool | None = None  # "has bfloat            = true"
+    tensor: bool | None = None  # "has tensor            = true" (the M5's tensor API)
     max_working_set_mb: float | None = None
     device_class: DeviceClass = "none"
     class_reason: str = ""
@@ -63,10 +63,10 @@ class RuntimeRun:
     """One run of the build's own program (device listing or the one-token run)."""
 
     args: tuple[str, ...]
-    returncode: int | None
+    returncode: int | None  # negative: killed by that signal
     seconds: float
     timed_out: bool
-    tail: tuple[str, ...]
+    tail: tuple[str, ...]  # its last lines of output, verbatim
 
 
 @dataclass(frozen=True)
