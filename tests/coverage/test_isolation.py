@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from tests.coverage.conftest import ROOT, no_children_left
+from tests.signalled import start
 from toolchain.coverage import CoverageRequest, plan, run_matrix, write_reports
 from toolchain.coverage.isolate import live_count, run_isolated
 from toolchain.coverage.records import ModelInput
@@ -146,7 +147,7 @@ def test_ctrl_c_writes_a_partial_report_and_leaves_no_child(
     }
     env.pop("GITHUB_ACTIONS", None)
     models = [f"--model={m.architecture}:f16:{m.path}" for m in fake_models]
-    proc = subprocess.Popen(
+    proc = start(
         [
             sys.executable,
             "-m",
@@ -166,8 +167,6 @@ def test_ctrl_c_writes_a_partial_report_and_leaves_no_child(
         cwd=project,
         env=env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
     )
     # a safety net only (a broken run must not hang the suite); the test never depends on it
     watchdog = threading.Timer(300, proc.kill)
