@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+from tests.signalled import start
 from toolchain.proc import stop_group
 
 # ninja's shape: it puts each compile in a process group of its own and, on SIGTERM, ends them
@@ -55,7 +56,7 @@ def test_stop_group_returns_only_when_what_ninja_started_has_ended(tmp_path: Pat
     hold.mkdir()
     os.mkfifo(hold / "fifo")
     wrapper = subprocess.Popen(
-        [sys.executable, "-c", WRAPPER, NINJA, COMPILE, str(hold)], start_new_session=True
+        [sys.executable, "-c", WRAPPER, NINJA, COMPILE, str(hold)], start_start_new_session=True
     )
     deadline = time.monotonic() + 120
     while not list(hold.glob("compile-*")) and time.monotonic() < deadline:
@@ -143,19 +144,15 @@ def test_ctrl_c_during_a_formerly_bare_call_ends_what_its_child_started(tmp_path
     """Ctrl-C while ``help_text`` waits: the whole group of the tool ends before the exit."""
     tool, _, ready = _fake_tool(tmp_path, ready=True)
     script = f"from pathlib import Path; from toolchain.coverage.tools import help_text; help_text(Path({str(tool)!r}), 600)"
-    caller = subprocess.Popen(
-        [sys.executable, "-c", script],
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    caller = start([sys.executable, "-c", script], env=env, stdout=None, start_new_session=True)
     grandchild = 0
     try:
         with open(ready) as f:  # blocks until the grandchild runs
             grandchild = int(f.read())
         caller.send_signal(signal.SIGINT)
         _, err = caller.communicate(timeout=120)
-        assert caller.returncode != 0 and b"KeyboardInterrupt" in err
+        assert caller.returncode != 0 and "KeyboardInterrupt" in err
         assert not _running(grandchild), "Ctrl-C left the tool's grandchild running"
     finally:
         if caller.poll() is None:

@@ -26,6 +26,8 @@ from typing import Any
 
 import yaml
 
+from toolchain.proc import run_group
+
 
 class Unsupported(Exception):
     """A workflow construct the rehearsal does not model."""
@@ -152,21 +154,20 @@ class _Parser:
             raise Unsupported(f"trailing tokens in {self.text!r}")
         return value
 
-    def or_(self) -> Any:
-        value = self.and_()
-        while self.peek() == ("op", "||"):
+    def _chain(self, op: str, operand: Callable[[], Any], right_if: Callable[[Any], bool]) -> Any:
+        """``operand (op operand)*`` left to right: the right side where ``right_if(left)``, else the left."""
+        value = operand()
+        while self.peek() == ("op", op):
             self.take()
-            right = self.and_()
-            value = value if truthy(value) else right
+            right = operand()
+            value = right if right_if(value) else value
         return value
 
+    def or_(self) -> Any:
+        return self._chain("||", self.and_, lambda left: not truthy(left))
+
     def and_(self) -> Any:
-        value = self.cmp()
-        while self.peek() == ("op", "&&"):
-            self.take()
-            right = self.cmp()
-            value = right if truthy(value) else value
-        return value
+        return self._chain("&&", self.cmp, truthy)
 
     def cmp(self) -> Any:
         left = self.unary()
@@ -314,6 +315,18 @@ def _read_outputs(path: Path) -> dict[str, str]:
     return out
 
 
+def _run_script(script: Path, cwd: Path, env: dict[str, str], timeout: float) -> tuple[int, str]:
+    """bash on the step's script as a runner starts it; its exit code and log (stdout and stderr
+    merged, universal newlines). Through run_group: a timeout (TimeoutExpired) ends the whole group."""
+    args = ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)]
+    out: list[bytes] = []
+    done = run_group(args, lambda data, _is_stdout: out.append(data), timeout=timeout, env=env, cwd=cwd)
+    log = b"".join(out).decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", "\n")
+    if done.timed_out:
+        raise subprocess.TimeoutExpired(args, timeout, output=log)
+    return done.returncode, log
+
+
 def run_job(
     workflow_path: Path,
     job: str,
@@ -386,26 +399,16 @@ def run_job(
         if extra_path:
             step_env["PATH"] = os.pathsep.join([*extra_path, step_env.get("PATH", "")])
         cwd = workspace / substitute(str(step.get("working-directory", ".")), ctx)
-        done = subprocess.run(
-            ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
-            cwd=cwd,
-            env=step_env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            timeout=timeout,
-        )
+        returncode, log = _run_script(script, cwd, step_env, timeout)
         outputs = _read_outputs(files["GITHUB_OUTPUT"])
         for k, v in _read_outputs(files["GITHUB_ENV"]).items():
             base_env[k] = v
         extra_path = [*files["GITHUB_PATH"].read_text().split(), *extra_path]
-        outcome = "success" if done.returncode == 0 else "failure"
+        outcome = "success" if returncode == 0 else "failure"
         if step.get("id"):
             ctx.steps[str(step["id"])] = {"outputs": outputs, "outcome": outcome, "conclusion": outcome}
-        results.append(StepResult(name, "run", done.returncode, outputs, done.stdout))
-        if done.returncode != 0 and not step.get("continue-on-error"):
+        results.append(StepResult(name, "run", returncode, outputs, log))
+        if returncode != 0 and not step.get("continue-on-error"):
             ctx.failed = True
     outputs = {k: substitute(str(v), ctx) for k, v in (spec.get("outputs") or {}).items()}
     summary = files["GITHUB_STEP_SUMMARY"].read_text(encoding="utf-8", errors="replace")

@@ -50,6 +50,14 @@ def fake_models(tmp_path: Path) -> tuple[ModelInput, ...]:
     return tuple(out)
 
 
+@pytest.fixture
+def pids(tmp_path: Path) -> Path:
+    """The folder the test doubles record a file per process in (their ``FAKE_PIDS``)."""
+    path = tmp_path / "pids"
+    path.mkdir()
+    return path
+
+
 def no_children_left(pid_dir: Path) -> list[int]:
     """Pids recorded by the test doubles that are still alive (zombies of ours excluded)."""
     alive = []

@@ -30,10 +30,8 @@ def _verdicts(cells: tuple[Cell, ...]) -> dict[str, tuple[str, str, tuple[str, .
 
 
 def test_unchanged_cells_are_reused_and_said_to_be(
-    tmp_path: Path, fake_build: Path, fake_models: tuple[ModelInput, ...]
+    tmp_path: Path, fake_build: Path, fake_models: tuple[ModelInput, ...], pids: Path
 ) -> None:
-    pids = tmp_path / "pids"
-    pids.mkdir()
     env = {"FAKE_CRASH": "BLAS", "FAKE_PIDS": str(pids)}
     first = _run(tmp_path / "a", fake_build, fake_models[:2], env)
     assert not any(c.reused for c in first) and {c.status for c in first} == {"pass", "crash"}

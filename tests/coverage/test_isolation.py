@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from tests.coverage.conftest import ROOT, no_children_left
+from tests.signalled import start
 from toolchain.coverage import CoverageRequest, plan, run_matrix, write_reports
 from toolchain.coverage.isolate import live_count, run_isolated
 from toolchain.coverage.records import ModelInput
@@ -47,10 +48,8 @@ def _request(
 
 
 def test_crash_and_hang_are_verdicts_and_the_run_goes_on(
-    tmp_path: Path, fake_build: Path, fake_models: tuple[ModelInput, ...]
+    tmp_path: Path, fake_build: Path, fake_models: tuple[ModelInput, ...], pids: Path
 ) -> None:
-    pids = tmp_path / "pids"
-    pids.mkdir()
     # BLAS: test-backend-ops test aborts for the first model; a second (per-model) double hangs
     env = {"FAKE_CRASH": "BLAS", "FAKE_PIDS": str(pids)}
     req = _request(tmp_path, fake_build, fake_models[:2], env, timeout=3.0)
@@ -128,14 +127,12 @@ def test_tool_missing_columns_are_marked_with_the_reason(
 
 
 def test_ctrl_c_writes_a_partial_report_and_leaves_no_child(
-    tmp_path: Path, fake_build: Path, fake_models: tuple[ModelInput, ...]
+    tmp_path: Path, fake_build: Path, fake_models: tuple[ModelInput, ...], pids: Path
 ) -> None:
     """Ctrl-C while cells are open: the cells of the last model are held by their tools (blocked on a
     FIFO nobody writes), so the signal always lands with some cells finished and some not."""
     project = tmp_path / "project"
     project.mkdir()
-    pids = tmp_path / "pids"
-    pids.mkdir()
     hold = tmp_path / "hold"
     hold.mkdir()
     os.mkfifo(hold / "fifo")
@@ -150,7 +147,7 @@ def test_ctrl_c_writes_a_partial_report_and_leaves_no_child(
     }
     env.pop("GITHUB_ACTIONS", None)
     models = [f"--model={m.architecture}:f16:{m.path}" for m in fake_models]
-    proc = subprocess.Popen(
+    proc = start(
         [
             sys.executable,
             "-m",
@@ -170,8 +167,6 @@ def test_ctrl_c_writes_a_partial_report_and_leaves_no_child(
         cwd=project,
         env=env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
     )
     # a safety net only (a broken run must not hang the suite); the test never depends on it
     watchdog = threading.Timer(300, proc.kill)

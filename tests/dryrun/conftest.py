@@ -34,10 +34,18 @@ def program_0336(tree_0336: Path, dryrun_cache: Path) -> DryRunProgram:
     )
 
 
-def moe_run(tree: Path, cache: Path, work: Path, k: int, profiles: list[str] | None = None) -> DryRun:
-    """The dry run of the tiny Qwen3-MoE with ``k`` experts per token (fixtures/dryrun/moe), both batches."""
+def moe_run(
+    tree: Path,
+    cache: Path,
+    work: Path,
+    k: int,
+    profiles: list[str] | None = None,
+    batches: tuple[str, ...] = ("generation", "prompt"),
+) -> DryRun:
+    """The dry run of the tiny Qwen3-MoE with ``k`` experts per token (fixtures/dryrun/moe), both
+    batches unless told which."""
     from toolchain.dryrun.run import dry_run
 
     moe = FIXTURES / "moe"
-    batches = [(b, moe / f"qwen3moe-k{k}-f16-{b}.ops") for b in ("generation", "prompt")]
-    return dry_run(tree, cache, work, batches=list(batches), profiles=profiles)
+    files = [(b, moe / f"qwen3moe-k{k}-f16-{b}.ops") for b in batches]
+    return dry_run(tree, cache, work, batches=files, profiles=profiles)

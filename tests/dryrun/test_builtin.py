@@ -34,17 +34,10 @@ def test_validation_encodes_mul_mat_id_with_zero_unexplained(
 def test_a_missing_kernel_is_confirmed_in_the_tree_with_where_its_name_is_built(
     program_0336: DryRunProgram, tree_0336: Path, dryrun_cache: Path, tmp_path: Path
 ) -> None:
-    from tests.dryrun.conftest import FIXTURES
-    from toolchain.dryrun.run import dry_run
+    from tests.dryrun.conftest import moe_run
     from toolchain.dryrun.validate import explain
 
-    run = dry_run(
-        tree_0336,
-        dryrun_cache,
-        tmp_path,
-        batches=[("prompt", FIXTURES / "moe" / "qwen3moe-k3-f16-prompt.ops")],
-        profiles=["apple9"],
-    )
+    run = moe_run(tree_0336, dryrun_cache, tmp_path, 3, profiles=["apple9"], batches=("prompt",))
     (e1, e2) = explain(tree_0336, run)
     for e in (e1, e2):
         assert e.kind == "confirmed-in-tree"

@@ -77,15 +77,9 @@ def test_the_pins_own_library_holds_every_kernel(
 def test_an_older_library_lacks_the_newer_map0_instantiations(
     program_0336: DryRunProgram, tree_0336: Path, dryrun_cache: Path, tmp_path: Path
 ) -> None:
-    from tests.dryrun.conftest import FIXTURES
+    from tests.dryrun.conftest import moe_run
 
-    run = dry_run(
-        tree_0336,
-        dryrun_cache,
-        tmp_path / "w",
-        batches=[("prompt", FIXTURES / "moe" / "qwen3moe-k8-f16-prompt.ops")],
-        profiles=["apple9"],
-    )
+    run = moe_run(tree_0336, dryrun_cache, tmp_path / "w", 8, profiles=["apple9"], batches=("prompt",))
     # a library older than its host code: the map0 list before ne20_8 existed
     every = tuple(sorted(p.name for p in (tree_0336 / KERNELS).glob("*.metal")))
     text = "\n".join(

@@ -10,13 +10,13 @@ import shutil
 import signal
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT, RealBuild
+from tests.signalled import start, toolchain
 
 pytestmark = pytest.mark.slow
 
@@ -122,18 +122,10 @@ def test_killed_build_resumes_and_never_leaves_a_stale_manifest(
         "PYTHONPATH": str(ROOT),
         "HOLD_BUILD": str(hold),
     }
-    args = [sys.executable, "-m", "toolchain", "build", "--profile", "blas", "--no-verify", "--", *options]
     build_root = built_blas.project / ".toolchain" / "build"
     before = {p.name for p in build_root.iterdir()}
-    proc = subprocess.Popen(
-        args,
-        cwd=built_blas.project,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    build = ("build", "--profile", "blas", "--no-verify", "--", *options)
+    proc = start(toolchain(*build), cwd=built_blas.project, env=env, start_new_session=True)
     held: list[Path] = []
     try:
         # configure first, then ninja starts compiles: wait (bounded) until one is held open

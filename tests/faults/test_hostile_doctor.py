@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.doctor import ggufbytes as g
+from tests.signalled import sigint_ignored, start, toolchain
 from toolchain.config import Settings
 
 PEAK_LIMIT_MB = 200
@@ -300,7 +301,10 @@ def test_log_text_is_verbatim_in_every_output(cli: Cli, settings: Settings, tmp_
 
 
 # --- Ctrl-C: the partial report replaces the previous one, marked incomplete ------------------------
-def test_ctrl_c_writes_a_partial_report(settings: Settings) -> None:
+@pytest.mark.parametrize(
+    "parent_ignores_sigint", [False, True], ids=["sigint-default", "parent-ignores-sigint"]
+)
+def test_ctrl_c_writes_a_partial_report(settings: Settings, parent_ignores_sigint: bool) -> None:
     import signal
     import threading
 
@@ -309,15 +313,11 @@ def test_ctrl_c_writes_a_partial_report(settings: Settings) -> None:
     (reports / "doctor.json").write_text('{"kind": "doctor", "previous": true}\n')
     env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
     env.pop("GITHUB_ACTIONS", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "toolchain", "doctor", "--no-system", "-"],
-        cwd=settings.project_root,
-        env=env,
-        stdin=subprocess.PIPE,  # held open by the test: doctor waits for more log
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-    )
+    # stdin held open by the test: doctor waits for more log
+    with sigint_ignored(parent_ignores_sigint):
+        proc = start(
+            toolchain("doctor", "--no-system", "-"), cwd=settings.project_root, env=env, stdin=subprocess.PIPE
+        )
     assert proc.stdin is not None and proc.stderr is not None
     reading = threading.Event()
     lines: list[str] = []
@@ -392,25 +392,8 @@ def test_ctrl_c_during_doctor_run_stops_the_command_and_writes_a_partial_report(
     child = f"print('load_tensors: offloaded 1/2 layers to GPU', flush=True); open({str(fifo)!r}).read()"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
     env.pop("GITHUB_ACTIONS", None)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "toolchain",
-            "doctor",
-            "--no-system",
-            "run",
-            "--",
-            sys.executable,
-            "-c",
-            child,
-        ],
-        cwd=settings.project_root,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    doctor_run = ("doctor", "--no-system", "run", "--", sys.executable, "-c", child)
+    proc = start(toolchain(*doctor_run), cwd=settings.project_root, env=env)
     opened: list[int] = []
     # opening the FIFO for writing returns once the command has opened it for reading
     rendezvous = threading.Thread(target=lambda: opened.append(os.open(fifo, os.O_WRONLY)), daemon=True)

@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT, Upstream
+from tests.signalled import start, toolchain
 from toolchain.config import Settings
 from toolchain.source.git_source import mirror_for
 from toolchain.source.lock import ResolvedSource
@@ -642,13 +643,9 @@ def test_ctrl_c_during_a_stalled_git_fetch_exits_at_once(
     }
     err_path = tmp_path / "stderr"
     with err_path.open("w") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "toolchain", "update", "--git", upstream.url, "--ref", "v0.3.36"],
-            cwd=settings.project_root,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            stdin=subprocess.DEVNULL,
+        update = ("update", "--git", upstream.url, "--ref", "v0.3.36")
+        proc = start(
+            toolchain(*update), cwd=settings.project_root, env=env, stdin=subprocess.DEVNULL, stderr=err
         )
     try:
         deadline = time.monotonic() + 180

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, Upstream
+from tests.signalled import start, toolchain
 from toolchain.config import Settings
 
 
@@ -31,15 +32,8 @@ def test_fetch_killed_midway_then_rerun(
         "PYTHONPATH": str(ROOT),
         "GIT_CONFIG_GLOBAL": str(gitconfig),
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "toolchain", "update", "--git", upstream.url, "--ref", "v0.3.36"],
-        cwd=settings.project_root,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    update = ("update", "--git", upstream.url, "--ref", "v0.3.36")
+    proc = start(toolchain(*update), cwd=settings.project_root, env=env, start_new_session=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         hooks = subprocess.run(["pgrep", "-f", str(hook)], capture_output=True, text=True).stdout.split()
@@ -52,11 +46,11 @@ def test_fetch_killed_midway_then_rerun(
     for pid in subprocess.run(["pgrep", "-f", str(hook)], capture_output=True, text=True).stdout.split():
         os.kill(int(pid), signal.SIGKILL)  # the stalled server side (it is ours, started by git)
     assert not settings.lock_path.exists(), "a killed update must not leave a lock file"
-    start = time.monotonic()
+    rerun_at = time.monotonic()
     done = cli("update", "--git", upstream.url, "--ref", "v0.3.36")
     assert done.returncode == 0, done.stderr
     assert upstream.commits["0.3.36"] in settings.lock_path.read_text()
-    assert time.monotonic() - start < 120
+    assert time.monotonic() - rerun_at < 120
     assert cli("fetch").returncode == 0
 
 

@@ -42,6 +42,19 @@ def _mul_mat(tree: Path, a: str, b: str, n: int, k: int = 256, m: int = 64) -> s
     )
 
 
+def _concat(tree: Path, b: str, name: str) -> str:
+    """CONCAT along dim 1 of an f32 tensor and a ``b`` one."""
+    return ops_line(
+        tree,
+        "CONCAT",
+        "f32",
+        [64, 16, 1, 1],
+        [("f32", [64, 8, 1, 1]), (b, [64, 8, 1, 1])],
+        params=[1],
+        name=name,
+    )
+
+
 def _cases(tree: Path) -> list[str]:
     return [
         _fa(tree, 128),  # 0 head size 128
@@ -61,24 +74,8 @@ def _cases(tree: Path) -> list[str]:
         ops_line(
             tree, "RMS_NORM", "f32", [64, 8, 1, 1], [("f32", [64, 8, 1, 1])], params=[925353388], name="norm"
         ),  # 6
-        ops_line(
-            tree,
-            "CONCAT",
-            "f32",
-            [64, 16, 1, 1],
-            [("f32", [64, 8, 1, 1]), ("f16", [64, 8, 1, 1])],
-            params=[1],
-            name="cat-mixed",
-        ),  # 7
-        ops_line(
-            tree,
-            "CONCAT",
-            "f32",
-            [64, 16, 1, 1],
-            [("f32", [64, 8, 1, 1]), ("f32", [64, 8, 1, 1])],
-            params=[1],
-            name="cat",
-        ),  # 8
+        _concat(tree, "f16", "cat-mixed"),  # 7
+        _concat(tree, "f32", "cat"),  # 8
     ]
 
 

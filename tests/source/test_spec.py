@@ -1,12 +1,12 @@
+from collections.abc import Callable
+
 import pytest
 
 from toolchain.errors import UnsafeInputError, UsageError
 from toolchain.source.spec import SourceSpec, parse_requirement, pinned_version, validate_ref, validate_url
 
-
-@pytest.mark.parametrize(
-    "ref",
-    [
+GOOD = {
+    validate_ref: [
         "HEAD",
         "master",
         "release/0.3",
@@ -16,9 +16,23 @@ from toolchain.source.spec import SourceSpec, parse_requirement, pinned_version,
         "0c1e57098" + "a" * 31,
         "feature-x_y.z",
     ],
+    validate_url: [
+        "https://github.com/ggml-org/llama.cpp",
+        "http://127.0.0.1:8080/llama.cpp.git",
+        "ssh://git@github.com/ggml-org/llama.cpp.git",
+        "git@github.com:ggml-org/llama.cpp.git",
+        "git://example.org/llama.cpp",
+        "file:///srv/git/llama.cpp.git",
+        "/srv/git/llama.cpp.git",
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("validate", "value"), [(validate, value) for validate, values in GOOD.items() for value in values]
 )
-def test_good_refs(ref: str) -> None:
-    assert validate_ref(ref) == ref
+def test_good_refs_and_urls_are_returned_unchanged(validate: Callable[[str], str], value: str) -> None:
+    assert validate(value) == value
 
 
 @pytest.mark.parametrize(
@@ -50,22 +64,6 @@ def test_unsafe_or_invalid_refs_are_refused(ref: str) -> None:
         validate_ref(ref)
     assert info.value.exit_code == 4
     assert info.value.hint
-
-
-@pytest.mark.parametrize(
-    "url",
-    [
-        "https://github.com/ggml-org/llama.cpp",
-        "http://127.0.0.1:8080/llama.cpp.git",
-        "ssh://git@github.com/ggml-org/llama.cpp.git",
-        "git@github.com:ggml-org/llama.cpp.git",
-        "git://example.org/llama.cpp",
-        "file:///srv/git/llama.cpp.git",
-        "/srv/git/llama.cpp.git",
-    ],
-)
-def test_good_urls(url: str) -> None:
-    assert validate_url(url) == url
 
 
 @pytest.mark.parametrize(
