@@ -56,7 +56,7 @@ def test_stop_group_returns_only_when_what_ninja_started_has_ended(tmp_path: Pat
     hold.mkdir()
     os.mkfifo(hold / "fifo")
     wrapper = subprocess.Popen(
-        [sys.executable, "-c", WRAPPER, NINJA, COMPILE, str(hold)], start_start_new_session=True
+        [sys.executable, "-c", WRAPPER, NINJA, COMPILE, str(hold)], start_new_session=True
     )
     deadline = time.monotonic() + 120
     while not list(hold.glob("compile-*")) and time.monotonic() < deadline:
