@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
+from toolchain.native_build import DRYRUN, PROBE
+
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((ROOT / "ci" / "github").glob("*.yml"))
 KNOWN_FALSE_POSITIVES = (re.compile(r'undefined variable "vars"'),)
@@ -116,7 +118,7 @@ def test_the_main_jobs_restore_every_cache_the_toolchain_reuses(name: str) -> No
         m[1]
         for source in (ROOT / "toolchain").rglob("*.py")
         for m in re.finditer(r'cache_dir\s*/\s*"([\w-]+)"', source.read_text())
-    }
+    } | {program.stage for program in (PROBE, DRYRUN)}  # the native programs' folders (native_build)
     assert {"gguf", "cells", "oracle", "dryrun"} <= named
     paths = _cache_paths(ROOT / "ci" / "github" / name)
     missing = {d for d in named - set(NOT_RESTORED) if f"~/.cache/llama-toolchain/{d}" not in paths}
