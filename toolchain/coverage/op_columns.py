@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .backend_ops import SupportParse, TestLine, merge_test, op_result, parse_support_csv, parse_test_output
-from .backends import CoverageBackend
+from .backends import HARNESS_ENV, CoverageBackend
 from .isolate import Outcome
 from .outcomes import EVIDENCE_LINES, evidence_of, read_log, status_of
 from .records import CheckResult, OpResult
@@ -121,7 +121,7 @@ def test_check(
     assert runner.tools.backend_ops is not None
     test_ops, rewritten = runner.test_file(spec.model, ops_file)
     args = [str(runner.tools.backend_ops), "test", "--test-file", str(test_ops), "-b", spec.backend]
-    out = runner.run_tool(args, runner.log_dir / spec.id / "test.log")
+    out = runner.run_tool(args, runner.log_dir / spec.id / "test.log", {**runner.env, **HARNESS_ENV})
     lines = list(out.stdout) or read_log(Path(out.log))
     # a rewritten case prints its index source without the strides: map it back to the export's
     as_run = [
