@@ -380,3 +380,36 @@ def test_upstream_defect_is_labelled_in_the_coverage_matrix(
     assert all(c.whose != "upstream" for c in run.cells if c.architecture == "llama")
     md = markdown(run)
     assert "error (upstream)" in md and "modern-bert.attention.layer_norm_epsilon" in md
+
+
+def test_op_export_builds_its_graphs_for_one_context_not_the_files(
+    coverage_build: Path, tree_0336: Path, tmp_path: Path
+) -> None:
+    """The exporter takes the training context the GGUF states unless told otherwise, and some
+    converters write 2**20 there (RWKV, Mamba, granitehybrid without RoPE): granitehybrid's
+    FLASH_ATTN_EXT then had a 1M-row KV and its CPU test column hung in every main job. The op
+    export runs with backends.EXPORT_ARGS, so every attention case has the KV of that context,
+    whatever the file says."""
+    from toolchain.coverage.backends import EXPORT_ARGS, EXPORT_CTX
+    from toolchain.coverage.cell import CellOptions, CellRunner
+    from toolchain.coverage.opsfile import ggml_ids
+    from toolchain.coverage.records import ModelInput
+    from toolchain.coverage.tools import detect
+    from toolchain.verify.probe_model import write_probe_model
+
+    assert EXPORT_ARGS == ("-c", str(EXPORT_CTX)) and EXPORT_CTX < 2**20
+    gguf = write_probe_model(tmp_path / "long-context.gguf", n_ctx=2**20)
+    runner = CellRunner(detect(coverage_build / "bin"), tmp_path / "cache", tmp_path / "logs", CellOptions())
+    ops, _, problem = runner.export_ops(ModelInput("llama", "f32", gguf, "fixture"))
+    assert ops is not None, problem
+    op_ids, _ = ggml_ids(tree_0336)
+    kv_lengths = set()
+    for line in ops.read_text().splitlines():
+        tokens = line.split()
+        if int(tokens[0]) != op_ids["GGML_OP_FLASH_ATTN_EXT"]:
+            continue
+        pos = 7 + int(tokens[6])  # op, type, ne0..ne3, n_params, params
+        pos += 1 + 9  # n_src, then q: type, ne[4], nb[4]
+        kv_lengths.add(int(tokens[pos + 2]))  # k's ne[1]
+    # the prompt graph and the generation graph each have one attention case
+    assert kv_lengths == {EXPORT_CTX}, kv_lengths

@@ -62,10 +62,12 @@ def find_loader(bin_dirs: list[Path]) -> Loader | None:
             for name in names:
                 tool = bin_dir / name
                 if _executable(tool):
-                    from ..coverage.backends import PLAIN_CPU_ENV
+                    from ..coverage.backends import EXPORT_ARGS, PLAIN_CPU_ENV
 
-                    # how it is run is part of the key: a change of the environment reloads
-                    h = hashlib.sha256(f"{name}:{sha256_file(tool)}:{sorted(PLAIN_CPU_ENV.items())}".encode())
+                    # how it is run is part of the key: a change of the environment or the
+                    # exporter's arguments reloads
+                    how = f"{sorted(PLAIN_CPU_ENV.items())}:{list(EXPORT_ARGS)}"
+                    h = hashlib.sha256(f"{name}:{sha256_file(tool)}:{how}".encode())
                     libs = {p.resolve() for p in [*bin_dir.glob("lib*.so*"), *bin_dir.glob("lib*.dylib")]}
                     for lib in sorted(x for x in libs if x.is_file()):
                         h.update(f"{lib.name}:{sha256_file(lib)}".encode())
@@ -115,7 +117,7 @@ def load_gguf(loader: Loader, gguf: Path, log_path: Path, timeout: float = LOAD_
     """Run the loader on ``gguf``; ok only on a normal exit (a refusal, crash or hang is not)."""
     import os
 
-    from ..coverage.backends import PLAIN_CPU_ENV
+    from ..coverage.backends import EXPORT_ARGS, PLAIN_CPU_ENV
     from ..coverage.isolate import run_isolated  # here: coverage.cell imports this module
 
     # whether the tree accepts the file, not whether this host's CPU extra buffers can run it
@@ -128,7 +130,8 @@ def load_gguf(loader: Loader, gguf: Path, log_path: Path, timeout: float = LOAD_
     }
     with tempfile.TemporaryDirectory(prefix="toolchain-load-") as tmp:
         if loader.kind == "exporter":
-            args = [str(loader.tool), "-m", str(gguf), "-o", str(Path(tmp) / "ops.txt"), "-t", "1"]
+            ops = str(Path(tmp) / "ops.txt")
+            args = [str(loader.tool), "-m", str(gguf), "-o", ops, *EXPORT_ARGS, "-t", "1"]
         else:
             args = [str(loader.tool), "-m", str(gguf), "-p", "Hello", "-n", "1", "-c", "256", "-t", "1"]
             args += (

@@ -83,6 +83,17 @@ PLAIN_CPU_ENV = {"LLAMA_ARG_REPACK": "false"}
 # would have (the same file then ran with no NaN in 12 runs of 12). Other C libraries ignore it.
 HARNESS_ENV = {"MALLOC_PERTURB_": "255"}
 
+# The context the graph-op exporter builds its graphs for (common/arg.cpp `-c`). Without it the
+# exporter takes the context the GGUF says the model was trained with (common.h: `n_ctx = 0`), and
+# that is whatever the converter wrote: 4096 for most of our tiny models, but 2**20 for the RWKV,
+# Mamba and Mamba2 classes and for granitehybrid without RoPE (convert_hf_to_gguf.py: "arbitrary
+# value; for those who use the default"). granitehybrid's FLASH_ATTN_EXT case then has a 1M-row KV
+# that test-backend-ops did not finish in 120 s on a CPU: a hang of our making, not the tree's.
+# One context for every model: the op shapes of a 4096-token run (a typical chat context; the
+# prompt graph is one 512-token ubatch either way), the same kernels a longer KV would run.
+EXPORT_CTX = 4096
+EXPORT_ARGS = ("-c", str(EXPORT_CTX))
+
 
 def backend(name: str) -> CoverageBackend:
     """The backend whose test-backend-ops name is ``name`` (CPU, BLAS, MTL0 …)."""

@@ -21,7 +21,7 @@ from typing import Any
 from ..convert.load import loader_message
 from ..tree import ENCODER_UBATCH_ABORT
 from .archs_column import archs_check
-from .backends import PLAIN_CPU_ENV, CoverageBackend, backend, reference_args
+from .backends import EXPORT_ARGS, PLAIN_CPU_ENV, CoverageBackend, backend, reference_args
 from .cellcache import CellCache, file_key, locked
 from .e2e import PROMPT
 from .e2e_column import decode, e2e_check
@@ -113,9 +113,10 @@ class CellRunner:
         if exporter is None:
             return None, None, self.tools.column("support").reason or "no graph-op exporter"
         d = self.model_dir(model)
-        # the export runs the plain CPU kernels like the reference (backends.PLAIN_CPU_ENV); the
-        # name of the cached result says how it was run
-        how = hashlib.sha256(json.dumps(sorted(PLAIN_CPU_ENV.items())).encode()).hexdigest()[:8]
+        # the export runs the plain CPU kernels like the reference (backends.PLAIN_CPU_ENV), for one
+        # fixed context (backends.EXPORT_ARGS); the name of the cached result says how it was run
+        how_run = [sorted(PLAIN_CPU_ENV.items()), list(EXPORT_ARGS)]
+        how = hashlib.sha256(json.dumps(how_run).encode()).hexdigest()[:8]
         ops, meta = d / "ops.txt", d / f"export-{how}.json"
         with locked(d / ".export.lock"):
             if meta.is_file():
@@ -126,7 +127,7 @@ class CellRunner:
             tmp = d / "ops.txt.tmp"
             tmp.unlink(missing_ok=True)
             out = self.run_tool(
-                [str(exporter), "-m", str(model.path), "-o", str(tmp), *self.threads()],
+                [str(exporter), "-m", str(model.path), "-o", str(tmp), *EXPORT_ARGS, *self.threads()],
                 d / "export.log",
                 {**self.env, **PLAIN_CPU_ENV},
             )

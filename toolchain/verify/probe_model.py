@@ -32,8 +32,9 @@ def _vocab() -> tuple[list[str], list[float], list[int]]:
     return tokens, scores, types
 
 
-def write_probe_model(dest: Path) -> Path:
-    """Write the probe model to ``dest`` (atomically; reused when already there)."""
+def write_probe_model(dest: Path, n_ctx: int = N_CTX) -> Path:
+    """Write the probe model to ``dest`` (atomically; reused when already there). ``n_ctx``: the
+    training context its metadata claims (tests give it the 2**20 some converters write)."""
     import numpy as np
     from gguf import GGUFWriter
 
@@ -44,7 +45,7 @@ def write_probe_model(dest: Path) -> Path:
     rng = np.random.default_rng(SEED)
     writer = GGUFWriter(str(tmp), "llama")
     writer.add_name("llama-toolchain verify probe")
-    writer.add_context_length(N_CTX)
+    writer.add_context_length(n_ctx)
     writer.add_embedding_length(N_EMBD)
     writer.add_block_count(N_LAYER)
     writer.add_feed_forward_length(N_FF)
