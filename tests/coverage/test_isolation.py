@@ -308,3 +308,21 @@ def test_a_hang_names_the_timeout_it_ran_under(tmp_path: Path) -> None:
     )
     found = _run_failure({"runner": _outcome_json(exited)})
     assert found is not None and found[1].endswith("exit status 3"), found[1]
+
+
+def test_the_logs_command_line_reruns_what_ran(tmp_path: Path) -> None:
+    """A log's first line names the variables the harness set (MALLOC_PERTURB_ for the test
+    column, the plain-CPU switch) before the program, quoted so a shell reruns exactly that."""
+    import shlex
+
+    env = {**os.environ, "MALLOC_PERTURB_": "255", "ODD": "a b;c"}
+    args = [sys.executable, "-c", "import os; print(os.environ['MALLOC_PERTURB_'])"]
+    out = run_isolated(args, log_path=tmp_path / "x.log", timeout=60, env=env)
+    assert out.kind == "ok" and out.stdout == ("255",)
+    first = (tmp_path / "x.log").read_text().splitlines()[0]
+    assert first.startswith("$ ")
+    assert shlex.split(first[2:]) == ["MALLOC_PERTURB_=255", "ODD=a b;c", *args]
+    # nothing is added when the environment is this process's own
+    plain = run_isolated(args[:2] + ["pass"], log_path=tmp_path / "y.log", timeout=60)
+    assert (tmp_path / "y.log").read_text().splitlines()[0] == f"$ {shlex.join(args[:2] + ['pass'])}"
+    assert plain.kind == "ok"

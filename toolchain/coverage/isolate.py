@@ -15,7 +15,9 @@ abort message such as ``GGML_ASSERT``) / ``hang`` (timeout) / ``flood`` / ``miss
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
 import threading
 import time
 from collections import deque
@@ -119,6 +121,13 @@ def live_count() -> int:
         return sum(1 for p in _LIVE if p.poll() is None)
 
 
+def command_line(args: Sequence[str], env: Mapping[str, str] | None) -> str:
+    """The command as a log's first line: the variables the harness set or changed (relative to
+    this process's environment) before the program, so the line reruns what ran."""
+    added = {k: v for k, v in (env or {}).items() if os.environ.get(k) != v}
+    return " ".join([*(shlex.quote(f"{k}={v}") for k, v in sorted(added.items())), *map(shlex.quote, args)])
+
+
 def run_isolated(
     args: Sequence[str],
     *,
@@ -139,7 +148,7 @@ def run_isolated(
     aborts: list[str] = []
     state = _Counters()
     with log_path.open("wb") as log:
-        log.write(f"$ {' '.join(args)}\n".encode())
+        log.write(f"$ {command_line(args, env)}\n".encode())
         if _CANCELLED.is_set():
             return Outcome(tuple(args), "cancelled", None, 0.0, ("cancelled (Ctrl-C)",), (), str(log_path), 0)
 
