@@ -96,3 +96,22 @@ def test_a_changed_converter_converts_again(
     assert not again.results[0].cached and again.converter_startup_seconds > 0
     restored = _convert(tree_0336, tmp_path / "c", cache, no_loader).results[0]
     assert restored.cached and restored.gguf is not None and sha256_file(restored.gguf) == digest
+
+
+def test_a_new_loader_checks_the_cached_files_again_once(
+    tree_0336: Path, first: tuple[Conversion, Path, Path], coverage_build: Path, tmp_path: Path
+) -> None:
+    """A new build (a new loader) makes every kept verdict stale but not the files: they are
+    checked again, not converted, and the new verdict goes back into the cache, so the next fresh
+    work dir with the same build reuses it (a warm CI job after a rebuild validates nothing)."""
+    conversion, cache, _ = first
+    assert conversion.results[0].status == "not-loaded"
+    bins = coverage_build / "bin"
+    rechecked = _convert(tree_0336, tmp_path / "b", cache, bins)
+    result = rechecked.results[0]
+    assert result.status == "pass" and result.loaded_by and result.cached
+    assert rechecked.converter_startup_seconds == 0.0  # checked again, not converted
+    assert result.gguf is not None and result.gguf.with_name(result.gguf.name + ".load.log").is_file()
+    reused = _convert(tree_0336, tmp_path / "c", cache, bins).results[0]
+    assert reused.status == "pass" and reused.cached and reused.gguf is not None
+    assert not reused.gguf.with_name(reused.gguf.name + ".load.log").exists(), "the loader ran again"

@@ -21,38 +21,58 @@ def validated(
     loader: the verdict is kept beside the GGUF with the file's sha256 and the loader's identity
     and reused while both are unchanged (a warm run re-hashes, ~1 GB/s, instead of re-parsing every
     vocabulary: ~2.5 s per GPT-2-vocab file, and instead of loading the model again)."""
-    record = path.with_name(path.name + ".check.json")
     digest = sha256_file(path) if path.is_file() else ""
     loader_key = loader.key if loader else ""
-    if cached and digest and record.is_file():
-        try:
-            kept = json.loads(record.read_text())
-        except ValueError:
-            kept = {}
-        if (
-            kept.get("sha256") == digest
-            and kept.get("source") == model.content_hash
-            and kept.get("loader") == loader_key
-            and isinstance(kept.get("result"), dict)
-        ):
-            fields = {k: v for k, v in kept["result"].items() if k not in ("gguf", "tail")}
-            fields["tail"] = tuple(kept["result"].get("tail", ()))
-            # the record may come from the GGUF cache, made for another spec of the same content
-            # (a shrunk config equal to a built-in spec): the verdict is the file's, the names ours
-            fields["architecture"], fields["hf_architecture"] = model.name, model.architecture
-            return replace(ConvertResult(**fields), gguf=path, seconds=seconds, cached=True)
+    if cached:
+        verdict = kept_verdict(model, path, seconds, loader, digest)
+        if verdict is not None:
+            return verdict
     result = _check(model, path, outtype, seconds, cached)
     if result.status == "pass":
         result = _load(result, path, loader)
     if digest and (result.status == "pass" or result.cause == "load"):
         data = {k: v for k, v in to_jsonable(result).items() if k != "gguf"}
         atomic_write_text(
-            record,
+            _record(path),
             json.dumps(
                 {"sha256": digest, "source": model.content_hash, "loader": loader_key, "result": data}
             ),
         )
     return result
+
+
+def _record(path: Path) -> Path:
+    return path.with_name(path.name + ".check.json")
+
+
+def kept_verdict(
+    model: TinyModel, path: Path, seconds: float, loader: Loader | None, digest: str | None = None
+) -> ConvertResult | None:
+    """The verdict kept beside ``path`` while the file, its source and the loader are the ones it
+    was made for; None when there is none to reuse (the file must be validated)."""
+    record = _record(path)
+    if digest is None:
+        digest = sha256_file(path) if path.is_file() else ""
+    if not digest or not record.is_file():
+        return None
+    try:
+        kept = json.loads(record.read_text())
+    except ValueError:
+        return None
+    if not (
+        isinstance(kept, dict)
+        and kept.get("sha256") == digest
+        and kept.get("source") == model.content_hash
+        and kept.get("loader") == (loader.key if loader else "")
+        and isinstance(kept.get("result"), dict)
+    ):
+        return None
+    fields = {k: v for k, v in kept["result"].items() if k not in ("gguf", "tail")}
+    fields["tail"] = tuple(kept["result"].get("tail", ()))
+    # the record may come from the GGUF cache, made for another spec of the same content
+    # (a shrunk config equal to a built-in spec): the verdict is the file's, the names ours
+    fields["architecture"], fields["hf_architecture"] = model.name, model.architecture
+    return replace(ConvertResult(**fields), gguf=path, seconds=seconds, cached=True)
 
 
 def _load(result: ConvertResult, path: Path, loader: Loader | None) -> ConvertResult:
