@@ -19,9 +19,10 @@ added since. The rules, applied in this order to every source of a join:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 Params = tuple[tuple[str, str], ...]
@@ -52,19 +53,25 @@ RENAMES: tuple[Rename, ...] = (
 )
 
 
+_DELIMS = re.compile(r"[\[\]\(\),]")
+
+
+@functools.lru_cache(maxsize=1 << 18)
 def split_case(text: str) -> Params:
-    """``a=1,ne=[1,2],b=x`` -> (("a","1"),("ne","[1,2]"),("b","x")); bracket-aware."""
+    """``a=1,ne=[1,2],b=x`` -> (("a","1"),("ne","[1,2]"),("b","x")); bracket-aware. Cached: a
+    validation splits the same ~20k case strings once per profile and side (~900k calls)."""
     out: list[tuple[str, str]] = []
     depth = 0
     start = 0
-    for i, ch in enumerate(text + ","):
+    for m in _DELIMS.finditer(text + ","):
+        ch = m.group()
         if ch in "[(":
             depth += 1
         elif ch in "])":
             depth -= 1
-        elif ch == "," and depth == 0:
-            part = text[start:i]
-            start = i + 1
+        elif depth == 0:
+            part = text[start : m.start()]
+            start = m.start() + 1
             if part:
                 key, _, value = part.partition("=")
                 out.append((key.strip(), value.strip()))
@@ -76,14 +83,30 @@ def join_case(params: Params) -> str:
 
 
 def apply_renames(op: str, params: Params, renames: Sequence[Rename] = RENAMES) -> Params:
+    rules = _rules(tuple(renames))
     out: list[tuple[str, str]] = []
     for key, value in params:
-        rule = next((r for r in renames if r.op == op and r.old == key), None)
+        rule = rules.get((op, key))
         if rule is None:
             out.append((key, value))
         else:
             out.extend((name, template.replace("{v}", value)) for name, template in rule.new)
     return tuple(out)
+
+
+@functools.lru_cache(maxsize=8)
+def _rules(renames: tuple[Rename, ...]) -> Mapping[tuple[str, str], Rename]:
+    """(op, old name) -> the first rule for it (the order of ``renames`` decides)."""
+    out: dict[tuple[str, str], Rename] = {}
+    for rule in renames:
+        out.setdefault((rule.op, rule.old), rule)
+    return MappingProxyType(out)
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def renamed(op: str, case: str) -> Params:
+    """``case`` split and renamed with ``RENAMES`` (cached, like :func:`split_case`)."""
+    return apply_renames(op, split_case(case))
 
 
 # C++ default-argument literal -> how test-backend-ops prints that value (var_to_str)
@@ -131,10 +154,20 @@ class Normaliser:
 
     defaults: Mapping[str, frozenset[str]]
     common: Mapping[str, frozenset[str]]  # op -> parameter names every source has for it
+    # the answers so far: each side's cases come once per profile
+    _seen: dict[tuple[str, str], tuple[str, str | None]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def canonical(self, op: str, case: str) -> tuple[str, str | None]:
         """(key, why-unmatchable): the normalised case, and a reason when it cannot be joined."""
-        params = apply_renames(op, split_case(case))
+        seen = self._seen.get((op, case))
+        if seen is None:
+            seen = self._seen[(op, case)] = self._canonical(op, case)
+        return seen
+
+    def _canonical(self, op: str, case: str) -> tuple[str, str | None]:
+        params = renamed(op, case)
         common = self.common.get(op, frozenset())
         kept: list[tuple[str, str]] = []
         blocker: str | None = None
@@ -153,7 +186,7 @@ def key_sets(rows: Iterable[tuple[str, str]]) -> dict[str, frozenset[str]]:
     """op -> every parameter name (after renames) that appears in its cases."""
     sets: dict[str, set[str]] = {}
     for op, case in rows:
-        sets.setdefault(op, set()).update(k for k, _ in apply_renames(op, split_case(case)))
+        sets.setdefault(op, set()).update(k for k, _ in renamed(op, case))
     return {op: frozenset(keys) for op, keys in sets.items()}
 
 
