@@ -18,7 +18,7 @@ from pathlib import Path
 from tests.coverage.conftest import ROOT, no_children_left
 from tests.signalled import start
 from toolchain.coverage import CoverageRequest, plan, run_matrix, write_reports
-from toolchain.coverage.isolate import live_count, run_isolated
+from toolchain.coverage.isolate import SILENT_ATTEMPTS, live_count, run_isolated, run_until_heard
 from toolchain.coverage.records import ModelInput
 from toolchain.records import VERIFY
 from toolchain.verify import write_verification
@@ -326,3 +326,31 @@ def test_the_logs_command_line_reruns_what_ran(tmp_path: Path) -> None:
     plain = run_isolated(args[:2] + ["pass"], log_path=tmp_path / "y.log", timeout=60)
     assert (tmp_path / "y.log").read_text().splitlines()[0] == f"$ {shlex.join(args[:2] + ['pass'])}"
     assert plain.kind == "ok"
+
+
+def test_a_failure_that_printed_nothing_is_run_again(tmp_path: Path) -> None:
+    """llama.cpp's logger can lose a fast failure's lines at exit (common/log.cpp, #22142): a run
+    that exits non-zero with no output is repeated until it says something, a bounded number of
+    times; a failure with output, a success and a crash are never repeated."""
+    counter = tmp_path / "runs"
+    script = (
+        "import pathlib, sys\n"
+        f"p = pathlib.Path({str(counter)!r})\n"
+        "n = int(p.read_text()) + 1 if p.exists() else 1\n"
+        "p.write_text(str(n))\n"
+        "if n >= int(sys.argv[1]):\n"
+        "    print('error loading model: key not found', file=sys.stderr)\n"
+        "sys.exit(int(sys.argv[2]))\n"
+    )
+
+    def run(speaks_at: int, code: int) -> tuple[str, int, int]:
+        counter.unlink(missing_ok=True)
+        args = [sys.executable, "-c", script, str(speaks_at), str(code)]
+        out, runs = run_until_heard(args, log_path=tmp_path / "x.log", timeout=60)
+        return out.kind, runs, int(counter.read_text())
+
+    assert run(3, 1) == ("exit", 3, 3)  # silent twice, then the message
+    assert "key not found" in (tmp_path / "x.log").read_text()  # the log is the run that spoke
+    assert run(99, 1) == ("exit", SILENT_ATTEMPTS, SILENT_ATTEMPTS)  # silent every time: bounded
+    assert run(1, 1) == ("exit", 1, 1)  # spoke at once
+    assert run(99, 0) == ("ok", 1, 1)  # a silent success is a success

@@ -118,7 +118,7 @@ def load_gguf(loader: Loader, gguf: Path, log_path: Path, timeout: float = LOAD_
     import os
 
     from ..coverage.backends import EXPORT_ARGS, PLAIN_CPU_ENV
-    from ..coverage.isolate import run_isolated  # here: coverage.cell imports this module
+    from ..coverage.isolate import run_until_heard  # here: coverage.cell imports this module
 
     # whether the tree accepts the file, not whether this host's CPU extra buffers can run it
     env = {
@@ -137,7 +137,7 @@ def load_gguf(loader: Loader, gguf: Path, log_path: Path, timeout: float = LOAD_
             args += (
                 ["--temp", "0", "-no-cnv", "--no-warmup"] if loader.tool.name == "llama-completion" else []
             )
-        out = run_isolated(args, log_path=log_path, timeout=timeout, env=env, cwd=Path(tmp))
+        out, runs = run_until_heard(args, log_path=log_path, timeout=timeout, env=env, cwd=Path(tmp))
     lines = _read(out.log) or list(out.tail)
     if out.kind == "ok":
         return LoadResult(True, loader.tool.name, "", (), out.seconds)
@@ -146,6 +146,8 @@ def load_gguf(loader: Loader, gguf: Path, log_path: Path, timeout: float = LOAD_
         message = out.describe(timeout) + (
             f": {out.abort_lines[0]}" if out.abort_lines and out.kind != "crash" else ""
         )
+        if out.output_bytes == 0 and runs > 1:
+            message += f", with no output in {runs} runs"
     elif out.kind in ("crash", "hang"):
         message = f"{message} ({out.describe(timeout)})"
     found = _MISSING_KEY.search(message) or next(

@@ -25,7 +25,7 @@ from .backends import EXPORT_ARGS, PLAIN_CPU_ENV, CoverageBackend, backend, refe
 from .cellcache import CellCache, file_key, locked
 from .e2e import PROMPT
 from .e2e_column import decode, e2e_check
-from .isolate import Outcome, run_isolated
+from .isolate import Outcome, run_isolated, run_until_heard
 from .op_columns import support_check, test_check
 from .opsfile import contiguous_index_views, ggml_ids, tree_of_build
 from .outcomes import evidence_of, outcome_from, outcome_json, read_log, status_of
@@ -126,10 +126,11 @@ class CellRunner:
             d.mkdir(parents=True, exist_ok=True)
             tmp = d / "ops.txt.tmp"
             tmp.unlink(missing_ok=True)
-            out = self.run_tool(
+            out, _ = run_until_heard(  # a refusal's lines can be lost at exit (isolate.py)
                 [str(exporter), "-m", str(model.path), "-o", str(tmp), *EXPORT_ARGS, *self.threads()],
-                d / "export.log",
-                {**self.env, **PLAIN_CPU_ENV},
+                log_path=d / "export.log",
+                timeout=self.options.timeout,
+                env={**self.env, **PLAIN_CPU_ENV},
             )
             problem = ""
             ok = out.kind == "ok" and tmp.is_file() and tmp.stat().st_size > 0
