@@ -354,3 +354,29 @@ def test_a_failure_that_printed_nothing_is_run_again(tmp_path: Path) -> None:
     assert run(99, 1) == ("exit", SILENT_ATTEMPTS, SILENT_ATTEMPTS)  # silent every time: bounded
     assert run(1, 1) == ("exit", 1, 1)  # spoke at once
     assert run(99, 0) == ("ok", 1, 1)  # a silent success is a success
+
+
+def test_an_export_stopped_by_the_clock_is_not_kept(
+    fake_build: Path, fake_models: tuple[ModelInput, ...], tmp_path: Path
+) -> None:
+    """A graph-op export that hung (the machine's load, not the model) or was stopped is not the
+    model's result: the next run exports again instead of reusing the failure."""
+    from toolchain.coverage.cell import CellOptions, CellRunner
+    from toolchain.coverage.tools import detect
+
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    os.mkfifo(hold / "fifo")  # the held export blocks on it until killed: a hang at any speed
+    tools = detect(fake_build / "bin")
+    env = {"FAKE_HOLD": str(hold), "FAKE_HOLD_MATCH": "-o"}
+    model = fake_models[0]
+    held = CellRunner(tools, tmp_path / "cache", tmp_path / "logs", CellOptions(timeout=1.0, env=env))
+    ops, out, problem = held.export_ops(model)
+    assert ops is None and out is not None and out.kind == "hang" and "no exit after 1 s" in problem
+    (hold / "released").touch()
+    again = CellRunner(tools, tmp_path / "cache", tmp_path / "logs", CellOptions(timeout=60.0, env=env))
+    ops, out, problem = again.export_ops(model)
+    assert ops is not None and out is not None and out.kind == "ok", problem
+    # a result about the model is kept: the third run reuses it
+    reused = CellRunner(tools, tmp_path / "cache", tmp_path / "logs", CellOptions(timeout=60.0))
+    assert reused.export_ops(model)[0] == ops

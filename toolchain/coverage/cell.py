@@ -144,11 +144,14 @@ class CellRunner:
                 load_error = loader_message(read_log(Path(out.log)))
                 if load_error:
                     problem = f"the tree cannot load this model: {load_error} ({problem})"
-            meta.write_text(
-                json.dumps(
-                    {"ok": ok, "problem": problem, "load_error": load_error, "outcome": outcome_json(out)}
+            # kept: a result about the model; not kept: a run stopped by Ctrl-C or the clock (the
+            # machine's load), or one that failed saying nothing (its lines lost at exit)
+            if ok or (out.kind not in ("cancelled", "hang") and out.output_bytes > 0):
+                meta.write_text(
+                    json.dumps(
+                        {"ok": ok, "problem": problem, "load_error": load_error, "outcome": outcome_json(out)}
+                    )
                 )
-            )
             return (ops if ok else None), out, problem
 
     def test_file(self, model: ModelInput, ops_file: Path) -> tuple[Path, tuple[str, ...]]:
