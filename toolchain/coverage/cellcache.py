@@ -14,7 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..records import atomic_write_text, sha256_file, to_jsonable
+from ..digests import file_sha256
+from ..records import atomic_write_text, to_jsonable
 from .records import ModelInput
 from .tools import Toolset
 
@@ -72,7 +73,7 @@ def tools_digest(tools: Toolset) -> str:
     ]
     libs = [*tools.bin_dir.glob("lib*.so*"), *tools.bin_dir.glob("lib*.dylib")]
     for path in sorted({p.resolve() for p in [*programs, *libs] if p is not None and p.is_file()}):
-        digest.update(f"{path.name}:{sha256_file(path)}\n".encode())
+        digest.update(f"{path.name}:{file_sha256(path)}\n".encode())
     digest.update(json.dumps(to_jsonable(tools), sort_keys=True, default=str).encode())
     return digest.hexdigest()[:16]
 
@@ -95,7 +96,7 @@ class CellCache:
     def _model_digest(self, path: Path) -> str:
         with self._guard:
             if path not in self._models:
-                self._models[path] = sha256_file(path) if path.is_file() else "missing"
+                self._models[path] = file_sha256(path) if path.is_file() else "missing"
             return self._models[path]
 
     def key(self, model: ModelInput, backend: str) -> str:
