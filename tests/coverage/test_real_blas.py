@@ -32,24 +32,19 @@ def _coverage(project: Path, *args: str, timeout: float = 900) -> subprocess.Com
     )
 
 
+def _real_args(build: Path) -> list[str]:
+    args = ["--build-dir", str(build), "-a", "llama,qwen3", "--types", "f16,q8_0", "--backends", "CPU,BLAS"]
+    if BASELINE_0320.is_file():
+        args += ["--baseline", str(BASELINE_0320)]
+    return [*args, "--fail-on", "crash,hang,wrong"]
+
+
 @pytest.fixture(scope="module")
 def real_run(
     coverage_build: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, dict[str, object]]:
     project = tmp_path_factory.mktemp("coverage-real")
-    args = [
-        "--build-dir",
-        str(coverage_build),
-        "-a",
-        "llama,qwen3",
-        "--types",
-        "f16,q8_0",
-        "--backends",
-        "CPU,BLAS",
-    ]
-    if BASELINE_0320.is_file():
-        args += ["--baseline", str(BASELINE_0320)]
-    done = _coverage(project, *args, "--fail-on", "crash,hang,wrong")
+    done = _coverage(project, *_real_args(coverage_build))
     assert done.returncode in (0, 50), done.stdout + done.stderr
     data = json.loads((project / ".toolchain" / "reports" / "coverage.json").read_text())
     return project, data
@@ -244,3 +239,33 @@ def test_a_given_gguf_the_tree_cannot_load_fails_with_the_loaders_message(
     assert {c["backend"] for c in cells} == {"CPU", "BLAS"}
     assert all(c["status"] == "error" and c["whose"] == "input" for c in cells), cells
     assert all("the tree cannot load this model: check_tensor_dims" in c["reason"] for c in cells)
+
+
+def test_a_warm_rerun_reuses_the_off_device_columns(
+    real_run: tuple[Path, dict[str, object]], coverage_build: Path, tmp_path: Path
+) -> None:
+    """A fresh work dir with the same cache (a warm CI job): each model's metal-predicted and
+    metal-dryrun cells are the first run's, reused and said to be, with no export or dry run."""
+    _project, first = real_run
+    done = _coverage(tmp_path, *_real_args(coverage_build))
+    out = done.stdout + done.stderr
+    assert done.returncode in (0, 50), out
+    for column in ("metal-predicted", "metal-dryrun"):
+        assert f"{column}: 4 of 4 model(s) reused" in out, out
+    assert "dryrun ops:" not in out, out  # the dry run's own line: it did not run
+    data = json.loads((tmp_path / ".toolchain" / "reports" / "coverage.json").read_text())
+
+    def off_device(d: dict[str, object]) -> dict[str, dict[str, object]]:
+        return {
+            c["id"]: {k: v for k, v in c.items() if k not in ("reused", "model")}
+            for c in d["cells"]  # type: ignore[attr-defined]
+            if c["backend"].startswith(("metal-predicted:", "metal-dryrun:"))
+        }
+
+    again = off_device(data)
+    assert len(again) == 4 * (3 + 4) and again == off_device(first)
+    assert all(
+        c["reused"]
+        for c in data["cells"]  # type: ignore[attr-defined]
+        if c["backend"].startswith(("metal-predicted:", "metal-dryrun:"))
+    )

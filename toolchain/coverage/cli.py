@@ -165,14 +165,20 @@ def cmd_coverage(args: argparse.Namespace) -> int:
                         architectures=tuple(dict.fromkeys(s.model.label for s in whole.specs)),
                         weight_types=tuple(dict.fromkeys(s.model.weight_type for s in whole.specs)),
                     )
+            # a model's cells of the off-device columns, kept like the finished cells (not with --fresh)
+            column_cache = None if getattr(args, "fresh", False) else settings.cache_dir / "columns"
             profiles = tuple(p for p in _csv(args.predict) if p != "none")
             if profiles and not run.interrupted:
                 with LOG.step("coverage: metal-predicted columns (from the tree's source)"):
-                    run = add_predictions(run, planned, request.scratch_dir, settings.cache_dir, profiles)
+                    run = add_predictions(
+                        run, planned, request.scratch_dir, settings.cache_dir, profiles, column_cache
+                    )
             dry_profiles = tuple(p for p in _csv(args.dryrun) if p != "none")
             if dry_profiles and not run.interrupted:
                 with LOG.step("coverage: metal-dryrun columns (the tree's Metal encoders on a stand-in)"):
-                    run = add_dryrun(run, planned, request.scratch_dir, settings.cache_dir, dry_profiles)
+                    run = add_dryrun(
+                        run, planned, request.scratch_dir, settings.cache_dir, dry_profiles, column_cache
+                    )
             run = with_baseline(run, args.baseline, old)
             paths = write_reports(run, settings.reports_dir)
     finally:
@@ -343,7 +349,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--fresh",
         action="store_true",
-        help="run every cell again (default: a cell whose inputs are all unchanged is reused from the cache)",
+        help="run every cell again and compute the metal-predicted/metal-dryrun columns again (default: a "
+        "cell or a model's off-device cells whose inputs are all unchanged are reused from the cache)",
     )
     p.add_argument("--json", action="store_true", help="print counts and report paths as JSON on stdout")
     p.set_defaults(func=cmd_coverage)

@@ -36,7 +36,12 @@ def _shape(t: object) -> TensorShape:
 
 
 def add_dryrun(
-    run: CoverageRun, planned: Plan, scratch_dir: Path, cache_dir: Path, profiles: tuple[str, ...]
+    run: CoverageRun,
+    planned: Plan,
+    scratch_dir: Path,
+    cache_dir: Path,
+    profiles: tuple[str, ...],
+    column_cache: Path | None = None,
 ) -> CoverageRun:
     """``run`` with the dry-run columns added (or a column note saying why there are none)."""
     from ..dryrun.run import dry_run
@@ -69,6 +74,7 @@ def add_dryrun(
         DryRunUnavailableError,
         compute,
         finish,
+        column_cache,
     )
 
 

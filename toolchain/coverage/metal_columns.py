@@ -1,21 +1,28 @@
 """What the Metal columns made off a Mac share (``metal-predicted`` from the oracle, ``metal-dryrun``
 from the dry run): one computation per model on the very ops file its device cells used, the Metal
-devices of the matrix mapped to the profile that stands for each, and the run with the columns
-added (or a column note saying why there are none).
+devices of the matrix mapped to the profile that stands for each, the cells kept per model while
+what made them is unchanged (``ColumnCache``), and the run with the columns added (or a column note
+saying why there are none).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from ..digests import file_sha256, toolchain_digest, tree_digest
 from ..errors import ToolchainError
 from ..log import LOG
+from ..records import atomic_write_text
 from ..tree import has_metal_sources
 from .backends import backend
 from .cell import CellOptions, CellRunner
+from .cellcache import tools_digest
 from .records import (
     Cell,
     CheckResult,
@@ -27,6 +34,7 @@ from .records import (
     ToolColumn,
 )
 from .run import Plan
+from .tools import Toolset
 
 
 def profile_for_device(device: DeviceSummary) -> str | None:
@@ -60,39 +68,99 @@ def metal_plan(planned: Plan, profiles: tuple[str, ...]) -> tuple[Path, dict[str
     return tree, matching, list(dict.fromkeys((*profiles, *matching.values())))
 
 
+# --- a model's cells of one column, kept while what made them is unchanged ----------------------
+class ColumnCache:
+    """A model's cells of one off-device column family (``metal-predicted``, ``metal-dryrun``), kept
+    as JSON under ``root`` and reused while every input is unchanged: the toolchain's files, the
+    tree's ``ggml/`` and test-backend-ops, the profiles asked for, the commit the cells name, the
+    GGML_/LLAMA_ environment, the build's tools (they export the ops), the model's identity and
+    content. A kept model needs no op export: a warm job with a fresh work dir exports nothing."""
+
+    def __init__(
+        self, root: Path, column: str, tree: Path, profiles: list[str], commit: str, tools: Toolset
+    ) -> None:
+        self.root = root
+        env = {k: v for k, v in sorted(os.environ.items()) if k.startswith(("GGML_", "LLAMA_"))}
+        self._common = [
+            column,
+            toolchain_digest(),
+            tree_digest(tree),
+            profiles,
+            commit,
+            env,
+            tools_digest(tools),
+        ]
+
+    def key(self, model: ModelInput) -> str:
+        ident = [model.architecture, model.weight_type, model.variant, model.label]
+        content = file_sha256(model.path) if model.path.is_file() else "missing"
+        text = json.dumps([self._common, ident, content], sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+    def load(self, key: str, model: ModelInput) -> list[Cell] | None:
+        from .report import cell_from_json
+
+        try:
+            data = json.loads((self.root / f"{key}.json").read_text(encoding="utf-8"))
+            cells = [cell_from_json(d) for d in data["cells"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # none kept, or unreadable: computed again
+        return [replace(c, model=str(model.path), reused=True) for c in cells]
+
+    def store(self, key: str, cells: list[Cell]) -> None:
+        from .report import cell_json
+
+        atomic_write_text(self.root / f"{key}.json", json.dumps({"cells": [cell_json(c) for c in cells]}))
+
+
 def per_model_cells(
     planned: Plan,
     scratch_dir: Path,
     column: str,
     compute: Callable[[ModelInput, Path], list[Cell]],
     unavailable: type[ToolchainError],
+    kept: ColumnCache | None = None,
 ) -> tuple[list[Cell], list[str], str]:
     """(cells, their columns in order, "") of ``compute(model, ops file)`` over the plan's models, or
     ([], [], why) when ``unavailable`` says the column cannot be made for this tree. A model without
-    ops, or whose computation fails otherwise, is warned about and has no cell."""
+    ops, or whose computation fails otherwise, is warned about and has no cell. With ``kept``, a
+    model whose inputs are unchanged gets its kept cells instead of a computation."""
     runner = CellRunner(planned.tools, scratch_dir / "cache", scratch_dir / "logs" / column, CellOptions())
     cells: list[Cell] = []
     columns: list[str] = []
+    reused = 0
     with LOG.progress(column, total=len(planned.inputs)) as bar:
         for i, model in enumerate(planned.inputs, 1):
             label = f"{model.label}-{model.weight_type}"
             bar.update(i, detail=label)
-            ops_file, _out, problem = runner.export_ops(model)
-            if ops_file is None:
-                LOG.warn(f"{column}: {label}: no ops ({problem})")
-                continue
-            try:
-                made = compute(model, ops_file)
-            except unavailable as exc:
-                LOG.warn(f"{column} columns not computed: {exc.message}")
-                return [], [], exc.message
-            except ToolchainError as exc:
-                LOG.warn(f"{column}: {label}: {exc.message}")
-                continue
+            key = kept.key(model) if kept else ""
+            made = kept.load(key, model) if kept else None
+            if made is not None:
+                reused += 1
+            else:
+                ops_file, _out, problem = runner.export_ops(model)
+                if ops_file is None:
+                    LOG.warn(f"{column}: {label}: no ops ({problem})")
+                    continue
+                try:
+                    made = compute(model, ops_file)
+                except unavailable as exc:
+                    LOG.warn(f"{column} columns not computed: {exc.message}")
+                    return [], [], exc.message
+                except ToolchainError as exc:
+                    LOG.warn(f"{column}: {label}: {exc.message}")
+                    continue
+                if kept:
+                    kept.store(key, made)
             for cell in made:
                 if cell.backend not in columns:
                     columns.append(cell.backend)
                 cells.append(cell)
+    if reused:
+        LOG.info(
+            f"{column}: {reused} of {len(planned.inputs)} model(s) reused (toolchain, tree, profiles, tools "
+            "and model unchanged; --fresh computes them again)"
+        )
     return cells, columns, ""
 
 
@@ -161,9 +229,11 @@ def add_columns(
     unavailable: type[ToolchainError],
     compute: Compute,
     finish: Finish,
+    cache_root: Path | None = None,
 ) -> CoverageRun:
     """``run`` with the columns of ``tool`` (column, tool name) added: ``compute`` per model on the
-    profiles and the Metal devices' own, then ``finish``; or a column note saying why there are none."""
+    profiles and the Metal devices' own (or the cells kept under ``cache_root`` for unchanged
+    inputs), then ``finish``; or a column note saying why there are none."""
     column, name = tool
     if not profiles:
         return run
@@ -171,12 +241,17 @@ def add_columns(
     if isinstance(plan, str):
         return column_note(run, column, name, plan)
     tree, matching, chosen = plan
+    commit = str(run.source.get("commit") or "")
+    kept = (
+        ColumnCache(cache_root / column, column, tree, chosen, commit, planned.tools) if cache_root else None
+    )
     cells, columns, why = per_model_cells(
         planned,
         scratch_dir,
         column,
         lambda model, ops_file: compute(tree, chosen, model, ops_file),
         unavailable,
+        kept,
     )
     if why:
         return column_note(run, column, name, why)

@@ -30,7 +30,12 @@ def _shapes(text: str) -> tuple[TensorShape, ...]:
 
 
 def add_predictions(
-    run: CoverageRun, planned: Plan, scratch_dir: Path, cache_dir: Path, profiles: tuple[str, ...]
+    run: CoverageRun,
+    planned: Plan,
+    scratch_dir: Path,
+    cache_dir: Path,
+    profiles: tuple[str, ...],
+    column_cache: Path | None = None,
 ) -> CoverageRun:
     """``run`` with the predicted columns added (or a column note saying why there are none). A Metal
     device in the matrix has its own family predicted too, to cross-check the oracle on it."""
@@ -70,6 +75,7 @@ def add_predictions(
         OracleUnavailableError,
         compute,
         finish,
+        column_cache,
     )
 
 
