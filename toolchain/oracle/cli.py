@@ -136,16 +136,25 @@ def cmd_validate(args: argparse.Namespace) -> int:
     tree = _tree(args, settings)
     older, older_commit = _older_tree(args, tree, settings)
     build = args.build.resolve() if args.build else _default_build(settings)
-    v = validate_tree(
-        tree,
-        cache_dir=settings.cache_dir,
-        older_tree=older,
-        profiles=_profiles(args),
-        measured_build=build,
-        min_agreement=args.min_agreement,
-        older_commit=older_commit,
-    )
     name, kind = VALIDATION_REPORT
+    kept = settings.cache_dir / "oracle" / "validations" / f"{_validation_key(args, tree, older, build)}.json"
+    v = None if args.fresh else _kept_validation(kept)
+    if v is None:
+        v = validate_tree(
+            tree,
+            cache_dir=settings.cache_dir,
+            older_tree=older,
+            profiles=_profiles(args),
+            measured_build=build,
+            min_agreement=args.min_agreement,
+            older_commit=older_commit,
+        )
+        write_report(kept, kind, v)
+    else:
+        LOG.info(
+            f"oracle validation reused ({kept.name}): the toolchain, the tree, the older tree, the profiles "
+            "and the build's test-backend-ops are unchanged (--fresh validates again)"
+        )
     path = write_report(settings.reports_dir / name, kind, v)
     _print_validation(v)
     if args.json:
@@ -157,6 +166,45 @@ def cmd_validate(args: argparse.Namespace) -> int:
         )
     LOG.ok(f"oracle validation: {v.metal.status} ({path})")
     return 0
+
+
+def _validation_key(args: argparse.Namespace, tree: Path, older: Path | None, build: Path | None) -> str:
+    """What a validation is made of: the toolchain, both trees (ggml, test-backend-ops, docs/ops and
+    their commits), the profiles, the agreement asked for, and the build's test-backend-ops (with
+    its libraries, on this machine's kind of CPU) that measures BLAS.csv and CPU.csv."""
+    import hashlib
+    import os
+    import platform
+
+    from ..digests import program_digest, toolchain_digest, tree_digest
+    from .measure import find_backend_ops
+
+    def tree_id(t: Path | None) -> list[str]:
+        return [tree_digest(t, Path("docs") / "ops"), tree_commit(t)] if t is not None else []
+
+    tbo = find_backend_ops(build) if build is not None else None
+    env = {k: v for k, v in sorted(os.environ.items()) if k.startswith(("GGML_", "LLAMA_"))}
+    parts = [
+        toolchain_digest(),
+        tree_id(tree),
+        tree_id(older),
+        _profiles(args),
+        args.min_agreement,
+        program_digest(tbo) if tbo is not None else str(build),
+        platform.machine(),
+        env,
+    ]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def _kept_validation(path: Path) -> OracleValidation | None:
+    from ..errors import ReportError
+    from ..records import ORACLE_VALIDATION, read_record_if_any
+
+    try:
+        return read_record_if_any(path, ORACLE_VALIDATION)
+    except ReportError:
+        return None  # unreadable or of another schema: validated again
 
 
 def _default_build(settings: Settings) -> Path | None:
@@ -227,5 +275,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         type=float,
         default=MIN_AGREEMENT,
         help=f"best-profile agreement required (default {MIN_AGREEMENT})",
+    )
+    val.add_argument(
+        "--fresh",
+        action="store_true",
+        help="validate again (default: the validation of unchanged trees, profiles and build is reused)",
     )
     val.set_defaults(func=cmd_validate)

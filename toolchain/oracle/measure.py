@@ -14,7 +14,8 @@ from .records import (
 from .table import skipped, table_validation, test_sources
 
 
-def _find_tbo(build: Path) -> Path | None:
+def find_backend_ops(build: Path) -> Path | None:
+    """The build's test-backend-ops (``build`` is a build dir or its bin/), or None."""
     for cand in (d / name for name in BACKEND_OPS for d in (build / "bin", build)):
         if cand.is_file():
             return cand
@@ -31,7 +32,7 @@ def measured_tables(tree: Path, build: Path | None, older_tree: Path | None) -> 
                 skipped(backend, ref_path, "no build given (--build): nothing measured", observed_by="device")
             )
             continue
-        tbo = _find_tbo(build)
+        tbo = find_backend_ops(build)
         if tbo is None:
             out.append(
                 skipped(
