@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
@@ -31,7 +32,7 @@ from .summary import ICONS, step_summary
 
 # --- JSON ------------------------------------------------------------------------------------------
 def cell_json(cell: Cell) -> dict[str, Any]:
-    data = to_jsonable(cell)
+    data = to_jsonable(replace(cell, ops=()))
     data["ops"] = [{**to_jsonable(o), "types": list(o.types), "key": o.key} for o in cell.ops]
     return dict(data)
 
