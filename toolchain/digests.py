@@ -14,16 +14,29 @@ from .records import sha256_file
 from .tree import BACKEND_OPS_SOURCE
 
 _TOOLCHAIN = Path(__file__).parent
-_SEEN: dict[tuple[object, ...], str] = {}
+_SEEN: dict[tuple[tuple[object, ...], ...], str] = {}
 _SEEN_GUARD = threading.Lock()
+
+
+def stat_key(paths: Iterable[Path]) -> tuple[tuple[object, ...], ...]:
+    """Each path's identity and stat (inode, size, modification and change times; None when it is
+    missing): a result computed from these files is reused in this process while this is equal."""
+    out: list[tuple[object, ...]] = []
+    for path in paths:
+        try:
+            st = path.stat()
+        except OSError:
+            out.append((str(path), None))
+            continue
+        out.append((str(path.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
+    return tuple(out)
 
 
 def file_sha256(path: Path) -> str:
     """``sha256_file(path)``, computed once per process while the file's identity and stat (inode,
     size, modification and change times) are the same: the matrix keys each model's cells and
     off-device columns by the model's content, ~1 GB of GGUFs read once instead of once per use."""
-    st = path.stat()
-    seen = (str(path.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    seen = stat_key([path])
     with _SEEN_GUARD:
         known = _SEEN.get(seen)
     if known is None:

@@ -67,3 +67,28 @@ def test_preprocessor_keeps_only_active_branches() -> None:
     assert names_in_text(text, {"GGML_METAL_HAS_BF16": "1", "__METAL_VERSION__": "320"}) == {"kernel_a_bf16"}
     assert names_in_text(text, {"GGML_METAL_HAS_BF16": "1", "__METAL_VERSION__": "300"}) == {"kernel_no_bf16"}
     assert names_in_text(text, {"__METAL_VERSION__": "320"}) == {"kernel_no_bf16"}
+
+
+def test_an_edited_kernel_source_is_scanned_again_in_the_same_process(
+    tree_0336: Path, tmp_path: Path
+) -> None:
+    """The library (and the cut) are kept per process while their files are unchanged: one scan for
+    a whole matrix, and an edit between two calls is seen."""
+    import shutil
+
+    tree = tmp_path / "tree"
+    shutil.copytree(tree_0336 / "ggml", tree / "ggml")
+    apple9 = _profiles(tree)["apple9"]
+    first = kernel_library(tree, apple9)
+    assert kernel_library(tree, apple9) is first  # kept
+    source = tree / "ggml" / "src" / "ggml-metal" / "kernels" / "mul_mm.metal"
+    source.write_text(
+        source.read_text() + '\ntemplate [[host_name("kernel_toolchain_added")]] kernel void x();\n'
+    )
+    again = kernel_library(tree, apple9)
+    assert "kernel_toolchain_added" in again.names and "kernel_toolchain_added" not in first.names
+    cut = extract(tree)
+    assert extract(tree) is cut
+    device_m = tree / "ggml" / "src" / "ggml-metal" / "ggml-metal-device.m"
+    device_m.write_text(device_m.read_text() + "\n")
+    assert extract(tree) is not cut

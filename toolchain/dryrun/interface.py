@@ -110,8 +110,21 @@ def standin_interface() -> dict[str, Signature]:
     return column0_definitions(STANDIN, f"toolchain/dryrun/native/{STANDIN.name}")
 
 
+_CHECKED: dict[tuple[tuple[object, ...], ...], tuple[str, ...]] = {}
+
+
 def mismatches(tree: Path) -> list[str]:
-    """Why the stand-in does not fit this tree, one named item each; [] when it fits."""
+    """Why the stand-in does not fit this tree, one named item each; [] when it fits. Checked once
+    per process while the tree's Metal files and the stand-in are unchanged."""
+    from ..digests import stat_key
+
+    key = stat_key([STANDIN, *(tree / rel for rel in (*HEADERS, *OBJC_FILES, *CXX_FILES))])
+    if key not in _CHECKED:
+        _CHECKED[key] = tuple(_mismatches(tree))
+    return list(_CHECKED[key])
+
+
+def _mismatches(tree: Path) -> list[str]:
     problems = [
         f"missing file: {rel}" for rel in (*HEADERS, *OBJC_FILES, *CXX_FILES) if not (tree / rel).is_file()
     ]

@@ -270,9 +270,24 @@ def _scan(
         i = n
 
 
+_LIBRARIES: dict[tuple[object, ...], KernelLibrary] = {}
+
+
 def kernel_library(tree: Path, profile: DeviceProfile) -> KernelLibrary:
-    """Every kernel name the device's library would hold, with where each is instantiated."""
+    """Every kernel name the device's library would hold, with where each is instantiated. Scanned
+    once per process and profile while the Metal sources and ggml's headers are unchanged (the
+    matrix asks once per model)."""
+    from ..digests import stat_key
+
     tree = tree.resolve()
+    files = sorted([*(tree / METAL_DIR).rglob("*"), *(tree / "ggml" / "src").glob("*.h")])
+    key = (profile, stat_key(files))
+    if key not in _LIBRARIES:
+        _LIBRARIES[key] = _kernel_library(tree, profile)
+    return _LIBRARIES[key]
+
+
+def _kernel_library(tree: Path, profile: DeviceProfile) -> KernelLibrary:
     defines = loader_defines(tree, profile)
     base = {d.name: d.value for d in defines if d.active}
     include_dirs = [tree / METAL_DIR, tree / "ggml" / "src", tree / KERNELS_DIR]

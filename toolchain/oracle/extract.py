@@ -191,8 +191,21 @@ def _refusals(fn: CutFunction, body: str, local_names: set[str], fields: set[str
     return problems
 
 
+_EXTRACTED: dict[tuple[tuple[object, ...], ...], Extraction] = {}
+
+
 def extract(tree: Path) -> Extraction:
-    """Cut the entry function and its helpers out of ``tree``; raise ExtractionFailed with why not."""
+    """Cut the entry function and its helpers out of ``tree``; raise ExtractionFailed with why not.
+    Done once per process while the files it reads are unchanged (the matrix asks once per model)."""
+    from ..digests import stat_key
+
+    key = stat_key([tree / DEVICE_M, tree / DEVICE_H, *(tree / rel for rel, _language in HELPER_SOURCES)])
+    if key not in _EXTRACTED:
+        _EXTRACTED[key] = _extract(tree)
+    return _EXTRACTED[key]
+
+
+def _extract(tree: Path) -> Extraction:
     device_m = tree / DEVICE_M
     if not device_m.is_file():
         raise ExtractionFailed(
