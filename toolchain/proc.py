@@ -300,10 +300,12 @@ def stream(
     timeout: float | None = None,
     tail_lines: int = 200,
     max_output: int | None = None,
+    started: Callable[[subprocess.Popen[bytes]], None] | None = None,
 ) -> Completed:
     """Run ``args``; every line goes to ``log_path`` (appended) and ``on_line``. A child that prints
     more than ``max_output`` bytes is ended at once (``Completed.flooded``); the log keeps what came
-    before."""
+    before. ``started`` sees the child once it runs (a caller running several from threads ends
+    them with :func:`stop_group` when it is interrupted)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tail: deque[str] = deque(maxlen=tail_lines)
     with log_path.open("ab") as log:
@@ -323,7 +325,9 @@ def stream(
                 on_line(text)
 
         try:
-            done = run_group(args, line, timeout=timeout, env=env, cwd=cwd, max_output=max_output)
+            done = run_group(
+                args, line, timeout=timeout, env=env, cwd=cwd, max_output=max_output, started=started
+            )
         finally:
             try:
                 log.flush()

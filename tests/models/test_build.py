@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -30,6 +31,10 @@ def test_same_spec_and_seed_give_identical_bytes(
     a = make_models(specs, _settings(tmp_path, "a"), converter_env.python, tree_0336, seed=0)
     b = make_models(specs, _settings(tmp_path, "b"), converter_env.python, tree_0336, seed=0)
     c = make_models(specs[:1], _settings(tmp_path, "c"), converter_env.python, tree_0336, seed=1)
+    # one worker process per core, each with its share and its log: the same bytes either way
+    workers = min(2, len(os.sched_getaffinity(0)))
+    logs = sorted(p.name for p in (tmp_path / "a" / "cache" / "models").glob("toolchain-models-*.log"))
+    assert logs == [f"toolchain-models-{i}.log" for i in range(1, workers + 1)]
     for ma, mb in zip(a.models, b.models, strict=True):
         assert ma.status == mb.status == "ok", (ma.error, mb.error)
         assert sha256_file(ma.path / "model.safetensors") == sha256_file(mb.path / "model.safetensors")

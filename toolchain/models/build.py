@@ -9,9 +9,13 @@ a changed spec has another hash and is built anew. Missing models are built by
 from __future__ import annotations
 
 import json
+import os
 import struct
+import subprocess
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +23,7 @@ from typing import Any
 from ..config import Settings
 from ..errors import ModelError
 from ..log import LOG
-from ..proc import stream
+from ..proc import Completed, stop_group, stream
 from ..records import atomic_write_text, sha256_file
 from .shrink import Shrink
 from .spec import ArchSpec, ModelShape, safe_name, shape_of
@@ -199,6 +203,52 @@ def _model(
     )
 
 
+def _cores() -> int:
+    affinity = getattr(os, "sched_getaffinity", None)
+    return max(1, len(affinity(0)) if affinity else (os.cpu_count() or 1))
+
+
+def _run_workers(
+    python: Path, jobs: list[dict[str, Any]], tmp: Path, log_dir: Path, timeout: float
+) -> tuple[list[str], dict[str, Completed]]:
+    """Make the models of ``jobs`` in one worker process per core, each its share (every n-th job):
+    the workers' ``@@result`` lines, and per model name the exit of the worker that was to make it.
+    Each worker logs to ``toolchain-models-<i>.log``; Ctrl-C ends them all."""
+    n = min(_cores(), len(jobs))
+    shares = [jobs[i::n] for i in range(n)]
+    lines: list[str] = []
+    guard = threading.Lock()
+    procs: list[subprocess.Popen[bytes]] = []
+    with LOG.progress("making tiny models", total=len(jobs)) as bar:
+
+        def on_line(line: str) -> None:
+            if line.startswith("@@result "):
+                with guard:
+                    lines.append(line)
+                    bar.update(len(lines), detail=json.loads(line[len("@@result ") :]).get("name", ""))
+
+        def one(i: int, share: list[dict[str, Any]]) -> Completed:
+            job_file = tmp / f"jobs-{i + 1}.json"
+            job_file.write_text(json.dumps(share))
+            return stream(
+                [str(python), str(WORKER), str(job_file)],
+                log_path=log_dir / f"toolchain-models-{i + 1}.log",
+                on_line=on_line,
+                timeout=timeout,
+                started=procs.append,
+            )
+
+        with ThreadPoolExecutor(max_workers=n) as pool:
+            futures = [pool.submit(one, i, share) for i, share in enumerate(shares)]
+            try:
+                dones = [f.result() for f in futures]
+            except BaseException:  # Ctrl-C reaches this thread only: end every worker, then go
+                for proc in list(procs):
+                    stop_group(proc)
+                raise
+    return lines, {str(job["name"]): dones[i] for i, share in enumerate(shares) for job in share}
+
+
 def make_models(
     specs: list[ArchSpec],
     settings: Settings,
@@ -209,7 +259,7 @@ def make_models(
     shrinks: dict[str, tuple[Shrink, ...]] | None = None,
     timeout: float = 3600.0,
 ) -> ModelSet:
-    """Reuse cached checkpoints, build the missing ones in one worker process."""
+    """Reuse cached checkpoints, build the missing ones in one worker process per core."""
     start = time.monotonic()
     shrinks = shrinks or {}
     results: dict[str, TinyModel] = {}
@@ -231,25 +281,12 @@ def make_models(
             }
         )
     if jobs:
-        LOG.info(f"making {len(jobs)} tiny model(s) ({len(results)} cached)")
+        LOG.info(
+            f"making {len(jobs)} tiny model(s) ({len(results)} cached) in {min(_cores(), len(jobs))} worker process(es)"
+        )
         (settings.cache_dir / "models").mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="toolchain-models-") as tmp:
-            job_file = Path(tmp) / "jobs.json"
-            job_file.write_text(json.dumps(jobs))
-            lines: list[str] = []
-            with LOG.progress("making tiny models", total=len(jobs)) as bar:
-
-                def on_line(line: str) -> None:
-                    if line.startswith("@@result "):
-                        lines.append(line)
-                        bar.update(len(lines), detail=json.loads(line[len("@@result ") :]).get("name", ""))
-
-                done = stream(
-                    [str(python), str(WORKER), str(job_file)],
-                    log_path=settings.cache_dir / "models" / "toolchain-models.log",
-                    on_line=on_line,
-                    timeout=timeout,
-                )
+            lines, workers = _run_workers(python, jobs, Path(tmp), settings.cache_dir / "models", timeout)
         by_name = {spec.name: spec for spec in specs}
         for line in lines:
             data = json.loads(line[len("@@result ") :])
@@ -289,6 +326,7 @@ def make_models(
             results[spec.name] = _model(spec, path, seed, data, shrinks.get(spec.name, ()), cached=False)
         for spec in specs:
             if spec.name not in results:
+                done = workers[spec.name]
                 results[spec.name] = TinyModel(
                     spec.name,
                     spec.architecture,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import struct
 import sys
@@ -106,9 +107,11 @@ def train_spm(dest: Path, vocab_size: int, cache: Path) -> dict[str, Any]:
         import sentencepiece as spm  # type: ignore[import-not-found]
 
         cache.mkdir(parents=True, exist_ok=True)
-        text = cache / f"spm-corpus-{vocab_size}.txt"
+        # names of this process's own: workers running side by side may train the same size at once
+        # (the training is deterministic; the last rename wins with the same bytes)
+        text = cache / f"spm-corpus-{vocab_size}.{os.getpid()}.txt"
         text.write_text("\n".join(corpus_lines()) + "\n", encoding="utf-8")
-        prefix = cache / f"spm-bpe-{vocab_size}.tmp"
+        prefix = cache / f"spm-bpe-{vocab_size}.{os.getpid()}.tmp"
         spm.SentencePieceTrainer.train(
             input=str(text),
             model_prefix=str(prefix),
