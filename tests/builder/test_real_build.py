@@ -52,6 +52,26 @@ def test_second_build_is_a_no_op_that_says_so(built_blas: RealBuild) -> None:
     assert wall < 60  # sanity only; the 2-second goal is measured by bench/
 
 
+def test_another_copy_of_the_same_cmake_does_not_configure_again(
+    built_blas: RealBuild, tmp_path: Path
+) -> None:
+    """Each nox session has its own pip CMake and Ninja: `nox -s build` then `nox -s coverage` must
+    not configure (and relink) the build dir again because the paths differ."""
+    tools = built_blas.manifest["tools"]
+    assert isinstance(tools, dict)
+    other = tmp_path / "other-venv" / "bin"
+    other.mkdir(parents=True)
+    (other / "cmake").symlink_to(Path(str(tools["cmake"]["path"])).resolve())
+    done = built_blas.run_env(
+        {"CMAKE_EXECUTABLE": str(other / "cmake")}, "build", "--profile", "blas", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads(done.stdout)
+    assert manifest["tools"]["cmake"]["path"] == str(other / "cmake")
+    assert manifest["status"] == "up-to-date" and manifest["durations"]["configure"] == 0.0, done.stderr
+    assert "already configured with these options" in done.stderr
+
+
 def test_an_option_the_tree_does_not_know_stops_the_build(built_blas: RealBuild) -> None:
     done = built_blas.run("build", "--profile", "blas", "--", "-DGGML_METLA=ON")
     assert done.returncode == 24, done.stderr

@@ -133,13 +133,27 @@ def run_build(settings: Settings, checkout: Checkout, request: BuildRequest) -> 
         LOG.info(f"compiler cache: {cache.tool} ({cache.path}, dir {settings.compiler_cache_dir})")
     all_defines = {**defines, **cache.launcher_defines, "CMAKE_MAKE_PROGRAM": str(ninja.path)}
 
+    # What the configuration is made of. CMake and Ninja count by version, not by path: each nox
+    # session has its own pip copy of both, and `nox -s build` then `nox -s coverage` must not
+    # configure (and relink) the same build dir again each time. The paths that configured it are
+    # kept beside: while they exist, the build dir's own rules can rerun them.
     stamp = {
         "commit": checkout.commit,
-        "defines": all_defines,
+        "defines": {k: v for k, v in all_defines.items() if k != "CMAKE_MAKE_PROGRAM"},
         "extra": list(request.extra_cmake_args),
-        "cmake": str(cmake.path),
+        "cmake": cmake.version,
+        "ninja": ninja.version,
     }
-    configured = _read_stamp(build_dir) == stamp and (build_dir / "CMakeCache.txt").is_file()
+    tool_paths = {"cmake": str(cmake.path), "ninja": str(ninja.path)}
+    kept = _read_stamp(build_dir) or {}
+    kept_paths = kept.pop("paths", {})
+    configured = (
+        kept == stamp
+        and isinstance(kept_paths, dict)
+        and bool(kept_paths)
+        and all(Path(str(path)).is_file() for path in kept_paths.values())
+        and (build_dir / "CMakeCache.txt").is_file()
+    )
     if configured:
         LOG.info(f"build dir {build_dir.name}: already configured with these options")
         durations["configure"] = 0.0
@@ -151,7 +165,9 @@ def run_build(settings: Settings, checkout: Checkout, request: BuildRequest) -> 
     reply = read_file_api(build_dir)
     if not configured:
         check_user_options(request, reply, checkout.path, build_dir)
-        atomic_write_text(build_dir / STAMP, json.dumps(stamp, indent=2, sort_keys=True))
+        atomic_write_text(
+            build_dir / STAMP, json.dumps({**stamp, "paths": tool_paths}, indent=2, sort_keys=True)
+        )
 
     choices = choose_targets(request.groups, reply.targets, request.extra_targets)
     missing = {
