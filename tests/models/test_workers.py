@@ -1,0 +1,58 @@
+"""The model workers run side by side, one per core, and Ctrl-C ends every one of them. The
+workers here are test doubles that record their pid and then block on a FIFO nobody writes: they
+run until a signal ends them, so the test waits on that, never on the clock."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.coverage.conftest import ROOT, no_children_left
+
+MAKE = """
+import sys
+from pathlib import Path
+from toolchain.config import Settings
+from toolchain.models.build import make_models
+from toolchain.models.spec import load_specs
+
+tmp, worker = Path(sys.argv[1]), Path(sys.argv[2])
+specs = load_specs()
+settings = Settings(tmp, tmp / ".toolchain", tmp / "cache", tmp / "llama.lock")
+make_models([specs["llama"], specs["mixtral"], specs["qwen3"]], settings, worker, tmp)
+"""
+
+
+def test_ctrl_c_ends_every_model_worker(tmp_path: Path) -> None:
+    pids, hold = tmp_path / "pids", tmp_path / "hold"
+    pids.mkdir()
+    os.mkfifo(hold)
+    worker = tmp_path / "python"
+    worker.write_text(f'#!/bin/sh\necho $$ > "{pids}/$$"\nexec cat "{hold}"\n')
+    worker.chmod(0o755)
+    wanted = min(2, len(os.sched_getaffinity(0)))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", MAKE, str(tmp_path), str(worker)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120  # the workers block: this only bounds a broken start
+        while len(list(pids.iterdir())) < wanted and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(list(pids.iterdir())) == wanted, proc.poll()
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0, out
+    assert "KeyboardInterrupt" in out, out
+    assert no_children_left(pids) == [], out
