@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -16,6 +17,12 @@ from .tree import BACKEND_OPS_SOURCE
 _TOOLCHAIN = Path(__file__).parent
 _SEEN: dict[tuple[tuple[object, ...], ...], str] = {}
 _SEEN_GUARD = threading.Lock()
+
+
+def ggml_environment() -> dict[str, str]:
+    """The ``GGML_*``/``LLAMA_*`` variables of this process, sorted: they change what the tree's
+    programs do, so every kept result is keyed by them."""
+    return {k: v for k, v in sorted(os.environ.items()) if k.startswith(("GGML_", "LLAMA_"))}
 
 
 def stat_key(paths: Iterable[Path]) -> tuple[tuple[object, ...], ...]:

@@ -229,6 +229,13 @@ def run_group(
     return Exit(proc.wait(), time.monotonic() - start, timed_out, flooded.is_set(), interrupted, total[0])
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS has one): how many worker
+    processes the stages start side by side."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return max(1, len(affinity(0)) if affinity else (os.cpu_count() or 1))
+
+
 @dataclass(frozen=True)
 class Captured:
     args: tuple[str, ...]

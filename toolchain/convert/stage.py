@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 import signal
 import tempfile
 import time
@@ -26,7 +25,7 @@ from ..log import LOG
 from ..models.build import TinyModel, check_model_dir, make_models
 from ..models.shrink import Shrink
 from ..models.spec import ArchSpec
-from ..proc import Completed, stream
+from ..proc import Completed, available_cores, stream
 from ..records import CONVERT, atomic_write_text, write_report
 from ..tree import CONVERT_SCRIPT
 from . import gguf_cache
@@ -61,11 +60,6 @@ def _stamp(model: TinyModel, env: ConverterEnv, converter: str, outtype: str) ->
     return f"{model.content_hash}:{model.safetensors_sha256}:{env.key}:{converter}:{outtype}"
 
 
-def _cores() -> int:
-    affinity = getattr(os, "sched_getaffinity", None)
-    return max(1, len(affinity(0)) if affinity else (os.cpu_count() or 1))
-
-
 def _ignore_ctrl_c() -> None:
     """In a validation worker: Ctrl-C is the stage's to handle (it stops the pool), not a
     traceback from every worker on the user's terminal."""
@@ -90,7 +84,7 @@ class _Validation:
     ) -> None:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
-                max_workers=_cores(),
+                max_workers=available_cores(),
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_ignore_ctrl_c,
             )

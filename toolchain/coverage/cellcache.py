@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..digests import file_sha256
+from ..digests import file_sha256, ggml_environment
 from ..records import atomic_write_text, to_jsonable
 from .records import ModelInput
 from .tools import Toolset
@@ -85,7 +85,7 @@ class CellCache:
 
     def __init__(self, root: Path, tools: Toolset, options: object, devices: Mapping[str, object]) -> None:
         self.root = root
-        env = {k: v for k, v in sorted(os.environ.items()) if k.startswith(("GGML_", "LLAMA_"))}
+        env = ggml_environment()
         self._common = json.dumps(
             [harness_digest(), tools_digest(tools), to_jsonable(options), env], sort_keys=True, default=str
         )

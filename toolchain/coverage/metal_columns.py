@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from ..digests import file_sha256, toolchain_digest, tree_digest
+from ..digests import file_sha256, ggml_environment, toolchain_digest, tree_digest
 from ..errors import ToolchainError
 from ..log import LOG
 from ..records import atomic_write_text
@@ -80,7 +79,7 @@ class ColumnCache:
         self, root: Path, column: str, tree: Path, profiles: list[str], commit: str, tools: Toolset
     ) -> None:
         self.root = root
-        env = {k: v for k, v in sorted(os.environ.items()) if k.startswith(("GGML_", "LLAMA_"))}
+        env = ggml_environment()
         self._common = [
             column,
             toolchain_digest(),

@@ -9,7 +9,6 @@ a changed spec has another hash and is built anew. Missing models are built by
 from __future__ import annotations
 
 import json
-import os
 import struct
 import subprocess
 import tempfile
@@ -23,7 +22,7 @@ from typing import Any
 from ..config import Settings
 from ..errors import ModelError
 from ..log import LOG
-from ..proc import Completed, stop_group, stream
+from ..proc import Completed, available_cores, stop_group, stream
 from ..records import atomic_write_text, sha256_file
 from .shrink import Shrink
 from .spec import ArchSpec, ModelShape, safe_name, shape_of
@@ -203,18 +202,13 @@ def _model(
     )
 
 
-def _cores() -> int:
-    affinity = getattr(os, "sched_getaffinity", None)
-    return max(1, len(affinity(0)) if affinity else (os.cpu_count() or 1))
-
-
 def _run_workers(
     python: Path, jobs: list[dict[str, Any]], tmp: Path, log_dir: Path, timeout: float
 ) -> tuple[list[str], dict[str, Completed]]:
     """Make the models of ``jobs`` in one worker process per core, each its share (every n-th job):
     the workers' ``@@result`` lines, and per model name the exit of the worker that was to make it.
     Each worker logs to ``toolchain-models-<i>.log``; Ctrl-C ends them all."""
-    n = min(_cores(), len(jobs))
+    n = min(available_cores(), len(jobs))
     shares = [jobs[i::n] for i in range(n)]
     lines: list[str] = []
     guard = threading.Lock()
@@ -282,7 +276,7 @@ def make_models(
         )
     if jobs:
         LOG.info(
-            f"making {len(jobs)} tiny model(s) ({len(results)} cached) in {min(_cores(), len(jobs))} worker process(es)"
+            f"making {len(jobs)} tiny model(s) ({len(results)} cached) in {min(available_cores(), len(jobs))} worker process(es)"
         )
         (settings.cache_dir / "models").mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="toolchain-models-") as tmp:

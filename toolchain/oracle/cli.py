@@ -173,17 +173,16 @@ def _validation_key(args: argparse.Namespace, tree: Path, older: Path | None, bu
     their commits), the profiles, the agreement asked for, and the build's test-backend-ops (with
     its libraries, on this machine's kind of CPU) that measures BLAS.csv and CPU.csv."""
     import hashlib
-    import os
     import platform
 
-    from ..digests import program_digest, toolchain_digest, tree_digest
+    from ..digests import ggml_environment, program_digest, toolchain_digest, tree_digest
     from .measure import find_backend_ops
 
     def tree_id(t: Path | None) -> list[str]:
         return [tree_digest(t, Path("docs") / "ops"), tree_commit(t)] if t is not None else []
 
     tbo = find_backend_ops(build) if build is not None else None
-    env = {k: v for k, v in sorted(os.environ.items()) if k.startswith(("GGML_", "LLAMA_"))}
+    env = ggml_environment()
     parts = [
         toolchain_digest(),
         tree_id(tree),
