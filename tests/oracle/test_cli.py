@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,10 @@ def test_an_unchanged_validation_is_reused_and_said_to_be(  # type: ignore[no-un
     again = capsys.readouterr()
     assert code == 0 and "oracle validation reused" in again.out + again.err
     data = json.loads((reports / "oracle-validation.json").read_text())
-    kept = next((Path(os.environ["TOOLCHAIN_CACHE"]) / "oracle" / "validations").glob("*.json"))
+    # the kept validation this run named (the cache holds the other tests' validations too)
+    name = re.search(r"oracle validation reused \((\w+\.json)\)", again.out + again.err)
+    assert name is not None, again.out + again.err
+    kept = Path(os.environ["TOOLCHAIN_CACHE"]) / "oracle" / "validations" / name[1]
     assert data == json.loads(kept.read_text()) and data["ok"] is True
 
 
