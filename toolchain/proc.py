@@ -18,6 +18,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -341,3 +342,43 @@ def stream(
             except OSError:
                 pass
     return Completed(tuple(args), done.returncode, tuple(tail), done.seconds, done.timed_out, done.flooded)
+
+
+def stream_many(
+    commands: Sequence[Sequence[str]],
+    *,
+    log_paths: Sequence[Path],
+    on_line: Callable[[str], None] | None = None,
+    timeout: float | None = None,
+    cwds: Sequence[Path | None] | None = None,
+) -> list[Completed]:
+    """Run every command of ``commands`` at once, each through :func:`stream` into its own log:
+    the worker processes of a stage (one per core). ``on_line`` sees every line of every worker,
+    one line at a time (the calls are serialised). Ctrl-C (or any error) ends every worker before
+    it propagates; the result is each command's :class:`Completed`, in order."""
+    guard = threading.Lock()
+    procs: list[Child] = []
+
+    def one_line(line: str) -> None:
+        if on_line is not None:
+            with guard:
+                on_line(line)
+
+    def one(i: int) -> Completed:
+        return stream(
+            commands[i],
+            log_path=log_paths[i],
+            cwd=cwds[i] if cwds is not None else None,
+            on_line=one_line,
+            timeout=timeout,
+            started=procs.append,
+        )
+
+    with ThreadPoolExecutor(max_workers=max(1, len(commands))) as pool:
+        futures = [pool.submit(one, i) for i in range(len(commands))]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:  # Ctrl-C reaches this thread only: end every worker, then go
+            for proc in list(procs):
+                stop_group(proc)
+            raise

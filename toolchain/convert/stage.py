@@ -1,8 +1,8 @@
 """The convert stage: tiny models → GGUFs of each type → validated → ``convert.json``.
 
 ``convert_architectures`` is the public entry point (the coverage stage calls it): it makes or
-reuses the tiny checkpoints, converts every (architecture, type) the converter can write in one
-worker process, quantizes q4_0/q4_K with the build's ``llama-quantize`` when there is one, and
+reuses the tiny checkpoints, converts every (architecture, type) the converter can write in
+worker processes (one per core, sharing the job list), quantizes q4_0/q4_K with the build's ``llama-quantize`` when there is one, and
 validates every GGUF. A failure is that pair's verdict (with its cause); the run goes on.
 GGUFs live in ``<work>/models/<name>-<hash12>/<name>-<type>.gguf`` and are reused while the
 model, the tree and the converter environment are unchanged.
@@ -17,6 +17,7 @@ import tempfile
 import time
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Settings
@@ -25,7 +26,7 @@ from ..log import LOG
 from ..models.build import TinyModel, check_model_dir, make_models
 from ..models.shrink import Shrink
 from ..models.spec import ArchSpec
-from ..proc import Completed, available_cores, stream
+from ..proc import Completed, available_cores, stream_many
 from ..records import CONVERT, atomic_write_text, write_report
 from ..tree import CONVERT_SCRIPT
 from . import gguf_cache
@@ -122,6 +123,27 @@ class _Validation:
             self._pool = None
 
 
+@dataclass(frozen=True)
+class _Workers:
+    """How the converter workers ended, and which worker claimed which job."""
+
+    done: tuple[Completed, ...]
+    claimed_by: dict[str, int]  # job id -> index into ``done``
+
+    def stopped_before(self, job: str) -> str:
+        """Why ``job`` has no result: the exit of the worker that held it, or of every worker."""
+        held = self.claimed_by.get(job)
+        ended = [self.done[held]] if held is not None else list(self.done)
+        exits = ", ".join(f"exit {d.returncode}{', timed out' if d.timed_out else ''}" for d in ended)
+        if held is not None:
+            return f"the converter process stopped in this job ({exits})"
+        return f"every converter process stopped before this job ({exits})"
+
+    def tail(self, job: str) -> tuple[str, ...]:
+        held = self.claimed_by.get(job)
+        return self.done[held if held is not None else 0].tail[-10:]
+
+
 def _run_converter(
     env: ConverterEnv,
     tree: Path,
@@ -131,14 +153,25 @@ def _run_converter(
     lines: list[str],
     pending: dict[str, tuple[TinyModel, str, Path]],
     checks: _Validation,
-) -> Completed:
-    """The conversions in one worker process; its result lines go to ``lines``, and each written
-    file to validation as soon as the worker reports it."""
-    LOG.info(f"converting {len(jobs)} model/type pair(s) with {tree / CONVERT_SCRIPT}")
-    log_path = settings.work_dir / "models" / "toolchain-convert.log"
+) -> _Workers:
+    """The conversions in one worker process per core, which share the job list (each claims the
+    next job when it is free: :mod:`toolchain.claims`); the result lines go to ``lines``, and each
+    written file to validation as soon as a worker reports it. The largest checkpoints go first,
+    so the last jobs are short ones and no worker finishes long after the other."""
+    n = min(available_cores(), len(jobs))
+    ordered = sorted(jobs, key=lambda job: -pending[job["id"]][0].size_bytes)
+    LOG.info(
+        f"converting {len(jobs)} model/type pair(s) with {tree / CONVERT_SCRIPT} in {n} worker process(es)"
+    )
+    log_dir = settings.work_dir / "models"
     with tempfile.TemporaryDirectory(prefix="toolchain-convert-") as tmp:
-        job_file = Path(tmp) / "jobs.json"
-        job_file.write_text(json.dumps(jobs))
+        job_file, claims = Path(tmp) / "jobs.json", Path(tmp) / "claims"
+        job_file.write_text(json.dumps(ordered))
+        claims.mkdir()
+        cwds: list[Path | None] = []
+        for i in range(n):
+            (Path(tmp) / f"worker-{i + 1}").mkdir()
+            cwds.append(Path(tmp) / f"worker-{i + 1}")
         with LOG.progress("converting", total=len(jobs)) as bar:
             finished = 0
 
@@ -148,21 +181,25 @@ def _run_converter(
                     lines.append(line)
                     data = json.loads(line[len("@@result ") :])
                     job = data.get("job")
-                    if job:  # (the worker's start-up record has no job)
+                    if job:  # (a worker's start-up record has no job)
                         finished += 1
                         bar.update(finished, detail=job)
                     if job in pending and data.get("status") == "ok":  # written: check it now
                         model, outtype, path = pending[job]
                         checks.submit(job, model, path, outtype, float(data["seconds"]), cached=False)
 
-            done = stream(
-                [str(env.python), str(WORKER), str(tree), str(job_file)],
-                log_path=log_path,
-                cwd=Path(tmp),
+            done = stream_many(
+                [
+                    [str(env.python), str(WORKER), str(tree), str(job_file), str(claims), str(i + 1)]
+                    for i in range(n)
+                ],
+                log_paths=[log_dir / f"toolchain-convert-{i + 1}.log" for i in range(n)],
+                cwds=cwds,
                 on_line=on_line,
                 timeout=timeout,
             )
-    return done
+        claimed_by = {ordered[int(f.name)]["id"]: int(f.read_text() or "1") - 1 for f in claims.iterdir()}
+    return _Workers(tuple(done), claimed_by)
 
 
 def convert_architectures(
@@ -246,7 +283,7 @@ def convert_architectures(
         )
     startup = 0.0
     lines: list[str] = []
-    done = None
+    done: _Workers | None = None
     try:
         if jobs:
             done = _run_converter(env, tree, jobs, settings, timeout, lines, pending, checks)
@@ -260,8 +297,8 @@ def convert_architectures(
     if done is not None:
         for line in lines:
             data = json.loads(line[len("@@result ") :])
-            if "job" not in data:
-                startup = float(data.get("startup_seconds", 0.0))
+            if "job" not in data:  # a worker's start-up record (they start side by side)
+                startup = max(startup, float(data.get("startup_seconds", 0.0)))
                 continue
             model, outtype, path = pending.pop(data["job"])
             if data["status"] == "ok":
@@ -292,8 +329,8 @@ def convert_architectures(
                 "error",
                 tokenizer=model.tokenizer,
                 cause="converter-crash",
-                error=f"the converter process stopped before this job (exit {done.returncode}{', timed out' if done.timed_out else ''})",
-                tail=done.tail[-10:],
+                error=done.stopped_before(f"{model.name}:{outtype}"),
+                tail=done.tail(f"{model.name}:{outtype}"),
             )
     quantize = find_quantize(settings, bins)
     for model in models.models:

@@ -1,4 +1,9 @@
-"""Validate a GGUF with the ``gguf`` package against the checkpoint it was made from.
+"""Validate a GGUF against the checkpoint it was made from.
+
+The header is read with doctor's bounded parser (:mod:`toolchain.doctor.gguf_reader`), not the
+gguf package's reader: that one builds a numpy view per array element, 2 s of the validation of
+each 50k-token vocabulary (the convert stage's second core went to it); names and types come from
+the gguf package (its ``TensorNameMap``, ``GGMLQuantizationType``).
 
 Checked: magic and version (the reader refuses a bad magic; version 2 or 3), architecture
 (``general.architecture`` is the one the spec expects), block count = the checkpoint's layers,
@@ -18,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..doctor.gguf_reader import read_gguf
+from ..errors import GGUFError
 from ..models.build import read_safetensors_index
 
 ALLOWED: dict[str, frozenset[str]] = {
@@ -45,13 +52,6 @@ class GGUFCheck:
     problems: tuple[str, ...]
 
 
-def _field(reader: Any, key: str) -> Any:
-    field = reader.fields.get(key)
-    if field is None:
-        return None
-    return field.contents()
-
-
 def _name_map(gguf: Any, arch: str, blocks: int) -> Any:
     for enum_value, name in gguf.MODEL_ARCH_NAMES.items():
         if name == arch:
@@ -60,32 +60,44 @@ def _name_map(gguf: Any, arch: str, blocks: int) -> Any:
 
 
 def validate_gguf(path: Path, model_dir: Path, expected_arch: str, outtype: str) -> GGUFCheck:
-    import gguf  # lazy: numpy-heavy
+    import gguf  # lazy: numpy-heavy (the name map and the type names)
 
     problems: list[str] = []
     try:
-        reader = gguf.GGUFReader(str(path))
-    except Exception as exc:
-        return GGUFCheck(path, False, 0, "", 0, 0, 0, {}, (f"unreadable GGUF: {type(exc).__name__}: {exc}",))
-    version = int(_field(reader, "GGUF.version") or 0)
+        info = read_gguf(path)
+    except GGUFError as exc:
+        return GGUFCheck(path, False, 0, "", 0, 0, 0, {}, (f"unreadable GGUF: {exc.message}",))
+    if info.kind != "gguf":
+        return GGUFCheck(
+            path, False, 0, "", 0, 0, 0, {}, (f"unreadable GGUF: {info.kind} (magic {info.magic!r})",)
+        )
+    if info.parse_error:
+        problems.append(f"unreadable GGUF header: {info.parse_error}")
+    version = int(info.version or 0)
     if version not in (2, 3):
         problems.append(f"GGUF version {version} (expected 2 or 3)")
-    arch = str(_field(reader, "general.architecture") or "")
+    meta = info.metadata
+    arch = str(meta.get("general.architecture") or "")
     if arch != expected_arch:
         problems.append(f"general.architecture is {arch!r}, expected {expected_arch!r}")
-    header_count = int(_field(reader, "GGUF.tensor_count") or 0)
-    tensors = {t.name: t for t in reader.tensors}
-    if header_count != len(reader.tensors) or len(tensors) != len(reader.tensors):
+    header_count = int(info.tensor_count or 0)
+    tensors = {t.name: t for t in info.tensors}
+    if header_count != len(info.tensors) or len(tensors) != len(info.tensors):
         problems.append(
-            f"header says {header_count} tensors, {len(reader.tensors)} read ({len(tensors)} distinct names)"
+            f"header says {header_count} tensors, {len(info.tensors)} read ({len(tensors)} distinct names)"
         )
-    size = path.stat().st_size
+    size = info.file_size
+    data_offset = info.data_offset if info.data_offset is not None else size
     types: dict[str, int] = {}
     allowed = ALLOWED.get(outtype, frozenset())
-    for t in reader.tensors:
-        tname = t.tensor_type.name
+    for t in info.tensors:
+        try:
+            tname = gguf.GGMLQuantizationType(t.ggml_type).name
+        except ValueError:
+            problems.append(f"{t.name}: unknown ggml type {t.ggml_type}")
+            continue
         types[tname] = types.get(tname, 0) + 1
-        if int(t.data_offset) + int(t.n_bytes) > size:
+        if data_offset + t.offset + t.n_bytes > size:
             problems.append(f"{t.name}: data beyond the end of the file")
         if allowed and tname not in allowed:
             problems.append(f"{t.name}: type {tname} is not expected in a {outtype} file")
@@ -99,7 +111,7 @@ def validate_gguf(path: Path, model_dir: Path, expected_arch: str, outtype: str)
         (config[k] for k in ("num_hidden_layers", "n_layer", "n_layers") if isinstance(config.get(k), int)),
         None,
     )
-    block_count = _field(reader, f"{arch}.block_count")
+    block_count = meta.get(f"{arch}.block_count")
     if layers is not None and block_count is not None and int(block_count) != layers:
         problems.append(f"{arch}.block_count is {block_count}, the checkpoint has {layers} layers")
 
@@ -135,7 +147,7 @@ def validate_gguf(path: Path, model_dir: Path, expected_arch: str, outtype: str)
         not problems,
         version,
         arch,
-        len(reader.tensors),
+        len(info.tensors),
         len(expected),
         unplaced,
         types,

@@ -6,6 +6,11 @@ the tree (``convert_hf_to_gguf`` and, through it, the tree's ``conversion`` pack
 so the conversion path is exactly the command-line one; only the interpreter start-up and the
 imports (torch, transformers: ~5 s) are paid once. Output: one ``@@result {json}`` line per job.
 
+    worker.py TREE JOBS [CLAIMS N]
+
+With ``CLAIMS`` (a directory), several workers share one job list, worker ``N`` claiming each job
+before it runs it (``toolchain/claims.py``).
+
 A job's failure (SystemExit, an exception) is that job's verdict; the loop goes on.
 """
 
@@ -14,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import runpy
 import sys
 import time
 import traceback
@@ -22,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 RESULT_PREFIX = "@@result "
+CLAIMS = Path(__file__).parents[1] / "claims.py"  # standard library only: run by its path
 TAIL = 15
 
 
@@ -86,6 +93,8 @@ def convert_one(module: Any, job: dict[str, Any], tail: _Tail) -> dict[str, Any]
 def main(argv: list[str]) -> int:
     tree = Path(argv[1]).resolve()
     jobs = json.loads(Path(argv[2]).read_text())
+    shared = runpy.run_path(str(CLAIMS))
+    claims, worker = shared["worker_args"](argv, 3)
     sys.path.insert(0, str(tree))
     start = time.monotonic()
     import convert_hf_to_gguf as module  # type: ignore[import-not-found]  # the tree's own script (it puts the tree's gguf-py first)
@@ -102,7 +111,9 @@ def main(argv: list[str]) -> int:
         ),
         flush=True,
     )
-    for job in jobs:
+    for index, job in enumerate(jobs):
+        if not shared["claim"](claims, index, worker):
+            continue
         result = convert_one(module, job, tail)
         result["job"] = job["id"]
         print(RESULT_PREFIX + json.dumps(result, sort_keys=True), flush=True)

@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import json
 import struct
-import subprocess
 import tempfile
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..claims import claimed_by
 from ..config import Settings
 from ..errors import ModelError
 from ..log import LOG
-from ..proc import Completed, available_cores, stop_group, stream
+from ..proc import Completed, available_cores, stream_many
 from ..records import atomic_write_text, sha256_file
 from .shrink import Shrink
 from .spec import ArchSpec, ModelShape, safe_name, shape_of
@@ -205,42 +203,30 @@ def _model(
 def _run_workers(
     python: Path, jobs: list[dict[str, Any]], tmp: Path, log_dir: Path, timeout: float
 ) -> tuple[list[str], dict[str, Completed]]:
-    """Make the models of ``jobs`` in one worker process per core, each its share (every n-th job):
-    the workers' ``@@result`` lines, and per model name the exit of the worker that was to make it.
-    Each worker logs to ``toolchain-models-<i>.log``; Ctrl-C ends them all."""
+    """Make the models of ``jobs`` in one worker process per core, which share the job list (each
+    claims the next model when it is free: :mod:`toolchain.claims`): the workers' ``@@result``
+    lines, and per model name the exit of the worker that claimed it (of the first worker when
+    none did). Each worker logs to ``toolchain-models-<i>.log``; Ctrl-C ends them all."""
     n = min(available_cores(), len(jobs))
-    shares = [jobs[i::n] for i in range(n)]
+    job_file, claims = tmp / "jobs.json", tmp / "claims"
+    job_file.write_text(json.dumps(jobs))
+    claims.mkdir()
     lines: list[str] = []
-    guard = threading.Lock()
-    procs: list[subprocess.Popen[bytes]] = []
     with LOG.progress("making tiny models", total=len(jobs)) as bar:
 
         def on_line(line: str) -> None:
             if line.startswith("@@result "):
-                with guard:
-                    lines.append(line)
-                    bar.update(len(lines), detail=json.loads(line[len("@@result ") :]).get("name", ""))
+                lines.append(line)
+                bar.update(len(lines), detail=json.loads(line[len("@@result ") :]).get("name", ""))
 
-        def one(i: int, share: list[dict[str, Any]]) -> Completed:
-            job_file = tmp / f"jobs-{i + 1}.json"
-            job_file.write_text(json.dumps(share))
-            return stream(
-                [str(python), str(WORKER), str(job_file)],
-                log_path=log_dir / f"toolchain-models-{i + 1}.log",
-                on_line=on_line,
-                timeout=timeout,
-                started=procs.append,
-            )
-
-        with ThreadPoolExecutor(max_workers=n) as pool:
-            futures = [pool.submit(one, i, share) for i, share in enumerate(shares)]
-            try:
-                dones = [f.result() for f in futures]
-            except BaseException:  # Ctrl-C reaches this thread only: end every worker, then go
-                for proc in list(procs):
-                    stop_group(proc)
-                raise
-    return lines, {str(job["name"]): dones[i] for i, share in enumerate(shares) for job in share}
+        dones = stream_many(
+            [[str(python), str(WORKER), str(job_file), str(claims), str(i + 1)] for i in range(n)],
+            log_paths=[log_dir / f"toolchain-models-{i + 1}.log" for i in range(n)],
+            on_line=on_line,
+            timeout=timeout,
+        )
+    held = claimed_by(claims)
+    return lines, {str(job["name"]): dones[held.get(i, 1) - 1] for i, job in enumerate(jobs)}
 
 
 def make_models(

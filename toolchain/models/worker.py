@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import runpy
 import shutil
 import struct
 import sys
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 RESULT_PREFIX = "@@result "
+CLAIMS = Path(__file__).parents[1] / "claims.py"  # standard library only: run by its path
 
 # A fixed, varied corpus for SentencePiece training (words, code, digits, punctuation, non-Latin).
 _CORPUS_WORDS = (
@@ -342,11 +344,16 @@ def make_model(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
+    """``worker.py JOBS [CLAIMS N]``: with CLAIMS, workers share the job list (toolchain/claims.py)."""
     jobs = json.loads(Path(argv[1]).read_text())
+    shared = runpy.run_path(str(CLAIMS))
+    claims, worker = shared["worker_args"](argv, 2)
     import transformers
 
     transformers.logging.set_verbosity_error()
-    for job in jobs:
+    for index, job in enumerate(jobs):
+        if not shared["claim"](claims, index, worker):
+            continue
         try:
             result = make_model(job)
         except Exception as exc:
