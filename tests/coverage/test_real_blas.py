@@ -89,6 +89,31 @@ def test_blas_column_shows_real_unsupported_ops_with_exact_shapes(
         assert (project / ".toolchain" / "reports" / name).is_file()
 
 
+def test_identical_cases_are_measured_once_per_backend_and_say_where(
+    real_run: tuple[Path, dict[str, object]],
+) -> None:
+    """The f16 and q8_0 files of one checkpoint share their norms, adds and attention: each such
+    case is run once per backend, and the cells that take its verdict name the cell that measured
+    it (coverage/cases.py). Their verdicts are finished ones, on the same backend."""
+    _project, data = real_run
+    cells = {c["id"]: c for c in data["cells"]}  # type: ignore[attr-defined]
+    sharing = 0
+    for cid, cell in cells.items():
+        test = next((c for c in cell["checks"] if c["column"] == "test"), None)
+        if test is None:
+            continue
+        shared = test["details"].get("identical_cases", {})
+        if not shared:
+            continue
+        sharing += 1
+        assert f"{len(shared)} of them the same case as measured in another cell" in test["summary"]
+        by_key = {o["key"]: o for o in cell["ops"]}
+        for key, source in shared.items():
+            assert source != cid and cells[source]["backend"] == cell["backend"], (cid, key, source)
+            assert by_key[key]["test"] in ("ok", "fail", "nan-both", "nan-reference", "not-supported")
+    assert sharing >= 2, "no cell took an identical case's verdict"
+
+
 def test_baseline_diff_between_0320_and_0336(real_run: tuple[Path, dict[str, object]]) -> None:
     if not BASELINE_0320.is_file():
         pytest.skip("fixtures/coverage/baseline-0.3.20.json not present")

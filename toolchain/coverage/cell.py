@@ -22,6 +22,7 @@ from ..convert.load import loader_message
 from ..tree import ENCODER_UBATCH_ABORT
 from .archs_column import archs_check
 from .backends import EXPORT_ARGS, PLAIN_CPU_ENV, CoverageBackend, backend, reference_args
+from .cases import CaseMemo
 from .cellcache import CellCache, file_key, locked
 from .e2e import PROMPT
 from .e2e_column import decode, e2e_check
@@ -95,6 +96,7 @@ class CellRunner:
             **self.options.env,
         }
         self.cells = CellCache(cell_cache, tools, self.options, self.devices) if cell_cache else None
+        self.cases = CaseMemo()  # the test column's finished verdicts, shared by this run's cells
 
     # --- helpers ---------------------------------------------------------------------------------
     def run_tool(self, args: list[str], log: Path, env: Mapping[str, str] | None = None) -> Outcome:

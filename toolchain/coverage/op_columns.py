@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from .backend_ops import SupportParse, TestLine, merge_test, op_result, parse_support_csv, parse_test_output
 from .backends import HARNESS_ENV, CoverageBackend
+from .cases import CaseSplit, split_case
 from .isolate import Outcome
 from .outcomes import EVIDENCE_LINES, evidence_of, read_log, status_of
 from .records import CheckResult, OpResult
@@ -115,14 +116,35 @@ def support_check(
     ), ops
 
 
+def _aligned(lines: list[str], ops: tuple[OpResult, ...]) -> bool:
+    """Whether the test file's lines are the support rows' cases, one for one and in order (the
+    same tensor name on each): only then can a line's verdict be shared with an identical case of
+    another cell."""
+    return len(lines) == len(ops) and all(
+        split_case(line)[1] == op.name for line, op in zip(lines, ops, strict=True)
+    )
+
+
 def test_check(
     runner: CellRunner, spec: CellSpec, be: CoverageBackend, ops_file: Path, ops: tuple[OpResult, ...]
 ) -> tuple[CheckResult, tuple[OpResult, ...]]:
     assert runner.tools.backend_ops is not None
     test_ops, rewritten = runner.test_file(spec.model, ops_file)
-    args = [str(runner.tools.backend_ops), "test", "--test-file", str(test_ops), "-b", spec.backend]
-    out = runner.run_tool(args, runner.log_dir / spec.id / "test.log", {**runner.env, **HARNESS_ENV})
-    lines = list(out.stdout) or read_log(Path(out.log))
+    case_lines = test_ops.read_text(encoding="utf-8").splitlines()
+    aligned = bool(ops) and _aligned(case_lines, ops)
+    split = runner.cases.split(spec.backend, case_lines) if aligned else CaseSplit(tuple(range(len(ops))), {})
+    run_file = test_ops
+    if split.known and split.run:  # only the cases no cell of this run has measured yet
+        run_file = runner.log_dir / spec.id / "ops-test-run.txt"
+        run_file.parent.mkdir(parents=True, exist_ok=True)
+        run_file.write_text("".join(case_lines[i] + "\n" for i in split.run), encoding="utf-8")
+    args = [str(runner.tools.backend_ops), "test", "--test-file", str(run_file), "-b", spec.backend]
+    if split.run or not aligned:
+        out = runner.run_tool(args, runner.log_dir / spec.id / "test.log", {**runner.env, **HARNESS_ENV})
+        lines = list(out.stdout) or read_log(Path(out.log))
+    else:  # every case was measured in another cell of this run: nothing to run
+        out = Outcome((), "ok", 0, 0.0, (), (), "", 0)
+        lines = []
     # a rewritten case prints its index source without the strides: map it back to the export's
     as_run = [
         replace(o, params=_dense_index(o.params))
@@ -136,7 +158,12 @@ def test_check(
     }
     if not ops:  # support did not run: take the cases from the test output itself
         ops = tuple(op_result(t.op, t.params) for t in results.values())
+    for i, found in split.known.items():
+        results[ops[i].key] = TestLine(ops[i].op, ops[i].params, found.test, found.message)
     merged = merge_test(ops, results)
+    if aligned:
+        runner.cases.record(spec.backend, case_lines, merged, split.run, spec.id)
+    shared = {ops[i].key: found.cell for i, found in sorted(split.known.items())}
     bad = status_of(out)
     if bad:
         done = [o for o in merged if o.test != "not-run"]
@@ -187,6 +214,8 @@ def test_check(
     }
     if rewritten:
         details["index_views_made_contiguous"] = list(rewritten)
+    if shared:
+        details["identical_cases"] = shared  # case key -> the cell of this run that measured it
     if fails:
         first = "; ".join(f"{o.key}: {o.message or 'FAIL'}" for o in fails[:2])
         return CheckResult(
@@ -231,6 +260,8 @@ def test_check(
             f"; {len(rewritten)} GET_ROWS case(s) ran with their strided index view made contiguous "
             "(test-backend-ops fills it as one block: the rows beyond would be uninitialised)"
         )
+    if shared:
+        note += f"; {len(shared)} of them the same case as measured in another cell of this run"
     return CheckResult(
         "test",
         "pass",
