@@ -37,7 +37,7 @@ def install(session: nox.Session, extras: str = "") -> None:
     stamp = Path(session.virtualenv.location) / ".llama-toolchain-installed"
     if stamp.is_file() and stamp.read_text() == digest:
         return
-    session.install("-e", target)
+    session.install("--no-compile", "-e", target)  # modules compile on first import, not all at once
     stamp.write_text(digest)
 
 
