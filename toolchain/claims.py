@@ -1,7 +1,7 @@
 """Job claims: how the worker processes of a stage share one job list (standard library only).
 
 The convert and model workers are standalone scripts run in the converter's environment; they
-load this file by its path (``importlib``), not as part of the package. Before each job, worker
+run this file by its path (``runpy.run_path``), not as part of the package. Before each job, worker
 ``N`` claims it by creating ``<claims>/<index>`` holding ``N``; a job another worker claimed is
 skipped. So the workers take the jobs in order as each becomes free (none idles while another has
 a queue), and a worker that dies costs only the job it held. The stage reads the claims back to

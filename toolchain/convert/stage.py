@@ -2,8 +2,8 @@
 
 ``convert_architectures`` is the public entry point (the coverage stage calls it): it makes or
 reuses the tiny checkpoints, converts every (architecture, type) the converter can write in
-worker processes (one per core, sharing the job list), quantizes q4_0/q4_K with the build's ``llama-quantize`` when there is one, and
-validates every GGUF. A failure is that pair's verdict (with its cause); the run goes on.
+worker processes (one per core, sharing the job list), quantizes q4_0/q4_K with the build's
+``llama-quantize`` when there is one, and validates every GGUF. A failure is that pair's verdict (with its cause); the run goes on.
 GGUFs live in ``<work>/models/<name>-<hash12>/<name>-<type>.gguf`` and are reused while the
 model, the tree and the converter environment are unchanged.
 """
@@ -20,6 +20,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..claims import claimed_by
 from ..config import Settings
 from ..errors import ConvertError
 from ..log import LOG
@@ -168,10 +169,9 @@ def _run_converter(
         job_file, claims = Path(tmp) / "jobs.json", Path(tmp) / "claims"
         job_file.write_text(json.dumps(ordered))
         claims.mkdir()
-        cwds: list[Path | None] = []
-        for i in range(n):
-            (Path(tmp) / f"worker-{i + 1}").mkdir()
-            cwds.append(Path(tmp) / f"worker-{i + 1}")
+        cwds = [Path(tmp) / f"worker-{i + 1}" for i in range(n)]
+        for cwd in cwds:
+            cwd.mkdir()
         with LOG.progress("converting", total=len(jobs)) as bar:
             finished = 0
 
@@ -198,8 +198,8 @@ def _run_converter(
                 on_line=on_line,
                 timeout=timeout,
             )
-        claimed_by = {ordered[int(f.name)]["id"]: int(f.read_text() or "1") - 1 for f in claims.iterdir()}
-    return _Workers(tuple(done), claimed_by)
+        held = {ordered[index]["id"]: worker - 1 for index, worker in claimed_by(claims).items()}
+    return _Workers(tuple(done), held)
 
 
 def convert_architectures(

@@ -132,19 +132,19 @@ def test_check(
     test_ops, rewritten = runner.test_file(spec.model, ops_file)
     case_lines = test_ops.read_text(encoding="utf-8").splitlines()
     aligned = bool(ops) and _aligned(case_lines, ops)
-    split = runner.cases.split(spec.backend, case_lines) if aligned else CaseSplit(tuple(range(len(ops))), {})
+    split = runner.cases.split(spec.backend, case_lines) if aligned else CaseSplit((), {})
     run_file = test_ops
     if split.known and split.run:  # only the cases no cell of this run has measured yet
         run_file = runner.log_dir / spec.id / "ops-test-run.txt"
         run_file.parent.mkdir(parents=True, exist_ok=True)
         run_file.write_text("".join(case_lines[i] + "\n" for i in split.run), encoding="utf-8")
-    args = [str(runner.tools.backend_ops), "test", "--test-file", str(run_file), "-b", spec.backend]
-    if split.run or not aligned:
+    if split.known and not split.run:  # every case was measured in another cell of this run
+        out = Outcome((), "ok", 0, 0.0, (), (), "", 0)
+        lines: list[str] = []
+    else:
+        args = [str(runner.tools.backend_ops), "test", "--test-file", str(run_file), "-b", spec.backend]
         out = runner.run_tool(args, runner.log_dir / spec.id / "test.log", {**runner.env, **HARNESS_ENV})
         lines = list(out.stdout) or read_log(Path(out.log))
-    else:  # every case was measured in another cell of this run: nothing to run
-        out = Outcome((), "ok", 0, 0.0, (), (), "", 0)
-        lines = []
     # a rewritten case prints its index source without the strides: map it back to the export's
     as_run = [
         replace(o, params=_dense_index(o.params))
