@@ -91,3 +91,9 @@ def test_the_vocab_reader_reads_what_the_gguf_package_reads(tree_0336: Path, tmp
     bad.write_bytes(b"GGML" + bytes(60))
     with pytest.raises(ValueError, match="not a GGUF"):
         worker.gguf_metadata(bad)
+    cut = tmp_path / "cut.gguf"  # a vocabulary cut inside a string: refused, not read short
+    data = files[0].read_bytes()
+    for end in (4000, 4001, 4002, 4003, 4004, 4005, 4006, 4007):  # inside a string or a length
+        cut.write_bytes(data[: data.index(b"tokenizer.ggml.tokens") + end])
+        with pytest.raises(ValueError, match="truncated"):
+            worker.gguf_metadata(cut)

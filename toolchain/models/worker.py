@@ -157,6 +157,8 @@ def gguf_metadata(path: Path) -> dict[str, Any]:
 
     def string(at: int) -> tuple[str, int]:
         (n,) = struct.unpack_from("<Q", data, at)
+        if at + 8 + n > len(data):
+            raise ValueError(f"{path}: a string runs past the end of the file (truncated)")
         return data[at + 8 : at + 8 + n].decode("utf-8"), at + 8 + n
 
     def value(kind: int, at: int) -> tuple[Any, int]:
@@ -179,10 +181,13 @@ def gguf_metadata(path: Path) -> dict[str, Any]:
         raise ValueError(f"{path}: unknown GGUF value type {kind}")
 
     out: dict[str, Any] = {}
-    for _ in range(n_kv):
-        key, pos = string(pos)
-        (kind,) = struct.unpack_from("<I", data, pos)
-        out[key], pos = value(kind, pos + 4)
+    try:
+        for _ in range(n_kv):
+            key, pos = string(pos)
+            (kind,) = struct.unpack_from("<I", data, pos)
+            out[key], pos = value(kind, pos + 4)
+    except struct.error as exc:
+        raise ValueError(f"{path}: the header ends early (truncated): {exc}") from exc
     return out
 
 
