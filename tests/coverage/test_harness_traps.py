@@ -7,7 +7,7 @@ that is the harness, like the NaN-on-both-sides trap, not the backend under test
 
 from pathlib import Path
 
-from toolchain.coverage.isolate import Outcome
+from toolchain.core.isolate import Outcome
 from toolchain.coverage.op_columns import harness_index_crash as _harness_index_crash
 from toolchain.coverage.opsfile import contiguous_index_views, ggml_ids
 from toolchain.coverage.records import OpResult, TensorShape
@@ -96,7 +96,7 @@ def test_the_plain_cpu_switch_is_what_the_tree_reads(tree_0336: Path) -> None:
     that variable for --repack/--no-repack and take "false" as off, or the switch is silently inert."""
     import re
 
-    from toolchain.coverage.backends import PLAIN_CPU_ENV
+    from toolchain.core.tree import PLAIN_CPU_ENV
 
     arg = (tree_0336 / "common" / "arg.cpp").read_text(encoding="utf-8")
     block = re.search(r'\{"--repack"\},\s*\{"-nr", "--no-repack"\}.*?set_env\("(\w+)"\)', arg, re.S)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from tests.coverage.conftest import ROOT, no_children_left
 from tests.signalled import start
+from toolchain.core.isolate import SILENT_ATTEMPTS, live_count, run_isolated, run_until_heard
 from toolchain.coverage import CoverageRequest, plan, run_matrix, write_reports
-from toolchain.coverage.isolate import SILENT_ATTEMPTS, live_count, run_isolated, run_until_heard
 from toolchain.coverage.records import ModelInput
 from toolchain.records import VERIFY
 from toolchain.verify import write_verification

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from .. import tree
+from ..core import tree
 from ..profiles import PROFILES
 
 Kind = Literal["cpu", "accel", "gpu"]
@@ -62,15 +62,6 @@ def reference_args(whole_prompt: bool = False) -> tuple[str, ...]:
     return ("-ngl", "0", "-dev", "none", "-ub", str(REFERENCE_UBATCH))
 
 
-# The reference (and the load check) runs the plain CPU kernels: the CPU's extra buffer types (AMX
-# on recent Xeons, repacked layouts on ARM/x86) are host-specific, and on this project's Linux VMs
-# the AMX path dies with SIGILL (`tilezero` in tinygemm_kernel_amx) and its buffers make the
-# scheduler abort on MLA models (`GGML_ASSERT(*cur_backend_id != -1)`). Our ground truth must not
-# depend on them. The CPU column's e2e run is that reference: the extra buffer types are not
-# covered by the matrix (on an AMX host they are a finding of their own, outside it).
-# (common/arg.cpp: `--repack/--no-repack`, env LLAMA_ARG_REPACK; older trees ignore it.)
-PLAIN_CPU_ENV = {"LLAMA_ARG_REPACK": "false"}
-
 # test-backend-ops' cases rebuilt from an exported graph (tests/test-backend-ops.cpp
 # `test_generic_op`, the `--test-file` path) initialise only their sources, while the base class
 # initialises every tensor: the 1024-float sentinels the harness puts around each tensor to catch
@@ -82,20 +73,6 @@ PLAIN_CPU_ENV = {"LLAMA_ARG_REPACK": "false"}
 # with the complement of its byte, so 255 hands out zero bytes, as the base class's initialisation
 # would have (the same file then ran with no NaN in 12 runs of 12). Other C libraries ignore it.
 HARNESS_ENV = {"MALLOC_PERTURB_": "255"}
-
-# The context the graph-op exporter builds its graphs for (common/arg.cpp `-c`). Without it the
-# exporter takes the context the GGUF says the model was trained with (common.h: `n_ctx = 0`), and
-# that is whatever the converter wrote: 4096 for most of our tiny models, but 2**20 for the RWKV,
-# Mamba and Mamba2 classes and for granitehybrid without RoPE (convert_hf_to_gguf.py: "arbitrary
-# value; for those who use the default"). granitehybrid's FLASH_ATTN_EXT case then has a 1M-row KV
-# that test-backend-ops did not finish in 120 s on a CPU: a hang of our making, not the tree's.
-# One context for every model, 256 tokens (the context llama.cpp pads to, and the one the tree's
-# own test-llama-archs models have): the prompt graph is one 256-token ubatch, the KV 256 rows.
-# The kernels are the ones a longer context runs (matrix-matrix products, flash attention over a
-# KV of whole blocks); what a longer context changes is memory, which `doctor` checks, not which
-# ops and types the backend takes.
-EXPORT_CTX = 256
-EXPORT_ARGS = ("-c", str(EXPORT_CTX))
 
 
 def backend(name: str) -> CoverageBackend:

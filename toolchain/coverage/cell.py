@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from ..convert.load import loader_message
-from ..tree import ENCODER_UBATCH_ABORT
+from ..core.isolate import Outcome, run_isolated, run_until_heard
+from ..core.tree import ENCODER_UBATCH_ABORT, EXPORT_ARGS, PLAIN_CPU_ENV
 from .archs_column import archs_check
-from .backends import EXPORT_ARGS, PLAIN_CPU_ENV, CoverageBackend, backend, reference_args
+from .backends import CoverageBackend, backend, reference_args
 from .cases import CaseMemo
 from .cellcache import CellCache, file_key, locked
 from .e2e import PROMPT
 from .e2e_column import decode, e2e_check
-from .isolate import Outcome, run_isolated, run_until_heard
 from .op_columns import support_check, test_check
 from .opsfile import contiguous_index_views, ggml_ids, tree_of_build
 from .outcomes import evidence_of, outcome_from, outcome_json, read_log, status_of
@@ -42,6 +42,7 @@ from .records import (
     Whose,
     worst,
 )
+from .report import cell_from_json, cell_json
 from .tools import Toolset
 
 
@@ -202,7 +203,6 @@ class CellRunner:
         """The cell's verdict: reused from the cell cache when every input is unchanged, else run."""
         if self.cells is None:
             return self._run_cell(spec, should_stop)
-        from .report import cell_from_json, cell_json
 
         key = self.cells.key(spec.model, spec.backend)
         kept = self.cells.load(key)

@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..digests import file_sha256, ggml_environment
-from ..records import atomic_write_text, to_jsonable
+from ..core.digests import file_sha256, ggml_environment
+from ..core.jsonio import atomic_write_text, to_jsonable
 from .records import ModelInput
 from .tools import Toolset
 
@@ -46,7 +46,11 @@ def file_key(path: Path) -> str:
 
 
 # --- whole cells: reused while every input is unchanged ------------------------------------------
-_HARNESS_SOURCES = (Path(__file__).parent, Path(__file__).parents[1] / "convert" / "load.py")
+_HARNESS_SOURCES = (
+    Path(__file__).parent,
+    Path(__file__).parents[1] / "convert" / "load.py",
+    Path(__file__).parents[1] / "core" / "isolate.py",
+)
 _NOT_REUSED = ("hang",)  # a hang depends on the machine's load as much as on the inputs
 
 

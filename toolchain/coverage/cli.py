@@ -17,11 +17,13 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from ..cli import common_options, settings_from
+from ..builder.manifest import last_build_dir
+from ..cli import settings_from
 from ..config import Settings
+from ..core.locking import work_dir_lock
 from ..errors import CoverageFindingsError, InterruptedError_, UsageError
-from ..locking import work_dir_lock
 from ..log import LOG
+from ..options import arch_option, chosen_archs, common_options
 from .baseline import load_baseline, rank
 from .dryrun_columns import DEFAULT_PROFILES as DRYRUN_PROFILES
 from .dryrun_columns import add_dryrun
@@ -38,8 +40,6 @@ def _csv(text: str | None) -> tuple[str, ...]:
 
 
 def default_build_dir(settings: Settings) -> Path:
-    from ..builder.manifest import last_build_dir
-
     path = last_build_dir(settings.reports_dir)
     if path is not None and path.is_dir():
         return path
@@ -72,7 +72,7 @@ def request_from(args: argparse.Namespace, settings: Settings) -> CoverageReques
         build_dir=build_dir,
         reports_dir=settings.reports_dir,
         scratch_dir=settings.work_dir / "coverage",
-        architectures=_csv(args.architectures),
+        architectures=tuple(chosen_archs(args) or ()),
         types=_csv(args.types) or DEFAULT_TYPES,
         backends=_csv(args.backends),
         columns=columns,
@@ -301,9 +301,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     common_options(p)
     p.add_argument("--build-dir", type=Path, help="build dir (default: the one in build-manifest.json)")
-    p.add_argument(
-        "--architectures", "-a", help="comma-separated architectures (default: convert.json's, else ~50)"
-    )
+    arch_option(p, default="convert.json's, else ~50")
     p.add_argument("--types", "-t", help=f"comma-separated weight types (default: {','.join(DEFAULT_TYPES)})")
     p.add_argument(
         "--backends", "-b", help="comma-separated test-backend-ops names (default: CPU + the profile's)"

@@ -15,6 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..dryrun.records import DryRun
+from ..dryrun.run import dry_run, worst
+from ..errors import DryRunUnavailableError
 from .metal_columns import add_columns, profile_cell
 from .records import Cell, CheckResult, CoverageRun, ModelInput, OpResult, Status, TensorShape
 from .run import Plan
@@ -44,8 +46,6 @@ def add_dryrun(
     column_cache: Path | None = None,
 ) -> CoverageRun:
     """``run`` with the dry-run columns added (or a column note saying why there are none)."""
-    from ..dryrun.run import dry_run
-    from ..errors import DryRunUnavailableError
 
     def compute(tree: Path, chosen: list[str], model: ModelInput, ops_file: Path) -> list[Cell]:
         work = scratch_dir / "dryrun" / f"{model.label}-{model.weight_type}"
@@ -80,8 +80,6 @@ def add_dryrun(
 
 def dryrun_cells(model: ModelInput, result: DryRun) -> list[Cell]:
     """One cell per profile of a model's dry run (every batch of ``result`` counted together)."""
-    from ..dryrun.run import worst
-
     infos = {p.profile: p for p in result.profiles}
     cells: list[Cell] = []
     for info in result.profiles:
@@ -130,7 +128,7 @@ def dryrun_cells(model: ModelInput, result: DryRun) -> list[Cell]:
                 "profile": info.profile,
                 "verdict": verdict,
                 "dispatches": sum(r.dispatches for r in profs),
-                # what `verify` checks an embedded library against (dryrun/verify_kernels)
+                # what `verify` checks an embedded library against (verify/kernels)
                 "kernels_needed": sorted({k for r in profs for k in r.kernels_needed}),
                 "library_defines": {d.name: d.value for d in info.library_defines if d.active},
             },

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import tree
+from ..core import tree
 from .backends import CoverageBackend
 from .e2e import (
     NMSE_GROSS,

@@ -9,7 +9,7 @@ import typing
 from dataclasses import replace
 from typing import Any
 
-from ..records import from_jsonable
+from ..core.jsonio import from_jsonable
 from .records import Cell, CoverageRun
 
 

@@ -14,11 +14,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from ..digests import file_sha256, ggml_environment, toolchain_digest, tree_digest
+from ..core.digests import file_sha256, ggml_environment, toolchain_digest, tree_digest
+from ..core.jsonio import atomic_write_text
+from ..core.tree import has_metal_sources
 from ..errors import ToolchainError
 from ..log import LOG
-from ..records import atomic_write_text
-from ..tree import has_metal_sources
 from .backends import backend
 from .cell import CellOptions, CellRunner
 from .cellcache import tools_digest
@@ -32,6 +32,7 @@ from .records import (
     OpResult,
     ToolColumn,
 )
+from .report import cell_from_json, cell_json
 from .run import Plan
 from .tools import Toolset
 
@@ -97,8 +98,6 @@ class ColumnCache:
         return hashlib.sha256(text.encode()).hexdigest()[:24]
 
     def load(self, key: str, model: ModelInput) -> list[Cell] | None:
-        from .report import cell_from_json
-
         try:
             data = json.loads((self.root / f"{key}.json").read_text(encoding="utf-8"))
             cells = [cell_from_json(d) for d in data["cells"]]
@@ -107,8 +106,6 @@ class ColumnCache:
         return [replace(c, model=str(model.path), reused=True) for c in cells]
 
     def store(self, key: str, cells: list[Cell]) -> None:
-        from .report import cell_json
-
         atomic_write_text(self.root / f"{key}.json", json.dumps({"cells": [cell_json(c) for c in cells]}))
 
 

@@ -18,10 +18,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..convert.results import ConvertResult
+from ..convert.results import Conversion, ConvertResult
+from ..core.isolate import run_isolated
+from ..core.tree import ARCHS
 from ..records import CONVERT, read_record
-from ..tree import ARCHS
-from .isolate import run_isolated
 from .records import ModelInput
 from .tools import Toolset
 
@@ -113,7 +113,7 @@ def from_convert_report(path: Path) -> list[ModelInput]:
     """Successful conversions of ``convert.json`` whose GGUF is there."""
     return [
         m
-        for r in read_record(path, CONVERT).results
+        for r in read_record(path, CONVERT, Conversion).results
         if r.status == "pass"
         and (m := _converted(r)) is not None
         and m.path.suffix == ".gguf"
@@ -135,7 +135,7 @@ class BlockedInput:
 def blocked_from_convert_report(path: Path) -> list[BlockedInput]:
     """convert.json's results that converted and validated but that the tree's loader refused."""
     out: list[BlockedInput] = []
-    for r in read_record(path, CONVERT).results:
+    for r in read_record(path, CONVERT, Conversion).results:
         model = _converted(r) if r.status == "error" and r.cause == "load" else None
         if model is None:
             continue

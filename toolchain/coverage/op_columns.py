@@ -7,10 +7,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..core.isolate import Outcome
 from .backend_ops import SupportParse, TestLine, merge_test, op_result, parse_support_csv, parse_test_output
 from .backends import HARNESS_ENV, CoverageBackend
 from .cases import CaseSplit, split_case
-from .isolate import Outcome
 from .outcomes import EVIDENCE_LINES, evidence_of, read_log, status_of
 from .records import CheckResult, OpResult
 

@@ -8,9 +8,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..records import from_jsonable, to_jsonable
+from ..core.isolate import Outcome
+from ..core.jsonio import from_jsonable, to_jsonable
 from .backend_ops import strip_ansi
-from .isolate import Outcome
 from .records import Status
 
 EVIDENCE_LINES = 15

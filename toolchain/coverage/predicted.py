@@ -12,7 +12,9 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from ..errors import ReportError
+from ..errors import OracleUnavailableError, ReportError
+from ..oracle import predict
+from ..oracle.records import OracleValidation
 from ..records import ORACLE_VALIDATION, read_record
 from .metal_columns import add_columns, profile_cell
 from .metal_columns import profile_for_device as profile_for_device  # re-exported (its tests import it here)
@@ -39,9 +41,6 @@ def add_predictions(
 ) -> CoverageRun:
     """``run`` with the predicted columns added (or a column note saying why there are none). A Metal
     device in the matrix has its own family predicted too, to cross-check the oracle on it."""
-    from ..errors import OracleUnavailableError
-    from ..oracle import predict
-
     commit = str(run.source.get("commit") or "")
 
     def compute(tree: Path, chosen: list[str], model: ModelInput, ops_file: Path) -> list[Cell]:
@@ -168,7 +167,7 @@ def validation_note(path: Path) -> str:
     if not path.is_file():
         return "The oracle was not validated in this work dir: run `llama-toolchain oracle validate`."
     try:
-        data = read_record(path, ORACLE_VALIDATION)
+        data = read_record(path, ORACLE_VALIDATION, OracleValidation)
     except ReportError as exc:
         return f"{path} is not an oracle validation report ({exc.message})."
     metal = data.metal

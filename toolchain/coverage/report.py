@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from ..records import COVERAGE, atomic_write_text, to_jsonable, write_report
+from ..core.jsonio import atomic_write_text, to_jsonable
+from ..records import COVERAGE, write_report
 from .baseline import diff_baseline as diff_baseline
 from .baseline import load_baseline as load_baseline
 from .baseline import rank

@@ -23,8 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from ..builder.manifest import BuildManifest
-from ..records import BUILD_MANIFEST, CONVERT, VERIFY, read_record_if_any, to_jsonable
-from . import isolate
+from ..core import isolate
+from ..core.jsonio import to_jsonable
+from ..records import BUILD_MANIFEST, CONVERT, VERIFY, read_record_if_any
+from ..verify.records import Verification
 from .backends import backend, backends_for_profile
 from .cell import CellOptions, CellRunner, CellSpec, blocked_cell
 from .models import (
@@ -38,6 +40,7 @@ from .models import (
     with_types,
 )
 from .records import COLUMNS, Cell, CoverageRun, DeviceSummary, ModelInput, ObservedBy
+from .report import diff_baseline
 from .tools import Toolset, detect
 
 
@@ -87,7 +90,7 @@ class Plan:
 def read_manifest(build_dir: Path, reports_dir: Path) -> BuildManifest | None:
     """The build manifest of ``build_dir`` (its own, else the reports' when it names that dir)."""
     for path in (build_dir / BUILD_MANIFEST.name, reports_dir / BUILD_MANIFEST.name):
-        manifest = read_record_if_any(path, BUILD_MANIFEST)
+        manifest = read_record_if_any(path, BUILD_MANIFEST, BuildManifest)
         if manifest is not None and manifest.build_dir.resolve() == build_dir.resolve():
             return manifest
     return None
@@ -97,7 +100,7 @@ def device_summaries(
     reports_dir: Path, build_dir: Path, backends: Sequence[str]
 ) -> tuple[dict[str, DeviceSummary], str]:
     """Per backend: verify.json's device (class, capabilities) when it verified this build."""
-    verify = read_record_if_any(reports_dir / VERIFY.name, VERIFY)
+    verify = read_record_if_any(reports_dir / VERIFY.name, VERIFY, Verification)
     if verify is not None and verify.path.resolve() != build_dir.resolve():
         verify = None
     found: dict[str, DeviceSummary] = {}
@@ -336,7 +339,6 @@ def with_baseline(run: CoverageRun, baseline: Path | None, old: dict[str, Any] |
     """``run`` with its diff against ``baseline`` (``old``: the report, already loaded and checked)."""
     if baseline is None:
         return run
-    from .report import diff_baseline
 
     d = diff_baseline(run, baseline, old)
     return replace(run, baseline=d, verdict=d.verdict)

@@ -17,8 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..proc import capture
-from ..tree import ARCHS, BACKEND_OPS, EVAL_CALLBACK, EXPORTERS, LOGITS, QUANTIZE, RUNNERS, has_option
+from ..core.proc import capture
+from ..core.tree import ARCHS, BACKEND_OPS, EVAL_CALLBACK, EXPORTERS, LOGITS, QUANTIZE, RUNNERS, has_option
 from .records import ToolColumn
 
 
@@ -51,7 +51,7 @@ def help_text(program: Path, timeout: float = 30.0) -> str:
 
 @dataclass(frozen=True)
 class Toolset:
-    """The build's programs the matrix uses (``toolchain.tree`` has their names over time); None:
+    """The build's programs the matrix uses (``toolchain.core.tree`` has their names over time); None:
     this build has no such program."""
 
     bin_dir: Path

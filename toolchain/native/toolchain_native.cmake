@@ -1,5 +1,5 @@
 # What the toolchain's native programs (oracle/native: the supports_op probe, dryrun/native: the
-# Metal dry run) share, included by both CMakeLists.txt, built by toolchain.native_build:
+# Metal dry run) share, included by both CMakeLists.txt, built by toolchain.builder.native:
 #   -DLLAMA_TREE=<checked-out tree>  -DTOOLCHAIN_GENERATED=<dir with the oracle's cut and props setter>
 # ggml comes from that same tree (static, no backends: only ggml-base and the registry), so
 # headers, libggml-base and the cut-out code always match.

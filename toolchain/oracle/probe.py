@@ -8,7 +8,7 @@ test-backend-ops' ``support`` mode enumerates its built-in cases (or reconstruct
 tensors from a ``--test-file``) and asks each profile's supports_op.
 
 Built once per content (the cut-out sources, our native sources, the tree's ggml and
-test-backend-ops): ``<cache>/oracle/probe-<key>/``, by ``toolchain.native_build`` (CMake and Ninja
+test-backend-ops): ``<cache>/oracle/probe-<key>/``, by ``toolchain.builder.native`` (CMake and Ninja
 from ``builder.cmake``), like the dry run.
 """
 
@@ -22,10 +22,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..builder.native import PROBE, NativeBuildFailed, build_once, content_key
+from ..core.proc import Captured, capture
+from ..core.tree import BACKEND_OPS_SOURCE
 from ..errors import BuildError
-from ..native_build import PROBE, NativeBuildFailed, build_once, content_key
-from ..proc import Captured, capture
-from ..tree import BACKEND_OPS_SOURCE
 from .extract import Extraction, ExtractionFailed, PropsField, extract
 from .profiles import DeviceProfile
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Literal
 
-from ..proc import deferred_interrupt
+from ..core.proc import deferred_interrupt
 
 Format = Literal["macho", "elf"]
 Kind = Literal["executable", "library", "module", "object", "other"]

@@ -11,10 +11,10 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from .records import sha256_file
+from .hashing import sha256_file
 from .tree import BACKEND_OPS_SOURCE
 
-_TOOLCHAIN = Path(__file__).parent
+_TOOLCHAIN = Path(__file__).parents[1]  # the toolchain package
 _SEEN: dict[tuple[tuple[object, ...], ...], str] = {}
 _SEEN_GUARD = threading.Lock()
 

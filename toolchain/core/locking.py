@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
-from .errors import ConfigError, WorkDirBusyError
-from .log import LOG
+from ..errors import ConfigError, WorkDirBusyError
+from ..log import LOG
 
 
 def _holder(path: Path) -> str:

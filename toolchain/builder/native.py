@@ -21,12 +21,15 @@ from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from .locking import exclusive
-from .log import LOG
+from ..core.locking import exclusive
+from ..core.proc import stream
+from ..log import LOG
+from .cmake import find_cmake, find_compilers, find_ninja
+from .compiler_cache import detect
 
 LOCK_NAME = ".native-build.lock"
 LOCK_WAIT = 7200.0  # seconds: a cold dry-run build on 2 busy cores takes minutes, never hours
-SHARED = Path(__file__).parent / "native"  # the CMake include and header both programs use
+SHARED = Path(__file__).parents[1] / "native"  # the CMake include and header both programs use
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class NativeProgram:
 
     @property
     def source(self) -> Path:
-        return Path(__file__).parent / self.stage / "native"
+        return Path(__file__).parents[1] / self.stage / "native"
 
 
 PROBE = NativeProgram("oracle", "toolchain-metal-oracle", "probe", "the probe", "the oracle probe build")
@@ -87,10 +90,6 @@ def cmake_build(
 
     None when it built, else why not, e.g. "the probe does not compile against this tree: <errors>"
     (``name``: "the probe")."""
-    from .builder.cmake import find_cmake, find_compilers, find_ninja
-    from .builder.compiler_cache import detect
-    from .proc import stream
-
     cmake = find_cmake("3.14")
     ninja = find_ninja()
     env = {**os.environ}

@@ -1,6 +1,6 @@
 """Run one tool of one cell in isolation: own process group, timeout, bounded log, flood guard.
 
-The child runs through :func:`toolchain.proc.run_group` (argument lists only, the whole group
+The child runs through :func:`toolchain.core.proc.run_group` (argument lists only, the whole group
 ended on timeout or Ctrl-C); this module is the policy a matrix of possibly broken kernels needs:
 
 - stdout and stderr are read separately (test-backend-ops writes its CSV on stdout and its log on
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..proc import Child, run_group, signal_name, stop_group
+from .proc import Child, run_group, signal_name, stop_group
 
 Kind = Literal["ok", "exit", "crash", "hang", "flood", "missing", "cancelled"]
 

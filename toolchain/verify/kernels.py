@@ -22,12 +22,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ReportError
+from ..config import default_cache_dir
+from ..core.tree import has_metal_sources
+from ..dryrun.library import names_in_text
+from ..dryrun.run import DEFAULT_PROFILES, dry_run, program
+from ..dryrun.shipped import SECTION, SEGMENT, embedded_text
+from ..errors import ReportError, ToolchainError
 from ..records import COVERAGE, read_data
-from ..tree import has_metal_sources
-from ..verify.records import Check, ObservedBy
-from .library import names_in_text
-from .shipped import SECTION, SEGMENT, embedded_text
+from .binaries import sniff
+from .records import Check, ObservedBy
 
 NAME = "metal-dryrun-kernels"
 OBSERVED: ObservedBy = "static+dry-run"
@@ -83,8 +86,6 @@ def needs_from_coverage(report: Path) -> Needs | None:
 
 def needs_from_builtin(tree: Path, cache_dir: Path, work: Path) -> Needs:
     """The kernels the dry run asks for on all of the tree's built-in cases (cached per program)."""
-    from .run import DEFAULT_PROFILES, dry_run, program
-
     prog = program(tree, cache_dir)
     cached = prog.executable.parent.parent / f"needed-builtin-{'-'.join(DEFAULT_PROFILES)}.json"
     if not cached.is_file():
@@ -111,9 +112,6 @@ def needs_from_builtin(tree: Path, cache_dir: Path, work: Path) -> Needs:
 
 def _needs(path: Path) -> Needs | str:
     """What the library must hold, or why that cannot be known here."""
-    from ..config import default_cache_dir
-    from ..errors import ToolchainError
-
     work = work_dir_of(path)
     if work is None:
         return f"{path} is not a build of a toolchain work dir (<work>/build/<name>): no tree nor coverage run to ask"
@@ -131,8 +129,6 @@ def _needs(path: Path) -> Needs | str:
 
 def shipped_library_checks(path: Path, files: Sequence[Path]) -> list[Check]:
     """One check per (slice, profile) of every Mach-O in ``files`` that embeds its Metal library."""
-    from ..verify.binaries import sniff
-
     libs = [(f, arch, text) for f in files if sniff(f) in ("macho", "fat") for arch, text in embedded_text(f)]
     if not libs:
         return []

@@ -1,0 +1,33 @@
+"""A verification as a person reads it on the console (``verify`` and the end of every ``build``)."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+
+from ..log import LOG, verbatim
+from .records import Verification
+
+_STYLE = {"pass": "green", "fail": "red bold", "unverifiable": "yellow"}
+
+
+def print_table(v: Verification) -> None:
+    title = Text(verbatim(f"verify {v.path} ({v.profile})"))
+    table = Table(title=title, show_lines=False, title_justify="left")
+    for col in ("status", "check", "observed by", "found"):
+        table.add_column(col, overflow="fold")
+    for c in v.checks:
+        name = f"{c.name} [{c.arch}]" if c.arch else c.name
+        table.add_row(
+            Text(c.status, style=_STYLE[c.status]),
+            Text(verbatim(name)),
+            Text(c.observed_by),
+            Text(verbatim(c.found)),
+        )
+    if not LOG.quiet:
+        LOG.console.print(table)
+        for d in v.devices:
+            LOG.info(f"device {d.name}: {d.description or '?'} -> {d.device_class} ({d.class_reason})")
+        for c in v.checks:
+            if c.status == "unverifiable" and c.hint:
+                LOG.info(f"  {c.name}: unverifiable: {c.hint}")
