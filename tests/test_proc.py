@@ -125,7 +125,7 @@ def _fake_tool(tmp_path: Path, *, ready: bool) -> tuple[Path, Path, Path]:
 
 def test_a_timeout_of_a_formerly_bare_call_ends_what_its_child_started(tmp_path: Path) -> None:
     """``coverage.tools.help_text`` (once a bare ``subprocess.run``): on timeout the grandchild goes too."""
-    from toolchain.coverage.tools import help_text
+    from toolchain.coverage.engine.tools import help_text
 
     tool, pid_file, _ = _fake_tool(tmp_path, ready=False)
     for limit in (5.0, 30.0, 120.0):  # long enough for the grandchild to start on a loaded machine
@@ -143,7 +143,7 @@ def test_a_timeout_of_a_formerly_bare_call_ends_what_its_child_started(tmp_path:
 def test_ctrl_c_during_a_formerly_bare_call_ends_what_its_child_started(tmp_path: Path) -> None:
     """Ctrl-C while ``help_text`` waits: the whole group of the tool ends before the exit."""
     tool, _, ready = _fake_tool(tmp_path, ready=True)
-    script = f"from pathlib import Path; from toolchain.coverage.tools import help_text; help_text(Path({str(tool)!r}), 600)"
+    script = f"from pathlib import Path; from toolchain.coverage.engine.tools import help_text; help_text(Path({str(tool)!r}), 600)"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     caller = start([sys.executable, "-c", script], env=env, stdout=None, start_new_session=True)
     grandchild = 0

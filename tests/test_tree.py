@@ -7,7 +7,7 @@ from pathlib import Path
 
 from toolchain.builder.targets import TARGET_GROUPS
 from toolchain.core import tree
-from toolchain.coverage.backends import backend
+from toolchain.coverage.engine.backends import backend
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,7 +19,7 @@ from fixtures.macho.build_fixtures import build_with_library, tree_library, with
 from tests.conftest import ROOT
 from tests.dryrun.conftest import FIXTURES
 from toolchain.core.jsonio import to_jsonable
-from toolchain.coverage.dryrun_columns import dryrun_cells
+from toolchain.coverage.metal.dryrun import dryrun_cells
 from toolchain.coverage.records import ModelInput
 from toolchain.dryrun.build import DryRunProgram
 from toolchain.dryrun.run import dry_run

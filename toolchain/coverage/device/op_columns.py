@@ -7,15 +7,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..core.isolate import Outcome
+from ...core.isolate import Outcome
+from ..engine.backends import HARNESS_ENV, CoverageBackend
+from ..engine.cases import CaseSplit, split_case
+from ..engine.outcomes import EVIDENCE_LINES, evidence_of, read_log, status_of
+from ..records import CheckResult, OpResult
 from .backend_ops import SupportParse, TestLine, merge_test, op_result, parse_support_csv, parse_test_output
-from .backends import HARNESS_ENV, CoverageBackend
-from .cases import CaseSplit, split_case
-from .outcomes import EVIDENCE_LINES, evidence_of, read_log, status_of
-from .records import CheckResult, OpResult
 
 if TYPE_CHECKING:
-    from .cell import CellRunner, CellSpec
+    from ..engine.cell import CellRunner, CellSpec
 
 # An index-range assertion in the CPU backend's own op code (ggml-cpu/ops.cpp: GET_ROWS and kin).
 _CPU_INDEX_ASSERT = re.compile(r"ggml-cpu/[\w./-]+:\d+: GGML_ASSERT\((?=[^)]*<\s*ne\d)[^)]*\) failed")

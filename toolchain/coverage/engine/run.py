@@ -22,14 +22,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..builder.manifest import BuildManifest
-from ..core import isolate
-from ..core.jsonio import to_jsonable
-from ..records import BUILD_MANIFEST, CONVERT, VERIFY, read_record_if_any
-from ..verify.records import Verification
+from ...builder.manifest import BuildManifest
+from ...core import isolate
+from ...core.jsonio import to_jsonable
+from ...records import BUILD_MANIFEST, CONVERT, VERIFY, read_record_if_any
+from ...verify.records import Verification
+from ..records import COLUMNS, Cell, CoverageRun, DeviceSummary, ModelInput, ObservedBy
+from ..reports.write import diff_baseline
 from .backends import backend, backends_for_profile
 from .cell import CellOptions, CellRunner, CellSpec, blocked_cell
-from .models import (
+from .inputs import (
     DEFAULT_ARCHITECTURES,
     DEFAULT_TYPES,
     BlockedInput,
@@ -39,8 +41,6 @@ from .models import (
     from_convert_report,
     with_types,
 )
-from .records import COLUMNS, Cell, CoverageRun, DeviceSummary, ModelInput, ObservedBy
-from .report import diff_baseline
 from .tools import Toolset, detect
 
 

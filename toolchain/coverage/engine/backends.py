@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ..core import tree
-from ..profiles import PROFILES
+from ...core import tree
+from ...profiles import PROFILES
 
 Kind = Literal["cpu", "accel", "gpu"]
 # Micro-batch size that keeps every accel backend we know off the reference run (BLAS: 32 -> 16).

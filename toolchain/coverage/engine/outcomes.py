@@ -8,10 +8,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..core.isolate import Outcome
-from ..core.jsonio import from_jsonable, to_jsonable
-from .backend_ops import strip_ansi
-from .records import Status
+from ...core.isolate import Outcome
+from ...core.jsonio import from_jsonable, to_jsonable
+from ..device.backend_ops import strip_ansi
+from ..records import Status
 
 EVIDENCE_LINES = 15
 

@@ -17,9 +17,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core.proc import capture
-from ..core.tree import ARCHS, BACKEND_OPS, EVAL_CALLBACK, EXPORTERS, LOGITS, QUANTIZE, RUNNERS, has_option
-from .records import ToolColumn
+from ...core.proc import capture
+from ...core.tree import ARCHS, BACKEND_OPS, EVAL_CALLBACK, EXPORTERS, LOGITS, QUANTIZE, RUNNERS, has_option
+from ..records import ToolColumn
 
 
 def _find(bin_dir: Path, names: Iterable[str]) -> Path | None:

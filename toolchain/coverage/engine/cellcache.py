@@ -14,9 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..core.digests import file_sha256, ggml_environment
-from ..core.jsonio import atomic_write_text, to_jsonable
-from .records import ModelInput
+from ...core.digests import file_sha256, ggml_environment
+from ...core.jsonio import atomic_write_text, to_jsonable
+from ..records import ModelInput
 from .tools import Toolset
 
 _THREAD_LOCKS: dict[str, threading.Lock] = {}
@@ -46,11 +46,8 @@ def file_key(path: Path) -> str:
 
 
 # --- whole cells: reused while every input is unchanged ------------------------------------------
-_HARNESS_SOURCES = (
-    Path(__file__).parent,
-    Path(__file__).parents[1] / "convert" / "load.py",
-    Path(__file__).parents[1] / "core" / "isolate.py",
-)
+_PACKAGE = Path(__file__).parents[2]  # toolchain/
+_HARNESS_SOURCES = (_PACKAGE / "coverage", _PACKAGE / "convert" / "load.py", _PACKAGE / "core" / "isolate.py")
 _NOT_REUSED = ("hang",)  # a hang depends on the machine's load as much as on the inputs
 
 
@@ -59,8 +56,8 @@ def harness_digest() -> str:
     """The harness's version: the content of the code that runs and judges a cell."""
     digest = hashlib.sha256()
     for source in _HARNESS_SOURCES:
-        for path in sorted(source.glob("*.py")) if source.is_dir() else [source]:
-            digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        for path in sorted(source.rglob("*.py")) if source.is_dir() else [source]:
+            digest.update(path.relative_to(_PACKAGE).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
 
 

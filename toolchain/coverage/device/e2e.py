@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..core.tree import SCHED_SPLIT
+from ...core.tree import SCHED_SPLIT
 
 NMSE_THRESHOLD = 1e-4
 # Quantized weights: the CPU quantizes activations to q8 for its dot products while other backends

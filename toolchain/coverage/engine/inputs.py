@@ -18,11 +18,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..convert.results import Conversion, ConvertResult
-from ..core.isolate import run_isolated
-from ..core.tree import ARCHS
-from ..records import CONVERT, read_record
-from .records import ModelInput
+from ...convert.results import Conversion, ConvertResult
+from ...core.isolate import run_isolated
+from ...core.tree import ARCHS
+from ...records import CONVERT, read_record
+from ..records import ModelInput
 from .tools import Toolset
 
 DEFAULT_TYPES = ("f16", "q8_0")

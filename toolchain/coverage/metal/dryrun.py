@@ -14,12 +14,12 @@ from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
-from ..dryrun.records import DryRun
-from ..dryrun.run import dry_run, worst
-from ..errors import DryRunUnavailableError
-from .metal_columns import add_columns, profile_cell
-from .records import Cell, CheckResult, CoverageRun, ModelInput, OpResult, Status, TensorShape
-from .run import Plan
+from ...dryrun.records import DryRun
+from ...dryrun.run import dry_run, worst
+from ...errors import DryRunUnavailableError
+from ..engine.run import Plan
+from ..records import Cell, CheckResult, CoverageRun, ModelInput, OpResult, Status, TensorShape
+from .columns import add_columns, profile_cell
 
 DEFAULT_PROFILES = ("apple7", "apple9", "apple10", "paravirtual")
 _STATUS: dict[str, Status] = {

@@ -7,15 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
-from .records import (
-    BROKEN,
-    REPORT_KIND,
-    SEVERITY,
-    BaselineDiff,
-    CellChange,
-    CoverageRun,
-)
+from ...errors import UsageError
+from ..records import BROKEN, REPORT_KIND, SEVERITY, BaselineDiff, CellChange, CoverageRun
 
 
 def rank(status: str) -> int:

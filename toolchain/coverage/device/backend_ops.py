@@ -26,7 +26,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from .records import OpResult, OpTest, TensorShape
+from ..records import OpResult, OpTest, TensorShape
 
 CSV_FIELDS = (
     "backend_name",

@@ -12,22 +12,14 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from ..core.jsonio import atomic_write_text, to_jsonable
-from ..records import COVERAGE, write_report
+from ...core.jsonio import atomic_write_text, to_jsonable
+from ...records import COVERAGE, write_report
+from ..records import BROKEN, REPORT_KIND, Cell, CoverageRun, OpResult, TensorShape, whose_suffix
 from .baseline import diff_baseline as diff_baseline
 from .baseline import load_baseline as load_baseline
 from .baseline import rank
 from .fromjson import cell_from_json as cell_from_json
-from .html_report import html_page
-from .records import (
-    BROKEN,
-    REPORT_KIND,
-    Cell,
-    CoverageRun,
-    OpResult,
-    TensorShape,
-    whose_suffix,
-)
+from .html import html_page
 from .summary import ICONS, step_summary
 
 

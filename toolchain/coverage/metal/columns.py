@@ -14,15 +14,17 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from ..core.digests import file_sha256, ggml_environment, toolchain_digest, tree_digest
-from ..core.jsonio import atomic_write_text
-from ..core.tree import has_metal_sources
-from ..errors import ToolchainError
-from ..log import LOG
-from .backends import backend
-from .cell import CellOptions, CellRunner
-from .cellcache import tools_digest
-from .records import (
+from ...core.digests import file_sha256, ggml_environment, toolchain_digest, tree_digest
+from ...core.jsonio import atomic_write_text
+from ...core.tree import has_metal_sources
+from ...errors import ToolchainError
+from ...log import LOG
+from ..engine.backends import backend
+from ..engine.cell import CellOptions, CellRunner
+from ..engine.cellcache import tools_digest
+from ..engine.run import Plan
+from ..engine.tools import Toolset
+from ..records import (
     Cell,
     CheckResult,
     CoverageRun,
@@ -32,9 +34,7 @@ from .records import (
     OpResult,
     ToolColumn,
 )
-from .report import cell_from_json, cell_json
-from .run import Plan
-from .tools import Toolset
+from ..reports.write import cell_from_json, cell_json
 
 
 def profile_for_device(device: DeviceSummary) -> str | None:

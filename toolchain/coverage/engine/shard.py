@@ -21,10 +21,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ..errors import ReportError, UsageError
-from ..records import COVERAGE, read_data
-from .fromjson import run_from_json
-from .records import Cell, CoverageRun, DeviceSummary, ToolColumn
+from ...errors import ReportError, UsageError
+from ...records import COVERAGE, read_data
+from ..records import Cell, CoverageRun, DeviceSummary, ToolColumn
+from ..reports.fromjson import run_from_json
 from .run import Plan
 
 _SHARD = re.compile(r"^([1-9][0-9]{0,3})/([1-9][0-9]{0,3})$")

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .records import OpResult, OpTest
+from ..records import OpResult, OpTest
 
 FINISHED: frozenset[OpTest] = frozenset({"ok", "fail", "nan-both", "nan-reference", "not-supported"})
 

@@ -9,8 +9,8 @@ import typing
 from dataclasses import replace
 from typing import Any
 
-from ..core.jsonio import from_jsonable
-from .records import Cell, CoverageRun
+from ...core.jsonio import from_jsonable
+from ..records import Cell, CoverageRun
 
 
 def cell_from_json(d: dict[str, Any]) -> Cell:

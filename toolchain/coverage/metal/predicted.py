@@ -12,14 +12,14 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from ..errors import OracleUnavailableError, ReportError
-from ..oracle import predict
-from ..oracle.records import OracleValidation
-from ..records import ORACLE_VALIDATION, read_record
-from .metal_columns import add_columns, profile_cell
-from .metal_columns import profile_for_device as profile_for_device  # re-exported (its tests import it here)
-from .records import Cell, CheckResult, CoverageRun, ModelInput, OpResult, Status, TensorShape
-from .run import Plan
+from ...errors import OracleUnavailableError, ReportError
+from ...oracle import predict
+from ...oracle.records import OracleValidation
+from ...records import ORACLE_VALIDATION, read_record
+from ..engine.run import Plan
+from ..records import Cell, CheckResult, CoverageRun, ModelInput, OpResult, Status, TensorShape
+from .columns import add_columns, profile_cell
+from .columns import profile_for_device as profile_for_device  # re-exported (its tests import it here)
 
 DEFAULT_PROFILES = ("apple7", "apple9", "paravirtual")
 _SHAPE = re.compile(r"(\w+)\[(-?\d+),(-?\d+),(-?\d+),(-?\d+)\]")

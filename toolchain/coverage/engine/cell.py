@@ -18,19 +18,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..convert.load import loader_message
-from ..core.isolate import Outcome, run_isolated, run_until_heard
-from ..core.tree import ENCODER_UBATCH_ABORT, EXPORT_ARGS, PLAIN_CPU_ENV
-from .archs_column import archs_check
-from .backends import CoverageBackend, backend, reference_args
-from .cases import CaseMemo
-from .cellcache import CellCache, file_key, locked
-from .e2e import PROMPT
-from .e2e_column import decode, e2e_check
-from .op_columns import support_check, test_check
-from .opsfile import contiguous_index_views, ggml_ids, tree_of_build
-from .outcomes import evidence_of, outcome_from, outcome_json, read_log, status_of
-from .records import (
+from ...convert.load import loader_message
+from ...core.isolate import Outcome, run_isolated, run_until_heard
+from ...core.tree import ENCODER_UBATCH_ABORT, EXPORT_ARGS, PLAIN_CPU_ENV
+from ..device.archs import archs_check
+from ..device.e2e import PROMPT
+from ..device.e2e_column import decode, e2e_check
+from ..device.op_columns import support_check, test_check
+from ..records import (
     COLUMNS,
     Cell,
     CheckResult,
@@ -42,7 +37,12 @@ from .records import (
     Whose,
     worst,
 )
-from .report import cell_from_json, cell_json
+from ..reports.write import cell_from_json, cell_json
+from .backends import CoverageBackend, backend, reference_args
+from .cases import CaseMemo
+from .cellcache import CellCache, file_key, locked
+from .opsfile import contiguous_index_views, ggml_ids, tree_of_build
+from .outcomes import evidence_of, outcome_from, outcome_json, read_log, status_of
 from .tools import Toolset
 
 

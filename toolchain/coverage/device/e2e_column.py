@@ -8,8 +8,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..core import tree
-from .backends import CoverageBackend
+from ...core import tree
+from ..engine.backends import CoverageBackend
+from ..engine.outcomes import outcome_json, read_log, run_failure
+from ..records import CheckResult, ModelInput, OpResult, Status, worst
 from .e2e import (
     NMSE_GROSS,
     NMSE_THRESHOLD_QUANTIZED,
@@ -23,11 +25,9 @@ from .e2e import (
     parse_sched,
     read_logits,
 )
-from .outcomes import outcome_json, read_log, run_failure
-from .records import CheckResult, ModelInput, OpResult, Status, worst
 
 if TYPE_CHECKING:
-    from .cell import CellRunner, CellSpec
+    from ..engine.cell import CellRunner, CellSpec
 
 
 def decode(

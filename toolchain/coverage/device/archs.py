@@ -7,14 +7,14 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..engine.backends import CoverageBackend
+from ..engine.cellcache import locked
+from ..engine.outcomes import evidence_of, outcome_from, outcome_json, read_log, status_of
+from ..records import CheckResult, DeviceSummary
 from .backend_ops import strip_ansi
-from .backends import CoverageBackend
-from .cellcache import locked
-from .outcomes import evidence_of, outcome_from, outcome_json, read_log, status_of
-from .records import CheckResult, DeviceSummary
 
 if TYPE_CHECKING:
-    from .cell import CellRunner, CellSpec
+    from ..engine.cell import CellRunner, CellSpec
 
 
 def archs_check(runner: CellRunner, spec: CellSpec, be: CoverageBackend) -> CheckResult:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from .records import SEVERITY, Cell, CoverageRun
+from ..records import SEVERITY, Cell, CoverageRun
 
 LIMIT = 64_000  # bytes
 ICONS = {

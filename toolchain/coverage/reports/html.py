@@ -6,13 +6,8 @@ import html
 import json
 from collections.abc import Iterable
 
+from ..records import Cell, CoverageRun, OpResult, whose_suffix
 from .baseline import rank
-from .records import (
-    Cell,
-    CoverageRun,
-    OpResult,
-    whose_suffix,
-)
 
 COLOURS = {
     "pass": "#2e7d32",
