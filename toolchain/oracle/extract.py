@@ -90,7 +90,7 @@ class Extraction:
         lines = ["// cut from the llama.cpp tree by toolchain.oracle.extract: do not edit", ""]
         lines += [f'#include "{inc}"' for inc in self.includes[language]]
         if language == "c":
-            lines.append('#include "toolchain_oracle_shim.h"')
+            lines.append('#include "toolchain_device.h"')
         lines.append("")
         for fn in self.functions:
             if fn.language == language:

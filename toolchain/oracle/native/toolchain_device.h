@@ -1,5 +1,6 @@
 // The one thing the cut-out supports_op needs that only the Objective-C file defines: the device
-// struct. Ours holds nothing but the props (struct ggml_metal_device_props, from the tree's own
+// struct (each native program defines its own in its folder's toolchain_device.h; the dry run's
+// keeps more per device). Ours holds nothing but the props (struct ggml_metal_device_props, from the tree's own
 // ggml-metal-device.h), filled from a device profile at run time.
 #pragma once
 
