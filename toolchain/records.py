@@ -26,24 +26,27 @@ R = TypeVar("R")
 
 @dataclasses.dataclass(frozen=True)
 class ReportType:
-    """One kind of report: its file name under ``reports/``, its ``kind`` field and the newest
-    ``schema_version`` this toolchain reads and writes."""
+    """One kind of report: its ``kind`` field (its file under ``reports/`` is ``<kind>.json``) and
+    the newest ``schema_version`` this toolchain reads and writes."""
 
-    name: str
     kind: str
     schema_version: int = SCHEMA_VERSION
 
+    @property
+    def name(self) -> str:
+        return f"{self.kind}.json"
 
-BUILD_MANIFEST = ReportType("build-manifest.json", "build-manifest")
-VERIFY = ReportType("verify.json", "verify")
-CONVERT = ReportType("convert.json", "convert")
-COVERAGE = ReportType("coverage.json", "coverage")
-DOCTOR = ReportType("doctor.json", "doctor")
-ORACLE_PREDICTIONS = ReportType("oracle-predictions.json", "oracle-predictions")
-ORACLE_VALIDATION = ReportType("oracle-validation.json", "oracle-validation")
-DRYRUN = ReportType("dryrun.json", "dryrun")
-DRYRUN_VALIDATION = ReportType("dryrun-validation.json", "dryrun-validation")
-DRYRUN_SHIPPED = ReportType("dryrun-shipped.json", "dryrun-shipped")  # plain data: {"libraries", "dry_run"}
+
+BUILD_MANIFEST = ReportType("build-manifest")
+VERIFY = ReportType("verify")
+CONVERT = ReportType("convert")
+COVERAGE = ReportType("coverage")
+DOCTOR = ReportType("doctor")
+ORACLE_PREDICTIONS = ReportType("oracle-predictions")
+ORACLE_VALIDATION = ReportType("oracle-validation")
+DRYRUN = ReportType("dryrun")
+DRYRUN_VALIDATION = ReportType("dryrun-validation")
+DRYRUN_SHIPPED = ReportType("dryrun-shipped")  # plain data: {"libraries", "dry_run"}
 
 REPORTS: dict[str, ReportType] = {
     r.kind: r
