@@ -9,6 +9,7 @@ every sdist 0.3.17 … 0.3.36 in the slow test.
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 from fixtures.real_crashes.corpus import (
     MetalTree,
     boundary_failures,
+    check_git_pairs,
     check_markers,
     load,
     schema_errors,
@@ -114,6 +116,25 @@ def test_version_pairs_on_every_sdist(corpus: dict[str, Any]) -> None:
     pairs, boundary = boundary_failures(corpus["case"], trees)
     assert boundary == []
     assert pairs == sum(1 for c in corpus["case"] if c["prefix_version"] and c["fixed_version"])
+
+
+# a ggml-org/ggml clone (the session's snapshot by default); the git pairs need its history
+GGML_GIT = Path(os.environ.get("TOOLCHAIN_GGML_GIT", "/work/.mirror/ggml-org+ggml/repo"))
+
+
+@pytest.mark.skipif(not (GGML_GIT / "HEAD").is_file(), reason=f"no ggml-org/ggml clone at {GGML_GIT}")
+def test_git_pairs_on_ggml_history(corpus: dict[str, Any]) -> None:
+    """Cases whose crash window holds no sdist: crash facts at git_prefix_commit, fix at git_fixed_commit."""
+    made, failures = check_git_pairs(corpus["case"], GGML_GIT)
+    assert failures == []
+    assert made >= 12
+    swapped = copy.deepcopy(next(c for c in corpus["case"] if c["id"] == "moe-ne20-5"))
+    swapped["git_prefix_commit"], swapped["git_fixed_commit"] = (
+        swapped["git_fixed_commit"],
+        swapped["git_prefix_commit"],
+    )
+    _, wrong = check_git_pairs([swapped], GGML_GIT)
+    assert any("kernel_mul_mm_id_map0_ne20_5" in f for f in wrong)
 
 
 def test_readme_documents_every_field(corpus: dict[str, Any]) -> None:
