@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..cli import common_options, settings_from
 from ..errors import ModelError
-from ..log import LOG
+from ..log import LOG, out
 from ..models.cli import add_arch_option, chosen_archs
 from ..models.config_input import read_config
 from ..models.shrink import shrink_config
@@ -50,7 +50,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
             else None,
             merge=bool(chosen_archs(args)),  # a subset (-a) updates its pairs in convert.json, keeps the rest
         )
-    print(results_table(conversion))
+    out(results_table(conversion))
     failed = [r for r in conversion.results if r.status in ("error", "not-loaded")]
     for r in failed:
         whose = f" ({r.whose})" if r.whose else ""

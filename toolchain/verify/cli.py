@@ -11,7 +11,7 @@ from rich.text import Text
 
 from ..cli import common_options, settings_from
 from ..errors import VerifyError
-from ..log import LOG, verbatim
+from ..log import LOG, one_line, verbatim
 from . import REPORT_NAME, Verification, profile_for, require_ok, verification_json, verify_path
 from .static import discover
 
@@ -26,7 +26,7 @@ def _default_path(build_root: Path) -> Path:
 
 
 def print_table(v: Verification) -> None:
-    title = Text(verbatim(f"verify {v.path} ({v.profile})"))
+    title = Text(one_line(f"verify {v.path} ({v.profile})"))
     table = Table(title=title, show_lines=False, title_justify="left")
     for col in ("status", "check", "observed by", "found"):
         table.add_column(col, overflow="fold")
