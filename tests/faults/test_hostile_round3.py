@@ -66,3 +66,77 @@ def test_a_path_with_a_newline_cannot_forge_a_workflow_command(settings: Setting
         line for line in _workflow_commands(output) if "pwn" in line and not line.startswith("::error title=")
     ], output
     assert "\\x3a:error title=pwn" in output or "%0A%3A" in output or "%0A::error" in output, output
+
+
+# --- K, J: coverage merge with a baseline; merged reports valid and inert -------------------------
+BASELINE = ROOT / "fixtures" / "coverage" / "baseline-0.3.20.json"  # a real run of 0.3.20 (its README)
+
+
+def _shard(tmp: Path, cells: slice, **changes: object) -> Path:
+    data = json.loads(BASELINE.read_text())
+    data["cells"] = data["cells"][cells]
+    for cell in data["cells"]:
+        cell.update(changes)
+    path = tmp / "shard.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_k_a_baseline_with_cells_missing_is_never_safe_to_bump(settings: Settings, tmp_path: Path) -> None:
+    small = _shard(tmp_path, slice(0, 2))
+    done = run_cli(
+        settings, "coverage", "merge", str(small), "--baseline", str(BASELINE), "--fail-on", "none"
+    )
+    report = json.loads((settings.work_dir / "reports" / "coverage.json").read_text())
+    assert report["baseline"]["safe_to_bump"] is False, report["baseline"]
+    assert "6 of the baseline's 8 cells were not compared" in report["baseline"]["verdict"]
+    assert done.returncode == 50 and "NOT safe to bump" in done.stderr, done.stderr
+
+
+def test_k_the_whole_baseline_compared_is_still_safe(settings: Settings, tmp_path: Path) -> None:
+    whole = _shard(tmp_path, slice(None))
+    run_cli(settings, "coverage", "merge", str(whole), "--baseline", str(BASELINE), "--fail-on", "none")
+    report = json.loads((settings.work_dir / "reports" / "coverage.json").read_text())
+    assert report["baseline"]["safe_to_bump"] is True and not report["baseline"]["missing_cells"]
+
+
+@pytest.mark.parametrize("number", ["1e999", "NaN", "-Infinity"])
+def test_j_a_shard_with_a_number_json_cannot_hold_is_refused(
+    settings: Settings, tmp_path: Path, number: str
+) -> None:
+    path = _shard(tmp_path, slice(0, 2))
+    path.write_text(path.read_text().replace('"seconds": ', f'"seconds": {number}, "x": ', 1))
+    done = run_cli(settings, "coverage", "merge", str(path), "--fail-on", "none")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "finite" in done.stderr or "NaN / Infinity" in done.stderr, done.stderr
+    out = settings.work_dir / "reports" / "coverage.json"
+    assert not out.exists() or json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(c))
+
+
+def test_j_a_deeply_nested_shard_is_refused_cleanly(settings: Settings, tmp_path: Path) -> None:
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 200_000 + "]" * 200_000)
+    done = run_cli(settings, "coverage", "merge", str(path))
+    assert done.returncode == 2 and "Traceback" not in done.stderr and "nested deeper" in done.stderr, (
+        done.stderr
+    )
+
+
+def test_j_hostile_cell_text_keeps_junit_well_formed_and_markdown_inert(
+    settings: Settings, tmp_path: Path
+) -> None:
+    from xml.etree import ElementTree as ET
+
+    data = json.loads(BASELINE.read_text())
+    data["cells"] = data["cells"][:2]
+    data["cells"][0]["id"] += "\x01\x1b[2J"
+    data["cells"][0]["reason"] = "<script>alert(1)</script>\n# Verdict: safe <img src=x onerror=alert(1)>"
+    path = tmp_path / "shard.json"
+    path.write_text(json.dumps(data))
+    done = run_cli(settings, "coverage", "merge", str(path), "--fail-on", "none")
+    reports = settings.work_dir / "reports"
+    assert "Traceback" not in done.stderr, done.stderr
+    ET.fromstring((reports / "junit-coverage.xml").read_text())  # well-formed
+    md = (reports / "coverage.md").read_text()
+    assert "<script" not in md and "<img" not in md and "&lt;script>" in md
+    assert not any(line.startswith("# Verdict") for line in md.splitlines())

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
@@ -151,7 +152,15 @@ def markdown(run: CoverageRun) -> str:
             lines += ["### Cells of the baseline not in this run", ", ".join(d.missing_cells[:60]), ""]
     if run.models_skipped:
         lines += ["## Models not tested", *[f"- {s}" for s in run.models_skipped], ""]
-    return "\n".join(lines) + "\n"
+    return "\n".join(_md_line(line) for line in lines) + "\n"
+
+
+def _md_line(line: str) -> str:
+    """One entry of ``lines`` as one Markdown line: text from cells, logs and trees (a reason, a
+    cell id, a note) can neither start a line of its own (a newline would forge a heading or a
+    verdict) nor open raw HTML (``<script>``, ``<img onerror>``: GitHub and most viewers render
+    HTML in Markdown); ``<`` is written as the entity, which renders as itself."""
+    return " ".join(line.splitlines()).replace("<", "&lt;")
 
 
 # --- JUnit ------------------------------------------------------------------------------------------
@@ -189,7 +198,21 @@ def junit(run: CoverageRun) -> str:
     suite.set("skipped", str(skipped))
     if not run.complete:
         ET.SubElement(suite, "properties").append(ET.Element("property", name="incomplete", value="true"))
+    for element in suite.iter():  # ElementTree writes any character; XML 1.0 forbids some
+        element.text = _xml_chars(element.text) if element.text else element.text
+        for key, value in element.attrib.items():
+            element.attrib[key] = _xml_chars(value)
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
+
+
+# characters XML 1.0 cannot carry (https://www.w3.org/TR/xml/#charsets): C0 controls but tab,
+# newline and carriage return, lone surrogates, U+FFFE and U+FFFF
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_chars(text: str) -> str:
+    """``text`` with each character XML cannot carry shown as a visible escape (``\\x1b``)."""
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 # --- all ---------------------------------------------------------------------------------------------
