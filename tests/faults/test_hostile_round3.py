@@ -140,3 +140,118 @@ def test_j_hostile_cell_text_keeps_junit_well_formed_and_markdown_inert(
     md = (reports / "coverage.md").read_text()
     assert "<script" not in md and "<img" not in md and "&lt;script>" in md
     assert not any(line.startswith("# Verdict") for line in md.splitlines())
+
+
+# --- F, E: ops files parsed and range-checked in Python before any native program ------------------
+TINY_OPS = ROOT / "fixtures" / "oracle" / "tiny-llama-0.3.36.ops.txt"  # the 0.3.36 exporter's output
+
+
+def _tiny_line() -> list[str]:
+    return TINY_OPS.read_text().splitlines()[0].split()
+
+
+def _ops(tmp: Path, text: str) -> Path:
+    path = tmp / "ops.txt"
+    path.write_text(text)
+    return path
+
+
+def test_f_the_real_export_passes_unchanged(tree_0336: Path) -> None:
+    from toolchain.opsinput import checked_lines
+
+    lines = checked_lines(TINY_OPS, tree_0336)
+    original = [ln.split() for ln in TINY_OPS.read_text().splitlines() if ln.strip()]
+    assert [ln.split() for ln in lines] == original and len(lines) == 26
+
+
+def _hostile_lines() -> dict[str, str]:
+    t = _tiny_line()  # ADD f32[64,1,1,1] of two sources: op type ne*4 n_params p*16 n_src …
+    n_params = int(t[6])
+    n_src_at = 7 + n_params
+
+    def with_(pos: int, value: str) -> str:
+        return " ".join([*t[:pos], value, *t[pos + 1 :]])
+
+    return {
+        "op id past the enum": with_(0, "9999"),
+        "type id past the enum": with_(1, "43"),
+        "NaN op param": with_(7, "nan"),
+        "negative ne": with_(3, "-64"),
+        "n_src 1e9": with_(n_src_at, "1000000000"),
+        "non-ASCII digits": with_(2, "٦٤"),
+        "too many op params": with_(6, "17"),
+        "cut short": " ".join(t[:5]),
+    }
+
+
+@pytest.mark.parametrize("case", list(_hostile_lines()))
+def test_f_hostile_ops_lines_are_refused_naming_the_line(tree_0336: Path, tmp_path: Path, case: str) -> None:
+    from toolchain.errors import UsageError
+    from toolchain.opsinput import checked_lines
+
+    path = _ops(tmp_path, "\n" + TINY_OPS.read_text().splitlines()[1] + "\n" + _hostile_lines()[case] + "\n")
+    with pytest.raises(UsageError, match=r"line 3: "):
+        checked_lines(path, tree_0336)
+
+
+def test_f_blank_lines_only_is_nothing_to_predict(tree_0336: Path, tmp_path: Path) -> None:
+    from toolchain.errors import NothingToPredictError
+    from toolchain.opsinput import checked_lines
+
+    with pytest.raises(NothingToPredictError):
+        checked_lines(_ops(tmp_path, "\n\n  \n"), tree_0336)
+
+
+def test_e_an_ops_file_too_large_is_refused_before_it_is_read_whole(tree_0336: Path, tmp_path: Path) -> None:
+    from toolchain.errors import UsageError
+    from toolchain.opsinput import MAX_OPS_BYTES, checked_lines
+
+    line = TINY_OPS.read_text().splitlines()[0] + "\n"
+    path = _ops(tmp_path, line * (MAX_OPS_BYTES // len(line) + 2))
+    with pytest.raises(UsageError, match="more than"):
+        checked_lines(path, tree_0336)
+
+
+@pytest.mark.parametrize(
+    ("command", "text", "code"),
+    [
+        (("oracle", "predict"), "", 74),  # M: an empty ops file is nothing to predict, never ✓
+        (("oracle", "predict"), "\n\n\n", 74),  # F: blank lines reached the probe (GGML_ASSERT)
+        (("dryrun", "run"), "1 2 3\n", 2),  # F: "keeps ending at case 2000"
+        (("oracle", "predict"), "9999 0 1 1 1 1 0 0 -\n", 2),  # F: op id out of range (SIGSEGV)
+    ],
+    ids=["oracle-empty", "oracle-blank-lines", "dryrun-cut-line", "oracle-op-out-of-range"],
+)
+def test_f_m_ops_files_are_checked_before_any_native_program(
+    settings: Settings, tree_0336: Path, tmp_path: Path, command: tuple[str, ...], text: str, code: int
+) -> None:
+    path = _ops(tmp_path, text)
+    done = run_cli(settings, *command, "--ops", str(path), "--tree", str(tree_0336))
+    assert done.returncode == code, done.stderr
+    assert "Traceback" not in done.stderr and "✓" not in done.stderr
+    assert not (settings.cache_dir / "oracle").exists() and not (settings.cache_dir / "dryrun").exists()
+
+
+# --- M: doctor never ✓ when nothing was recognised --------------------------------------------------
+@pytest.mark.parametrize(
+    "content", [b"", b"hello world\n", b"a" * (8 << 20)], ids=["empty", "hello", "8MiB-of-a"]
+)
+def test_m_doctor_on_a_log_with_no_llama_cpp_line_is_its_own_answer(
+    settings: Settings, content: bytes
+) -> None:
+    log = settings.project_root / "x.log"
+    log.write_bytes(content)
+    done = run_cli(settings, "doctor", str(log), "--no-system")
+    assert done.returncode == 61, done.stderr
+    assert "✓" not in done.stderr and "no llama.cpp log lines found" in done.stderr
+    report = json.loads((settings.work_dir / "reports" / "doctor.json").read_text())
+    assert report["log"]["recognised"] is False and report["complete"] is True
+
+
+def test_m_a_real_llama_cpp_log_is_recognised(settings: Settings) -> None:
+    log = ROOT / "fixtures" / "logs" / "metal-real.txt"  # a real Metal run's log (fixtures/logs)
+    done = run_cli(settings, "doctor", str(log), "--no-system")
+    assert done.returncode in (0, 60), done.stderr
+    assert (
+        json.loads((settings.work_dir / "reports" / "doctor.json").read_text())["log"]["recognised"] is True
+    )

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from ..cli import common_options, settings_from
-from ..errors import DoctorFindingsError, InterruptedError_, UsageError
+from ..errors import DoctorFindingsError, InterruptedError_, NoLogLinesError, UsageError
 from ..log import LOG
 from ..records import DOCTOR, SCHEMA_VERSION, to_jsonable, write_report
 from .classify import RunParams
@@ -76,7 +76,7 @@ def print_report(report: DoctorReport) -> None:
     if problems:
         first = next((f for f in problems if f.severity == "error"), problems[0])
         LOG.info(f"most likely first: {first.class_id} ({first.title}) -> {first.fix}")
-    else:
+    elif report.log is None or report.log.recognised:  # else: its own error (finish), never ✓
         LOG.ok("doctor: no problem found")
 
 
@@ -111,7 +111,17 @@ def finish(args: argparse.Namespace, report: DoctorReport) -> int:
                 {"schema_version": SCHEMA_VERSION, "kind": REPORT_KIND, **to_jsonable(report)}, indent=2
             )
         )
-    return DoctorFindingsError.exit_code if report.problems else 0
+    if report.problems:
+        return DoctorFindingsError.exit_code
+    if report.log is not None and not report.log.recognised:
+        scan = report.log
+        raise NoLogLinesError(
+            f"no llama.cpp log lines found in {scan.source} ({scan.lines} line(s), {scan.bytes} bytes): "
+            "nothing was diagnosed, which is not a pass",
+            "give the output of a llama.cpp program (llama-cli, llama-server, …: stderr included, "
+            "2>&1), or run it under `llama-toolchain doctor run -- CMD …`",
+        )
+    return 0
 
 
 def _inputs(args: argparse.Namespace, log: Path | None, params: RunParams, gguf: Path | None) -> DoctorInputs:

@@ -124,6 +124,8 @@ def _stages(
         scan, found = _read_log(inputs.log, params, inputs.observed_by_log, stdin)
         state["scan"] = scan
         findings += found
+        if not scan.recognised:
+            notes.append(f"no llama.cpp log lines found in {scan.source}: the log was not diagnosed")
         if scan.empty:
             notes.append(f"the log {scan.source} is empty: nothing to classify")
         elif scan.binary:
