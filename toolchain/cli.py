@@ -17,6 +17,7 @@ from pathlib import Path
 from .config import Settings, check_settings, load_settings, resolve_path
 from .errors import ConfigError, DiskFullError, InterruptedError_, ToolchainError
 from .log import LOG
+from .options import harden
 
 # Order = the pipeline, as shown in --help.
 STAGE_COMMANDS = (
@@ -63,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in STAGE_COMMANDS:
         importlib.import_module(module).add_parser(sub)
-    return parser
+    return harden(parser)  # checked option types, paths against the cwd (toolchain/options.py)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -255,3 +255,46 @@ def test_m_a_real_llama_cpp_log_is_recognised(settings: Settings) -> None:
     assert (
         json.loads((settings.work_dir / "reports" / "doctor.json").read_text())["log"]["recognised"] is True
     )
+
+
+# --- C, O: option types refuse nonsense at parse time; paths against the user's cwd --------------
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["verify", "--timeout", "0"],
+        ["verify", "--timeout", "nan"],
+        ["verify", "--timeout", "inf"],
+        ["verify", "--timeout", "١٢"],  # Arabic-Indic digits: float() takes them
+        ["verify", "--deployment-target", "abc"],
+        ["doctor", "run", "--timeout", "-1", "--", "true"],
+        ["coverage", "--jobs", "0"],
+    ],
+    ids=lambda a: " ".join(a),
+)
+def test_c_nonsense_option_values_are_refused_at_parse_time(settings: Settings, argv: list[str]) -> None:
+    done = run_cli(settings, *argv)
+    assert done.returncode == 2 and "error: argument" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_o_path_options_are_resolved_against_the_cwd_at_parse_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from toolchain.cli import build_parser
+
+    monkeypatch.chdir(tmp_path)
+    args = build_parser().parse_args(
+        ["convert", "--from-config", "cfg.json", "--build-dir", ".toolchain/build/x/"]
+    )
+    assert args.from_config == tmp_path / "cfg.json" and args.build_dir == tmp_path / ".toolchain/build/x"
+
+
+def test_o_a_loader_that_cannot_start_is_our_error_never_the_models_nor_kept(tmp_path: Path) -> None:
+    from toolchain.convert.checked import _load
+    from toolchain.convert.load import Loader
+    from toolchain.convert.results import ConvertResult
+
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(g.model())
+    loader = Loader(Path("relative/bin/test-export-graph-ops"), "exporter", "k")
+    result = _load(ConvertResult("llama", "LlamaForCausalLM", "f16", "pass", gguf), gguf, loader)
+    assert (result.status, result.cause, result.whose) == ("error", "harness", "harness"), result
+    assert "could not start" in result.error

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..cli import common_options, settings_from
-from ..errors import ModelError
+from ..errors import ConvertError, ModelError
 from ..log import LOG, out
 from ..models.cli import add_arch_option, chosen_archs
 from ..models.config_input import read_config
@@ -60,6 +60,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
         f"{passed}/{len(conversion.results)} pass (converted, validated and loaded by the tree) in "
         f"{conversion.seconds:.0f} s; report: {settings.reports_dir / report}"
     )
+    harness = [r for r in conversion.results if r.cause == "harness"]
+    if harness:  # a loader that cannot be started says nothing about the model (#32 O)
+        raise ConvertError(
+            f"{len(harness)} GGUF(s) not checked: {harness[0].error}",
+            "this is the toolchain's failure, not the model's: check the build dir (--build-dir) holds "
+            "a working test-export-graph-ops or llama-completion; nothing was cached",
+        )
     if args.from_config:
         refused = [r for r in conversion.results if r.cause == "load" and r.status == "error"]
         if refused:

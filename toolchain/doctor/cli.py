@@ -14,6 +14,7 @@ from pathlib import Path
 from ..cli import common_options, settings_from
 from ..errors import DoctorFindingsError, InterruptedError_, NoLogLinesError, UsageError
 from ..log import LOG
+from ..options import harden
 from ..records import DOCTOR, SCHEMA_VERSION, to_jsonable, write_report
 from .classify import RunParams
 from .diagnose import DoctorInputs, diagnose, inputs_record
@@ -255,7 +256,7 @@ def _late_options() -> argparse.ArgumentParser:
     late = argparse.ArgumentParser(prog="llama-toolchain doctor", add_help=False)
     common_options(late)
     _options(late)
-    return late
+    return harden(late)
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
