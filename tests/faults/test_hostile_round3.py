@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT
 from tests.doctor import ggufbytes as g
+from tests.signalled import start, toolchain
 from toolchain.config import Settings
 
 
@@ -277,7 +280,9 @@ def test_c_nonsense_option_values_are_refused_at_parse_time(settings: Settings, 
     assert "Traceback" not in done.stderr
 
 
-def test_o_path_options_are_resolved_against_the_cwd_at_parse_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_o_path_options_are_resolved_against_the_cwd_at_parse_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from toolchain.cli import build_parser
 
     monkeypatch.chdir(tmp_path)
@@ -298,3 +303,40 @@ def test_o_a_loader_that_cannot_start_is_our_error_never_the_models_nor_kept(tmp
     result = _load(ConvertResult("llama", "LlamaForCausalLM", "f16", "pass", gguf), gguf, loader)
     assert (result.status, result.cause, result.whose) == ("error", "harness", "harness"), result
     assert "could not start" in result.error
+
+
+# --- H: SIGTERM / SIGHUP handled like Ctrl-C --------------------------------------------------------
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)], ids=["TERM", "HUP"])
+def test_h_sigterm_and_sighup_end_the_childs_group_and_mark_the_report(
+    settings: Settings, tmp_path: Path, sig: signal.Signals, code: int
+) -> None:
+    fifo = tmp_path / "hold"
+    os.mkfifo(fifo)
+    # the command says hello, then blocks reading the FIFO until the test writes (it never does)
+    child = f"print('load_tensors: offloaded 1/2 layers to GPU', flush=True); open({str(fifo)!r}).read()"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
+    env.pop("GITHUB_ACTIONS", None)
+    proc = start(
+        toolchain("doctor", "--no-system", "run", "--", sys.executable, "-c", child),
+        cwd=settings.project_root,
+        env=env,
+    )
+    opened: list[int] = []
+    rendezvous = threading.Thread(target=lambda: opened.append(os.open(fifo, os.O_WRONLY)), daemon=True)
+    rendezvous.start()
+    try:
+        rendezvous.join(timeout=120)
+        assert opened, "the command never started"
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == code, stderr
+    finally:
+        proc.kill()
+        proc.wait()
+        for fd in opened:
+            os.close(fd)
+    assert "Traceback" not in stderr
+    data = json.loads((settings.work_dir / "reports" / "doctor.json").read_text())
+    assert data["complete"] is False and data["run"]["interrupted"] is True
+    left = subprocess.run(["pgrep", "-f", str(fifo)], capture_output=True, text=True).stdout.split()
+    assert not left, f"the command was left behind: {left}"
