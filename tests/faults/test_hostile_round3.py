@@ -340,3 +340,45 @@ def test_h_sigterm_and_sighup_end_the_childs_group_and_mark_the_report(
     assert data["complete"] is False and data["run"]["interrupted"] is True
     left = subprocess.run(["pgrep", "-f", str(fifo)], capture_output=True, text=True).stdout.split()
     assert not left, f"the command was left behind: {left}"
+
+
+# --- G: a lock per work dir for every command writing scratch files ------------------------------
+def test_g_a_second_doctor_run_on_the_work_dir_is_refused_not_mixed(
+    settings: Settings, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "hold"
+    os.mkfifo(fifo)
+    child = f"print('load_tensors: offloaded 1/2 layers to GPU', flush=True); open({str(fifo)!r}).read()"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
+    env.pop("GITHUB_ACTIONS", None)
+    first = start(
+        toolchain("doctor", "--no-system", "run", "--", sys.executable, "-c", child),
+        cwd=settings.project_root,
+        env=env,
+    )
+    opened: list[int] = []
+    rendezvous = threading.Thread(target=lambda: opened.append(os.open(fifo, os.O_WRONLY)), daemon=True)
+    rendezvous.start()
+    try:
+        rendezvous.join(timeout=120)
+        assert opened, "the first run's command never started"
+        second = run_cli(
+            settings,
+            "doctor",
+            "--no-system",
+            "run",
+            "--",
+            sys.executable,
+            "-c",
+            "print('GGML_ASSERT(x) failed')",
+        )
+        assert second.returncode == 5 and "in use by another llama-toolchain process" in second.stderr, (
+            second.stderr
+        )
+    finally:
+        for fd in opened:
+            os.write(fd, b"done")
+            os.close(fd)
+        first.communicate(timeout=60)
+    log = (settings.work_dir / "reports" / "doctor-run.log").read_text()
+    assert "GGML_ASSERT" not in log  # the second run's output never reached the first's log

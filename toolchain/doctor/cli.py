@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..cli import common_options, settings_from
 from ..errors import DoctorFindingsError, InterruptedError_, NoLogLinesError, UsageError
+from ..locking import work_dir_lock
 from ..log import LOG
 from ..options import harden
 from ..records import DOCTOR, SCHEMA_VERSION, to_jsonable, write_report
@@ -187,6 +188,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace, command: list[str]) -> int:
+    # doctor-run.log and doctor.json are one run's: two at once blamed one for the other's
+    # GGML_ASSERT (#32 G)
+    with work_dir_lock(settings_from(args).work_dir):
+        return _run_locked(args, command)
+
+
+def _run_locked(args: argparse.Namespace, command: list[str]) -> int:
     settings = settings_from(args)
     base, model = params_from_command(command)
     params = _params(args, base)

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..cli import settings_from
 from ..config import Settings
 from ..errors import DryRunFindingsError, UsageError
+from ..locking import work_dir_lock
 from ..log import LOG
 from ..oracle.cli import _profiles, _tree, tree_options  # the same --tree and --profiles options
 from ..records import DRYRUN, DRYRUN_SHIPPED, DRYRUN_VALIDATION, to_jsonable, write_report
@@ -24,9 +25,11 @@ def _dry_run(
 ) -> DryRun:
     from .run import dry_run
 
-    return dry_run(
-        tree, settings.cache_dir, settings.work_dir / "dryrun", batches=batches, profiles=_profiles(args)
-    )
+    # the scratch files under work/dryrun are one run's: two at once mixed their records (#32 G)
+    with work_dir_lock(settings.work_dir):
+        return dry_run(
+            tree, settings.cache_dir, settings.work_dir / "dryrun", batches=batches, profiles=_profiles(args)
+        )
 
 
 def describe(p: ProfileResult) -> str:
@@ -122,13 +125,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     tree = _tree(args, settings)
-    report = validate(
-        tree,
-        settings.cache_dir,
-        settings.work_dir / "dryrun",
-        profiles=_profiles(args),
-        ops=args.op,
-    )
+    with work_dir_lock(settings.work_dir):
+        report = validate(
+            tree,
+            settings.cache_dir,
+            settings.work_dir / "dryrun",
+            profiles=_profiles(args),
+            ops=args.op,
+        )
     name, kind = VALIDATION_REPORT
     path = write_report(settings.reports_dir / name, kind, report)
     for line in report.summary_lines():
