@@ -382,3 +382,43 @@ def test_g_a_second_doctor_run_on_the_work_dir_is_refused_not_mixed(
         first.communicate(timeout=60)
     log = (settings.work_dir / "reports" / "doctor-run.log").read_text()
     assert "GGML_ASSERT" not in log  # the second run's output never reached the first's log
+
+
+# --- D: tracebacks become clean errors ----------------------------------------------------------------
+def test_d_deeply_nested_pyproject_and_lock_are_config_errors(settings: Settings) -> None:
+    deep = "[" * 5000 + "]" * 5000
+    (settings.project_root / "pyproject.toml").write_text(f"[tool.llama-toolchain]\nx = {deep}\n")
+    done = run_cli(settings, "verify", "--no-runtime")
+    assert done.returncode == 3 and "nested too deeply" in done.stderr and "Traceback" not in done.stderr
+    (settings.project_root / "pyproject.toml").unlink()
+    (settings.project_root / "llama.lock").write_text(f"schema_version = 1\nx = {deep}\n")
+    done = run_cli(settings, "fetch", "--offline")
+    assert done.returncode == 3 and "nested too deeply" in done.stderr and "Traceback" not in done.stderr, (
+        done.stderr
+    )
+
+
+def test_d_unreadable_regular_file_and_closed_stdin(settings: Settings) -> None:
+    done = run_cli(settings, "doctor", "/proc/self/mem", "--no-system")
+    assert done.returncode == 2 and "Input/output error" in done.stderr and "Traceback" not in done.stderr
+    report = json.loads((settings.work_dir / "reports" / "doctor.json").read_text())
+    assert report["interrupted_during"] != "start" and "doctor stopped" in report["notes"][0]
+    closed = subprocess.run(
+        [sys.executable, "-m", "toolchain", "doctor", "-", "--no-system"],
+        cwd=settings.project_root,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "TOOLCHAIN_CACHE": str(settings.cache_dir)},
+        capture_output=True,
+        text=True,
+        preexec_fn=lambda: os.close(0),
+    )
+    assert closed.returncode == 2 and "standard input is closed" in closed.stderr, closed.stderr
+
+
+def test_d_invalid_utf8_ops_file_is_a_usage_error(tree_0336: Path, tmp_path: Path) -> None:
+    from toolchain.errors import UsageError
+    from toolchain.opsinput import checked_lines
+
+    path = tmp_path / "ops.txt"
+    path.write_bytes(b"\xff\xfe 1 2\n")
+    with pytest.raises(UsageError, match="not UTF-8"):
+        checked_lines(path, tree_0336)

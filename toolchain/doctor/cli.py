@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from ..cli import common_options, settings_from
-from ..errors import DoctorFindingsError, InterruptedError_, NoLogLinesError, UsageError
+from ..errors import DoctorFindingsError, InterruptedError_, NoLogLinesError, ToolchainError, UsageError
 from ..locking import work_dir_lock
 from ..log import LOG
 from ..options import harden
@@ -183,8 +183,25 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         )
     inputs = _inputs(args, log, params, args.gguf)
     _started(args, inputs)
-    report = diagnose(inputs)
+    report = _diagnosed(args, inputs)
     return finish(args, report)
+
+
+def _diagnosed(args: argparse.Namespace, inputs: DoctorInputs) -> DoctorReport:
+    """:func:`diagnose`; when an input turns out unusable, the report says so (not the "start"
+    placeholder of :func:`_started`) before the error goes to the user (#32 D)."""
+    try:
+        return diagnose(inputs)
+    except ToolchainError as exc:
+        failed = DoctorReport(
+            findings=(),
+            inputs=inputs_record(inputs),
+            notes=(f"doctor stopped: {exc.message}",),
+            complete=False,
+            interrupted_during="",
+        )
+        write_report(settings_from(args).reports_dir / DOCTOR.name, REPORT_KIND, failed)
+        raise
 
 
 def cmd_run(args: argparse.Namespace, command: list[str]) -> int:
@@ -205,7 +222,7 @@ def _run_locked(args: argparse.Namespace, command: list[str]) -> int:
     inputs = _inputs(args, log_path, params, gguf)
     _started(args, inputs)
     result = run_command(command, log_path, timeout=args.timeout)
-    report = diagnose(inputs)
+    report = _diagnosed(args, inputs)
     extra = [] if result.interrupted else run_findings(result)
     from .findings import sort_findings
 

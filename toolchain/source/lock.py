@@ -25,13 +25,13 @@ commit is always the full id. Hand edits are checked: a malformed file or an inv
 from __future__ import annotations
 
 import errno
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
+from .. import tomlin
 from ..errors import ConfigError, ToolchainError
 from ..records import atomic_write_text
 from .spec import SourceSpec, is_full_commit_id
@@ -125,9 +125,9 @@ def read_lock(path: Path) -> ResolvedSource:
                 f"{path} is {size} bytes: not a lock file (one is under 1 KiB; at most {MAX_LOCK_BYTES} accepted)",
                 REWRITE_HINT,
             )
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}", REWRITE_HINT) from exc
+        data = tomlin.read(path, MAX_LOCK_BYTES)  # bounded size and depth (#32 D)
+    except tomlin.TOMLInputError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}", REWRITE_HINT) from None
     except OSError as exc:
         raise ConfigError(f"cannot read the lock file {path}: {exc.strerror or exc}", REWRITE_HINT) from exc
 
