@@ -422,3 +422,27 @@ def test_d_invalid_utf8_ops_file_is_a_usage_error(tree_0336: Path, tmp_path: Pat
     path.write_bytes(b"\xff\xfe 1 2\n")
     with pytest.raises(UsageError, match="not UTF-8"):
         checked_lines(path, tree_0336)
+
+
+# --- N: every lock field is one printable line (the shipped llama.lock, edited) --------------------
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ('version = "0.3.36"', 'version = "0.3.36\\n[evil]"'),
+        ('version = "0.3.36"', 'version = "not a version"'),
+        ('ref = "0.3.36"', 'ref = "0.3.36\\u001b[2J"'),
+        ('filename = "llama_cpp_python-0.3.36.tar.gz"', 'filename = "../../x.tar.gz"'),
+    ],
+    ids=["newline-in-version", "not-a-version", "escape-in-ref", "path-as-filename"],
+)
+def test_n_a_lock_field_that_is_not_one_printable_line_is_refused(tmp_path: Path, old: str, new: str) -> None:
+    from toolchain.errors import ConfigError
+    from toolchain.source.lock import read_lock
+
+    text = (ROOT / "llama.lock").read_text()
+    assert old in text
+    path = tmp_path / "llama.lock"
+    path.write_text(text.replace(old, new))
+    with pytest.raises(ConfigError) as info:
+        read_lock(path)
+    assert info.value.exit_code == 3 and "[source" in info.value.message
