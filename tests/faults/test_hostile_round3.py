@@ -446,3 +446,35 @@ def test_n_a_lock_field_that_is_not_one_printable_line_is_refused(tmp_path: Path
     with pytest.raises(ConfigError) as info:
         read_lock(path)
     assert info.value.exit_code == 3 and "[source" in info.value.message
+
+
+# --- L: configs that passed validation but crashed the model worker are refused up front ----------
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"__class__": "x"},
+        {"to_dict": 1},
+        {"text_config": {"auto_map": {"AutoConfig": "x.Config"}}},
+        {"rope_scaling": {"rope_type": "linear", "factor": 1e308}},
+    ],
+    ids=["dunder-class", "to_dict", "nested-auto_map", "rope-factor-1e308"],
+)
+def test_l_config_keys_the_worker_cannot_take_are_model_errors(
+    tmp_path: Path, change: dict[str, object]
+) -> None:
+    from tests.faults.test_input_properties import BASE
+    from toolchain.errors import ModelError
+    from toolchain.models.config_input import read_config
+
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**BASE, **change}))
+    with pytest.raises(ModelError) as info:
+        read_config(path)
+    assert info.value.exit_code == 40 and next(iter(change)) in info.value.message
+
+
+def test_l_the_real_configs_still_pass() -> None:
+    from toolchain.models.config_input import read_config
+
+    for path in sorted((ROOT / "fixtures" / "configs").glob("*.json")):
+        read_config(path)  # real Hugging Face configs (fixtures/configs/README.md)
