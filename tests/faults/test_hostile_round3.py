@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -478,3 +479,52 @@ def test_l_the_real_configs_still_pass() -> None:
 
     for path in sorted((ROOT / "fixtures" / "configs").glob("*.json")):
         read_config(path)  # real Hugging Face configs (fixtures/configs/README.md)
+
+
+# --- I: a full disk leaves the old report set whole --------------------------------------------------
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs (root only: CI runs as root); skipped where mounting is not allowed."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode()[:200]}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_i_coverage_merge_on_a_full_disk_keeps_the_old_set(
+    settings: Settings, tmp_path: Path, small_disk: Path
+) -> None:
+    project = small_disk / "project"
+    project.mkdir()
+    moved = Settings(**{**settings.__dict__, "project_root": project, "work_dir": project / ".toolchain"})
+    first = run_cli(
+        moved, "coverage", "merge", str(_shard(tmp_path, slice(0, 1))), "--fail-on", "none", cwd=project
+    )
+    assert first.returncode == 0, first.stderr
+    reports = project / ".toolchain" / "reports"
+    before = {p.name: p.read_bytes() for p in reports.iterdir()}
+    (tmp_path / "big").mkdir()
+    big = _shard(tmp_path / "big", slice(None))
+    elsewhere = run_cli(settings, "coverage", "merge", str(big), "--fail-on", "none")
+    assert elsewhere.returncode == 0, elsewhere.stderr
+    new_json = (settings.work_dir / "reports" / "coverage.json").stat().st_size
+    free = os.statvfs(small_disk)
+    # room for the new coverage.json, not for the rest of the set: the case that mixed sets
+    (small_disk / "fill").write_bytes(b"\0" * (free.f_bavail * free.f_frsize - new_json - 8 * 1024))
+    second = run_cli(
+        moved,
+        "coverage",
+        "merge",
+        str(big),
+        "--fail-on",
+        "none",
+        cwd=project,
+    )
+    assert second.returncode == 23 and "Traceback" not in second.stderr, second.stderr
+    after = {p.name: p.read_bytes() for p in reports.iterdir()}
+    assert after == before  # all old: no new json beside an old html, no temporaries left

@@ -5,15 +5,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import tempfile
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from ..records import COVERAGE, atomic_write_text, to_jsonable, write_report
+from ..records import COVERAGE, to_jsonable, write_report
 from .baseline import diff_baseline as diff_baseline
 from .baseline import load_baseline as load_baseline
 from .baseline import rank
@@ -216,6 +218,35 @@ def _xml_chars(text: str) -> str:
 
 
 # --- all ---------------------------------------------------------------------------------------------
+def write_set(files: dict[Path, str]) -> None:
+    """Write ``files`` as one set (#32 I): every file goes to a temporary beside it first; only
+    when all are on disk do they replace the old ones. A full disk while writing leaves the old
+    set as it was (the temporaries removed); should a replace fail midway, ``INCOMPLETE`` beside
+    the reports names the set as mixed."""
+    done: dict[Path, str] = {}
+    try:
+        for path, text in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+            done[path] = tmp
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+    except BaseException:
+        for tmp in done.values():
+            Path(tmp).unlink(missing_ok=True)
+        raise
+    marker = next(iter(files)).parent / "INCOMPLETE"
+    try:
+        for path, tmp in done.items():
+            os.replace(tmp, path)
+    except BaseException:
+        marker.write_text("the report set here was cut short while being replaced: run again\n")
+        raise
+    marker.unlink(missing_ok=True)
+
+
 def write_reports(run: CoverageRun, reports_dir: Path) -> dict[str, Path]:
     paths = {
         "json": reports_dir / COVERAGE.name,
@@ -224,13 +255,18 @@ def write_reports(run: CoverageRun, reports_dir: Path) -> dict[str, Path]:
         "html": reports_dir / "coverage.html",
         "summary": reports_dir / "coverage-summary.md",
     }
-    write_json(run, paths["json"])
-    md = markdown(run)
-    atomic_write_text(paths["md"], md)
-    atomic_write_text(paths["junit"], junit(run))
-    atomic_write_text(paths["html"], html_page(run))
     short = step_summary(run)
-    atomic_write_text(paths["summary"], short)
+    texts = {
+        "json": json.dumps(
+            {"schema_version": COVERAGE.schema_version, "kind": REPORT_KIND, **run_json(run)}, indent=2
+        )
+        + "\n",
+        "md": markdown(run),
+        "junit": junit(run),
+        "html": html_page(run),
+        "summary": short,
+    }
+    write_set({paths[k]: text for k, text in texts.items()})
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:  # the short form: the full coverage.md outgrows GitHub's 1 MiB per step
         with open(summary, "a", encoding="utf-8") as fh:
