@@ -528,3 +528,28 @@ def test_i_coverage_merge_on_a_full_disk_keeps_the_old_set(
     assert second.returncode == 23 and "Traceback" not in second.stderr, second.stderr
     after = {p.name: p.read_bytes() for p in reports.iterdir()}
     assert after == before  # all old: no new json beside an old html, no temporaries left
+
+
+def test_i_doctor_run_on_a_full_disk_is_disk_full_not_a_hang(settings: Settings, small_disk: Path) -> None:
+    project = small_disk / "project"
+    project.mkdir()
+    moved = Settings(**{**settings.__dict__, "project_root": project, "work_dir": project / ".toolchain"})
+    (project / ".toolchain" / "reports").mkdir(parents=True)
+    free = os.statvfs(small_disk)
+    # room for doctor.json's placeholder, not for the command's 4 MiB of output
+    (small_disk / "fill").write_bytes(b"\0" * (free.f_bavail * free.f_frsize - 128 * 1024))
+    flood = "import sys; sys.stdout.write('load_tensors: x\\n' * 300000)"
+    done = run_cli(
+        moved,
+        "doctor",
+        "--no-system",
+        "run",
+        "--timeout",
+        "120",
+        "--",
+        sys.executable,
+        "-c",
+        flood,
+        cwd=project,
+    )
+    assert done.returncode == 23 and "Traceback" not in done.stderr, done.stderr
