@@ -75,8 +75,17 @@ def out(text: str) -> None:
     print(neutralise(text), flush=True)
 
 
+MAX_MESSAGE = 64 << 10  # characters of one message shown (#32 E: a refused 2 MB config was echoed)
+
+
+def _capped(message: str) -> str:
+    if len(message) <= MAX_MESSAGE:
+        return message
+    return message[:MAX_MESSAGE] + f" … ({len(message) - MAX_MESSAGE} more characters not shown)"
+
+
 def _styled(prefix: str, style: str, message: str) -> Text:
-    return Text.assemble((prefix, style), neutralise(message, after_prefix=True))
+    return Text.assemble((prefix, style), neutralise(_capped(message), after_prefix=True))
 
 
 def _escape_annotation(text: str) -> str:
@@ -104,7 +113,7 @@ class Log:
 
     def info(self, message: str) -> None:
         if not self.quiet:
-            self.console.print(Text(neutralise(message)))
+            self.console.print(Text(neutralise(_capped(message))))
 
     def ok(self, message: str) -> None:
         if not self.quiet:
@@ -112,14 +121,14 @@ class Log:
 
     def warn(self, message: str) -> None:
         if self.github:
-            print(f"::warning::{_escape_annotation(verbatim(message))}", file=sys.stderr, flush=True)
+            print(f"::warning::{_escape_annotation(verbatim(_capped(message)))}", file=sys.stderr, flush=True)
         else:
             self.console.print(_styled("warning: ", "yellow", message))
 
     def error(self, message: str, title: str = "llama-toolchain") -> None:
         if self.github:
             print(
-                f"::error title={_escape_property(verbatim(title))}::{_escape_annotation(verbatim(message))}",
+                f"::error title={_escape_property(verbatim(title))}::{_escape_annotation(verbatim(_capped(message)))}",
                 file=sys.stderr,
                 flush=True,
             )

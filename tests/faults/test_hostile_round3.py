@@ -553,3 +553,33 @@ def test_i_doctor_run_on_a_full_disk_is_disk_full_not_a_hang(settings: Settings,
         cwd=project,
     )
     assert done.returncode == 23 and "Traceback" not in done.stderr, done.stderr
+
+
+# --- E: memory out of proportion ----------------------------------------------------------------------
+def test_e_a_3gb_cmake_cache_is_read_in_bounded_memory(tmp_path: Path) -> None:
+    import tracemalloc
+
+    from toolchain.coverage.opsfile import tree_of_build
+    from toolchain.verify.inputs import read_cmake_cache
+
+    cache = tmp_path / "CMakeCache.txt"
+    with cache.open("wb") as fh:  # sparse: 3 GB of NULs after one real line, no disk used
+        fh.write(b"CMAKE_HOME_DIRECTORY:INTERNAL=/src\n")
+        fh.truncate(3 << 30)
+    tracemalloc.start()
+    try:
+        assert read_cmake_cache(cache)["CMAKE_HOME_DIRECTORY"] == "/src"
+        assert tree_of_build(tmp_path) == Path("/src")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 300 << 20, peak
+
+
+def test_e_a_huge_message_is_not_echoed_whole(capsys: pytest.CaptureFixture[str]) -> None:
+    from toolchain.log import MAX_MESSAGE, Log
+
+    for github in (False, True):
+        Log(github=github).error("x" * (2 << 20), title="model spec")
+    err = capsys.readouterr().err
+    assert len(err) < 4 * MAX_MESSAGE and "more characters not shown" in err

@@ -37,7 +37,8 @@ def tree_of_build(build_dir: Path) -> Path | None:
     """The source tree a CMake build dir was configured from (CMAKE_HOME_DIRECTORY)."""
     cache = build_dir / "CMakeCache.txt"
     try:
-        text = cache.read_text(encoding="utf-8", errors="replace")
+        with cache.open("rb") as fh:  # bounded (#32 E): a real CMakeCache.txt is ~100 KB
+            text = fh.read(16 << 20).decode("utf-8", errors="replace")
     except OSError:
         return None
     m = re.search(r"^CMAKE_HOME_DIRECTORY:INTERNAL=(.+)$", text, re.M)
