@@ -583,3 +583,24 @@ def test_e_a_huge_message_is_not_echoed_whole(capsys: pytest.CaptureFixture[str]
         Log(github=github).error("x" * (2 << 20), title="model spec")
     err = capsys.readouterr().err
     assert len(err) < 4 * MAX_MESSAGE and "more characters not shown" in err
+
+
+def test_e_40k_available_lines_are_read_in_one_pass(tree_0336: Path, tmp_path: Path) -> None:
+    """The 0.3.36 tree's ggml-metal-device.m with 40,000 brace-less ``@available`` lines before the
+    family test: each used to be scanned to the end of the file (> 300 s); now one pass (the
+    same conditions as the unedited tree are still found)."""
+    import shutil
+    import time
+
+    from toolchain.verify.tensor_rules import DEVICE_M, read_tensor_rules
+
+    tree = tmp_path / "tree"
+    (tree / DEVICE_M).parent.mkdir(parents=True)
+    shutil.copy(tree_0336 / DEVICE_M, tree / DEVICE_M)
+    lines = (tree / DEVICE_M).read_text().splitlines(keepends=True)
+    filler = ["// if (@available(macOS 99.0, *)) x;\n"] * 40_000
+    (tree / DEVICE_M).write_text("".join([lines[0], *filler, *lines[1:]]))
+    start = time.monotonic()
+    rules = read_tensor_rules(tree)
+    assert time.monotonic() - start < 30 and rules.has_tensor_api
+    assert {c.what for c in rules.conditions} >= {"family", "device-name"}
