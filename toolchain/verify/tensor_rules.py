@@ -190,7 +190,7 @@ def read_tensor_rules(tree: Path) -> TensorRules:
             for m in pattern.finditer(text):
                 if not text.startswith("#else"):
                     conds.append(Condition(what, _macro_version(m.group(1)), f"{src}:{line_no}"))  # type: ignore[arg-type]
-    ends = _block_ends(lines[:fam_at + 1]) if fam_at >= 0 else []
+    ends = _block_ends(lines[: fam_at + 1]) if fam_at >= 0 else []
     for i in range(fam_at):
         m = _AVAILABLE.search(lines[i])
         if m and ends[i] >= fam_at:
