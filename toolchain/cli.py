@@ -15,8 +15,10 @@ import sys
 from pathlib import Path
 
 from .config import Settings, check_settings, load_settings, resolve_path
+from .core import signals
 from .errors import ConfigError, DiskFullError, InterruptedError_, ToolchainError
 from .log import LOG
+from .option_types import harden
 
 # Order = the pipeline, as shown in --help.
 STAGE_COMMANDS = (
@@ -49,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in STAGE_COMMANDS:
         importlib.import_module(module).add_parser(sub)
-    return parser
+    return harden(parser)  # checked option types, paths against the cwd (toolchain/options.py)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,10 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.passthrough = tuple(passthrough)
     LOG.quiet = bool(getattr(args, "quiet", False))
+    signals.install()  # SIGTERM / SIGHUP handled like Ctrl-C (exit 143 / 129)
     try:
         return int(args.func(args))
     except ToolchainError as exc:
         LOG.error(str(exc), title=exc.title)
+        if isinstance(exc, InterruptedError_):
+            return signals.interrupted_exit_code(exc.exit_code)
         return exc.exit_code
     except BrokenPipeError:
         # `llama-toolchain … | head`: not an error of ours
@@ -89,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         # a second Ctrl-C while we report the first must not become a traceback
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        LOG.error("interrupted", title="interrupted")
-        return InterruptedError_.exit_code
+        LOG.error(f"interrupted ({signals.received_name()})", title="interrupted")
+        return signals.interrupted_exit_code(InterruptedError_.exit_code)
 
 
 # OSErrors that mean "this path cannot be used here", not a bug of ours.

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import math
 import os
-import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from .core import tomlin
 from .errors import ConfigError
 
 DEFAULT_REMOTE = "https://github.com/ggml-org/llama.cpp"
@@ -103,9 +103,9 @@ def read_pyproject_table(project_root: Path) -> dict[str, Any]:
     if not path.is_file():
         return {}
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}", "fix the syntax error it names") from exc
+        data = tomlin.read(path)  # bounded size and depth (#32 D)
+    except tomlin.TOMLInputError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}", "fix the syntax error it names") from None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}", "check its permissions") from exc
     tool = data.get("tool", {})

@@ -208,6 +208,14 @@ class DoctorFindingsError(ToolchainError):
     title = "problem found"
 
 
+class NoLogLinesError(ToolchainError):
+    """doctor was given a log in which no line is llama.cpp's (empty, another program's output,
+    binary data): nothing was diagnosed, which is not "no problem found"."""
+
+    exit_code = 61
+    title = "no llama.cpp log lines found"
+
+
 # --- oracle (70-79) ------------------------------------------------------------------------------
 class OracleUnavailableError(ToolchainError):
     """The Metal oracle cannot be made for this tree: supports_op could not be cut out faithfully,
@@ -239,6 +247,14 @@ class DryRunFindingsError(ToolchainError):
 
     exit_code = 73
     title = "dry run validation failed"
+
+
+class NothingToPredictError(ToolchainError):
+    """``oracle predict`` / ``dryrun run`` on an ops file with no op in it: nothing was predicted,
+    which is not a pass."""
+
+    exit_code = 74
+    title = "nothing to predict"
 
 
 class InterruptedError_(ToolchainError):

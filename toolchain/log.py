@@ -36,13 +36,66 @@ def verbatim(text: str) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
+# The start of a line that only this module may write: a GitHub Actions workflow command (``::name
+# …::``, and the runner's older ``##[name]``; the runner trims leading whitespace before it looks,
+# actions/runner ActionCommandManager.cs TryParseV2) or one of our own line prefixes. In text from
+# users, logs and trees (a GGUF name, a path, a lock field, a compiler line) such a line start is
+# shown with its first character as a visible escape, so it can neither run a workflow command
+# (``::error``, ``::add-mask``, ``::stop-commands``) nor pass for one of our verdicts.
+_FORGEABLE = re.compile(r"^([^\S\n]*)(::|##\[|✓ |warning: |error \(|==> )", re.MULTILINE)
+
+
+def _escape_first(m: re.Match[str]) -> str:
+    head = m.group(2)
+    code = ord(head[0])
+    visible = f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return m.group(1) + visible + head[1:]
+
+
+def neutralise(text: str, *, after_prefix: bool = False) -> str:
+    """The one place untrusted text becomes output: :func:`verbatim`, and no line of it starts a
+    workflow command or one of our own prefixes (see ``_FORGEABLE``). ``after_prefix``: the first
+    line follows a prefix of ours on the same output line, so only the lines after it can be
+    forged."""
+    text = verbatim(text)
+    if after_prefix:
+        first, sep, rest = text.partition("\n")
+        return first + sep + _FORGEABLE.sub(_escape_first, rest)
+    return _FORGEABLE.sub(_escape_first, text)
+
+
+def one_line(text: str) -> str:
+    """``text`` as a single output line (a step title, a table cell): newlines shown as ``\\n``."""
+    return neutralise(text).replace("\n", "\\n")
+
+
+def out(text: str) -> None:
+    """Machine or table output on stdout, through :func:`neutralise` (JSON is unchanged by it: its
+    strings escape newlines, so none of its lines starts with ``::``)."""
+    print(neutralise(text), flush=True)
+
+
+MAX_MESSAGE = 64 << 10  # characters of one message shown (#32 E: a refused 2 MB config was echoed)
+
+
+def _capped(message: str) -> str:
+    if len(message) <= MAX_MESSAGE:
+        return message
+    return message[:MAX_MESSAGE] + f" … ({len(message) - MAX_MESSAGE} more characters not shown)"
+
+
 def _styled(prefix: str, style: str, message: str) -> Text:
-    return Text.assemble((prefix, style), verbatim(message))
+    return Text.assemble((prefix, style), neutralise(_capped(message), after_prefix=True))
 
 
 def _escape_annotation(text: str) -> str:
     # https://github.com/actions/toolkit/blob/main/packages/core/src/command.ts (escapeData)
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    # the same file, escapeProperty: a title holding `::` or `,` would end the properties early
+    return _escape_annotation(text).replace(":", "%3A").replace(",", "%2C")
 
 
 @dataclass
@@ -60,7 +113,7 @@ class Log:
 
     def info(self, message: str) -> None:
         if not self.quiet:
-            self.console.print(Text(verbatim(message)))
+            self.console.print(Text(neutralise(_capped(message))))
 
     def ok(self, message: str) -> None:
         if not self.quiet:
@@ -68,35 +121,35 @@ class Log:
 
     def warn(self, message: str) -> None:
         if self.github:
-            print(f"::warning::{_escape_annotation(verbatim(message))}", file=sys.stderr, flush=True)
+            print(f"::warning::{_escape_annotation(verbatim(_capped(message)))}", file=sys.stderr, flush=True)
         else:
             self.console.print(_styled("warning: ", "yellow", message))
 
     def error(self, message: str, title: str = "llama-toolchain") -> None:
         if self.github:
             print(
-                f"::error title={_escape_annotation(verbatim(title))}::{_escape_annotation(verbatim(message))}",
+                f"::error title={_escape_property(verbatim(title))}::{_escape_annotation(verbatim(_capped(message)))}",
                 file=sys.stderr,
                 flush=True,
             )
         else:
-            self.console.print(_styled(f"error ({verbatim(title)}): ", "red bold", message))
+            self.console.print(_styled(f"error ({one_line(title)}): ", "red bold", message))
 
     @contextmanager
     def step(self, title: str) -> Iterator[None]:
         """A named step: a fold under GitHub Actions, a timed header locally."""
         start = time.monotonic()
         if self.github:
-            print(f"::group::{verbatim(title)}", file=sys.stderr, flush=True)
+            print(f"::group::{one_line(title)}", file=sys.stderr, flush=True)
         elif not self.quiet:
-            self.console.print(Text.assemble(("==> ", "bold cyan"), (verbatim(title), "bold")))
+            self.console.print(Text.assemble(("==> ", "bold cyan"), (one_line(title), "bold")))
         try:
             yield
         finally:
             if self.github:
                 print("::endgroup::", file=sys.stderr, flush=True)
             elif not self.quiet:
-                done = f"    {verbatim(title)}: {time.monotonic() - start:.1f} s"
+                done = f"    {one_line(title)}: {time.monotonic() - start:.1f} s"
                 self.console.print(Text(done, style="dim"))
 
     @contextmanager
@@ -114,7 +167,7 @@ class Log:
             console=self.console,
             transient=True,
         ) as bar:
-            task = bar.add_task(verbatim(description), total=total)
+            task = bar.add_task(one_line(description), total=total)
             yield ProgressHandle(bar, task, self, description, total)
 
 
@@ -140,7 +193,7 @@ class ProgressHandle:
             self._last_decile = decile
             suffix = f" {detail}" if detail else ""
             line = f"    {self.description}: {completed}/{self.total}{suffix}"
-            print(verbatim(line), file=sys.stderr, flush=True)
+            print(one_line(line), file=sys.stderr, flush=True)
 
 
 LOG = Log()

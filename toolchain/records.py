@@ -17,6 +17,7 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .core import jsonin
 from .core.jsonio import RecordMismatch, atomic_write_text, from_jsonable, to_jsonable
 from .errors import ReportError
 
@@ -77,13 +78,13 @@ def read_data(path: Path, report: ReportType) -> dict[str, Any]:
     """The JSON object of ``report`` at ``path``, after checking its kind and schema version."""
     hint = f"the file is written by the stage that makes {report.name}: run it again, or remove the file"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = jsonin.read(path)  # bounded: size, depth, finite numbers (issue #32)
     except OSError as exc:
         raise ReportError(
             f"{path}: cannot read the {report.kind} report: {exc.strerror or exc}", hint
         ) from None
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ReportError(f"{path}: not a {report.kind} report (not JSON: {exc})", hint) from None
+    except ValueError as exc:
+        raise ReportError(f"{path}: not a {report.kind} report ({exc})", hint) from None
     if not isinstance(data, dict):
         raise ReportError(f"{path}: not a {report.kind} report (a JSON {type(data).__name__})", hint)
     if data.get("kind") != report.kind:

@@ -390,9 +390,8 @@ def test_op_export_builds_its_graphs_for_one_context_not_the_files(
     FLASH_ATTN_EXT then had a 1M-row KV and its CPU test column hung in every main job. The op
     export runs with backends.EXPORT_ARGS, so every attention case has the KV of that context,
     whatever the file says."""
-    from toolchain.core.tree import EXPORT_ARGS, EXPORT_CTX
+    from toolchain.core.tree import EXPORT_ARGS, EXPORT_CTX, ggml_ids
     from toolchain.coverage.engine.cell import CellOptions, CellRunner
-    from toolchain.coverage.engine.opsfile import ggml_ids
     from toolchain.coverage.engine.tools import detect
     from toolchain.coverage.records import ModelInput
     from toolchain.verify.probe_model import write_probe_model

@@ -8,8 +8,9 @@ that is the harness, like the NaN-on-both-sides trap, not the backend under test
 from pathlib import Path
 
 from toolchain.core.isolate import Outcome
+from toolchain.core.tree import ggml_ids
 from toolchain.coverage.device.op_columns import harness_index_crash as _harness_index_crash
-from toolchain.coverage.engine.opsfile import contiguous_index_views, ggml_ids
+from toolchain.coverage.engine.opsfile import contiguous_index_views
 from toolchain.coverage.records import OpResult, TensorShape
 
 ABORT = "../../src/ggml/src/ggml-cpu/ops.cpp:5363: GGML_ASSERT(i01 >= 0 && i01 < ne01) failed"

@@ -48,11 +48,13 @@ def test_stdin(doctor_cli: Callable[..., int], monkeypatch: pytest.MonkeyPatch, 
     assert _report(tmp_path)["findings"][0]["class_id"] == "gguf-format"
 
 
-def test_empty_log_is_no_problem_but_said(doctor_cli: Callable[..., int], tmp_path: Path) -> None:
+def test_empty_log_is_not_a_pass_but_its_own_answer(doctor_cli: Callable[..., int], tmp_path: Path) -> None:
+    """Issue #32 M: nothing recognised is "no llama.cpp log lines found" (61), never ✓ / 0."""
     empty = tmp_path / "empty.log"
     empty.write_bytes(b"")
-    assert doctor_cli(str(empty)) == 0
-    assert any("empty" in n for n in _report(tmp_path)["notes"])
+    assert doctor_cli(str(empty)) == 61
+    notes = _report(tmp_path)["notes"]
+    assert any("empty" in n for n in notes) and any("no llama.cpp log lines found" in n for n in notes)
 
 
 def test_gguf_and_memory_plan(

@@ -68,6 +68,8 @@ def kept_verdict(
         and isinstance(kept.get("result"), dict)
     ):
         return None
+    if "program not found" in str(kept["result"].get("error", "")):
+        return None  # an older toolchain kept a loader that never started as a verdict (#32 O)
     fields = {k: v for k, v in kept["result"].items() if k not in ("gguf", "tail")}
     fields["tail"] = tuple(kept["result"].get("tail", ()))
     # the record may come from the GGUF cache, made for another spec of the same content
@@ -87,6 +89,10 @@ def _load(result: ConvertResult, path: Path, loader: Loader | None) -> ConvertRe
             "(test-export-graph-ops or llama-completion) to try it; run `llama-toolchain build` first",
         )
     done = load_gguf(loader, path, path.with_name(path.name + ".load.log"))
+    if not done.started:
+        # no verdict on the model: cause "harness" is never kept (only "load" verdicts are) and
+        # never read as the tree refusing the model
+        return replace(result, status="error", cause="harness", error=done.message, whose="harness")
     if done.ok:
         return replace(result, loaded_by=done.tool)
     finding = missing_key_finding(done, path)

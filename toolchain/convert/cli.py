@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..cli import settings_from
-from ..errors import ModelError
-from ..log import LOG
+from ..errors import ConvertError, ModelError
+from ..log import LOG, out
 from ..models.config_input import read_config
 from ..models.shrink import shrink_config
 from ..models.spec import load_specs, select
@@ -50,7 +50,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
             else None,
             merge=bool(chosen_archs(args)),  # a subset (-a) updates its pairs in convert.json, keeps the rest
         )
-    print(results_table(conversion))
+    out(results_table(conversion))
     failed = [r for r in conversion.results if r.status in ("error", "not-loaded")]
     for r in failed:
         whose = f" ({r.whose})" if r.whose else ""
@@ -60,6 +60,13 @@ def cmd_convert(args: argparse.Namespace) -> int:
         f"{passed}/{len(conversion.results)} pass (converted, validated and loaded by the tree) in "
         f"{conversion.seconds:.0f} s; report: {settings.reports_dir / report}"
     )
+    harness = [r for r in conversion.results if r.cause == "harness"]
+    if harness:  # a loader that cannot be started says nothing about the model (#32 O)
+        raise ConvertError(
+            f"{len(harness)} GGUF(s) not checked: {harness[0].error}",
+            "this is the toolchain's failure, not the model's: check the build dir (--build-dir) holds "
+            "a working test-export-graph-ops or llama-completion; nothing was cached",
+        )
     if args.from_config:
         refused = [r for r in conversion.results if r.cause == "load" and r.status == "error"]
         if refused:

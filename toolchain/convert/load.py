@@ -51,6 +51,7 @@ class LoadResult:
     tail: tuple[str, ...]
     seconds: float
     missing_key: str = ""  # the key the loader named as missing, when it did
+    started: bool = True  # False: the loader could not be started (our harness's failure, no verdict)
 
 
 def _executable(path: Path) -> bool:
@@ -133,6 +134,11 @@ def load_gguf(loader: Loader, gguf: Path, log_path: Path, timeout: float = LOAD_
                 ["--temp", "0", "-no-cnv", "--no-warmup"] if loader.tool.name == "llama-completion" else []
             )
         out, runs = run_until_heard(args, log_path=log_path, timeout=timeout, env=env, cwd=Path(tmp))
+    if out.kind == "missing":  # the program could not be started: ours, not the model's (#32 O)
+        why = out.tail[0] if out.tail else "program not found"
+        return LoadResult(
+            False, loader.tool.name, f"could not start {loader.tool}: {why}", (), 0.0, started=False
+        )
     lines = _read(out.log) or list(out.tail)
     if out.kind == "ok":
         return LoadResult(True, loader.tool.name, "", (), out.seconds)

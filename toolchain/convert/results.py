@@ -25,13 +25,16 @@ class ConvertResult:
     seconds: float = 0.0
     tokenizer: str = ""
     cached: bool = False
-    cause: str = ""  # unknown-architecture | tokenizer-rejected | converter-crash | validation | load | model | quantize
+    # unknown-architecture | tokenizer-rejected | converter-crash | validation | load | model | quantize
+    # | harness (the loader could not be started: no verdict on the model, never kept)
+    cause: str = ""
     error: str = ""
     tail: tuple[str, ...] = ()
     types: dict[str, int] = field(default_factory=dict)
     loaded_by: str = ""  # the tree's program that loaded the GGUF ("" when it was not loaded)
     # whose failure a load refusal is: "upstream" when the tree's converter did not write a key the
-    # tree's loader requires (evidence in `finding`), "" otherwise (ours: spec or shrink rule)
+    # tree's loader requires (evidence in `finding`), "harness" when the loader could not be
+    # started, "" otherwise (ours: spec or shrink rule)
     whose: str = ""
     finding: dict[str, object] = field(default_factory=dict)
 

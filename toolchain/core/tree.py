@@ -32,6 +32,7 @@ FIT_PARAMS = ("llama-fit-params",)
 METAL_DIR = Path("ggml/src/ggml-metal")
 CONVERT_SCRIPT = Path("convert_hf_to_gguf.py")
 BACKEND_OPS_SOURCE = Path("tests/test-backend-ops.cpp")
+GGML_HEADER = Path("ggml/include/ggml.h")  # the op and type enums (their ids shift between trees)
 
 
 def has_metal_sources(tree: Path) -> bool:
@@ -117,3 +118,39 @@ def strip_comments(text: str) -> str:
             out.append(c)
             i += 1
     return "".join(out)
+
+
+# --- the tree's op and type ids (enum ggml_op, enum ggml_type in ggml.h) ----------------------------
+def _enum(text: str, name: str) -> dict[str, int]:
+    m = re.search(rf"enum\s+{name}\s*\{{(?P<body>.*?)\}};", text, re.S)
+    if not m:
+        return {}
+    out: dict[str, int] = {}
+    value = -1
+    body = re.sub(r"//[^\n]*|/\*.*?\*/", "", m["body"], flags=re.S)
+    for item in body.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        ident, _, explicit = item.partition("=")
+        ident = ident.strip()
+        if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", ident):
+            return {}  # something this reader does not understand: no ids rather than wrong ids
+        if explicit.strip():
+            try:
+                value = int(explicit.strip(), 0)
+            except ValueError:
+                return {}
+        else:
+            value += 1
+        out[ident] = value
+    return out
+
+
+def ggml_ids(tree: Path) -> tuple[dict[str, int], dict[str, int]]:
+    """(op name -> id, type name -> id) from the tree's ggml/include/ggml.h ({} when unreadable)."""
+    try:
+        text = (tree / GGML_HEADER).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return {}, {}
+    return _enum(text, "ggml_op"), _enum(text, "ggml_type")

@@ -28,6 +28,31 @@ KEEP_FIRST = 3
 TAIL_LINES = 20
 MAX_EVIDENCE = 8
 _BINARY_SNIFF = 64 << 10
+# Line prefixes llama.cpp's own logging writes (the ``__func__`` of LLAMA_LOG_* / GGML_LOG_* in
+# src/llama-model-loader.cpp, src/llama-context.cpp, src/llama-model.cpp, ggml/src/ggml-backend*.cpp,
+# ggml/src/ggml-metal/*.m, ggml/src/gguf.cpp, common/common.cpp; llm_load_ in older trees). A log
+# holding none of them and no line of the catalog is not a llama.cpp log: doctor says so (issue #32
+# M) instead of "no problem found".
+LLAMA_LOG_MARKERS = (
+    b"llama_model_loader: ",
+    b"llama_model_load",
+    b"llama_context: ",
+    b"llama_kv_cache",
+    b"llama_new_context_with_model",
+    b"llama_fit_params",
+    b"load_tensors: ",
+    b"print_info: ",
+    b"system_info: ",
+    b"llm_load_",
+    b"ggml_metal_",
+    b"ggml_backend_",
+    b"ggml_vulkan",
+    b"ggml_cuda_init",
+    b"GGML_ASSERT",
+    b"gguf_init_from_file",
+    b"common_init_from_params",
+    b"load_backend: ",
+)
 
 
 @dataclass(frozen=True)
@@ -54,6 +79,8 @@ class LogScan:
     facts: Mapping[str, Mapping[str, str]]  # pattern id -> last captured groups
     matches: Mapping[str, int]  # pattern id -> matching lines (after predicates)
     tail: tuple[str, ...]
+    # a line of llama.cpp's own logging or of the catalog was seen (False: not a llama.cpp log)
+    recognised: bool = True
 
     def fact(self, pattern_id: str, group: str = "value") -> str | None:
         return self.facts.get(pattern_id, {}).get(group)
@@ -126,6 +153,7 @@ class LogScanner:
         self._tail: deque[str] = deque(maxlen=TAIL_LINES)
         self._sniffed = 0
         self._control = 0
+        self.recognised = False
 
     # -- input --------------------------------------------------------------------------------
     def feed(self, chunk: bytes) -> None:
@@ -164,6 +192,8 @@ class LogScanner:
     def _region(self, region: bytes) -> None:
         if not self.nonblank and region.strip():
             self.nonblank = True
+        if not self.recognised:
+            self.recognised = any(marker in region for marker in LLAMA_LOG_MARKERS)
         # window start -> (line start, window end); a line longer than MAX_LINE is looked at
         # around each hit only
         spans: dict[int, tuple[int, int]] = {}
@@ -224,6 +254,7 @@ class LogScanner:
             facts={k: dict(v) for k, v in self.facts.items()},
             matches={k: v.count for k, v in sorted(self.hits.items())},
             tail=tuple(self._tail),
+            recognised=self.recognised or bool(self.hits) or bool(self.facts),
         )
 
 

@@ -13,8 +13,10 @@ from pathlib import Path
 
 from ..cli import settings_from
 from ..core.jsonio import to_jsonable
-from ..errors import DoctorFindingsError, InterruptedError_, UsageError
+from ..core.locking import work_dir_lock
+from ..errors import DoctorFindingsError, InterruptedError_, NoLogLinesError, ToolchainError, UsageError
 from ..log import LOG
+from ..option_types import harden
 from ..options import common_options
 from ..records import DOCTOR, SCHEMA_VERSION, write_report
 from .classify import RunParams
@@ -78,7 +80,7 @@ def print_report(report: DoctorReport) -> None:
     if problems:
         first = next((f for f in problems if f.severity == "error"), problems[0])
         LOG.info(f"most likely first: {first.class_id} ({first.title}) -> {first.fix}")
-    else:
+    elif report.log is None or report.log.recognised:  # else: its own error (finish), never ✓
         LOG.ok("doctor: no problem found")
 
 
@@ -113,7 +115,17 @@ def finish(args: argparse.Namespace, report: DoctorReport) -> int:
                 {"schema_version": SCHEMA_VERSION, "kind": REPORT_KIND, **to_jsonable(report)}, indent=2
             )
         )
-    return DoctorFindingsError.exit_code if report.problems else 0
+    if report.problems:
+        return DoctorFindingsError.exit_code
+    if report.log is not None and not report.log.recognised:
+        scan = report.log
+        raise NoLogLinesError(
+            f"no llama.cpp log lines found in {scan.source} ({scan.lines} line(s), {scan.bytes} bytes): "
+            "nothing was diagnosed, which is not a pass",
+            "give the output of a llama.cpp program (llama-cli, llama-server, …: stderr included, "
+            "2>&1), or run it under `llama-toolchain doctor run -- CMD …`",
+        )
+    return 0
 
 
 def _inputs(args: argparse.Namespace, log: Path | None, params: RunParams, gguf: Path | None) -> DoctorInputs:
@@ -173,11 +185,35 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         )
     inputs = _inputs(args, log, params, args.gguf)
     _started(args, inputs)
-    report = diagnose(inputs)
+    report = _diagnosed(args, inputs)
     return finish(args, report)
 
 
+def _diagnosed(args: argparse.Namespace, inputs: DoctorInputs) -> DoctorReport:
+    """:func:`diagnose`; when an input turns out unusable, the report says so (not the "start"
+    placeholder of :func:`_started`) before the error goes to the user (#32 D)."""
+    try:
+        return diagnose(inputs)
+    except ToolchainError as exc:
+        failed = DoctorReport(
+            findings=(),
+            inputs=inputs_record(inputs),
+            notes=(f"doctor stopped: {exc.message}",),
+            complete=False,
+            interrupted_during="",
+        )
+        write_report(settings_from(args).reports_dir / DOCTOR.name, REPORT_KIND, failed)
+        raise
+
+
 def cmd_run(args: argparse.Namespace, command: list[str]) -> int:
+    # doctor-run.log and doctor.json are one run's: two at once blamed one for the other's
+    # GGML_ASSERT (#32 G)
+    with work_dir_lock(settings_from(args).work_dir):
+        return _run_locked(args, command)
+
+
+def _run_locked(args: argparse.Namespace, command: list[str]) -> int:
     settings = settings_from(args)
     base, model = params_from_command(command)
     params = _params(args, base)
@@ -188,7 +224,7 @@ def cmd_run(args: argparse.Namespace, command: list[str]) -> int:
     inputs = _inputs(args, log_path, params, gguf)
     _started(args, inputs)
     result = run_command(command, log_path, timeout=args.timeout)
-    report = diagnose(inputs)
+    report = _diagnosed(args, inputs)
     extra = [] if result.interrupted else run_findings(result)
 
     stopped = result.interrupted and report.complete
@@ -246,7 +282,7 @@ def _late_options() -> argparse.ArgumentParser:
     late = argparse.ArgumentParser(prog="llama-toolchain doctor", add_help=False)
     common_options(late)
     _options(late)
-    return late
+    return harden(late)
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

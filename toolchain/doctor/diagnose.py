@@ -58,11 +58,19 @@ def gguf_summary(info: GGUFInfo) -> dict[str, Any]:
 def _read_log(
     path: Path, params: RunParams, observed_by: ObservedBy, stdin: BinaryIO | None
 ) -> tuple[LogScan, list[Finding]]:
-    if str(path) == "-":
-        LOG.info("doctor: reading the log from stdin (end it with Ctrl-D; Ctrl-C stops)")
-        return classify_stream(stdin or sys.stdin.buffer, source="-", params=params, observed_by=observed_by)
-    with open_regular(path, UsageError, "log", "give the log file (or - for stdin)") as fh:
-        return classify_stream(fh, source=str(path), params=params, observed_by=observed_by)
+    hint = "give the log file (or - for stdin)"
+    try:
+        if str(path) == "-":
+            if stdin is None and sys.stdin is None:  # started with stdin closed (`<&-`)
+                raise UsageError("doctor -: standard input is closed, there is no log to read", hint)
+            LOG.info("doctor: reading the log from stdin (end it with Ctrl-D; Ctrl-C stops)")
+            return classify_stream(
+                stdin or sys.stdin.buffer, source="-", params=params, observed_by=observed_by
+            )
+        with open_regular(path, UsageError, "log", hint) as fh:
+            return classify_stream(fh, source=str(path), params=params, observed_by=observed_by)
+    except OSError as exc:  # EIO from /proc/self/mem, a vanished network file, a bad stdin
+        raise UsageError(f"cannot read the log {path}: {exc.strerror or exc}", hint) from None
 
 
 _MB_VALUE = re.compile(r"\d{1,15}(?:\.\d{1,6})?")
@@ -125,6 +133,8 @@ def _stages(
         scan, found = _read_log(inputs.log, params, inputs.observed_by_log, stdin)
         state["scan"] = scan
         findings += found
+        if not scan.recognised:
+            notes.append(f"no llama.cpp log lines found in {scan.source}: the log was not diagnosed")
         if scan.empty:
             notes.append(f"the log {scan.source} is empty: nothing to classify")
         elif scan.binary:

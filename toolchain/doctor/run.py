@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..core.proc import run_group, signal_name
-from ..errors import UsageError
+from ..errors import DiskFullError, UsageError
 from .catalog import BY_ID
 from .classify import RunParams
 from .findings import Evidence, Finding, ObservedBy
@@ -51,12 +51,20 @@ class _CappedLog:
         self._ring: deque[bytes] = deque()
         self._ring_bytes = 0
 
+    error: OSError | None = None  # the log could not be written (a full disk): output still read
+
     def write(self, chunk: bytes) -> None:
         room = max(0, self.head - self.total)
         self.total += len(chunk)
+        if room and self.error is None:
+            try:
+                self.log.write(chunk[:room])
+                self.log.flush()
+            except OSError as exc:
+                # the reader thread must go on draining the pipe, or the command blocks on a full
+                # pipe until the timeout (#32 I); run_command reports the error when it is done
+                self.error = exc
         if room:
-            self.log.write(chunk[:room])
-            self.log.flush()
             chunk = chunk[room:]
         if chunk:
             self._ring.append(chunk)
@@ -69,6 +77,8 @@ class _CappedLog:
         return max(0, self.total - self.head - min(self._ring_bytes, self.tail))
 
     def close(self) -> None:
+        if self.error is not None:
+            return
         tail = b"".join(self._ring)[-self.tail :] if self._ring else b""
         if self.cut:
             self.log.write(
@@ -106,7 +116,16 @@ def run_command(
             raise UsageError(
                 f"cannot run {command[0]!r}: {exc.strerror or exc}", "check the command's path"
             ) from exc
-        capped.close()
+        try:
+            capped.close()
+        except OSError as exc:
+            capped.error = exc
+    if capped.error is not None:
+        raise DiskFullError(
+            f"the output of {command[0]!r} could not be written to {log_path}: "
+            f"{capped.error.strerror or capped.error} (the command ran to its end: {done.returncode})",
+            "free space (or point --work-dir elsewhere) and run again",
+        )
     return RunResult(
         tuple(command),
         done.returncode,

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..cli import settings_from
 from ..config import Settings
 from ..core.jsonio import to_jsonable
+from ..core.locking import work_dir_lock
 from ..errors import DryRunFindingsError, UsageError, VerifyError
 from ..log import LOG
 from ..options import profiles_of, tree_of, tree_options
@@ -26,9 +27,15 @@ SHIPPED_REPORT = (DRYRUN_SHIPPED.name, DRYRUN_SHIPPED.kind)
 def _dry_run(
     args: argparse.Namespace, settings: Settings, tree: Path, batches: list[tuple[str, Path | None]]
 ) -> DryRun:
-    return dry_run(
-        tree, settings.cache_dir, settings.work_dir / "dryrun", batches=batches, profiles=profiles_of(args)
-    )
+    # the scratch files under work/dryrun are one run's: two at once mixed their records (#32 G)
+    with work_dir_lock(settings.work_dir):
+        return dry_run(
+            tree,
+            settings.cache_dir,
+            settings.work_dir / "dryrun",
+            batches=batches,
+            profiles=profiles_of(args),
+        )
 
 
 def describe(p: ProfileResult) -> str:
@@ -120,13 +127,14 @@ def check_findings(run: DryRun, fail_on: tuple[str, ...], report: Path) -> None:
 def cmd_validate(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     tree = tree_of(args, settings.src_dir)
-    report = validate(
-        tree,
-        settings.cache_dir,
-        settings.work_dir / "dryrun",
-        profiles=profiles_of(args),
-        ops=args.op,
-    )
+    with work_dir_lock(settings.work_dir):
+        report = validate(
+            tree,
+            settings.cache_dir,
+            settings.work_dir / "dryrun",
+            profiles=profiles_of(args),
+            ops=args.op,
+        )
     name, kind = VALIDATION_REPORT
     path = write_report(settings.reports_dir / name, kind, report)
     for line in report.summary_lines():

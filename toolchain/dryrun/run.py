@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.git import tree_commit
+from ..core.opsinput import checked_lines, write_checked
 from ..errors import BuildError, DryRunUnavailableError, UsageError
 from ..log import LOG
 from ..oracle.extract import ExtractionFailed
@@ -247,16 +248,21 @@ def dry_run(
 ) -> DryRun:
     """Encode each batch (``(label, ops file)``; ``None`` = the built-in cases) on every profile."""
     tree = tree.resolve()
+    # every ops file parsed and range-checked before anything is built or run (#32 F)
+    lines = [checked_lines(f, tree) if f is not None and f.is_file() else [] for _, f in batches]
     prog = program(tree, cache_dir)
     profs = profiles_for(tree, prog, profiles)
     libraries = {p.name: kernel_library(tree, p) for p in profs}
     runs: list[BatchRun] = []
-    for label, test_file in batches:
+    for index, (label, test_file) in enumerate(batches):
         if test_file is not None and not test_file.is_file():
             raise UsageError(f"ops file {test_file} does not exist", "export it with test-export-graph-ops")
         folder = work / f"dryrun-{label}"
+        checked = None
+        if test_file is not None:  # parsed and range-checked before the program sees it (#32 F)
+            checked = write_checked(lines[index], folder / "ops-checked.txt")
         pfile = profiles_file(profs, prog.fields, folder / "dryrun-profiles.tsv")
-        call = SupportCall(prog, pfile, "the dry run", TIMEOUT, test_file, ops)
+        call = SupportCall(prog, pfile, "the dry run", TIMEOUT, checked, ops)
         merged, rows, restarts, seconds = run_program(call, folder / "dryrun-records.jsonl")
         res = results(merged, rows, profs, libraries)
         n = len(rows) // max(1, len(profs))

@@ -101,9 +101,63 @@ def _int(text: str) -> int | _Unusable:
     return int(text)
 
 
+MAX_FLOAT = 1e12  # rope_theta, the largest float a config holds, is at most ~1e8
+
+
 def _float(text: str) -> float | _Unusable:
     value = float(text)
-    return value if math.isfinite(value) else _Unusable(text, "not a finite number")
+    if not math.isfinite(value):
+        return _Unusable(text, "not a finite number")
+    if abs(value) > MAX_FLOAT:  # a rope factor of 1e308 overflowed in the model worker (#32 L)
+        return _Unusable(text, f"larger than any config value (|x| > {MAX_FLOAT:g})")
+    return value
+
+
+# Attributes of transformers' PretrainedConfig (transformers/configuration_utils.py) a config key
+# would replace on the object the model worker builds: a config.json with "to_dict": 1 or
+# "__class__": "x" passed every shape check and crashed the worker (#32 L). Keys starting with "_"
+# (but _name_or_path, which the shrink drops) are refused the same way.
+CONFIG_OBJECT_NAMES = frozenset(
+    {
+        "to_dict",
+        "to_diff_dict",
+        "to_json_string",
+        "to_json_file",
+        "update",
+        "update_from_string",
+        "save_pretrained",
+        "from_dict",
+        "from_pretrained",
+        "from_json_file",
+        "from_text_vision_configs",
+        "get_config_dict",
+        "get_text_config",
+        "dict_torch_dtype_to_str",
+        "register_for_auto_class",
+        "attribute_map",
+        "base_config_key",
+        "sub_configs",
+        "use_return_dict",
+        "num_labels",
+        "name_or_path",
+        "has_no_defaults_at_init",
+        "is_composition",
+        "keys_to_ignore_at_inference",
+        "model_type",
+        "output_attentions",
+    }
+    - {"model_type", "output_attentions", "num_labels"}  # plain values a config.json may carry
+)
+
+
+def _reserved_key(key: str, where: str) -> str:
+    if key.startswith("_") and key != "_name_or_path":
+        return "a name the config object reserves (it starts with _)"
+    if key in CONFIG_OBJECT_NAMES:
+        return "a method or property of transformers' PretrainedConfig, not a setting"
+    if key == "auto_map" and where:
+        return "auto_map inside a sub-config: the model needs its own Python code (trust_remote_code)"
+    return ""
 
 
 def _constant(text: str) -> _Unusable:
@@ -181,7 +235,12 @@ def _walk(value: object, where: str) -> Iterator[tuple[str, _Unusable]]:
         yield where, value
     elif isinstance(value, dict):
         for k, v in value.items():
-            yield from _walk(v, f"{where}.{k}" if where else str(k))
+            path = f"{where}.{k}" if where else str(k)
+            why = _reserved_key(str(k), where)
+            if why:
+                yield path, _Unusable(show(v), why)
+                continue
+            yield from _walk(v, path)
     elif isinstance(value, list):
         for i, v in enumerate(value):
             yield from _walk(v, f"{where}[{i}]")

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..core.git import tree_commit
+from ..core.opsinput import checked_lines, write_checked
 from ..errors import UsageError
 from .probe import run_support
 from .profiles import DeviceProfile
@@ -58,11 +59,12 @@ def predict(
     """
     if not ops_file.is_file():
         raise UsageError(f"no ops file {ops_file}", "write one with test-export-graph-ops -m MODEL -o FILE")
+    lines = checked_lines(ops_file, tree)  # parsed and range-checked before the probe sees it
     chosen = profiles_before_probe(tree, profiles)
     probe = probe_for(tree, cache_dir)
-    lines = [ln for ln in ops_file.read_text(encoding="utf-8").splitlines() if ln.strip()]
     with tempfile.TemporaryDirectory(prefix="oracle-") as tmp:
-        rows = run_support(probe, chosen, Path(tmp), test_file=ops_file)
+        checked = write_checked(lines, Path(tmp) / "ops-checked.txt")
+        rows = run_support(probe, chosen, Path(tmp), test_file=checked)
     out = []
     for profile in chosen:
         mine = [r for r in rows if r.backend == profile.name]

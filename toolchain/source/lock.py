@@ -25,13 +25,14 @@ commit is always the full id. Hand edits are checked: a malformed file or an inv
 from __future__ import annotations
 
 import errno
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import tomli_w
+from packaging.version import InvalidVersion, Version
 
+from ..core import tomlin
 from ..core.jsonio import atomic_write_text
 from ..errors import ConfigError, ToolchainError
 from .spec import SourceSpec, is_full_commit_id
@@ -125,9 +126,9 @@ def read_lock(path: Path) -> ResolvedSource:
                 f"{path} is {size} bytes: not a lock file (one is under 1 KiB; at most {MAX_LOCK_BYTES} accepted)",
                 REWRITE_HINT,
             )
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}", REWRITE_HINT) from exc
+        data = tomlin.read(path, MAX_LOCK_BYTES)  # bounded size and depth (#32 D)
+    except tomlin.TOMLInputError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}", REWRITE_HINT) from None
     except OSError as exc:
         raise ConfigError(f"cannot read the lock file {path}: {exc.strerror or exc}", REWRITE_HINT) from exc
 
@@ -145,6 +146,8 @@ def read_lock(path: Path) -> ResolvedSource:
         value = src.get(key)
         if not isinstance(value, str) or not value:
             raise fail(f"[source] {key} must be a non-empty string")
+        if not _one_line(value):
+            raise fail(f"[source] {key} must be one line of printable text, found {value[:80]!r}")
         fields[key] = value
     if fields["kind"] not in ("git", "pypi-sdist"):
         raise fail(f"[source] kind must be 'git' or 'pypi-sdist', found {fields['kind']!r}")
@@ -165,8 +168,18 @@ def read_lock(path: Path) -> ResolvedSource:
                 upstream_commit=raw.get("upstream_commit", ""),
             )
         except KeyError as exc:
-            raise fail(f"[source.sdist] {exc.args[0]} must be a non-empty string") from None
-        if not isinstance(sdist.upstream_commit, str):
+            raise fail(
+                f"[source.sdist] {exc.args[0]} must be a non-empty string of one printable line"
+            ) from None
+        try:
+            Version(sdist.version)
+        except InvalidVersion:
+            raise fail(f"[source.sdist] version {sdist.version[:80]!r} is not a version (PEP 440)") from None
+        if "/" in sdist.filename or sdist.filename.startswith("."):
+            raise fail(f"[source.sdist] filename {sdist.filename[:80]!r} is not a file name")
+        if not isinstance(sdist.upstream_commit, str) or (
+            sdist.upstream_commit and not _one_line(sdist.upstream_commit)
+        ):
             raise fail("[source.sdist] upstream_commit must be a string")
         if len(sdist.sha256) != 64 or not all(c in "0123456789abcdef" for c in sdist.sha256):
             raise fail(f"[source.sdist] sha256 {sdist.sha256!r} is not a sha256 hex digest")
@@ -184,8 +197,14 @@ def read_lock(path: Path) -> ResolvedSource:
     )
 
 
+def _one_line(value: str) -> bool:
+    """A lock field is one line of printable text: a newline or a control character in it reached
+    git (``update-ref``) and the console (#32 N)."""
+    return value.isprintable() and len(value) <= 4096
+
+
 def _str(table: dict[str, Any], key: str) -> str:
     value = table.get(key)
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str) or not value or not _one_line(value):
         raise KeyError(key)
     return value

@@ -12,6 +12,7 @@ from ..errors import VerifyError
 from .binaries import sniff
 
 CMAKE_CACHE = "CMakeCache.txt"
+MAX_CMAKE_CACHE_BYTES = 16 << 20
 # Folders llama.cpp builds and installs put programs and libraries in.
 BINARY_DIRS = ("bin", "lib")
 
@@ -29,7 +30,10 @@ class Inputs:
 def read_cmake_cache(path: Path) -> dict[str, str]:
     """``NAME:TYPE=VALUE`` lines of a CMakeCache.txt as NAME -> VALUE."""
     out: dict[str, str] = {}
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+    # bounded (#32 E: a 3 GB file was read whole, MemoryError): a real one is ~100 KB
+    with path.open("rb") as fh:
+        text = fh.read(MAX_CMAKE_CACHE_BYTES).decode("utf-8", errors="replace")
+    for line in text.splitlines():
         if not line or line.startswith(("#", "//")) or "=" not in line:
             continue
         key, value = line.split("=", 1)

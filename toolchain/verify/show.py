@@ -5,14 +5,14 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 
-from ..log import LOG, verbatim
+from ..log import LOG, one_line, verbatim
 from .records import Verification
 
 _STYLE = {"pass": "green", "fail": "red bold", "unverifiable": "yellow"}
 
 
 def print_table(v: Verification) -> None:
-    title = Text(verbatim(f"verify {v.path} ({v.profile})"))
+    title = Text(one_line(f"verify {v.path} ({v.profile})"))
     table = Table(title=title, show_lines=False, title_justify="left")
     for col in ("status", "check", "observed by", "found"):
         table.add_column(col, overflow="fold")

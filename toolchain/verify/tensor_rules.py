@@ -129,6 +129,29 @@ def _block_end(lines: list[str], start: int) -> int:
     return len(lines) - 1
 
 
+def _block_ends(lines: list[str]) -> list[int]:
+    """For every line, :func:`_block_end` of it, in one pass (#32 E: 40k ``@available`` lines each
+    scanned to the end of the file took > 300 s). Braces are matched with a stack; a block still
+    open at the end ends at the last line."""
+    last = len(lines) - 1
+    match: dict[tuple[int, int], int] = {}  # (line, column) of a `{` -> line of its `}`
+    opens: list[tuple[int, int]] = []
+    first_open: list[tuple[int, int] | None] = [None] * len(lines)
+    for i, line in enumerate(lines):
+        for col, ch in enumerate(line):
+            if ch == "{":
+                opens.append((i, col))
+            elif ch == "}" and opens:
+                match[opens.pop()] = i
+    nxt: tuple[int, int] | None = None
+    for i in range(last, -1, -1):  # the first `{` on or after each line
+        col = lines[i].find("{")
+        if col != -1:
+            nxt = (i, col)
+        first_open[i] = nxt
+    return [match.get(o, last) if o is not None else last for o in first_open]
+
+
 def _statement(lines: list[str], start: int) -> tuple[str, int]:
     """An ``if (…)`` condition from ``start`` up to the line holding its ``{``, and that line."""
     text, i = lines[start], start
@@ -167,9 +190,10 @@ def read_tensor_rules(tree: Path) -> TensorRules:
             for m in pattern.finditer(text):
                 if not text.startswith("#else"):
                     conds.append(Condition(what, _macro_version(m.group(1)), f"{src}:{line_no}"))  # type: ignore[arg-type]
+    ends = _block_ends(lines[: fam_at + 1]) if fam_at >= 0 else []
     for i in range(fam_at):
         m = _AVAILABLE.search(lines[i])
-        if m and _block_end(lines, i) >= fam_at:
+        if m and ends[i] >= fam_at:
             conds.append(Condition("runtime-os", m.group(1), f"{src}:{i + 1}"))
     # the device-name test after the family line: if (…!containsString:@"M5"… ) { has_tensor = false; }
     for i in range(fam_at + 1, min(len(lines), fam_at + 80)):

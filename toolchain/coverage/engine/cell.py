@@ -20,7 +20,7 @@ from typing import Any
 
 from ...convert.load import loader_message
 from ...core.isolate import Outcome, run_isolated, run_until_heard
-from ...core.tree import ENCODER_UBATCH_ABORT, EXPORT_ARGS, PLAIN_CPU_ENV
+from ...core.tree import ENCODER_UBATCH_ABORT, EXPORT_ARGS, PLAIN_CPU_ENV, ggml_ids
 from ..device.archs import archs_check
 from ..device.e2e import PROMPT
 from ..device.e2e_column import decode, e2e_check
@@ -41,7 +41,7 @@ from ..reports.write import cell_from_json, cell_json
 from .backends import CoverageBackend, backend, reference_args
 from .cases import CaseMemo
 from .cellcache import CellCache, file_key, locked
-from .opsfile import contiguous_index_views, ggml_ids, tree_of_build
+from .opsfile import contiguous_index_views, tree_of_build
 from .outcomes import evidence_of, outcome_from, outcome_json, read_log, status_of
 from .tools import Toolset
 

@@ -37,46 +37,12 @@ def tree_of_build(build_dir: Path) -> Path | None:
     """The source tree a CMake build dir was configured from (CMAKE_HOME_DIRECTORY)."""
     cache = build_dir / "CMakeCache.txt"
     try:
-        text = cache.read_text(encoding="utf-8", errors="replace")
+        with cache.open("rb") as fh:  # bounded (#32 E): a real CMakeCache.txt is ~100 KB
+            text = fh.read(16 << 20).decode("utf-8", errors="replace")
     except OSError:
         return None
     m = re.search(r"^CMAKE_HOME_DIRECTORY:INTERNAL=(.+)$", text, re.M)
     return Path(m[1].strip()) if m else None
-
-
-def _enum(text: str, name: str) -> dict[str, int]:
-    m = re.search(rf"enum\s+{name}\s*\{{(?P<body>.*?)\}};", text, re.S)
-    if not m:
-        return {}
-    out: dict[str, int] = {}
-    value = -1
-    body = re.sub(r"//[^\n]*|/\*.*?\*/", "", m["body"], flags=re.S)
-    for item in body.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        ident, _, explicit = item.partition("=")
-        ident = ident.strip()
-        if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", ident):
-            return {}  # something this reader does not understand: no ids rather than wrong ids
-        if explicit.strip():
-            try:
-                value = int(explicit.strip(), 0)
-            except ValueError:
-                return {}
-        else:
-            value += 1
-        out[ident] = value
-    return out
-
-
-def ggml_ids(tree: Path) -> tuple[dict[str, int], dict[str, int]]:
-    """(op name -> id, type name -> id) from the tree's ggml/include/ggml.h ({} when unreadable)."""
-    try:
-        text = (tree / "ggml" / "include" / "ggml.h").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return {}, {}
-    return _enum(text, "ggml_op"), _enum(text, "ggml_type")
 
 
 def contiguous_index_views(text: str, op_ids: dict[str, int], type_ids: dict[str, int]) -> Rewrite:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ...core import jsonin
 from ...errors import UsageError
 from ..records import BROKEN, REPORT_KIND, SEVERITY, BaselineDiff, CellChange, CoverageRun
 
@@ -68,9 +69,9 @@ def load_baseline(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"--baseline {path}: cannot be read: {exc}", hint) from exc
     try:
-        data = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise UsageError(f"--baseline {path} is not JSON: {str(exc)[:200]}", hint) from exc
+        data = jsonin.loads(text)  # bounded depth, finite numbers (issue #32)
+    except ValueError as exc:
+        raise UsageError(f"--baseline {path} is not JSON within bounds: {str(exc)[:200]}", hint) from None
     problem = _baseline_problem(data)
     if problem:
         raise UsageError(f"--baseline {path}: {problem}", hint)
@@ -117,7 +118,9 @@ def diff_baseline(run: CoverageRun, baseline: Path, old: dict[str, Any] | None =
             f"(0 cells in this run, {len(old_cells)} in the baseline)"
         )
         return BaselineDiff(str(baseline), old_commit, (), (), (), (), (), tuple(missing), False, verdict)
-    unsafe = bool(broken) or not run.complete
+    # cells of the baseline this run did not compare are missing, not safe: a run of 10 cells says
+    # nothing about the other 912 the baseline covered
+    unsafe = bool(broken) or not run.complete or bool(missing)
     reasons = []
     if broken:
         reasons.append(
@@ -126,6 +129,11 @@ def diff_baseline(run: CoverageRun, baseline: Path, old: dict[str, Any] | None =
         )
     if not run.complete:
         reasons.append("this run is incomplete")
+    if missing:
+        reasons.append(
+            f"{len(missing)} of the baseline's {len(old_cells)} cells were not compared (missing in this "
+            f"run: {', '.join(missing[:4])}{' …' if len(missing) > 4 else ''})"
+        )
     if unsafe:
         verdict = f"NOT safe to bump the pin {old_commit[:12]} -> {new_commit[:12]}: " + "; ".join(reasons)
     else:

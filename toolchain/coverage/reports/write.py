@@ -5,14 +5,17 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import tempfile
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
-from ...core.jsonio import atomic_write_text, to_jsonable
+from ...core.jsonio import to_jsonable
 from ...records import COVERAGE, write_report
 from ..records import BROKEN, REPORT_KIND, Cell, CoverageRun, OpResult, TensorShape, whose_suffix
 from .baseline import diff_baseline as diff_baseline
@@ -144,7 +147,15 @@ def markdown(run: CoverageRun) -> str:
             lines += ["### Cells of the baseline not in this run", ", ".join(d.missing_cells[:60]), ""]
     if run.models_skipped:
         lines += ["## Models not tested", *[f"- {s}" for s in run.models_skipped], ""]
-    return "\n".join(lines) + "\n"
+    return "\n".join(_md_line(line) for line in lines) + "\n"
+
+
+def _md_line(line: str) -> str:
+    """One entry of ``lines`` as one Markdown line: text from cells, logs and trees (a reason, a
+    cell id, a note) can neither start a line of its own (a newline would forge a heading or a
+    verdict) nor open raw HTML (``<script>``, ``<img onerror>``: GitHub and most viewers render
+    HTML in Markdown); ``<`` is written as the entity, which renders as itself."""
+    return " ".join(line.splitlines()).replace("<", "&lt;")
 
 
 # --- JUnit ------------------------------------------------------------------------------------------
@@ -182,10 +193,53 @@ def junit(run: CoverageRun) -> str:
     suite.set("skipped", str(skipped))
     if not run.complete:
         ET.SubElement(suite, "properties").append(ET.Element("property", name="incomplete", value="true"))
+    for element in suite.iter():  # ElementTree writes any character; XML 1.0 forbids some
+        element.text = _xml_chars(element.text) if element.text else element.text
+        for key, value in element.attrib.items():
+            element.attrib[key] = _xml_chars(value)
     return ET.tostring(suite, encoding="unicode", xml_declaration=True) + "\n"
 
 
+# characters XML 1.0 cannot carry (https://www.w3.org/TR/xml/#charsets): C0 controls but tab,
+# newline and carriage return, lone surrogates, U+FFFE and U+FFFF
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def _xml_chars(text: str) -> str:
+    """``text`` with each character XML cannot carry shown as a visible escape (``\\x1b``)."""
+    return _NOT_XML.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 # --- all ---------------------------------------------------------------------------------------------
+def write_set(files: dict[Path, str]) -> None:
+    """Write ``files`` as one set (#32 I): every file goes to a temporary beside it first; only
+    when all are on disk do they replace the old ones. A full disk while writing leaves the old
+    set as it was (the temporaries removed); should a replace fail midway, ``INCOMPLETE`` beside
+    the reports names the set as mixed."""
+    done: dict[Path, str] = {}
+    try:
+        for path, text in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+            done[path] = tmp
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+    except BaseException:
+        for tmp in done.values():
+            Path(tmp).unlink(missing_ok=True)
+        raise
+    marker = next(iter(files)).parent / "INCOMPLETE"
+    try:
+        for path, tmp in done.items():
+            os.replace(tmp, path)
+    except BaseException:
+        marker.write_text("the report set here was cut short while being replaced: run again\n")
+        raise
+    marker.unlink(missing_ok=True)
+
+
 def write_reports(run: CoverageRun, reports_dir: Path) -> dict[str, Path]:
     paths = {
         "json": reports_dir / COVERAGE.name,
@@ -194,13 +248,18 @@ def write_reports(run: CoverageRun, reports_dir: Path) -> dict[str, Path]:
         "html": reports_dir / "coverage.html",
         "summary": reports_dir / "coverage-summary.md",
     }
-    write_json(run, paths["json"])
-    md = markdown(run)
-    atomic_write_text(paths["md"], md)
-    atomic_write_text(paths["junit"], junit(run))
-    atomic_write_text(paths["html"], html_page(run))
     short = step_summary(run)
-    atomic_write_text(paths["summary"], short)
+    texts = {
+        "json": json.dumps(
+            {"schema_version": COVERAGE.schema_version, "kind": REPORT_KIND, **run_json(run)}, indent=2
+        )
+        + "\n",
+        "md": markdown(run),
+        "junit": junit(run),
+        "html": html_page(run),
+        "summary": short,
+    }
+    write_set({paths[k]: text for k, text in texts.items()})
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:  # the short form: the full coverage.md outgrows GitHub's 1 MiB per step
         with open(summary, "a", encoding="utf-8") as fh:
