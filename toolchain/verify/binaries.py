@@ -59,6 +59,9 @@ class BinarySlice:
     minos: str | None  # Mach-O deployment target (LC_BUILD_VERSION / LC_VERSION_MIN_MACOSX)
     stripped: bool  # no symbol table beyond what dynamic linking needs
     sdk: str | None = None  # Mach-O: the SDK it was built with (same load command; None if 0 / absent)
+    # defined symbols that are not exported (hidden visibility, static linking): the code is in
+    # the file, callable from the file itself only
+    local: frozenset[str] = frozenset()
 
     @property
     def label(self) -> str:
@@ -259,15 +262,18 @@ def _macho_slice(path: Path, member: str, binary: object) -> BinarySlice:
         elif lib.command in load:
             needed.append(lib.name)
     defined: set[str] = set()
+    local: set[str] = set()
     nlist_defined = 0
     for sym in b.symbols:  # type: ignore[attr-defined]
         raw = sym.raw_type
         in_table = not (raw & _N_STAB) and (raw & _N_TYPE) != 0
         if in_table:
             nlist_defined += 1
+        name = sym.name
         if sym.has_export_info or (in_table and raw & _N_EXT):
-            name = sym.name
             defined.add(name[1:] if name.startswith("_") else name)
+        elif in_table:
+            local.add(name[1:] if name.startswith("_") else name)
     minos: str | None = None
     sdk: list[int] = []
     if b.has_build_version:  # type: ignore[attr-defined]
@@ -291,6 +297,7 @@ def _macho_slice(path: Path, member: str, binary: object) -> BinarySlice:
         minos=minos,
         stripped=kind != "object" and nlist_defined <= 1,  # __mh_execute_header survives strip
         sdk=version_text(sdk) if any(sdk) else None,
+        local=frozenset(local - defined),
     )
 
 
@@ -329,6 +336,11 @@ def _elf_slice(path: Path, member: str, b: object) -> BinarySlice:
         for s in table
         if s.name and s.shndx != 0 and s.binding in keep
     }
+    local = {
+        s.name
+        for s in b.symtab_symbols  # type: ignore[attr-defined]
+        if s.name and s.shndx != 0 and s.binding == elf.Symbol.BINDING.LOCAL
+    }
     sections = tuple(("", s.name, int(s.size)) for s in b.sections if s.name)  # type: ignore[attr-defined]
     return BinarySlice(
         path=path,
@@ -344,6 +356,7 @@ def _elf_slice(path: Path, member: str, b: object) -> BinarySlice:
         sections=sections,
         minos=None,
         stripped=not any(name == ".symtab" for _, name, _ in sections),
+        local=frozenset(local - defined),
     )
 
 

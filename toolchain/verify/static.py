@@ -26,7 +26,7 @@ from functools import cache
 from pathlib import Path
 
 from ..errors import VerifyError
-from ..profiles import BackendProfile, PlatformInfo, StaticExpectations, current_platform
+from ..profiles import BackendEra, BackendProfile, PlatformInfo, StaticExpectations, current_platform
 from .binaries import BinarySlice, binary_problem, read_binary, sniff
 from .checkbase import cache_on, profiles_of, short_library
 from .graph import DependencyGraph, Edge, build_graph
@@ -61,6 +61,23 @@ def _is_module_name(path: Path, stem: str) -> bool:
         and name.endswith((".so", ".dll"))
         and (name[len(stem) + 3 :] in (".so", ".dll") or name[len(stem) + 3 :].startswith("-"))
     )
+
+
+def era_of(exp: StaticExpectations, defined: frozenset[str]) -> tuple[BackendEra, str] | None:
+    """The newest era whose symbols ``defined`` has, and the symbol found (None: no era's)."""
+    for era in exp.eras:
+        for sym in era.symbols:
+            if sym in defined:
+                return era, sym
+    return None
+
+
+def _era_text(exp: StaticExpectations, carrier: BinarySlice, how: str) -> str:
+    hit = era_of(exp, carrier.defined)
+    if hit is None:  # a GGML_BACKEND_DL module: `how` names it
+        return f"{exp.dl_module_symbol} {how}"
+    era, sym = hit
+    return f"{sym} {how} (era: {era.name}, {era.what})"
 
 
 def _chain_text(root: BinarySlice, chain: tuple[Edge, ...]) -> str:
@@ -211,15 +228,21 @@ class _Checker(MacChecks):
         exp = prof.expectations
         name = "registration" if prof is self.profile else f"registration:{prof.name}"
         label = exp.label or prof.name
-        syms = exp.registration_symbols
-        expected = f"{' or '.join(syms)} in a file the programs link, or {exp.dl_module_symbol} in a lib{exp.library_stem}*.so module"
+        syms = tuple(s for era in exp.eras for s in era.symbols)
+        eras_text = "; ".join(f"{e.name}: {' / '.join(e.symbols)}" for e in exp.eras)
+        expected = (
+            f"the backend's symbol of one era ({eras_text}) in a file the programs link, "
+            f"or {exp.dl_module_symbol} in a lib{exp.library_stem}*.so module"
+        )
         dl = [
             m
             for m in modules
             if _is_module_name(m.path, exp.library_stem) and exp.dl_module_symbol in m.defined
         ]
         linked = [
-            s for s in known if s.kind in ("executable", "library") and set(syms) & s.defined and s not in dl
+            s
+            for s in known
+            if s.kind in ("executable", "library", "module") and set(syms) & s.defined and s not in dl
         ]
         reached: list[tuple[BinarySlice, str]] = []
         for carrier in linked:
@@ -232,12 +255,29 @@ class _Checker(MacChecks):
                     break
         for module in dl:
             reached.append(
-                (module, f"loadable module {module.path.name} ({exp.dl_module_symbol}) beside the programs")
+                (
+                    module,
+                    f"loadable module {module.path.name} ({exp.dl_module_symbol}) beside the programs "
+                    "(era: registry, built with GGML_BACKEND_DL)",
+                )
             )
+        if not reached:  # linked in statically with hidden visibility: the code is there, unexported
+            for carrier in known:
+                hit = (
+                    era_of(exp, carrier.local)
+                    if carrier.kind in ("executable", "library", "module")
+                    else None
+                )
+                if hit is not None:
+                    era, sym = hit
+                    found = (
+                        f"{sym} defined in {carrier.path.name} but not exported (linked in with hidden "
+                        f"visibility: usable by that file's own code only) (era: {era.name}, {era.what})"
+                    )
+                    self.add(name, expected, found, "pass", carrier.path, arch=tag)
+                    return [carrier]
         if reached:
-            found = "; ".join(
-                f"{next(iter(set(syms) & c.defined), exp.dl_module_symbol)} {how}" for c, how in reached
-            )
+            found = "; ".join(_era_text(exp, c, how) for c, how in reached)
             self.add(name, expected, found, "pass", reached[0][0].path, arch=tag)
             return [c for c, _ in reached]
         configured = cache_on(self.inputs.cache.get(exp.enable_option)) if exp.enable_option else None
