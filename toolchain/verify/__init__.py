@@ -137,6 +137,7 @@ def verify_path(
         device_class=device_class,
         runs=runs,
         files=tuple(str(f) for f in result.files),
+        era=result.era,
     )
     if report is not None:
         write_verification(verification, report)

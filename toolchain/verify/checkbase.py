@@ -68,6 +68,7 @@ class CheckerBase:
         self.host_macos = host_macos
         self.checks: list[Check] = []
         self.broken = False
+        self.eras: dict[str, str] = {}  # arch tag -> the profile's backend era found there
 
     def add(
         self,

@@ -26,7 +26,8 @@ def _default_path(build_root: Path) -> Path:
 
 
 def print_table(v: Verification) -> None:
-    title = Text(verbatim(f"verify {v.path} ({v.profile})"))
+    era = f", era: {v.era}" if v.era else ""
+    title = Text(verbatim(f"verify {v.path} ({v.profile}{era})"))
     table = Table(title=title, show_lines=False, title_justify="left")
     for col in ("status", "check", "observed by", "found"):
         table.add_column(col, overflow="fold")
@@ -68,7 +69,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     how = ", ".join(sorted({c.observed_by for c in v.checks if c.status == "pass"}))
     left = ", ".join(dict.fromkeys(c.name for c in v.unverifiable))
     LOG.ok(
-        f"{path}: carries the {profile.name} backend (verified: {how}"
+        f"{path}: carries the {profile.name} backend"
+        + (f" of the {v.era} era" if v.era else "")
+        + f" (verified: {how}"
         + (f"; unverifiable: {left}" if left else "")
         + f") ({report})"
     )

@@ -79,6 +79,7 @@ class Verification:
     device_class: DeviceClass | None = None  # None: run time not verified
     runs: tuple[RuntimeRun, ...] = ()
     files: tuple[str, ...] = field(default=())  # binaries inspected
+    era: str = ""  # how the build carries the backend, read from its symbols (profiles.BackendEra)
 
     @property
     def ok(self) -> bool:

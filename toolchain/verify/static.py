@@ -47,6 +47,7 @@ class StaticResult:
     files: tuple[Path, ...]
     archs: tuple[str, ...]
     formats: tuple[str, ...]
+    era: str = ""  # the profile's backend era read from the binaries ("arm64: x; x86_64: y" if they differ)
 
 
 def _needed_for(exp: StaticExpectations, fmt: str) -> tuple[str, ...]:
@@ -129,7 +130,13 @@ class _Checker(MacChecks):
             self.check_arch(
                 arch, [s for s in roots_all if s.arch == arch], [s for s in every if s.arch == arch], multi
             )
-        return StaticResult(tuple(self.checks), tuple(slices), tuple(archs), tuple(formats))
+        eras = {a: e for a, e in self.eras.items() if e}
+        era = (
+            next(iter(eras.values()))
+            if len(set(eras.values())) == 1
+            else "; ".join(f"{a}: {e}" for a, e in eras.items())
+        )
+        return StaticResult(tuple(self.checks), tuple(slices), tuple(archs), tuple(formats), era)
 
     def check_arch(self, arch: str, roots: list[BinarySlice], every: list[BinarySlice], multi: bool) -> None:
         tag = arch if multi else ""
@@ -275,9 +282,14 @@ class _Checker(MacChecks):
                         f"visibility: usable by that file's own code only) (era: {era.name}, {era.what})"
                     )
                     self.add(name, expected, found, "pass", carrier.path, arch=tag)
+                    if prof is self.profile:
+                        self.eras[tag] = era.name
                     return [carrier]
         if reached:
             found = "; ".join(_era_text(exp, c, how) for c, how in reached)
+            if prof is self.profile:
+                first = era_of(exp, reached[0][0].defined)
+                self.eras[tag] = first[0].name if first else "registry (GGML_BACKEND_DL module)"
             self.add(name, expected, found, "pass", reached[0][0].path, arch=tag)
             return [c for c, _ in reached]
         configured = cache_on(self.inputs.cache.get(exp.enable_option)) if exp.enable_option else None
