@@ -49,6 +49,14 @@ def check_build(
             f"unknown backend profile {profile!r}", f"one of: auto, {', '.join(PROFILES)}"
         ) from None
     result = verify_path(path, prof, runtime=runtime)
+    damaged = [c for c in result.checks if c.failed and c.name == "readable"]
+    if damaged:  # not a build verdict: the file cannot be read (issue #32 B)
+        from ..errors import UnreadableBinaryError
+
+        raise UnreadableBinaryError(
+            "\n".join(c.found for c in damaged),
+            "the file is damaged or was copied in part: rebuild it, or copy it again",
+        )
     ok = result.ok
     record = BuildCheck(
         path=path, profile=prof.name, ok=ok, checks=tuple(to_jsonable(c) for c in result.checks)

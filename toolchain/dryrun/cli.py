@@ -144,8 +144,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_shipped(args: argparse.Namespace) -> int:
     from ..errors import VerifyError
-    from .shipped import check_shipped
+    from .shipped import check_shipped, embedded_text
 
+    embedded_text(args.binary)  # a damaged binary is refused before the dry run is built (exit 32)
     settings = settings_from(args)
     tree = _tree(args, settings)
     batches: list[tuple[str, Path | None]] = [("ops", o) for o in args.ops or ()] or [("built-in", None)]

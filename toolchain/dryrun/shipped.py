@@ -41,21 +41,22 @@ class ShippedLibrary:
 
 
 def embedded_text(path: Path) -> list[tuple[str, str]]:
-    """(architecture, embedded Metal source) of each Mach-O slice that carries the section."""
-    import lief
+    """(architecture, embedded Metal source) of each Mach-O slice that carries the section, read
+    by the bounded reader (UnreadableBinaryError for a file whose headers point outside it)."""
+    from ..errors import UnreadableBinaryError
+    from ..verify.binaries import binary_problem
+    from ..verify.layout import macho_sections
 
-    out: list[tuple[str, str]] = []
-    fat = lief.MachO.parse(str(path))
-    if fat is None:
-        return out
-    for binary in fat:
-        sect = next((x for x in binary.sections if x.segment_name == SEGMENT and x.name == SECTION), None)
-        if sect is None:
-            continue
-        cpu = str(binary.header.cpu_type).rsplit(".", 1)[-1]
-        arch = {"ARM64": "arm64", "X86_64": "x86_64"}.get(cpu, cpu.lower())
-        out.append((arch, bytes(sect.content).decode("utf-8", errors="replace")))
-    return out
+    problem = binary_problem(path)
+    if problem:
+        raise UnreadableBinaryError(
+            f"{path}: not a readable binary: {problem}",
+            "the file is damaged or was copied in part: rebuild it, or copy it again",
+        )
+    return [
+        (arch, raw.decode("utf-8", errors="replace"))
+        for arch, raw in macho_sections(path.read_bytes(), SEGMENT, SECTION)
+    ]
 
 
 def check_shipped(path: Path, run: DryRun) -> tuple[ShippedLibrary, ...]:

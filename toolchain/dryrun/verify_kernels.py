@@ -131,9 +131,12 @@ def _needs(path: Path) -> Needs | str:
 
 def shipped_library_checks(path: Path, files: Sequence[Path]) -> list[Check]:
     """One check per (slice, profile) of every Mach-O in ``files`` that embeds its Metal library."""
-    from ..verify.binaries import sniff
+    from ..verify.binaries import binary_problem, sniff
 
-    libs = [(f, arch, text) for f in files if sniff(f) in ("macho", "fat") for arch, text in embedded_text(f)]
+    readable = [
+        f for f in files if sniff(f) in ("macho", "fat") and not binary_problem(f)
+    ]  # else: `readable`
+    libs = [(f, arch, text) for f in readable for arch, text in embedded_text(f)]
     if not libs:
         return []
     needs = _needs(path)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from ..errors import NothingVerifiedError, ProfileError, VerifyError
+from ..errors import NothingVerifiedError, ProfileError, UnreadableBinaryError, VerifyError
 from ..profiles import DEFAULT_PROFILE, PROFILES, BackendProfile, PlatformInfo, current_platform
 from ..records import VERIFY, to_jsonable, write_report
 from .records import Check, DeviceClass, DeviceInfo, RuntimeRun, Verification
@@ -161,6 +161,12 @@ def require_ok(verification: Verification) -> None:
     failures = verification.failures
     if not failures and verification.verified:
         return
+    damaged = [c for c in failures if c.name == "readable"]
+    if damaged:  # a damaged file is its own answer, never "built without ..."
+        raise UnreadableBinaryError(
+            "\n".join(c.found for c in damaged),
+            "the file is damaged or was copied in part: rebuild it, or copy it again",
+        )
     if not failures:
         lines = [
             f"nothing could be verified: no check established the {verification.profile} backend "

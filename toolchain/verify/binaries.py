@@ -24,6 +24,7 @@ from types import ModuleType
 from typing import Literal
 
 from ..proc import deferred_interrupt
+from .layout import MalformedBinary, elf_problem, macho_slices, walk_macho
 
 Format = Literal["macho", "elf"]
 Kind = Literal["executable", "library", "module", "object", "other"]
@@ -215,21 +216,35 @@ def binary_problem(path: Path) -> str:
         if kind == "elf":
             with path.open("rb") as fh:
                 head = fh.read(64)
-            return _elf_problem(head, path.stat().st_size)
+            problem = _elf_problem(head, path.stat().st_size)
+            if problem:
+                return problem
+            return elf_problem(path.read_bytes())
         if kind == "ar":
-            for _name, _body in ar_members(path.read_bytes()):
-                pass
+            for _name, body in ar_members(path.read_bytes()):
+                _member_problem(body)
             return ""
-        if kind == "fat":
-            for _arch, body in fat_slices(path.read_bytes()):
-                if body.startswith(_AR_MAGIC):
-                    for _member in ar_members(body):
-                        pass
+        for _off, body in macho_slices(path.read_bytes()):
+            if bytes(body[:8]) == _AR_MAGIC:
+                for _member, member in ar_members(bytes(body)):
+                    _member_problem(member)
+            else:
+                walk_macho(body)
     except ValueError as exc:
         return f"malformed {'archive' if kind == 'ar' else kind + ' file'}: {exc}"
     except OSError as exc:
         return f"cannot be read: {exc.strerror or exc}"
     return ""
+
+
+def _member_problem(body: bytes) -> None:
+    """Raise MalformedBinary for an archive member whose headers point outside it."""
+    if body[:4] in _MACHO_MAGICS:
+        walk_macho(body)
+    elif body[:4] == _ELF_MAGIC:
+        problem = elf_problem(body)
+        if problem:
+            raise MalformedBinary(problem)
 
 
 # --- LIEF -> BinarySlice -------------------------------------------------------------------------
@@ -389,7 +404,7 @@ def read_binary(path: Path) -> tuple[BinarySlice, ...]:
 
 def _read_binary(path: Path) -> tuple[BinarySlice, ...]:
     kind = sniff(path)
-    if kind is None:
+    if kind is None or binary_problem(path):  # LIEF never follows an offset past the file
         return ()
     lief = _lief()
     if kind == "ar":
