@@ -138,6 +138,7 @@ def verify_path(
         runs=runs,
         files=tuple(str(f) for f in result.files),
         era=result.era,
+        shipped=result.shipped,
     )
     if report is not None:
         write_verification(verification, report)

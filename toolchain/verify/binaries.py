@@ -224,12 +224,12 @@ def binary_problem(path: Path) -> str:
             for _name, body in ar_members(path.read_bytes()):
                 _member_problem(body)
             return ""
-        for _off, body in macho_slices(path.read_bytes()):
-            if bytes(body[:8]) == _AR_MAGIC:
-                for _member, member in ar_members(bytes(body)):
+        for _off, view in macho_slices(path.read_bytes()):
+            if bytes(view[:8]) == _AR_MAGIC:
+                for _member, member in ar_members(bytes(view)):
                     _member_problem(member)
             else:
-                walk_macho(body)
+                walk_macho(view)
     except ValueError as exc:
         return f"malformed {'archive' if kind == 'ar' else kind + ' file'}: {exc}"
     except OSError as exc:

@@ -80,6 +80,8 @@ class Verification:
     runs: tuple[RuntimeRun, ...] = ()
     files: tuple[str, ...] = field(default=())  # binaries inspected
     era: str = ""  # how the build carries the backend, read from its symbols (profiles.BackendEra)
+    # what its shipped Metal library can / cannot run, read from the build (shipped_kernels.Fact)
+    shipped: tuple[object, ...] = ()
 
     @property
     def ok(self) -> bool:

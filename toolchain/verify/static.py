@@ -33,6 +33,8 @@ from .graph import DependencyGraph, Edge, build_graph
 from .inputs import CMAKE_CACHE, Inputs, discover, read_cmake_cache
 from .macos import MacChecks
 from .records import Check
+from .shipped_kernels import Fact
+from .shipped_kernels import facts as shipped_facts
 from .tensor_rules import tree_of
 
 __all__ = ["Inputs", "StaticResult", "discover", "host_macos_version", "read_cmake_cache", "static_checks"]
@@ -48,6 +50,7 @@ class StaticResult:
     archs: tuple[str, ...]
     formats: tuple[str, ...]
     era: str = ""  # the profile's backend era read from the binaries ("arm64: x; x86_64: y" if they differ)
+    shipped: tuple[Fact, ...] = ()  # what the shipped kernel library can / cannot run (static)
 
 
 def _needed_for(exp: StaticExpectations, fmt: str) -> tuple[str, ...]:
@@ -136,7 +139,9 @@ class _Checker(MacChecks):
             if len(set(eras.values())) == 1
             else "; ".join(f"{a}: {e}" for a, e in eras.items())
         )
-        return StaticResult(tuple(self.checks), tuple(slices), tuple(archs), tuple(formats), era)
+        return StaticResult(
+            tuple(self.checks), tuple(slices), tuple(archs), tuple(formats), era, tuple(self.facts)
+        )
 
     def check_arch(self, arch: str, roots: list[BinarySlice], every: list[BinarySlice], multi: bool) -> None:
         tag = arch if multi else ""
@@ -172,6 +177,9 @@ class _Checker(MacChecks):
         if section and macho_carriers:  # the Metal backend: its tensor API (ggml-metal-device.m)
             embedded = macho_carriers[0].section_size(*section) is not None
             self.check_tensor_api(tag, macho_carriers, programs, embedded)
+            # what the shipped library can and cannot run, from the build alone
+            carrier = macho_carriers[0]
+            self.facts.extend(shipped_facts(carrier, self.resource_dirs(carrier, programs)))
 
     # ------------------------------------------------------------------------------------------------
     def check_dependencies(
