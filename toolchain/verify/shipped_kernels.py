@@ -298,7 +298,7 @@ def facts(carrier: BinarySlice, resource_dirs: Iterable[Path]) -> list[Fact]:
                 else f"no such format in {host_src}: the host may not ask for these by that name"
             )
             out.append(Fact(file, arch, fam.topic, can, cannot, f"{lib_src}; {how}"))
-        out.append(_bf16(file, arch, lib, lib_src))
+        out.append(_bf16(file, arch, lib, lib_src, carrier))
         if literals:
             missing = sorted(literals - lib.names)
             out.append(
@@ -318,7 +318,7 @@ def facts(carrier: BinarySlice, resource_dirs: Iterable[Path]) -> list[Fact]:
     return out
 
 
-def _bf16(file: str, arch: str, lib: Library, lib_src: str) -> Fact:
+def _bf16(file: str, arch: str, lib: Library, lib_src: str, carrier: BinarySlice) -> Fact:
     topic = "bf16 kernels"
     new = sorted(n for n in lib.names if "bf16" in n)
     if lib.names_old is not None:  # source: compiled on the user's Mac, at the host process's language
@@ -335,7 +335,9 @@ def _bf16(file: str, arch: str, lib: Library, lib_src: str) -> Fact:
                 "run-time compile gets follows the host process (its SDK / deployment target): set "
                 "GGML_METAL_BF16_DISABLE=1 where the tree reads it, use f16 weights, or rebuild the host "
                 "with a current SDK",
-                f"{lib_src} (the `__METAL_VERSION__ < 310` guard in its text)",
+                f"{lib_src} (the `__METAL_VERSION__ < 310` guard in its text); this binary's LC_BUILD_VERSION: "
+                f"SDK {carrier.sdk or 'not recorded'}, minos {carrier.minos or 'not recorded'} (the host "
+                "process that loads it decides the language: verify that program too)",
             )
         return Fact(
             file, arch, topic, f"{len(new)} bf16 kernels", "" if new else "bf16 weights: no kernel", lib_src
