@@ -16,9 +16,8 @@ nox -s bench                 # benchmarks (ratios, .toolchain/reports/bench*.jso
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import tomllib
+import sys
 from pathlib import Path
 
 import nox
@@ -28,6 +27,8 @@ nox.options.sessions = ["build", "coverage"]
 nox.options.error_on_missing_interpreters = True
 
 ROOT = Path(__file__).parent
+sys.path.insert(0, str(ROOT))  # the toolchain's option definitions (stdlib only), read as the CLI reads them
+from toolchain import options  # noqa: E402
 
 
 def install(session: nox.Session, extras: str = "") -> None:
@@ -52,57 +53,11 @@ def toolchain(session: nox.Session, *args: str) -> None:
     session.run("llama-toolchain", *args, *session.posargs)
 
 
-def split_job_args(posargs: list[str]) -> tuple[list[str], list[str], list[str]]:
-    """`nox -s coverage -- …` -> (build options, architectures, the rest).
-
-    The source and build options (--profile, --git, --ref, …) go to the build step; the
-    architectures (`-a`/`--architectures`/`--arch`) to the conversion and the matrix alike, so a
-    job that covers one architecture converts only that one; everything else to the last step."""
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    parser.add_argument("--profile")
-    parser.add_argument("--ref")
-    parser.add_argument("--git", nargs="?", const="")
-    parser.add_argument("--pypi")
-    for flag in ("--offline", "--force", "--allow-dirty", "--no-compiler-cache"):
-        parser.add_argument(flag, action="store_true")
-    parser.add_argument("-a", "--architectures", "--arch", dest="archs", action="append", default=[])
-    known, rest = parser.parse_known_args(posargs)
-    build: list[str] = []
-    for action in parser._actions:
-        value = getattr(known, action.dest)
-        flag = action.option_strings[0]
-        if action.dest == "archs":
-            continue
-        if value is True:
-            build.append(flag)
-        elif isinstance(value, str):
-            build += [flag] if value == "" and flag == "--git" else [flag, value]
-    archs = [a for group in known.archs for a in group.split(",") if a]
-    return build, archs, rest
-
-
 @nox.session
 def build(session: nox.Session) -> None:
     """Fetch the pinned llama.cpp, build the needed targets, verify, write build-manifest.json."""
     in_project(session)
-    session.run("llama-toolchain", "build", *build_session_args(list(session.posargs)))
-
-
-def build_session_args(posargs: list[str]) -> list[str]:
-    """`nox -s build coverage -- -a llama` gives both sessions the same arguments: the build takes
-    them all but the architectures, which choose what the coverage session converts and covers."""
-    out: list[str] = []
-    skip = False
-    for arg in posargs:
-        if skip:
-            skip = False
-        elif arg in ("-a", "--architectures", "--arch"):
-            skip = True
-        elif not arg.startswith(("--architectures=", "--arch=")) and not (
-            arg.startswith("-a") and arg != "-a"
-        ):
-            out.append(arg)
-    return out
+    session.run("llama-toolchain", "build", *options.without_archs(session.posargs))
 
 
 # Sessions that run one `llama-toolchain` command in the project, the session's arguments after it:
@@ -166,31 +121,12 @@ def coverage(session: nox.Session) -> None:
     `nox -s coverage -- --profile blas -a llama,qwen3 --baseline old/coverage.json`.
     """
     in_project(session)
-    build_args, archs, matrix_args = split_job_args(list(session.posargs))
+    build_args, archs, matrix_args = options.split_job_args(session.posargs)
     session.run("llama-toolchain", "build", "--targets", "build,coverage", *build_args)
     for step in COVERAGE_STEPS:
         selected = {"convert": ["--arch", ",".join(archs)], "coverage": ["--architectures", ",".join(archs)]}
         extra = selected.get(step[1], []) if archs else []
-        if step[1:] == ("oracle", "validate"):
-            extra = oracle_older_args(Path.cwd())
         session.run(*step, *extra, *(matrix_args if step[1] == "coverage" else []))
-
-
-# The older tree `oracle validate` checks a stale docs/ops table against, when the project does not
-# set `[tool.llama-toolchain] oracle-older` (the toolchain's own default, toolchain/config.py).
-ORACLE_OLDER = "llama-cpp-python==0.3.20"
-
-
-def oracle_older_args(project: Path) -> list[str]:
-    """`nox -f …/noxfile.py -s coverage` from a user's project without the setting: without an older
-    tree every stale row of the tree's Metal.csv is "unexplained" and the job stops before the matrix."""
-    try:
-        table = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        table = {}
-    tool = table.get("tool", {})
-    ours = tool.get("llama-toolchain", {}) if isinstance(tool, dict) else {}
-    return [] if isinstance(ours, dict) and "oracle-older" in ours else ["--older-pypi", ORACLE_OLDER]
 
 
 @nox.session
@@ -198,7 +134,7 @@ def convert(session: nox.Session) -> None:
     """Tiny models for every architecture -> GGUF with the tree's own converter, validated (convert.json):
     f16 and q8_0 from the converter, q4_0 and q4_K from the tree's llama-quantize (built first)."""
     in_project(session)
-    build_args, archs, convert_args = split_job_args(list(session.posargs))
+    build_args, archs, convert_args = options.split_job_args(session.posargs)
     session.run("llama-toolchain", "build", "--targets", "build,coverage", *build_args)
     selected = ["--arch", ",".join(archs)] if archs else []
     session.run("llama-toolchain", "convert", "--types", "f16,q8_0,q4_0,q4_K", *selected, *convert_args)

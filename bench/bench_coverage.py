@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 from toolchain.config import load_settings  # noqa: E402
 from toolchain.coverage import CoverageRequest, plan, run_matrix  # noqa: E402
 from toolchain.coverage.cli import default_build_dir  # noqa: E402
-from toolchain.coverage.models import DEFAULT_ARCHITECTURES  # noqa: E402
+from toolchain.coverage.engine.inputs import DEFAULT_ARCHITECTURES  # noqa: E402
 from toolchain.records import write_report  # noqa: E402
 
 GOAL_SECONDS = 600.0

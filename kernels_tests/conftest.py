@@ -26,8 +26,8 @@ if str(ROOT) not in sys.path:
 
 from toolchain.config import load_settings  # noqa: E402
 from toolchain.coverage import CellOptions, CellRunner, CellSpec, CoverageRequest, plan  # noqa: E402
-from toolchain.coverage.cellcache import locked as _locked  # noqa: E402
-from toolchain.coverage.models import DEFAULT_TYPES  # noqa: E402
+from toolchain.coverage.engine.cellcache import locked as _locked  # noqa: E402
+from toolchain.coverage.engine.inputs import DEFAULT_TYPES  # noqa: E402
 from toolchain.coverage.records import COLUMNS  # noqa: E402
 
 
@@ -144,8 +144,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     import time
 
-    from toolchain.coverage.report import cell_from_json, write_reports
-    from toolchain.coverage.run import build_run, with_baseline
+    from toolchain.coverage.engine.run import build_run, with_baseline
+    from toolchain.coverage.reports.write import cell_from_json, write_reports
 
     try:
         state = _state(config)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from toolchain.coverage import CellRunner, CellSpec
-from toolchain.coverage.report import cell_json
+from toolchain.coverage.reports.write import cell_json
 
 
 def test_cell(

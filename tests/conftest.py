@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from fixtures.upstream.build_upstream import DEFAULT_VERSIONS, build_upstream, fetch_sdists  # noqa: E402
 from toolchain.config import Settings  # noqa: E402
-from toolchain.locking import exclusive  # noqa: E402
+from toolchain.core.locking import exclusive  # noqa: E402
 
 
 def test_cache_dir() -> Path:

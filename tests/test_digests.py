@@ -1,4 +1,4 @@
-"""Content digests (toolchain/digests.py): a file is read once per process while it is unchanged,
+"""Content digests (toolchain/core/digests.py): a file is read once per process while it is unchanged,
 and any change to it, even one that keeps its size and modification time, is a new digest."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from toolchain import digests
+from toolchain.core import digests
 
 
 def test_a_file_is_hashed_once_while_unchanged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,4 @@
-"""``toolchain.proc.stop_group``: ending a child ends everything it started, as ninja needs."""
+"""``toolchain.core.proc.stop_group``: ending a child ends everything it started, as ninja needs."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from tests.signalled import start
-from toolchain.proc import stop_group
+from toolchain.core.proc import stop_group
 
 # ninja's shape: it puts each compile in a process group of its own and, on SIGTERM, ends them
 # and waits for them before it exits. The "compile" here, once told to stop, waits for the test.
@@ -125,7 +125,7 @@ def _fake_tool(tmp_path: Path, *, ready: bool) -> tuple[Path, Path, Path]:
 
 def test_a_timeout_of_a_formerly_bare_call_ends_what_its_child_started(tmp_path: Path) -> None:
     """``coverage.tools.help_text`` (once a bare ``subprocess.run``): on timeout the grandchild goes too."""
-    from toolchain.coverage.tools import help_text
+    from toolchain.coverage.engine.tools import help_text
 
     tool, pid_file, _ = _fake_tool(tmp_path, ready=False)
     for limit in (5.0, 30.0, 120.0):  # long enough for the grandchild to start on a loaded machine
@@ -143,7 +143,7 @@ def test_a_timeout_of_a_formerly_bare_call_ends_what_its_child_started(tmp_path:
 def test_ctrl_c_during_a_formerly_bare_call_ends_what_its_child_started(tmp_path: Path) -> None:
     """Ctrl-C while ``help_text`` waits: the whole group of the tool ends before the exit."""
     tool, _, ready = _fake_tool(tmp_path, ready=True)
-    script = f"from pathlib import Path; from toolchain.coverage.tools import help_text; help_text(Path({str(tool)!r}), 600)"
+    script = f"from pathlib import Path; from toolchain.coverage.engine.tools import help_text; help_text(Path({str(tool)!r}), 600)"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     caller = start([sys.executable, "-c", script], env=env, stdout=None, start_new_session=True)
     grandchild = 0
@@ -164,7 +164,7 @@ def test_ctrl_c_during_a_formerly_bare_call_ends_what_its_child_started(tmp_path
 def test_capture_into_a_file_is_not_cut_at_the_memory_bound(tmp_path: Path) -> None:
     """`oracle validate --older-pypi` writes `git archive` of the older tree (> 64 MiB) to a file
     through capture: the in-memory flood bound ended it with SIGTERM on every cold cache."""
-    from toolchain.proc import capture
+    from toolchain.core.proc import capture
 
     target = tmp_path / "big.bin"
     size = (64 << 20) + 4096

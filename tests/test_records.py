@@ -18,6 +18,14 @@ from toolchain.config import Settings
 from toolchain.errors import ReportError
 from toolchain.records import (
     BUILD_MANIFEST,
+    CONVERT,
+    COVERAGE,
+    DOCTOR,
+    DRYRUN,
+    DRYRUN_SHIPPED,
+    DRYRUN_VALIDATION,
+    ORACLE_PREDICTIONS,
+    ORACLE_VALIDATION,
     REPORTS,
     VERIFY,
     read_data,
@@ -88,24 +96,51 @@ def _dataclasses_of(hint: Any, seen: set[type]) -> None:
             _dataclasses_of(h, seen)
 
 
+def _record_classes() -> dict[str, type]:
+    """The record class each report's readers name (the registry itself imports no stage)."""
+    from toolchain.convert.results import Conversion
+    from toolchain.coverage.records import CoverageRun
+    from toolchain.doctor.findings import DoctorReport
+    from toolchain.dryrun.records import DryRun
+    from toolchain.dryrun.validate import Validation
+    from toolchain.oracle.records import OracleValidation, Predictions
+
+    return {
+        BUILD_MANIFEST.kind: BuildManifest,
+        VERIFY.kind: Verification,
+        CONVERT.kind: Conversion,
+        COVERAGE.kind: CoverageRun,
+        DOCTOR.kind: DoctorReport,
+        ORACLE_PREDICTIONS.kind: Predictions,
+        ORACLE_VALIDATION.kind: OracleValidation,
+        DRYRUN.kind: DryRun,
+        DRYRUN_VALIDATION.kind: Validation,
+        DRYRUN_SHIPPED.kind: dict,  # {"libraries": [...], "dry_run": DryRun}: read back as plain data
+    }
+
+
 def test_every_registered_record_class_can_be_read_back() -> None:
     """Each record class's annotations resolve at run time (the reader needs them), to the leaves."""
+    classes = _record_classes()
+    assert set(classes) == set(REPORTS), "a registered report without the record class its readers name"
     for report in REPORTS.values():
         seen: set[type] = set()
-        _dataclasses_of(report.record, seen)
+        _dataclasses_of(classes[report.kind], seen)
         assert report.name.endswith(".json") and report.schema_version >= 1
-        assert report.record is dict or seen, report.kind
+        assert classes[report.kind] is dict or seen, report.kind
 
 
 def test_records_round_trip(tmp_path: Path) -> None:
     m = manifest(tmp_path)
     path = write_report(tmp_path / BUILD_MANIFEST.name, BUILD_MANIFEST.kind, m)
-    assert read_record(path, BUILD_MANIFEST) == m
+    assert read_record(path, BUILD_MANIFEST, BuildManifest) == m
     assert last_build_dir(tmp_path) == tmp_path
     v = verification(tmp_path)
     write_verification(v, tmp_path / VERIFY.name)
-    assert read_record(tmp_path / VERIFY.name, VERIFY) == v  # its extra "ok"/"verified" are ignored
-    assert read_record_if_any(tmp_path / "none.json", VERIFY) is None
+    assert (
+        read_record(tmp_path / VERIFY.name, VERIFY, Verification) == v
+    )  # its extra "ok"/"verified" are ignored
+    assert read_record_if_any(tmp_path / "none.json", VERIFY, Verification) is None
     assert last_build_dir(tmp_path / "empty") is None
 
 
@@ -144,7 +179,7 @@ def test_a_bad_report_is_the_toolchains_error_naming_the_file(
     path = tmp_path / "verify.json"
     path.write_text(content)
     with pytest.raises(ReportError, match=re.escape(message)) as caught:
-        read_record(path, VERIFY)
+        read_record(path, VERIFY, Verification)
     assert str(path) in caught.value.message and caught.value.hint and caught.value.exit_code == 6
 
 

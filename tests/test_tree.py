@@ -1,13 +1,13 @@
-"""``toolchain.tree``: what a llama.cpp tree contains is said in one place."""
+"""``toolchain.core.tree``: what a llama.cpp tree contains is said in one place."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from toolchain import tree
 from toolchain.builder.targets import TARGET_GROUPS
-from toolchain.coverage.backends import backend
+from toolchain.core import tree
+from toolchain.coverage.engine.backends import backend
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,7 +23,7 @@ TREE_LITERALS = re.compile(
 def test_programs_paths_and_log_formats_of_the_tree_live_only_in_tree_py() -> None:
     offenders = []
     for path in (ROOT / "toolchain").rglob("*.py"):
-        if path.name == "tree.py" and path.parent.name == "toolchain" or path.name == "platform_data.py":
+        if path.name == "tree.py" and path.parent.name == "core" or path.name == "platform_data.py":
             continue  # platform_data: names of processes running on a Mac, not of the tree's programs
         for n, line in enumerate(path.read_text().splitlines(), 1):
             code = line.split("  # ")[0]

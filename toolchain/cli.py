@@ -32,20 +32,6 @@ STAGE_COMMANDS = (
 )
 
 
-def common_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--project", type=Path, default=None, help="project root (default: current directory)"
-    )
-    parser.add_argument("--work-dir", type=Path, default=None, help="work dir (default: .toolchain)")
-    parser.add_argument("--quiet", "-q", action="store_true", help="only warnings and errors")
-
-
-def switches(parser: argparse.ArgumentParser | argparse._ArgumentGroup, helps: dict[str, str]) -> None:
-    """On/off options (``store_true``), in order: option -> its help."""
-    for option, text in helps.items():
-        parser.add_argument(option, action="store_true", help=text)
-
-
 def settings_from(args: argparse.Namespace) -> Settings:
     settings = load_settings(args.project)
     if getattr(args, "work_dir", None):

@@ -32,6 +32,13 @@ class _Under:
         return Path(getattr(settings, self.base)) / self.name
 
 
+# The older tree `oracle validate` checks a stale docs/ops/Metal.csv against (a tree whose
+# supports_op predates the table's capture): the 0.3.20 sdist, which explains the default pin's stale
+# rows (README, "oracle validate"). "none" turns the check off.
+DEFAULT_ORACLE_OLDER = "llama-cpp-python==0.3.20"
+NO_ORACLE_OLDER = "none"
+
+
 @dataclass(frozen=True)
 class Settings:
     project_root: Path
@@ -44,8 +51,8 @@ class Settings:
     # Seconds a network operation (fetch, download) may stall before it is abandoned.
     network_timeout: float = 600.0
     # An older tree for `oracle validate` to tell a stale docs/ops/Metal.csv from a wrong oracle:
-    # a llama-cpp-python requirement (an sdist) or a ref of the tree's repository ("" = none).
-    oracle_older: str = ""
+    # a llama-cpp-python requirement (an sdist) or a ref of the tree's repository ("none": none).
+    oracle_older: str = DEFAULT_ORACLE_OLDER
 
     # where things live: (the folder it is in, its name there)
     src_dir = _Under("work_dir", "src")
@@ -68,7 +75,7 @@ _DEFAULTS = {
     "lock": "llama.lock",
     "index-url": DEFAULT_INDEX_URL,
     "network-timeout": 600,
-    "oracle-older": "llama-cpp-python==0.3.20",
+    "oracle-older": DEFAULT_ORACLE_OLDER,
 }
 _KEYS = {
     "remote": "remote",

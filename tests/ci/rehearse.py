@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from toolchain.proc import run_group
+from toolchain.core.proc import run_group
 
 
 class Unsupported(Exception):

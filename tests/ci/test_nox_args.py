@@ -31,20 +31,26 @@ def test_the_build_session_leaves_the_architectures_to_coverage() -> None:
         ["--arch=llama", "--profile", "blas"],
         ["-allama", "--profile", "blas"],
     ):
-        assert nf.build_session_args(given) == ["--profile", "blas"], given
-    assert nf.build_session_args(["--ref", "v1", "--offline"]) == ["--ref", "v1", "--offline"]
-    build, archs, rest = nf.split_job_args(["-a", "llama,qwen3", "--profile", "blas", "--fail-on", "crash"])
+        assert nf.options.without_archs(given) == ["--profile", "blas"], given
+    assert nf.options.without_archs(["--ref", "v1", "--offline"]) == ["--ref", "v1", "--offline"]
+    build, archs, rest = nf.options.split_job_args(
+        ["-a", "llama,qwen3", "--profile", "blas", "--fail-on", "crash"]
+    )
     assert (build, archs, rest) == (["--profile", "blas"], ["llama", "qwen3"], ["--fail-on", "crash"])
 
 
 def test_a_project_without_oracle_older_still_checks_staleness(tmp_path: Path) -> None:
     """From a user's own project (no `[tool.llama-toolchain] oracle-older`), `oracle validate` stopped
-    the job: 602 stale rows of the pin's Metal.csv unexplained for want of an older tree."""
-    nf = noxfile()
-    assert nf.oracle_older_args(tmp_path) == ["--older-pypi", nf.ORACLE_OLDER]
-    (tmp_path / "pyproject.toml").write_text('[tool.llama-toolchain]\noracle-older = "v0.3.20"\n')
-    assert nf.oracle_older_args(tmp_path) == []
-    from toolchain.config import _DEFAULTS
+    the job: 602 stale rows of the pin's Metal.csv unexplained for want of an older tree. The default
+    is the toolchain's own (config.py), one definition read by the CLI and the nox sessions alike."""
+    from toolchain.config import _DEFAULTS, DEFAULT_ORACLE_OLDER, NO_ORACLE_OLDER, Settings, load_settings
 
-    assert _DEFAULTS["oracle-older"] == nf.ORACLE_OLDER  # one default, in both places
-    assert nf.oracle_older_args(ROOT) == []  # this repository sets it
+    assert load_settings(tmp_path).oracle_older == DEFAULT_ORACLE_OLDER == "llama-cpp-python==0.3.20"
+    assert _DEFAULTS["oracle-older"] == DEFAULT_ORACLE_OLDER  # one default
+    assert Settings.oracle_older == DEFAULT_ORACLE_OLDER
+    (tmp_path / "pyproject.toml").write_text('[tool.llama-toolchain]\noracle-older = "v0.3.20"\n')
+    assert load_settings(tmp_path).oracle_older == "v0.3.20"
+    (tmp_path / "pyproject.toml").write_text(f'[tool.llama-toolchain]\noracle-older = "{NO_ORACLE_OLDER}"\n')
+    assert load_settings(tmp_path).oracle_older == NO_ORACLE_OLDER
+    source = (ROOT / "noxfile.py").read_text()
+    assert "0.3.20" not in source and "--older" not in source  # the sessions pass no default of their own

@@ -32,6 +32,7 @@ from tests.ci.rehearse import (
     substitute,
 )
 from tests.conftest import ROOT, Upstream
+from toolchain.convert.results import Conversion
 from toolchain.records import CONVERT, read_record
 
 WORKFLOWS = sorted((ROOT / "ci" / "github").glob("*.yml"))
@@ -236,7 +237,7 @@ def test_rehearse_coverage_job_in_two_shards_and_the_merge(
         assert {"Publish JUnit results", "Upload the reports"} <= set(result.skipped_uses)
         shard = json.loads((reports / "coverage.json").read_text())
         assert shard["shard"] == f"{k}/2" and {c["architecture"] for c in shard["cells"]} == {"llama"}
-        convert = read_record(reports / CONVERT.name, CONVERT)
+        convert = read_record(reports / CONVERT.name, CONVERT, Conversion)
         assert {r.architecture for r in convert.results} == {"llama"}, "only the covered architecture"
         artifact = workspace / "shards" / f"coverage-reports-{k}"
         artifact.mkdir(parents=True)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from toolchain.native_build import DRYRUN, PROBE
+from toolchain.builder.native import DRYRUN, PROBE
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((ROOT / "ci" / "github").glob("*.yml"))

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from toolchain.convert.checked import validated
+from toolchain.core.hashing import sha256_file
 from toolchain.models.build import TinyModel
-from toolchain.records import sha256_file
 
 
 def test_a_kept_verdict_of_another_spec_with_the_same_content_takes_our_names(tmp_path: Path) -> None:

@@ -218,9 +218,9 @@ def test_moe_get_rows_is_tested_not_a_harness_crash(
     column now runs it with a dense index and reports its real verdict, run after run. And no case
     may say "NaN on both sides" from memory the harness left uninitialised (its sentinels, the rows
     SET_ROWS does not write: backends.HARNESS_ENV): without that, every run here had 1-3."""
-    from toolchain.coverage.cell import CellOptions, CellRunner, CellSpec
+    from toolchain.coverage.engine.cell import CellOptions, CellRunner, CellSpec
+    from toolchain.coverage.engine.tools import detect
     from toolchain.coverage.records import ModelInput
-    from toolchain.coverage.tools import detect
 
     gguf = next(r.gguf for r in conversion.results if r.architecture == "mixtral" and r.type == "f16")
     assert gguf is not None
@@ -357,7 +357,7 @@ def test_upstream_defect_is_labelled_in_the_coverage_matrix(
     """ModernBERT converts, its loader refuses it: the matrix shows `error (upstream)` cells with the
     evidence, not a silent gap and not our harness or the backend."""
     from toolchain.coverage import CoverageRequest, plan, run_matrix
-    from toolchain.coverage.report import markdown
+    from toolchain.coverage.reports.write import markdown
 
     report = next(r.gguf for r in conversion.results if r.gguf).parents[2] / "reports" / "convert.json"
     request = CoverageRequest(
@@ -390,11 +390,11 @@ def test_op_export_builds_its_graphs_for_one_context_not_the_files(
     FLASH_ATTN_EXT then had a 1M-row KV and its CPU test column hung in every main job. The op
     export runs with backends.EXPORT_ARGS, so every attention case has the KV of that context,
     whatever the file says."""
-    from toolchain.coverage.backends import EXPORT_ARGS, EXPORT_CTX
-    from toolchain.coverage.cell import CellOptions, CellRunner
-    from toolchain.coverage.opsfile import ggml_ids
+    from toolchain.core.tree import EXPORT_ARGS, EXPORT_CTX
+    from toolchain.coverage.engine.cell import CellOptions, CellRunner
+    from toolchain.coverage.engine.opsfile import ggml_ids
+    from toolchain.coverage.engine.tools import detect
     from toolchain.coverage.records import ModelInput
-    from toolchain.coverage.tools import detect
     from toolchain.verify.probe_model import write_probe_model
 
     assert EXPORT_ARGS == ("-c", str(EXPORT_CTX)) and EXPORT_CTX < 2**20

@@ -15,8 +15,8 @@ from toolchain.config import Settings
 from toolchain.convert.env import ConverterEnv
 from toolchain.convert.results import Conversion
 from toolchain.convert.stage import convert_architectures
+from toolchain.core.hashing import sha256_file
 from toolchain.models.spec import load_specs
-from toolchain.records import sha256_file
 
 LLAMA = load_specs()["llama"]
 

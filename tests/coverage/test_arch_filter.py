@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from toolchain.convert.results import Conversion, ConvertResult
-from toolchain.coverage.models import from_convert_report
-from toolchain.coverage.run import asked_for
+from toolchain.coverage.engine.inputs import from_convert_report
+from toolchain.coverage.engine.run import asked_for
 from toolchain.models.build import ModelSet
 from toolchain.records import CONVERT, write_report
 

@@ -1,9 +1,9 @@
-"""Identical op cases share one measurement per run and backend (toolchain/coverage/cases.py):
+"""Identical op cases share one measurement per run and backend (toolchain/coverage/engine/cases.py):
 the line grammar, what is shared and what never is."""
 
 from __future__ import annotations
 
-from toolchain.coverage.cases import CaseMemo, split_case
+from toolchain.coverage.engine.cases import CaseMemo, split_case
 from toolchain.coverage.records import OpResult
 
 # lines as test-export-graph-ops writes them (0.3.36 tree): ADD with two sources, a SET_ROWS into a

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from toolchain.coverage.metal_columns import ColumnCache, per_model_cells, profile_cell
+from toolchain.coverage.engine.run import Plan
+from toolchain.coverage.engine.tools import Toolset, detect
+from toolchain.coverage.metal.columns import ColumnCache, per_model_cells, profile_cell
 from toolchain.coverage.records import Cell, CheckResult, ModelInput
-from toolchain.coverage.run import Plan
-from toolchain.coverage.tools import Toolset, detect
 from toolchain.errors import DryRunUnavailableError, ToolchainError
 
 

@@ -4,7 +4,7 @@ No Metal device here: the device cell is a fixture record (observed_by "fixture"
 coverage stage records a real MTL0 cell; the comparison itself is the code that runs on a Mac.
 """
 
-from toolchain.coverage.predicted import _cross_checked, cross_check, profile_for_device
+from toolchain.coverage.metal.predicted import _cross_checked, cross_check, profile_for_device
 from toolchain.coverage.records import Cell, DeviceSummary, OpResult
 
 

@@ -7,9 +7,9 @@ that is the harness, like the NaN-on-both-sides trap, not the backend under test
 
 from pathlib import Path
 
-from toolchain.coverage.isolate import Outcome
-from toolchain.coverage.op_columns import harness_index_crash as _harness_index_crash
-from toolchain.coverage.opsfile import contiguous_index_views, ggml_ids
+from toolchain.core.isolate import Outcome
+from toolchain.coverage.device.op_columns import harness_index_crash as _harness_index_crash
+from toolchain.coverage.engine.opsfile import contiguous_index_views, ggml_ids
 from toolchain.coverage.records import OpResult, TensorShape
 
 ABORT = "../../src/ggml/src/ggml-cpu/ops.cpp:5363: GGML_ASSERT(i01 >= 0 && i01 < ne01) failed"
@@ -47,7 +47,7 @@ def test_a_real_crash_stays_a_crash() -> None:
 def test_accel_device_run_keeps_weights_out_of_the_cpus_extra_buffers() -> None:
     """On a host with AMX (or repacked CPU layouts) the CPU's extra buffer type takes the matrix
     weights and BLAS gets no node: the device run asks for plain host buffers where it can."""
-    from toolchain.coverage.backends import backend
+    from toolchain.coverage.engine.backends import backend
 
     blas = backend("BLAS")
     assert "--no-repack" in blas.device_args(("-v", "--no-repack"))
@@ -96,7 +96,7 @@ def test_the_plain_cpu_switch_is_what_the_tree_reads(tree_0336: Path) -> None:
     that variable for --repack/--no-repack and take "false" as off, or the switch is silently inert."""
     import re
 
-    from toolchain.coverage.backends import PLAIN_CPU_ENV
+    from toolchain.core.tree import PLAIN_CPU_ENV
 
     arg = (tree_0336 / "common" / "arg.cpp").read_text(encoding="utf-8")
     block = re.search(r'\{"--repack"\},\s*\{"-nr", "--no-repack"\}.*?set_env\("(\w+)"\)', arg, re.S)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from tests.coverage.conftest import ROOT, no_children_left
 from tests.signalled import start
+from toolchain.core.isolate import SILENT_ATTEMPTS, live_count, run_isolated, run_until_heard
 from toolchain.coverage import CoverageRequest, plan, run_matrix, write_reports
-from toolchain.coverage.isolate import SILENT_ATTEMPTS, live_count, run_isolated, run_until_heard
 from toolchain.coverage.records import ModelInput
 from toolchain.records import VERIFY
 from toolchain.verify import write_verification
@@ -261,7 +261,7 @@ def test_a_gpu_cell_whose_device_is_unknown_is_unverifiable(
 
 def test_a_cell_read_back_without_its_device_class_is_unknown() -> None:
     from toolchain.coverage.records import DeviceSummary
-    from toolchain.coverage.report import cell_from_json
+    from toolchain.coverage.reports.write import cell_from_json
 
     assert DeviceSummary("MTL0").device_class == "unknown"
     cell = {
@@ -282,8 +282,8 @@ def test_a_cell_read_back_without_its_device_class_is_unknown() -> None:
 
 def test_a_hang_names_the_timeout_it_ran_under(tmp_path: Path) -> None:
     """The e2e summary of a cached hang says the real limit, never a fixed 120 s or the run's length."""
-    from toolchain.coverage.outcomes import outcome_json as _outcome_json
-    from toolchain.coverage.outcomes import run_failure as _run_failure
+    from toolchain.coverage.engine.outcomes import outcome_json as _outcome_json
+    from toolchain.coverage.engine.outcomes import run_failure as _run_failure
 
     hold = tmp_path / "fifo"
     os.mkfifo(hold)
@@ -361,8 +361,8 @@ def test_an_export_stopped_by_the_clock_is_not_kept(
 ) -> None:
     """A graph-op export that hung (the machine's load, not the model) or was stopped is not the
     model's result: the next run exports again instead of reusing the failure."""
-    from toolchain.coverage.cell import CellOptions, CellRunner
-    from toolchain.coverage.tools import detect
+    from toolchain.coverage.engine.cell import CellOptions, CellRunner
+    from toolchain.coverage.engine.tools import detect
 
     hold = tmp_path / "hold"
     hold.mkdir()

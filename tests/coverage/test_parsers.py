@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from toolchain.coverage import e2e
-from toolchain.coverage.archs_column import parse_archs_rows
-from toolchain.coverage.backend_ops import (
+from toolchain.coverage.device import e2e
+from toolchain.coverage.device.archs import parse_archs_rows
+from toolchain.coverage.device.backend_ops import (
     CSV_FIELDS,
     classify_nan,
     parse_generic_params,
@@ -117,7 +117,7 @@ def test_nan_on_both_sides_is_not_the_backends_fault() -> None:
     ],
 )
 def test_console_case_lines(line: str, outcome: str) -> None:
-    from toolchain.coverage.backend_ops import op_result
+    from toolchain.coverage.device.backend_ops import op_result
 
     known = [op_result("RMS_NORM", P2).key]
     parsed = parse_test_line(line, "BLAS" if "BLAS" in line else "CPU", known)
@@ -126,7 +126,7 @@ def test_console_case_lines(line: str, outcome: str) -> None:
 
 
 def test_case_names_with_parentheses_match_exactly() -> None:
-    from toolchain.coverage.backend_ops import op_result
+    from toolchain.coverage.device.backend_ops import op_result
 
     case = op_result("SET_ROWS", P3)
     out = parse_test_output([f"  SET_ROWS({P3}): \x1b[1;32mOK\x1b[0m"], "CPU", [case])
@@ -201,7 +201,7 @@ def test_models_from_convert_report(tmp_path: Path) -> None:
     """convert.json as toolchain.convert writes it: results with architecture (the spec), type,
     status, gguf and gguf_architecture."""
     from toolchain.convert.results import Conversion, ConvertResult
-    from toolchain.coverage.models import from_convert_report
+    from toolchain.coverage.engine.inputs import from_convert_report
     from toolchain.models.build import ModelSet
     from toolchain.records import CONVERT, write_report
 

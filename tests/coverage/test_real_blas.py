@@ -94,7 +94,7 @@ def test_identical_cases_are_measured_once_per_backend_and_say_where(
 ) -> None:
     """The f16 and q8_0 files of one checkpoint share their norms, adds and attention: each such
     case is run once per backend, and the cells that take its verdict name the cell that measured
-    it (coverage/cases.py). Their verdicts are finished ones, on the same backend."""
+    it (coverage/engine/cases.py). Their verdicts are finished ones, on the same backend."""
     _project, data = real_run
     cells = {c["id"]: c for c in data["cells"]}  # type: ignore[attr-defined]
     sharing = 0

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from tests.coverage.conftest import ROOT, make_fake_build
+from toolchain.coverage.engine.run import CoverageRequest, plan
+from toolchain.coverage.engine.shard import assign, parse_shard, shard_plan
 from toolchain.coverage.records import ModelInput
-from toolchain.coverage.run import CoverageRequest, plan
-from toolchain.coverage.shard import assign, parse_shard, shard_plan
 from toolchain.errors import UsageError
 
 ARCHS = ("llama", "qwen3", "gemma3", "phi3", "mistral")

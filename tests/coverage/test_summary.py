@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from toolchain.coverage.records import Cell, CoverageRun, OpResult, TensorShape
-from toolchain.coverage.report import markdown, write_reports
-from toolchain.coverage.summary import LIMIT, step_summary
+from toolchain.coverage.reports.summary import LIMIT, step_summary
+from toolchain.coverage.reports.write import markdown, write_reports
 
 COLUMNS = ("CPU", "BLAS", "metal-predicted:apple7", "metal-predicted:apple9", "metal-dryrun:apple9", "MTL0")
 STATUSES = ("pass", "unsupported", "fallback", "error", "crash", "unverifiable")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-import types
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from toolchain.doctor import build_check
 from toolchain.doctor.build_check import check_build
 
 
@@ -36,14 +35,12 @@ class FakeVerification:
 
 def _fake_verify(monkeypatch: pytest.MonkeyPatch, checks: tuple[FakeCheck, ...]) -> list[tuple[object, ...]]:
     calls: list[tuple[object, ...]] = []
-    module = types.ModuleType("toolchain.verify")
 
     def verify_path(path: Path, profile: object, *, runtime: bool) -> FakeVerification:
         calls.append((path, profile, runtime))
         return FakeVerification(checks)
 
-    module.verify_path = verify_path  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "toolchain.verify", module)
+    monkeypatch.setattr(build_check, "verify_path", verify_path)
     return calls
 
 

@@ -15,9 +15,9 @@ import pytest
 
 from fixtures.upstream.build_upstream import fetch_sdists
 from tests.conftest import test_cache_dir as cache_dir
+from toolchain.core.locking import exclusive
 from toolchain.doctor.classify import classify_text
 from toolchain.doctor.findings import Finding, sort_findings
-from toolchain.locking import exclusive
 
 ERAS = ("0.1.85", "0.2.90", "0.3.16", "0.3.36")
 # how each era reports a pipeline whose function is missing (tree file, format regex)

@@ -13,11 +13,11 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from toolchain.core.jsonio import to_jsonable
 from toolchain.doctor.classify import MAX_LINE, classify_text
 from toolchain.doctor.cli import print_report
 from toolchain.doctor.diagnose import DoctorInputs, diagnose
 from toolchain.errors import ToolchainError
-from toolchain.records import to_jsonable
 
 from . import ggufbytes as g
 

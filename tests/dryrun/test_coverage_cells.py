@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.dryrun.conftest import FIXTURES, moe_run
-from toolchain.coverage.dryrun_columns import dryrun_cells
+from toolchain.coverage.metal.dryrun import dryrun_cells
 from toolchain.coverage.records import Cell, ModelInput
 from toolchain.dryrun.build import DryRunProgram
 

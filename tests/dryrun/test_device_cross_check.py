@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from tests.dryrun.conftest import FIXTURES, moe_run
-from toolchain.coverage.dryrun_columns import cross_checked, dryrun_cells
+from toolchain.coverage.metal.dryrun import cross_checked, dryrun_cells
 from toolchain.coverage.records import Cell, CheckResult, ModelInput
-from toolchain.coverage.report import cell_from_json
+from toolchain.coverage.reports.write import cell_from_json
 from toolchain.dryrun.build import DryRunProgram
 
 MOE = FIXTURES / "moe"

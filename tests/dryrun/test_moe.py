@@ -68,7 +68,7 @@ def _export(exporter: Path, gguf: Path, out: Path, batch: int) -> Path:
     import os
     import subprocess
 
-    from toolchain.coverage.backends import PLAIN_CPU_ENV
+    from toolchain.core.tree import PLAIN_CPU_ENV
 
     n = str(batch)
     done = subprocess.run(

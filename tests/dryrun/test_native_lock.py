@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from toolchain.builder.native import cmake_build, native_build_lock
 from toolchain.log import LOG
-from toolchain.native_build import cmake_build, native_build_lock
 
 
 def _project(tmp: Path) -> Path:

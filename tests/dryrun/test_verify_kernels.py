@@ -18,11 +18,12 @@ import pytest
 from fixtures.macho.build_fixtures import build_with_library, tree_library, without_lines
 from tests.conftest import ROOT
 from tests.dryrun.conftest import FIXTURES
-from toolchain.coverage.dryrun_columns import dryrun_cells
+from toolchain.core.jsonio import to_jsonable
+from toolchain.coverage.metal.dryrun import dryrun_cells
 from toolchain.coverage.records import ModelInput
 from toolchain.dryrun.build import DryRunProgram
 from toolchain.dryrun.run import dry_run
-from toolchain.records import COVERAGE, to_jsonable, write_report
+from toolchain.records import COVERAGE, write_report
 
 MOE = FIXTURES / "moe"
 F16, BF16 = "1", "30"  # ggml_type ids at the pin

@@ -13,9 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.models.configs import LLAMA_3_8B_SHAPE
-from toolchain.coverage.backend_ops import CSV_FIELDS, parse_support_csv, parse_test_line
+from toolchain.coverage.device.backend_ops import CSV_FIELDS, parse_support_csv, parse_test_line
 from toolchain.coverage.records import Cell, CoverageRun, OpResult
-from toolchain.coverage.report import diff_baseline, load_baseline
+from toolchain.coverage.reports.write import diff_baseline, load_baseline
 from toolchain.errors import ModelError, UnsafeInputError, UsageError
 from toolchain.models.config_input import read_config
 from toolchain.models.shrink import shrink_config

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import Upstream
 from toolchain.config import Settings
-from toolchain.locking import work_dir_lock
+from toolchain.core.locking import work_dir_lock
 
 
 @pytest.fixture

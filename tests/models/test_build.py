@@ -8,9 +8,9 @@ from pathlib import Path
 
 from toolchain.config import Settings
 from toolchain.convert.env import ConverterEnv
+from toolchain.core.hashing import sha256_file
 from toolchain.models.build import make_models, read_safetensors_index
 from toolchain.models.spec import load_specs
-from toolchain.records import sha256_file
 
 SPECS = load_specs()
 

@@ -28,7 +28,7 @@ def test_cut_from_0336_follows_calls_into_common(tree_0336: Path) -> None:
         "has_simdgroup_reduction",
         "max_theadgroup_memory_size",
     }
-    assert "Foundation" not in ex.source("c") and '#include "toolchain_oracle_shim.h"' in ex.source("c")
+    assert "Foundation" not in ex.source("c") and '#include "toolchain_device.h"' in ex.source("c")
     entry = next(f for f in ex.functions if f.name == ENTRY)
     assert entry.text.startswith("bool ggml_metal_device_supports_op(") and entry.text.endswith("}")
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from toolchain.core.binlayout import walk_macho
 from toolchain.errors import UnreadableBinaryError
 from toolchain.profiles import PROFILES
 from toolchain.verify import require_ok, verify_path
 from toolchain.verify.binaries import binary_problem
-from toolchain.verify.layout import walk_macho
 
 METAL = PROFILES["metal"]
 

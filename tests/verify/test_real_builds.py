@@ -11,7 +11,7 @@ import pytest
 
 from fixtures.real_builds import CORPUS, RealBuild, target
 from tests.conftest import test_cache_dir as cache_dir
-from toolchain.locking import exclusive
+from toolchain.core.locking import exclusive
 from toolchain.profiles import PROFILES
 from toolchain.verify import verify_path
 

@@ -15,10 +15,11 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
+from ..core.proc import stream
+from ..core.tree import CONVERT_SCRIPT, METAL_DIR, has_metal_sources
+from ..doctor.catalog import BY_ID, PATTERNS
 from ..errors import MissingToolError
-from ..proc import stream
 from ..profiles import BackendProfile
-from ..tree import CONVERT_SCRIPT, METAL_DIR, has_metal_sources
 
 _OPTION = re.compile(r"^\s*option\s*\(\s*([A-Za-z0-9_]+)", re.M)
 _CACHE_SET = re.compile(r"^\s*set\s*\(\s*([A-Za-z0-9_]+)\s+[^)]*\bCACHE\b", re.M)
@@ -130,8 +131,6 @@ def needs_metal_compiler(
 
 def check_metal_compiler(env: Mapping[str, str], log_path: Path, embed_option: str) -> None:
     """Raise MissingToolError when ``xcrun`` finds no working ``metal`` (the reason in its words)."""
-    from ..doctor.catalog import BY_ID, PATTERNS
-
     fix = f"or build with the embedded library (-D{embed_option}=ON, the profile's default)"
     try:
         found = stream(["xcrun", "-f", "metal"], log_path=log_path, env=env, timeout=120)

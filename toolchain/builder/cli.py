@@ -7,14 +7,18 @@ import hashlib
 import json
 import time
 
-from ..cli import common_options, settings_from, switches
+from ..cli import settings_from
 from ..config import Settings
+from ..core.jsonio import to_jsonable
+from ..core.locking import work_dir_lock
 from ..errors import UsageError
-from ..locking import work_dir_lock
 from ..log import LOG
+from ..options import common_options, compiler_cache_option, profile_option, source_options, switches
 from ..profiles import BackendProfile, resolve_profile
-from ..records import BUILD_MANIFEST, VERIFY, to_jsonable
-from ..source.cli import fetch_selected, source_options
+from ..records import BUILD_MANIFEST, VERIFY
+from ..source.selected import fetch_selected
+from ..verify import require_ok, verify_path
+from ..verify.show import print_table
 from .manifest import BuildManifest
 from .stage import BuildRequest, run_build
 from .targets import TARGET_GROUPS, parse_groups
@@ -65,9 +69,6 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def verify_build(settings: Settings, manifest: BuildManifest, profile: BackendProfile) -> None:
     """The verify stage on the fresh build; reused when the artifacts have not changed since."""
-    from ..verify import require_ok, verify_path
-    from ..verify.cli import print_table
-
     report = settings.reports_dir / VERIFY.name
     digest = hashlib.sha256(
         json.dumps([(a.target, a.sha256) for a in manifest.artifacts], sort_keys=True).encode()
@@ -98,9 +99,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     common_options(p)
     source_options(p)
-    p.add_argument(
-        "--profile", help="backend profile: auto, metal, cpu, blas, vulkan, cuda (default: pyproject)"
-    )
+    profile_option(p)
     p.add_argument(
         "--targets",
         default="build",
@@ -108,10 +107,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument("--target", action="append", help="an extra CMake target to build (repeatable)")
     p.add_argument("--jobs", "-j", type=int, help="parallel jobs (default: CPU count)")
+    compiler_cache_option(p)
     switches(
         p,
         {
-            "--no-compiler-cache": "do not use ccache/sccache even when present",
             "--allow-unknown-options": "build even if CMake did not use a -D option you passed",
             "--no-verify": "skip the verify stage (static and run-time checks)",
             "--json": "print the manifest as JSON on stdout",

@@ -14,7 +14,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..proc import capture
+from ..core.proc import capture
 
 # name -> (zero-stats command, stats command); data, so adding another cache is one entry.
 _CACHES = {

@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from ..proc import capture
+from ..core.proc import capture
 from ..profiles import TOOLCHAIN_PROBES, current_platform
 
 PROBE_TIMEOUT = 30.0  # seconds one version probe may take

@@ -11,7 +11,7 @@ import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..proc import capture
+from ..core.proc import capture
 from ..profiles import HOST_PROBES, current_platform
 from ..records import BUILD_MANIFEST, read_record_if_any
 from ..source import ResolvedSource
@@ -89,5 +89,5 @@ def host_info() -> HostInfo:
 def last_build_dir(reports_dir: Path) -> Path | None:
     """The build dir of the work dir's last successful build (``reports/build-manifest.json``),
     None before the first one; a manifest that cannot be read is a ReportError naming it."""
-    manifest = read_record_if_any(reports_dir / BUILD_MANIFEST.name, BUILD_MANIFEST)
+    manifest = read_record_if_any(reports_dir / BUILD_MANIFEST.name, BUILD_MANIFEST, BuildManifest)
     return manifest.build_dir if manifest else None

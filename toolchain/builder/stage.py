@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Settings
+from ..core.hashing import sha256_file
+from ..core.jsonio import atomic_write_text
+from ..core.proc import Completed, stream
 from ..errors import (
     BuildError,
     ConfigureError,
@@ -27,9 +30,8 @@ from ..errors import (
     UnknownOptionError,
 )
 from ..log import LOG
-from ..proc import Completed, stream
 from ..profiles import COMMON_OPTIONAL_DEFINES, BackendProfile, current_platform
-from ..records import BUILD_MANIFEST, atomic_write_text, read_data, sha256_file, write_report
+from ..records import BUILD_MANIFEST, read_data, write_report
 from ..source import Checkout
 from . import compiler_cache
 from .capabilities import check_metal_compiler, needs_metal_compiler, read_capabilities

@@ -3,7 +3,7 @@
 Each stage builds only what it needs: ``build`` the runner, ``coverage`` the test tools. A want
 lists names newest first; the first that the configured tree defines is built. A required want
 that the tree lacks stops the build; an optional one is recorded as missing with the reason. The
-names come from :mod:`toolchain.tree`.
+names come from :mod:`toolchain.core.tree`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from .. import tree
+from ..core import tree
 from ..errors import UsageError
 
 

@@ -7,8 +7,9 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from ..core.hashing import sha256_file
+from ..core.jsonio import atomic_write_text, to_jsonable
 from ..models.build import TinyModel
-from ..records import atomic_write_text, sha256_file, to_jsonable
 from .load import Loader, load_gguf, missing_key_finding
 from .results import ConvertResult
 from .validate import validate_gguf

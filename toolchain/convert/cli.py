@@ -6,13 +6,13 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..cli import common_options, settings_from
+from ..cli import settings_from
 from ..errors import ModelError
 from ..log import LOG
-from ..models.cli import add_arch_option, chosen_archs
 from ..models.config_input import read_config
 from ..models.shrink import shrink_config
 from ..models.spec import load_specs, select
+from ..options import arch_option, chosen_archs, common_options
 from ..records import CONVERT
 from .results import ConvertResult, results_table
 from .stage import DEFAULT_TYPES, convert_architectures, parse_types
@@ -99,7 +99,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "convert", help="convert the tiny models with the tree's convert_hf_to_gguf.py, validate every GGUF"
     )
     common_options(p)
-    add_arch_option(p)
+    arch_option(p)
     p.add_argument(
         "--types", default=",".join(DEFAULT_TYPES), help="comma-separated: f32,f16,bf16,q8_0,q4_0,q4_K"
     )

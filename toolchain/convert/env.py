@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Settings
+from ..core.jsonio import atomic_write_text, to_jsonable
+from ..core.locking import exclusive
+from ..core.proc import capture, stream
 from ..errors import ConvertError
-from ..locking import exclusive
 from ..log import LOG
-from ..proc import capture, stream
-from ..records import atomic_write_text
 
 POLICY_VERSION = 1
 TORCH_LINUX = os.environ.get("TOOLCHAIN_CONVERT_TORCH", "2.13.0")
@@ -202,7 +202,6 @@ def ensure_env(tree: Path, settings: Settings) -> ConverterEnv:
         installed = _freeze(partial / "bin" / "python", log)
         python_version = ".".join(map(str, sys.version_info[:3]))
         partial.rename(venv)
-        from ..records import to_jsonable
 
         atomic_write_text(
             record,

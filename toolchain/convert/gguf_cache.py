@@ -20,7 +20,8 @@ import tempfile
 from pathlib import Path
 
 from ..config import Settings
-from ..records import atomic_write_text, sha256_file
+from ..core.hashing import sha256_file
+from ..core.jsonio import atomic_write_text
 
 CHECK_SUFFIX = ".check.json"
 

@@ -4,7 +4,7 @@ The gguf package checks the file's structure against the checkpoint; only the tr
 knows which keys, tensor shapes and vocabulary entries an architecture needs. The loader is
 the build's graph-op exporter (``test-export-graph-ops -m``: loads the model on the CPU and
 reserves its prompt and token graphs, nothing decoded) or, without it, the runner with
-``-n 1``. It runs in its own process group under a timeout (coverage/isolate.py); its message
+``-n 1``. It runs in its own process group under a timeout (toolchain/core/isolate.py); its message
 (``error loading model: …``, ``key not found in model: …``) is the verdict's evidence.
 
 When the loader names a key the file lacks, the GGUF's own keys are read: a key the tree's
@@ -15,15 +15,17 @@ loader requires and the tree's converter did not write is a disagreement inside 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import tree
-from ..records import sha256_file
-from ..tree import EXPORTERS
+from ..core import tree
+from ..core.hashing import sha256_file
+from ..core.isolate import run_until_heard
+from ..core.tree import EXPORT_ARGS, EXPORTERS, PLAIN_CPU_ENV
 
 # Programs that load a model, newest name first; llama-simple before an interactive llama-cli.
 RUNNERS = (tree.RUNNERS[0], tree.SIMPLE_RUNNER, *tree.RUNNERS[1:])
@@ -62,8 +64,6 @@ def find_loader(bin_dirs: list[Path]) -> Loader | None:
             for name in names:
                 tool = bin_dir / name
                 if _executable(tool):
-                    from ..coverage.backends import EXPORT_ARGS, PLAIN_CPU_ENV
-
                     # how it is run is part of the key: a change of the environment or the
                     # exporter's arguments reloads
                     how = f"{sorted(PLAIN_CPU_ENV.items())}:{list(EXPORT_ARGS)}"
@@ -115,11 +115,6 @@ def _read(path: str) -> list[str]:
 
 def load_gguf(loader: Loader, gguf: Path, log_path: Path, timeout: float = LOAD_TIMEOUT) -> LoadResult:
     """Run the loader on ``gguf``; ok only on a normal exit (a refusal, crash or hang is not)."""
-    import os
-
-    from ..coverage.backends import EXPORT_ARGS, PLAIN_CPU_ENV
-    from ..coverage.isolate import run_until_heard  # here: coverage.cell imports this module
-
     # whether the tree accepts the file, not whether this host's CPU extra buffers can run it
     env = {
         **os.environ,

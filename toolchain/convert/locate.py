@@ -6,9 +6,9 @@ from pathlib import Path
 
 from ..builder.manifest import last_build_dir
 from ..config import Settings
+from ..core.tree import QUANTIZE
 from ..errors import ConvertError
 from ..models.build import TinyModel
-from ..tree import QUANTIZE
 
 
 def build_bins(settings: Settings) -> list[Path]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import Settings
+from ..core.hashing import sha256_file
+from ..core.jsonio import atomic_write_text
+from ..core.proc import stream
 from ..models.build import TinyModel
-from ..proc import stream
-from ..records import atomic_write_text, sha256_file
 from . import gguf_cache
 from .checked import validated
 from .env import ConverterEnv

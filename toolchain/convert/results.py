@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..core.jsonio import to_jsonable
 from ..errors import ReportError
 from ..models.build import ModelSet
-from ..records import CONVERT, read_data, to_jsonable, write_report
+from ..records import CONVERT, read_data, write_report
 
 
 @dataclass(frozen=True)

@@ -20,16 +20,17 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..claims import claimed_by
 from ..config import Settings
-from ..errors import ConvertError
+from ..core.claims import claimed_by
+from ..core.jsonio import atomic_write_text
+from ..core.proc import Completed, available_cores, stream_many
+from ..core.tree import CONVERT_SCRIPT
+from ..errors import ConvertError, UsageError
 from ..log import LOG
 from ..models.build import TinyModel, check_model_dir, make_models
 from ..models.shrink import Shrink
 from ..models.spec import ArchSpec
-from ..proc import Completed, available_cores, stream_many
-from ..records import CONVERT, atomic_write_text, write_report
-from ..tree import CONVERT_SCRIPT
+from ..records import CONVERT, write_report
 from . import gguf_cache
 from .checked import kept_verdict, validated
 from .env import ConverterEnv, ensure_env
@@ -45,8 +46,6 @@ DEFAULT_TYPES = ("f16", "q8_0")
 
 
 def parse_types(text: str) -> tuple[str, ...]:
-    from ..errors import UsageError
-
     types = tuple(t.strip() for t in text.split(",") if t.strip())
     bad = [t for t in types if t not in ALL_TYPES]
     if bad or not types:
@@ -156,7 +155,7 @@ def _run_converter(
     checks: _Validation,
 ) -> _Workers:
     """The conversions in one worker process per core, which share the job list (each claims the
-    next job when it is free: :mod:`toolchain.claims`); the result lines go to ``lines``, and each
+    next job when it is free: :mod:`toolchain.core.claims`); the result lines go to ``lines``, and each
     written file to validation as soon as a worker reports it. The largest checkpoints go first,
     so the last jobs are short ones and no worker finishes long after the other."""
     n = min(available_cores(), len(jobs))

@@ -9,7 +9,7 @@ imports (torch, transformers: ~5 s) are paid once. Output: one ``@@result {json}
     worker.py TREE JOBS [CLAIMS N]
 
 With ``CLAIMS`` (a directory), several workers share one job list, worker ``N`` claiming each job
-before it runs it (``toolchain/claims.py``).
+before it runs it (``toolchain/core/claims.py``).
 
 A job's failure (SystemExit, an exception) is that job's verdict; the loop goes on.
 """
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 RESULT_PREFIX = "@@result "
-CLAIMS = Path(__file__).parents[1] / "claims.py"  # standard library only: run by its path
+CLAIMS = Path(__file__).parents[1] / "core" / "claims.py"  # standard library only: run by its path
 TAIL = 15
 
 

@@ -1,29 +1,32 @@
 """Coverage stage: which ops and tensor shapes each backend cannot run, per architecture and type.
 
-    from toolchain.coverage import CoverageRequest, plan, run_matrix, write_reports
+    from toolchain.coverage import CoverageJob, CoverageRequest, run_coverage
     request = CoverageRequest(build_dir, reports_dir=settings.reports_dir,
                               scratch_dir=settings.work_dir / "coverage")
-    planned = plan(request)                       # tools of the tree, model inputs, cells
-    run = run_matrix(request, planned)            # CoverageRun (cells in parallel, isolated)
-    write_reports(run, settings.reports_dir)      # coverage.json/.md/.html, junit-coverage.xml
+    run, paths = run_coverage(CoverageJob(request, predict_profiles=("apple9",)), settings)
+    # plan -> cells in parallel, isolated -> Metal columns -> baseline -> coverage.json/.md/.html
 
 One cell = (architecture, weight type, backend); columns: ``support`` (test-backend-ops support
 on the model's exported graph ops), ``test`` (test-backend-ops test, vs the CPU), ``e2e`` (the
-tree's runner and logits tool on the backend vs a CPU-only run; fallback from the scheduler) and
-``archs`` (test-llama-archs). Modules: ``tools`` (what the tree has), ``models`` (inputs),
-``isolate`` (one tool run: timeout, flood guard, no leftovers), ``backend_ops`` / ``e2e``
-(parsers), ``cell`` (the cell runner, shared with ``kernels_tests/``), ``run`` (the matrix),
-``report`` (reports and the baseline diff), ``records`` (the JSON), ``cli``.
+tree's runner and logits tool on the backend vs a CPU-only run; fallback from the scheduler),
+``archs`` (test-llama-archs), and off a Mac ``metal-predicted`` / ``metal-dryrun``.
+
+The stage is five parts, one sub-package each, read in this order: ``engine/`` (plan, cells,
+isolation, kept cells, shards), ``device/`` (the on-device columns and the parsers of their
+tools), ``metal/`` (the oracle's and the dry run's columns), ``reports/`` (JSON, Markdown, HTML,
+JUnit, the step summary, the baseline diff), and ``pipeline.py`` (the stage as one call), with
+``records.py`` (the JSON) under all of them and ``cli.py`` over them.
 """
 
 from __future__ import annotations
 
-from .cell import CellOptions, CellRunner, CellSpec, cell_id
-from .models import DEFAULT_ARCHITECTURES, DEFAULT_TYPES
+from .engine.cell import CellOptions, CellRunner, CellSpec, cell_id
+from .engine.inputs import DEFAULT_ARCHITECTURES, DEFAULT_TYPES
+from .engine.run import CoverageRequest, Plan, plan, run_matrix, with_baseline
+from .engine.tools import Toolset, detect
+from .pipeline import CoverageJob, run_coverage
 from .records import BaselineDiff, Cell, CheckResult, CoverageRun, ModelInput, OpResult, ToolColumn
-from .report import diff_baseline, write_reports
-from .run import CoverageRequest, Plan, plan, run_matrix, with_baseline
-from .tools import Toolset, detect
+from .reports.write import diff_baseline, write_reports
 
 __all__ = [
     "DEFAULT_ARCHITECTURES",
@@ -34,6 +37,7 @@ __all__ = [
     "CellRunner",
     "CellSpec",
     "CheckResult",
+    "CoverageJob",
     "CoverageRequest",
     "CoverageRun",
     "ModelInput",
@@ -45,6 +49,7 @@ __all__ = [
     "detect",
     "diff_baseline",
     "plan",
+    "run_coverage",
     "run_matrix",
     "with_baseline",
     "write_reports",

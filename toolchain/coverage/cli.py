@@ -9,28 +9,26 @@ or no cell at all (nothing was covered), all four reports written; 2 — a bad `
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import signal
 import sys
-import threading
 from pathlib import Path
-from types import FrameType
 
-from ..cli import common_options, settings_from
+from ..builder.manifest import last_build_dir
+from ..cli import settings_from
 from ..config import Settings
+from ..core.locking import work_dir_lock
 from ..errors import CoverageFindingsError, InterruptedError_, UsageError
-from ..locking import work_dir_lock
 from ..log import LOG
-from .baseline import load_baseline, rank
-from .dryrun_columns import DEFAULT_PROFILES as DRYRUN_PROFILES
-from .dryrun_columns import add_dryrun
-from .models import DEFAULT_TYPES, parse_model_arg
-from .predicted import DEFAULT_PROFILES, add_predictions
+from ..options import arch_option, chosen_archs, common_options
+from .engine.inputs import DEFAULT_TYPES, parse_model_arg
+from .engine.run import CoverageRequest, with_baseline
+from .engine.shard import merge_runs
+from .metal.dryrun import DEFAULT_PROFILES as DRYRUN_PROFILES
+from .metal.predicted import DEFAULT_PROFILES
+from .pipeline import CoverageJob, run_coverage, sigterm_stops
 from .records import COLUMNS, SEVERITY, Cell, CoverageRun
-from .report import write_reports
-from .run import CoverageRequest, plan, run_matrix, with_baseline
-from .shard import merge_runs, parse_shard, shard_plan
+from .reports.baseline import load_baseline, rank
+from .reports.write import write_reports
 
 
 def _csv(text: str | None) -> tuple[str, ...]:
@@ -38,8 +36,6 @@ def _csv(text: str | None) -> tuple[str, ...]:
 
 
 def default_build_dir(settings: Settings) -> Path:
-    from ..builder.manifest import last_build_dir
-
     path = last_build_dir(settings.reports_dir)
     if path is not None and path.is_dir():
         return path
@@ -72,7 +68,7 @@ def request_from(args: argparse.Namespace, settings: Settings) -> CoverageReques
         build_dir=build_dir,
         reports_dir=settings.reports_dir,
         scratch_dir=settings.work_dir / "coverage",
-        architectures=_csv(args.architectures),
+        architectures=tuple(chosen_archs(args) or ()),
         types=_csv(args.types) or DEFAULT_TYPES,
         backends=_csv(args.backends),
         columns=columns,
@@ -119,71 +115,16 @@ def cmd_coverage(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     request = request_from(args, settings)
     fail_on = _fail_on(args)
-    shard = parse_shard(args.shard) if args.shard else None
-    if shard and args.baseline:
-        raise UsageError(
-            "--baseline with --shard: a slice cannot be compared with a whole run",
-            "give --baseline to `llama-toolchain coverage merge` of the shards",
-        )
-    # checked before anything runs: a bad baseline must not cost the matrix
-    old = load_baseline(args.baseline) if args.baseline else None
-    stop = threading.Event()
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-
-        def on_sigterm(_sig: int, _frame: FrameType | None) -> None:
-            stop.set()
-
-        previous = signal.signal(signal.SIGTERM, on_sigterm)
-    try:
-        with work_dir_lock(settings.work_dir):
-            with LOG.step(f"coverage: plan ({request.build_dir.name})"):
-                planned = plan(request, LOG.info)
-                whole = planned
-                if shard:
-                    planned = shard_plan(planned, *shard)
-                    LOG.info(f"shard {args.shard}: {len(planned.inputs)} model(s) of this slice")
-                for col in planned.tools.columns:
-                    if not col.available:
-                        LOG.warn(f"column {col.column} not computed: {col.reason}")
-                LOG.info(
-                    f"{len(planned.specs)} cells: {len(planned.inputs)} model(s) × {', '.join(planned.backends)}"
-                    + (f"; {len(planned.skips)} model(s) skipped" if planned.skips else "")
-                )
-            with LOG.step("coverage: cells"), LOG.progress("cells", total=len(planned.specs)) as bar:
-
-                def on_cell(cell: Cell, i: int, n: int) -> None:
-                    bar.update(i, n, cell.id)
-                    if cell.status not in ("pass", "not-applicable", "unsupported", "unverifiable"):
-                        LOG.warn(f"{cell.id}: {cell.status}: {cell.reason}")
-
-                run = run_matrix(request, planned, on_cell=on_cell, should_stop=stop.is_set)
-                if shard:  # the axes of the whole matrix, so that a merge orders cells as one run would
-                    run = dataclasses.replace(
-                        run,
-                        shard=args.shard,
-                        architectures=tuple(dict.fromkeys(s.model.label for s in whole.specs)),
-                        weight_types=tuple(dict.fromkeys(s.model.weight_type for s in whole.specs)),
-                    )
-            # a model's cells of the off-device columns, kept like the finished cells (not with --fresh)
-            column_cache = None if getattr(args, "fresh", False) else settings.cache_dir / "columns"
-            profiles = tuple(p for p in _csv(args.predict) if p != "none")
-            if profiles and not run.interrupted:
-                with LOG.step("coverage: metal-predicted columns (from the tree's source)"):
-                    run = add_predictions(
-                        run, planned, request.scratch_dir, settings.cache_dir, profiles, column_cache
-                    )
-            dry_profiles = tuple(p for p in _csv(args.dryrun) if p != "none")
-            if dry_profiles and not run.interrupted:
-                with LOG.step("coverage: metal-dryrun columns (the tree's Metal encoders on a stand-in)"):
-                    run = add_dryrun(
-                        run, planned, request.scratch_dir, settings.cache_dir, dry_profiles, column_cache
-                    )
-            run = with_baseline(run, args.baseline, old)
-            paths = write_reports(run, settings.reports_dir)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+    job = CoverageJob(
+        request=request,
+        shard=args.shard,
+        predict_profiles=tuple(p for p in _csv(args.predict) if p != "none"),
+        dryrun_profiles=tuple(p for p in _csv(args.dryrun) if p != "none"),
+        baseline=args.baseline,
+        fresh=bool(getattr(args, "fresh", False)),
+    )
+    with sigterm_stops() as stop:
+        run, paths = run_coverage(job, settings, should_stop=stop.is_set)
     return finish(run, paths, args, fail_on, given_models=bool(request.models))
 
 
@@ -301,9 +242,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     common_options(p)
     p.add_argument("--build-dir", type=Path, help="build dir (default: the one in build-manifest.json)")
-    p.add_argument(
-        "--architectures", "-a", help="comma-separated architectures (default: convert.json's, else ~50)"
-    )
+    arch_option(p, default="convert.json's, else ~50")
     p.add_argument("--types", "-t", help=f"comma-separated weight types (default: {','.join(DEFAULT_TYPES)})")
     p.add_argument(
         "--backends", "-b", help="comma-separated test-backend-ops names (default: CPU + the profile's)"

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import UsageError
+from ..core.jsonio import to_jsonable
+from ..errors import UnreadableBinaryError, UsageError
 from ..profiles import PROFILES, resolve_profile
-from ..records import to_jsonable
+from ..verify import verify_path
 from .catalog import BY_ID
 from .findings import Evidence, Finding, ObservedBy, Severity
 
@@ -40,8 +41,6 @@ _TOOLCHAIN_WORDS = ("deployment", "minos", "macos", "sdk", "dyld")
 def check_build(
     path: Path, profile: str = "metal", *, runtime: bool = False, observed_by: ObservedBy = "static"
 ) -> tuple[BuildCheck, list[Finding]]:
-    from ..verify import verify_path
-
     try:
         prof = resolve_profile(profile) if profile == "auto" else PROFILES[profile]
     except KeyError:
@@ -51,8 +50,6 @@ def check_build(
     result = verify_path(path, prof, runtime=runtime)
     damaged = [c for c in result.checks if c.failed and c.name == "readable"]
     if damaged:  # not a build verdict: the file cannot be read (issue #32 B)
-        from ..errors import UnreadableBinaryError
-
         raise UnreadableBinaryError(
             "\n".join(c.found for c in damaged),
             "the file is damaged or was copied in part: rebuild it, or copy it again",

@@ -14,13 +14,14 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
 from .catalog import CLASSES, PATTERNS, FailureClass, Pattern
 from .files import read_chunks
 from .findings import SEVERITY_RANK, Evidence, Finding, ObservedBy, Severity
+from .kernel_missing import explain
 
 BLOCK = 4 << 20
 MAX_LINE = 2000
@@ -294,10 +295,6 @@ _MISSING_KERNEL = re.compile(r"Function (kernel_\w+) was not found in the librar
 
 def _kernel_missing(finding: Finding) -> Finding:
     """Name the kernel, the feature that asks for it, whose gap it is and the fix for that cause."""
-    from dataclasses import replace
-
-    from .kernel_missing import explain
-
     kernels = list(
         dict.fromkeys(m.group(1) for e in finding.evidence for m in _MISSING_KERNEL.finditer(e.text))
     )

@@ -11,13 +11,15 @@ import argparse
 import json
 from pathlib import Path
 
-from ..cli import common_options, settings_from
+from ..cli import settings_from
+from ..core.jsonio import to_jsonable
 from ..errors import DoctorFindingsError, InterruptedError_, UsageError
 from ..log import LOG
-from ..records import DOCTOR, SCHEMA_VERSION, to_jsonable, write_report
+from ..options import common_options
+from ..records import DOCTOR, SCHEMA_VERSION, write_report
 from .classify import RunParams
 from .diagnose import DoctorInputs, diagnose, inputs_record
-from .findings import DoctorReport, Finding
+from .findings import DoctorReport, Finding, sort_findings
 from .memory import gib, parse_size
 from .params import run_params
 from .run import params_from_command, run_command, run_findings
@@ -188,7 +190,6 @@ def cmd_run(args: argparse.Namespace, command: list[str]) -> int:
     result = run_command(command, log_path, timeout=args.timeout)
     report = diagnose(inputs)
     extra = [] if result.interrupted else run_findings(result)
-    from .findings import sort_findings
 
     stopped = result.interrupted and report.complete
     report = DoctorReport(

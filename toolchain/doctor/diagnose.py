@@ -10,6 +10,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from ..core.jsonio import to_jsonable
 from ..errors import GGUFError, UsageError
 from ..log import LOG
 from .build_check import check_build
@@ -201,7 +202,5 @@ def _plan(info: GGUFInfo, inputs: DoctorInputs, scan: LogScan | None, notes: lis
 
 
 def inputs_record(inputs: DoctorInputs) -> dict[str, Any]:
-    from ..records import to_jsonable
-
     data = to_jsonable(replace(inputs))
     return data if isinstance(data, dict) else {}

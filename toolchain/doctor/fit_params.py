@@ -23,8 +23,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..proc import stream
-from ..tree import FIT_PARAMS
+from ..core.proc import stream
+from ..core.tree import FIT_PARAMS
 from .classify import RunParams
 
 TIMEOUT = 300.0

@@ -1,6 +1,6 @@
 """``doctor run -- CMD …``: run a llama.cpp command under a timeout, capture its output, then diagnose.
 
-The command is an argument list (never a shell string), run by :func:`toolchain.proc.run_group`
+The command is an argument list (never a shell string), run by :func:`toolchain.core.proc.run_group`
 in its own process group so that a timeout or Ctrl-C ends it and its children. stdout and stderr go to a log file, capped: the first and the
 last ``LOG_*_BYTES`` are kept, the middle cut with a line saying so (bounded disk and memory
 whatever it prints); the exit status and signal are kept. The run's own
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from ..core.proc import run_group, signal_name
 from ..errors import UsageError
-from ..proc import run_group, signal_name
 from .catalog import BY_ID
 from .classify import RunParams
 from .findings import Evidence, Finding, ObservedBy

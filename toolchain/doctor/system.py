@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..proc import capture
+from ..core.proc import capture
 from ..profiles import PlatformInfo, current_platform
 from .catalog import BY_ID
 from .findings import Evidence, Finding, ObservedBy

@@ -4,7 +4,7 @@ supports_op and our stand-in, as one program (``native/``, CMake + Ninja like th
 Refused before anything is compiled when the tree's Objective-C interface does not match the
 stand-in (``interface.mismatches``) or supports_op cannot be cut (the oracle's rules). Built once
 per content — our native sources, the cut, the props struct, the tree's ggml, Metal backend and
-test-backend-ops — into ``<cache>/dryrun/dryrun-<key>/`` (``toolchain.native_build``, as the probe);
+test-backend-ops — into ``<cache>/dryrun/dryrun-<key>/`` (``toolchain.builder.native``, as the probe);
 a compile failure is remembered there.
 """
 
@@ -14,10 +14,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..native_build import DRYRUN, NativeBuildFailed, build_once, content_key
+from ..builder.native import DRYRUN, NativeBuildFailed, build_once, content_key
+from ..core.tree import BACKEND_OPS_SOURCE, METAL_DIR
 from ..oracle.extract import Extraction, ExtractionFailed, extract
 from ..oracle.probe import Probe, cut_seed, generated_sources
-from ..tree import BACKEND_OPS_SOURCE, METAL_DIR
 from .interface import CXX_FILES, mismatches
 
 
@@ -49,7 +49,7 @@ def ensure_program(
 ) -> DryRunProgram:
     """The dry-run program for ``tree``, built now if no build of the same content is cached.
 
-    The compile holds the cache's native-build lock (``toolchain.native_build``); ``build_lock``:
+    The compile holds the cache's native-build lock (``toolchain.builder.native``); ``build_lock``:
     a machine-wide lock of the caller's held as well (the test suite passes its host's).
     """
     start = time.monotonic()

@@ -8,11 +8,15 @@ from pathlib import Path
 
 from ..cli import settings_from
 from ..config import Settings
-from ..errors import DryRunFindingsError, UsageError
+from ..core.jsonio import to_jsonable
+from ..errors import DryRunFindingsError, UsageError, VerifyError
 from ..log import LOG
-from ..oracle.cli import _profiles, _tree, tree_options  # the same --tree and --profiles options
-from ..records import DRYRUN, DRYRUN_SHIPPED, DRYRUN_VALIDATION, to_jsonable, write_report
-from .records import DryRun, ProfileResult
+from ..options import profiles_of, tree_of, tree_options
+from ..records import DRYRUN, DRYRUN_SHIPPED, DRYRUN_VALIDATION, write_report
+from .records import VERDICTS, DryRun, ProfileResult
+from .run import dry_run
+from .shipped import check_shipped, embedded_text
+from .validate import validate
 
 REPORT = (DRYRUN.name, DRYRUN.kind)
 VALIDATION_REPORT = (DRYRUN_VALIDATION.name, DRYRUN_VALIDATION.kind)
@@ -22,10 +26,8 @@ SHIPPED_REPORT = (DRYRUN_SHIPPED.name, DRYRUN_SHIPPED.kind)
 def _dry_run(
     args: argparse.Namespace, settings: Settings, tree: Path, batches: list[tuple[str, Path | None]]
 ) -> DryRun:
-    from .run import dry_run
-
     return dry_run(
-        tree, settings.cache_dir, settings.work_dir / "dryrun", batches=batches, profiles=_profiles(args)
+        tree, settings.cache_dir, settings.work_dir / "dryrun", batches=batches, profiles=profiles_of(args)
     )
 
 
@@ -54,7 +56,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     fail_on = _fail_on(args)
-    tree = _tree(args, settings)
+    tree = tree_of(args, settings.src_dir)
     batches: list[tuple[str, Path | None]] = []
     if args.generation_ops:
         batches.append(("generation", args.generation_ops))
@@ -84,8 +86,6 @@ FAIL_ON = ("missing-kernel", "encoder-abort", "over-limit")
 
 
 def _fail_on(args: argparse.Namespace) -> tuple[str, ...]:
-    from .records import VERDICTS
-
     chosen = tuple(s.strip() for s in args.fail_on.split(",") if s.strip() and s.strip() != "none")
     bad = [s for s in chosen if s not in VERDICTS]
     if bad:
@@ -118,15 +118,13 @@ def check_findings(run: DryRun, fail_on: tuple[str, ...], report: Path) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .validate import validate
-
     settings = settings_from(args)
-    tree = _tree(args, settings)
+    tree = tree_of(args, settings.src_dir)
     report = validate(
         tree,
         settings.cache_dir,
         settings.work_dir / "dryrun",
-        profiles=_profiles(args),
+        profiles=profiles_of(args),
         ops=args.op,
     )
     name, kind = VALIDATION_REPORT
@@ -143,12 +141,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_shipped(args: argparse.Namespace) -> int:
-    from ..errors import VerifyError
-    from .shipped import check_shipped, embedded_text
-
     embedded_text(args.binary)  # a damaged binary is refused before the dry run is built (exit 32)
     settings = settings_from(args)
-    tree = _tree(args, settings)
+    tree = tree_of(args, settings.src_dir)
     batches: list[tuple[str, Path | None]] = [("ops", o) for o in args.ops or ()] or [("built-in", None)]
     result = _dry_run(args, settings, tree, batches)
     libs = check_shipped(args.binary, result)

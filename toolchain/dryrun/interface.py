@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..oracle.extract import _strip_comments
-from ..tree import METAL_DIR
+from ..core.digests import stat_key
+from ..core.tree import METAL_DIR, strip_comments
 
 OBJC_FILES = (METAL_DIR / "ggml-metal-device.m", METAL_DIR / "ggml-metal-context.m")
 HEADERS = (METAL_DIR / "ggml-metal-device.h", METAL_DIR / "ggml-metal-context.h")
@@ -58,7 +58,7 @@ def header_declarations(tree: Path) -> dict[str, Signature]:
     for rel in HEADERS:
         raw = (tree / rel).read_text(encoding="utf-8", errors="replace")
         clean = "\n".join(
-            "" if line.lstrip().startswith("#") else line for line in _strip_comments(raw).splitlines()
+            "" if line.lstrip().startswith("#") else line for line in strip_comments(raw).splitlines()
         )
         pos = 0
         for chunk in re.split(r"(;)", clean):
@@ -76,7 +76,7 @@ def header_declarations(tree: Path) -> dict[str, Signature]:
 
 def column0_definitions(path: Path, label: str) -> dict[str, Signature]:
     """Non-static functions defined at column 0 (the signature runs up to the ``{``)."""
-    lines = _strip_comments(path.read_text(encoding="utf-8", errors="replace")).splitlines()
+    lines = strip_comments(path.read_text(encoding="utf-8", errors="replace")).splitlines()
     out: dict[str, Signature] = {}
     for i, line in enumerate(lines):
         m = _DEF.match(line)
@@ -116,8 +116,6 @@ _CHECKED: dict[tuple[tuple[object, ...], ...], tuple[str, ...]] = {}
 def mismatches(tree: Path) -> list[str]:
     """Why the stand-in does not fit this tree, one named item each; [] when it fits. Checked once
     per process while the tree's Metal files and the stand-in are unchanged."""
-    from ..digests import stat_key
-
     key = stat_key([STANDIN, *(tree / rel for rel in (*HEADERS, *OBJC_FILES, *CXX_FILES))])
     if key not in _CHECKED:
         _CHECKED[key] = tuple(_mismatches(tree))

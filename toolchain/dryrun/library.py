@@ -23,9 +23,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.digests import stat_key
+from ..core.tree import METAL_DIR
 from ..oracle.extract import DEVICE_M
 from ..oracle.profiles import DeviceProfile
-from ..tree import METAL_DIR
 
 KERNELS_DIR = METAL_DIR / "kernels"
 SINGLE_SOURCE = METAL_DIR / "ggml-metal.metal"
@@ -277,8 +278,6 @@ def kernel_library(tree: Path, profile: DeviceProfile) -> KernelLibrary:
     """Every kernel name the device's library would hold, with where each is instantiated. Scanned
     once per process and profile while the Metal sources and ggml's headers are unchanged (the
     matrix asks once per model)."""
-    from ..digests import stat_key
-
     tree = tree.resolve()
     files = sorted([*(tree / METAL_DIR).rglob("*"), *(tree / "ggml" / "src").glob("*.h")])
     key = (profile, stat_key(files))

@@ -15,8 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import BuildError, DryRunUnavailableError
+from ..core.git import tree_commit
+from ..errors import BuildError, DryRunUnavailableError, UsageError
 from ..log import LOG
+from ..oracle.extract import ExtractionFailed
 from ..oracle.probe import SupportCall, parse_support_csv, profiles_file
 from ..oracle.profiles import DeviceProfile, default_profiles, select
 from .build import DryRunProgram, DryRunUnavailable, ensure_program
@@ -42,8 +44,6 @@ TIMEOUT = 900.0  # seconds, each run of the program
 
 
 def program(tree: Path, cache_dir: Path) -> DryRunProgram:
-    from ..oracle.run import tree_commit
-
     try:
         return ensure_program(tree, cache_dir, compiler_cache_dir=cache_dir / "ccache")
     except DryRunUnavailable as exc:
@@ -54,9 +54,6 @@ def program(tree: Path, cache_dir: Path) -> DryRunProgram:
 
 
 def profiles_for(tree: Path, prog: DryRunProgram, names: Sequence[str] | None) -> tuple[DeviceProfile, ...]:
-    from ..oracle.extract import ExtractionFailed
-    from ..oracle.run import tree_commit
-
     try:
         allp = default_profiles(tree, prog.extraction.props_fields, prog.extraction.props_used)
     except ExtractionFailed as exc:
@@ -249,8 +246,6 @@ def dry_run(
     ops: str | None = None,
 ) -> DryRun:
     """Encode each batch (``(label, ops file)``; ``None`` = the built-in cases) on every profile."""
-    from ..oracle.run import tree_commit
-
     tree = tree.resolve()
     prog = program(tree, cache_dir)
     profs = profiles_for(tree, prog, profiles)
@@ -258,8 +253,6 @@ def dry_run(
     runs: list[BatchRun] = []
     for label, test_file in batches:
         if test_file is not None and not test_file.is_file():
-            from ..errors import UsageError
-
             raise UsageError(f"ops file {test_file} does not exist", "export it with test-export-graph-ops")
         folder = work / f"dryrun-{label}"
         pfile = profiles_file(profs, prog.fields, folder / "dryrun-profiles.tsv")

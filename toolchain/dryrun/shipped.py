@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.binlayout import MalformedBinary, macho_sections
+from ..errors import UnreadableBinaryError
 from .library import names_in_text
 from .records import DryRun
 
@@ -43,20 +45,14 @@ class ShippedLibrary:
 def embedded_text(path: Path) -> list[tuple[str, str]]:
     """(architecture, embedded Metal source) of each Mach-O slice that carries the section, read
     by the bounded reader (UnreadableBinaryError for a file whose headers point outside it)."""
-    from ..errors import UnreadableBinaryError
-    from ..verify.binaries import binary_problem
-    from ..verify.layout import macho_sections
-
-    problem = binary_problem(path)
-    if problem:
+    try:
+        raw = macho_sections(path.read_bytes(), SEGMENT, SECTION)
+    except MalformedBinary as exc:
         raise UnreadableBinaryError(
-            f"{path}: not a readable binary: {problem}",
+            f"{path}: not a readable binary: {exc}",
             "the file is damaged or was copied in part: rebuild it, or copy it again",
-        )
-    return [
-        (arch, raw.decode("utf-8", errors="replace"))
-        for arch, raw in macho_sections(path.read_bytes(), SEGMENT, SECTION)
-    ]
+        ) from None
+    return [(arch, body.decode("utf-8", errors="replace")) for arch, body in raw]
 
 
 def check_shipped(path: Path, run: DryRun) -> tuple[ShippedLibrary, ...]:

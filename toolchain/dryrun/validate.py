@@ -18,9 +18,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..tree import METAL_DIR
+from ..core.tree import METAL_DIR
 from .library import kernel_sources
 from .records import CaseResult, DryRun
+from .run import dry_run
 
 DEVICE_CPP = METAL_DIR / "ggml-metal-device.cpp"
 OPS_CPP = METAL_DIR / "ggml-metal-ops.cpp"
@@ -137,8 +138,6 @@ def validate(
     profiles: Sequence[str] | None = None,
     ops: str | None = None,
 ) -> Validation:
-    from .run import dry_run
-
     run = dry_run(tree, cache_dir, work, batches=[("built-in", None)], profiles=profiles, ops=ops)
     explained = explain(tree.resolve(), run)
     unexplained = [e for e in explained if e.kind == "unexplained"]

@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..claims import claimed_by
 from ..config import Settings
+from ..core.claims import claimed_by
+from ..core.hashing import sha256_file
+from ..core.jsonio import atomic_write_text
+from ..core.proc import Completed, available_cores, stream_many
 from ..errors import ModelError
 from ..log import LOG
-from ..proc import Completed, available_cores, stream_many
-from ..records import atomic_write_text, sha256_file
 from .shrink import Shrink
 from .spec import ArchSpec, ModelShape, safe_name, shape_of
 
@@ -204,7 +205,7 @@ def _run_workers(
     python: Path, jobs: list[dict[str, Any]], tmp: Path, log_dir: Path, timeout: float
 ) -> tuple[list[str], dict[str, Completed]]:
     """Make the models of ``jobs`` in one worker process per core, which share the job list (each
-    claims the next model when it is free: :mod:`toolchain.claims`): the workers' ``@@result``
+    claims the next model when it is free: :mod:`toolchain.core.claims`): the workers' ``@@result``
     lines, and per model name the exit of the worker that claimed it (of the first worker when
     none did). Each worker logs to ``toolchain-models-<i>.log``; Ctrl-C ends them all."""
     n = min(available_cores(), len(jobs))

@@ -6,33 +6,17 @@ import argparse
 import json
 from pathlib import Path
 
-from ..cli import common_options, settings_from
+from ..cli import settings_from
 from ..convert.env import ensure_env
+from ..core.jsonio import to_jsonable
+from ..core.tree import CONVERT_SCRIPT
 from ..errors import ConvertError
 from ..log import LOG
-from ..records import to_jsonable
-from ..tree import CONVERT_SCRIPT
+from ..options import arch_option, chosen_archs, common_options
 from .build import make_models
 from .config_input import read_config
 from .shrink import Shrink, shrink_config
 from .spec import ArchSpec, load_specs, select
-
-
-def add_arch_option(p: argparse.ArgumentParser) -> None:
-    """``--arch/-a``: repeatable, space- or comma-separated (as coverage's ``-a``)."""
-    p.add_argument(
-        "--arch",
-        "-a",
-        action="extend",
-        nargs="+",
-        type=lambda text: [a for a in text.split(",") if a],
-        metavar="A",
-        help="only these architectures: repeatable, space- or comma-separated (default: all)",
-    )
-
-
-def chosen_archs(args: argparse.Namespace) -> list[str] | None:
-    return [a for group in args.arch for a in group] if args.arch else None
 
 
 def _specs(args: argparse.Namespace) -> tuple[list[ArchSpec], dict[str, tuple[Shrink, ...]]]:
@@ -89,7 +73,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     common_options(p)
     p.add_argument("--list", action="store_true", help="print the known architectures, one per line")
     p.add_argument("--json", action="store_true", help="machine output on stdout")
-    add_arch_option(p)
+    arch_option(p)
     p.add_argument(
         "--from-config",
         type=Path,

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 RESULT_PREFIX = "@@result "
-CLAIMS = Path(__file__).parents[1] / "claims.py"  # standard library only: run by its path
+CLAIMS = Path(__file__).parents[1] / "core" / "claims.py"  # standard library only: run by its path
 
 # A fixed, varied corpus for SentencePiece training (words, code, digits, punctuation, non-Latin).
 _CORPUS_WORDS = (
@@ -392,7 +392,7 @@ def make_model(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    """``worker.py JOBS [CLAIMS N]``: with CLAIMS, workers share the job list (toolchain/claims.py)."""
+    """``worker.py JOBS [CLAIMS N]``: with CLAIMS, workers share the job list (toolchain/core/claims.py)."""
     jobs = json.loads(Path(argv[1]).read_text())
     shared = runpy.run_path(str(CLAIMS))
     claims, worker = shared["worker_args"](argv, 2)

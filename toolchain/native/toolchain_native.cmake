@@ -1,5 +1,5 @@
 # What the toolchain's native programs (oracle/native: the supports_op probe, dryrun/native: the
-# Metal dry run) share, included by both CMakeLists.txt, built by toolchain.native_build:
+# Metal dry run) share, included by both CMakeLists.txt, built by toolchain.builder.native:
 #   -DLLAMA_TREE=<checked-out tree>  -DTOOLCHAIN_GENERATED=<dir with the oracle's cut and props setter>
 # ggml comes from that same tree (static, no backends: only ggml-base and the registry), so
 # headers, libggml-base and the cut-out code always match.
@@ -32,9 +32,9 @@ endforeach()
 # toolchain_program(<target> <our sources…>): our sources, the generated props setter and cut
 # supports_op (C), and the tree's test-backend-ops, whose main becomes toolchain_tbo_main, called
 # after the program has registered its backend. Support mode only builds graphs: -O0 keeps this
-# 12k-line file's compile short. Our own folder comes first on the include path (the dry run's
-# toolchain_oracle_shim.h stands in for the oracle's there), then this one, the generated sources
-# and the tree's ggml.
+# 12k-line file's compile short. The program's own folder comes first on the include path (its
+# toolchain_device.h defines the device struct the cut supports_op reads), then this one, the
+# generated sources and the tree's ggml.
 function(toolchain_program target)
     add_executable(${target}
         ${ARGN}

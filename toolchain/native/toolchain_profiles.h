@@ -1,7 +1,7 @@
 // The profiles file both native programs read (the oracle probe, the dry run), as written by
 // toolchain.oracle.probe.profiles_file: one profile per line,
 // `name<TAB>description<TAB>field=value;field=value…`, fields of struct ggml_metal_device_props.
-// Header-only: each program has its own struct ggml_metal_device (its toolchain_oracle_shim.h).
+// Header-only: each program has its own struct ggml_metal_device (its toolchain_device.h).
 #pragma once
 
 #include <cstdio>

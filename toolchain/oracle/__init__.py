@@ -22,6 +22,7 @@ cannot be cut out of (or the probe not compiled against) a tree: no columns for 
 
 from __future__ import annotations
 
+from ..core.git import tree_commit
 from ..errors import OracleUnavailableError, OracleValidationError
 from ..records import ORACLE_PREDICTIONS, ORACLE_VALIDATION, write_report
 from .predict import predict
@@ -35,7 +36,7 @@ from .records import (
     ProfilePredictions,
     TableValidation,
 )
-from .run import MIN_AGREEMENT, tree_commit
+from .run import MIN_AGREEMENT
 from .tree_validation import validate_tree
 
 __all__ = [

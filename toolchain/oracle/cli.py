@@ -4,104 +4,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import tarfile
-import tempfile
 from pathlib import Path
 
-from ..cli import common_options, settings_from
+from ..builder.manifest import last_build_dir
+from ..cli import settings_from
 from ..config import Settings
-from ..errors import OracleValidationError, UsageError
-from ..locking import exclusive
+from ..core.digests import ggml_environment, program_digest, toolchain_digest, tree_digest
+from ..core.git import tree_commit
+from ..core.jsonio import to_jsonable
+from ..errors import OracleValidationError, ReportError
 from ..log import LOG
-from ..proc import capture
-from ..records import to_jsonable, write_report
-from ..source import SourceSpec, mirror_of
-from ..source import resolve as resolve_source
-from ..source.spec import SDIST_PROJECT
+from ..options import profiles_of, tree_of, tree_options
+from ..records import ORACLE_VALIDATION, read_record_if_any, write_report
 from . import PREDICTIONS_REPORT, VALIDATION_REPORT
+from .measure import find_backend_ops
+from .older import older_tree
 from .predict import predict
 from .records import OracleValidation, Predictions, TableValidation
-from .run import MIN_AGREEMENT, tree_commit
+from .run import MIN_AGREEMENT
 from .tree_validation import validate_tree
-
-
-def _tree(args: argparse.Namespace, settings: Settings) -> Path:
-    tree: Path = args.tree.resolve() if args.tree else settings.src_dir
-    if not (tree / "ggml").is_dir():
-        raise UsageError(
-            f"{tree} is not a llama.cpp tree (no ggml/)",
-            "run `llama-toolchain fetch` first, or give --tree PATH",
-        )
-    return tree
-
-
-def tree_options(p: argparse.ArgumentParser, profiles_help: str) -> None:
-    """The options of every oracle and dry-run command: the common ones, ``--tree`` (read by
-    ``_tree``) and ``--profiles`` (read by ``_profiles``)."""
-    common_options(p)
-    p.add_argument(
-        "--tree", type=Path, default=None, help="llama.cpp tree (default: the work dir's checkout)"
-    )
-    p.add_argument("--profiles", default=None, help=profiles_help)
-
-
-def _profiles(args: argparse.Namespace) -> list[str] | None:
-    if not args.profiles:
-        return None
-    return [p.strip() for p in args.profiles.split(",") if p.strip()]
-
-
-def _older_tree(args: argparse.Namespace, tree: Path, settings: Settings) -> tuple[Path | None, str | None]:
-    if args.older_tree:
-        return args.older_tree.resolve(), None
-    older_pypi, older_ref = args.older_pypi, args.older_ref
-    if not (older_pypi or older_ref) and settings.oracle_older:
-        # [tool.llama-toolchain] oracle-older: a llama-cpp-python requirement or a ref
-        if settings.oracle_older.replace("_", "-").startswith(SDIST_PROJECT):
-            older_pypi = settings.oracle_older
-        else:
-            older_ref = settings.oracle_older
-    repo = tree
-    if older_pypi:
-        # an older llama-cpp-python sdist, imported into its mirror like any source
-        version = older_pypi.split("==")[-1]
-        resolved = resolve_source(SourceSpec(kind="pypi-sdist", location=older_pypi, ref=version), settings)
-        repo, older_ref = mirror_of(resolved, settings).path, resolved.commit
-    if not older_ref:
-        return None, None
-    # an older commit of the same repository, exported once into the cache
-    try:
-        found = capture(
-            ["git", "-C", str(repo), "rev-parse", "--verify", "--end-of-options", f"{older_ref}^{{commit}}"],
-            timeout=60,
-        )
-    except OSError:
-        found = None
-    if found is None or not found.ok:
-        raise UsageError(
-            f"older tree {older_ref}: not a commit of the repository at {repo}",
-            "fetch it first, or give --older-tree PATH",
-        )
-    commit = found.stdout.strip()
-    dest = settings.cache_dir / "oracle" / "trees" / commit
-    with exclusive(settings.cache_dir / "oracle" / f".tree-{commit}.lock", wait=600):
-        if not (dest / "ggml").is_dir():
-            with tempfile.TemporaryDirectory() as tmp:
-                archive = Path(tmp) / "tree.tar"
-                with archive.open("wb") as fh:
-                    done = capture(
-                        ["git", "-C", str(repo), "archive", "--format=tar", commit], timeout=600, stdout=fh
-                    )
-                if not done.ok:
-                    raise UsageError(
-                        f"older tree {older_ref}: git archive {commit} failed (exit {done.returncode}): "
-                        + " ".join(done.stderr.split()[-30:]),
-                        "give --older-tree PATH",
-                    )
-                dest.mkdir(parents=True, exist_ok=True)
-                with tarfile.open(archive) as tar:
-                    tar.extractall(dest, filter="data")
-    return dest, commit
 
 
 def _print_table(t: TableValidation, origin: str, agreement: str, *, main: bool = False) -> bool:
@@ -133,8 +54,10 @@ def _print_validation(v: OracleValidation) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    tree = _tree(args, settings)
-    older, older_commit = _older_tree(args, tree, settings)
+    tree = tree_of(args, settings.src_dir)
+    older, older_commit = older_tree(
+        tree, settings, tree_dir=args.older_tree, requirement=args.older_pypi, ref=args.older_ref
+    )
     build = args.build.resolve() if args.build else _default_build(settings)
     name, kind = VALIDATION_REPORT
     kept = settings.cache_dir / "oracle" / "validations" / f"{_validation_key(args, tree, older, build)}.json"
@@ -144,7 +67,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             tree,
             cache_dir=settings.cache_dir,
             older_tree=older,
-            profiles=_profiles(args),
+            profiles=profiles_of(args),
             measured_build=build,
             min_agreement=args.min_agreement,
             older_commit=older_commit,
@@ -175,9 +98,6 @@ def _validation_key(args: argparse.Namespace, tree: Path, older: Path | None, bu
     import hashlib
     import platform
 
-    from ..digests import ggml_environment, program_digest, toolchain_digest, tree_digest
-    from .measure import find_backend_ops
-
     def tree_id(t: Path | None) -> list[str]:
         return [tree_digest(t, Path("docs") / "ops"), tree_commit(t)] if t is not None else []
 
@@ -187,7 +107,7 @@ def _validation_key(args: argparse.Namespace, tree: Path, older: Path | None, bu
         toolchain_digest(),
         tree_id(tree),
         tree_id(older),
-        _profiles(args),
+        profiles_of(args),
         args.min_agreement,
         program_digest(tbo) if tbo is not None else str(build),
         platform.machine(),
@@ -197,26 +117,21 @@ def _validation_key(args: argparse.Namespace, tree: Path, older: Path | None, bu
 
 
 def _kept_validation(path: Path) -> OracleValidation | None:
-    from ..errors import ReportError
-    from ..records import ORACLE_VALIDATION, read_record_if_any
-
     try:
-        return read_record_if_any(path, ORACLE_VALIDATION)
+        return read_record_if_any(path, ORACLE_VALIDATION, OracleValidation)
     except ReportError:
         return None  # unreadable or of another schema: validated again
 
 
 def _default_build(settings: Settings) -> Path | None:
-    from ..builder.manifest import last_build_dir
-
     return last_build_dir(settings.reports_dir)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     settings = settings_from(args)
-    tree = _tree(args, settings)
+    tree = tree_of(args, settings.src_dir)
     preds: Predictions = predict(
-        args.ops, tree, cache_dir=settings.cache_dir, profiles=_profiles(args), commit=tree_commit(tree)
+        args.ops, tree, cache_dir=settings.cache_dir, profiles=profiles_of(args), commit=tree_commit(tree)
     )
     name, kind = PREDICTIONS_REPORT
     path = write_report(settings.reports_dir / name, kind, preds)

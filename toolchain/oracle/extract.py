@@ -25,7 +25,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..tree import METAL_DIR
+from ..core.digests import stat_key
+from ..core.tree import METAL_DIR, strip_comments
 
 ENTRY = "ggml_metal_device_supports_op"
 DEVICE_M = METAL_DIR / "ggml-metal-device.m"
@@ -89,7 +90,7 @@ class Extraction:
         lines = ["// cut from the llama.cpp tree by toolchain.oracle.extract: do not edit", ""]
         lines += [f'#include "{inc}"' for inc in self.includes[language]]
         if language == "c":
-            lines.append('#include "toolchain_oracle_shim.h"')
+            lines.append('#include "toolchain_device.h"')
         lines.append("")
         for fn in self.functions:
             if fn.language == language:
@@ -97,34 +98,6 @@ class Extraction:
                 lines.append(fn.text)
                 lines.append("")
         return "\n".join(lines) + "\n"
-
-
-def _strip_comments(text: str) -> str:
-    """Blank out comments and string/char literal contents, keeping offsets and newlines."""
-    out: list[str] = []
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if text.startswith("//", i):
-            j = text.find("\n", i)
-            j = n if j < 0 else j
-            out.append(" " * (j - i))
-            i = j
-        elif text.startswith("/*", i):
-            j = text.find("*/", i + 2)
-            j = n if j < 0 else j + 2
-            out.append("".join(ch if ch == "\n" else " " for ch in text[i:j]))
-            i = j
-        elif c in "\"'":
-            j = i + 1
-            while j < n and text[j] != c and text[j] != "\n":
-                j += 2 if text[j] == "\\" else 1
-            out.append(c + " " * (min(j, n) - i - 1) + (c if j < n else ""))
-            i = j + 1
-        else:
-            out.append(c)
-            i += 1
-    return "".join(out)
 
 
 def _find_definition(lines: list[str], name: str) -> tuple[int, int] | None:
@@ -147,7 +120,7 @@ def _find_definition(lines: list[str], name: str) -> tuple[int, int] | None:
 
 
 def _props_struct(header: str) -> tuple[PropsField, ...]:
-    match = re.search(r"struct\s+ggml_metal_device_props\s*\{(.*?)\};", _strip_comments(header), re.S)
+    match = re.search(r"struct\s+ggml_metal_device_props\s*\{(.*?)\};", strip_comments(header), re.S)
     if not match:
         raise ExtractionFailed(
             f"{DEVICE_H}: no `struct ggml_metal_device_props {{ … }};` to build the shim from"
@@ -197,8 +170,6 @@ _EXTRACTED: dict[tuple[tuple[object, ...], ...], Extraction] = {}
 def extract(tree: Path) -> Extraction:
     """Cut the entry function and its helpers out of ``tree``; raise ExtractionFailed with why not.
     Done once per process while the files it reads are unchanged (the matrix asks once per model)."""
-    from ..digests import stat_key
-
     key = stat_key([tree / DEVICE_M, tree / DEVICE_H, *(tree / rel for rel, _language in HELPER_SOURCES)])
     if key not in _EXTRACTED:
         _EXTRACTED[key] = _extract(tree)
@@ -222,7 +193,7 @@ def _extract(tree: Path) -> Extraction:
         path = tree / rel
         if path.is_file():
             raw = path.read_text(encoding="utf-8", errors="replace")
-            sources[rel] = (language, raw.splitlines(), _strip_comments(raw).splitlines())
+            sources[rel] = (language, raw.splitlines(), strip_comments(raw).splitlines())
 
     m_clean = "\n".join(sources[DEVICE_M][2])
     local_names = set(_DEFINE.findall(m_clean)) | set(_FILE_SCOPE_CONST.findall(m_clean))

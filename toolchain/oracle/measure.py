@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..proc import capture
-from ..tree import BACKEND_OPS
+from ..core.proc import capture
+from ..core.tree import BACKEND_OPS
 from . import normalise
 from .probe import parse_support_csv
 from .records import (

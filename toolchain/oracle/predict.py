@@ -7,6 +7,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..core.git import tree_commit
 from ..errors import UsageError
 from .probe import run_support
 from .profiles import DeviceProfile
@@ -17,7 +18,7 @@ from .records import (
     Predictions,
     ProfilePredictions,
 )
-from .run import probe_for, probe_info, profiles_before_probe, tree_commit
+from .run import probe_for, probe_info, profiles_before_probe
 
 _GENERIC = re.compile(
     r"^(?:name=(?P<name>[^,]*),)?type=(?P<type>[^,]+),ne=(?P<ne>\[[^\]]*\]),"

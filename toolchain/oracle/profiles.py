@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
+from ..errors import UsageError
 from .chips import CHIP_FAMILIES, ChipTable, chip_slug, chip_table
 from .extract import DEVICE_M, ExtractionFailed, PropsField
 
@@ -360,8 +361,6 @@ def select(profiles: Sequence[DeviceProfile], names: Sequence[str] | None) -> tu
     by_name = {p.name: p for p in profiles}
     missing = [n for n in names if n not in by_name]
     if missing:
-        from ..errors import UsageError
-
         raise UsageError(
             f"unknown oracle profile(s) for this tree: {', '.join(missing)}",
             f"known: {', '.join(by_name)}",

@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import OracleUnavailableError
-from ..proc import capture
 from .extract import Extraction, ExtractionFailed, extract
 from .probe import Probe, ProbeUnavailable, ensure_probe
 from .profiles import DeviceProfile, default_profiles, select, unmodelled
@@ -17,18 +16,6 @@ from .records import (
 
 METAL_CSV = Path("docs/ops/Metal.csv")
 MIN_AGREEMENT = 0.95
-
-
-def tree_commit(tree: Path) -> str:
-    """The commit of a checked-out tree (its own git repository), or "unknown"."""
-    try:
-        done = capture(["git", "-C", str(tree), "rev-parse", "--show-toplevel", "HEAD"], timeout=30)
-    except OSError:
-        return "unknown"
-    top = done.stdout.split() if done.ok else []
-    if len(top) == 2 and Path(top[0]).resolve() == tree.resolve():
-        return top[1]
-    return "unknown"
 
 
 def unavailable(tree: Path, reason: str) -> OracleUnavailableError:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from ..tree import BACKEND_OPS_SOURCE
+from ..core.tree import BACKEND_OPS_SOURCE
 from . import normalise
 from .probe import SupportRow
 from .records import (

@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..core.git import tree_commit
 from ..log import LOG
 from . import normalise
 from .extract import ExtractionFailed
@@ -19,7 +20,7 @@ from .records import (
     OracleValidation,
     TableValidation,
 )
-from .run import METAL_CSV, MIN_AGREEMENT, probe_for, probe_info, profiles_before_probe, tree_commit
+from .run import METAL_CSV, MIN_AGREEMENT, probe_for, probe_info, profiles_before_probe
 from .table import NORMALISATION_RULES, by_backend, skipped, table_validation, test_sources
 from .validate import (
     Evidence,

@@ -72,6 +72,12 @@ class Table:
     rows: int
 
 
+def by_count(counts: Counter[str]) -> dict[str, int]:
+    """Most first, ties by name: the same report from the same inputs in every process (a Counter's
+    ties keep insertion order, which follows set iteration and so the process's hash seed)."""
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
 def index(rows: Iterable[SupportRow], norm: Normaliser) -> Table:
     seen: dict[Key, set[bool]] = defaultdict(set)
     blockers: dict[Key, str] = {}
@@ -114,7 +120,7 @@ def unmatched(side: str, mine: Table, other: Table, limit: int = 5) -> tuple[Unm
         groups["ambiguous (same normalised case, different answers)"].append(key)
     out = []
     for reason, keys in sorted(groups.items(), key=lambda kv: -len(kv[1])):
-        by_op = dict(Counter(op for op, _ in keys).most_common())
+        by_op = by_count(Counter(op for op, _ in keys))
         examples = tuple(f"{op} {case}" for op, case in sorted(keys)[:limit])
         first = sorted(keys)[0]
         extra = (
@@ -149,7 +155,7 @@ def agreement(comparison: Comparison) -> tuple[ProfileAgreement, ...]:
         bad = Counter(op for k, v in answers.items() if v != comparison.reference[k] for op in [k[0]])
         agree = len(answers) - sum(bad.values())
         rate = round(agree / len(answers), 6) if answers else 0.0
-        out.append(ProfileAgreement(name, len(answers), agree, rate, dict(bad.most_common())))
+        out.append(ProfileAgreement(name, len(answers), agree, rate, by_count(bad)))
     return tuple(sorted(out, key=lambda a: (-a.agreement, a.profile)))
 
 
@@ -222,4 +228,4 @@ def summarise(disagreements: Sequence[Disagreement]) -> dict[str, dict[str, int]
     out: dict[str, Counter[str]] = defaultdict(Counter)
     for d in disagreements:
         out[d.explanation][d.op] += 1
-    return {k: dict(v.most_common()) for k, v in sorted(out.items())}
+    return {k: by_count(v) for k, v in sorted(out.items())}

@@ -20,10 +20,11 @@ from pathlib import Path, PurePosixPath
 
 import git
 
+from ..core.git import HasWorkingDir, run_git
 from ..errors import DirtyWorkTreeError, MirrorCorruptError, ToolchainError
 from ..log import LOG
 from .lock import ResolvedSource
-from .mirror import Mirror, run_git
+from .mirror import Mirror
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ def _changes(repo: git.Repo) -> list[str]:
 SHOWN_FILES = 30
 
 
-def _ignored(cmd: git.Git) -> list[str]:
+def _ignored(cmd: Path | HasWorkingDir) -> list[str]:
     """Files of the worktree that its .gitignore hides from `git status`: still the user's data.
     (With --untracked-files=all an ignored directory is listed file by file.)"""
     out = run_git(
@@ -85,7 +86,7 @@ def _listing(files: list[str]) -> str:
     return f"\n    {shown}{more}"
 
 
-def _keep_ignored(owner: git.Git, dest: Path, ignored: list[str], why: str) -> Path:
+def _keep_ignored(owner: Path | HasWorkingDir, dest: Path, ignored: list[str], why: str) -> Path:
     """Move a worktree with ignored files aside (still a registered worktree), and say so."""
     saved = _aside(dest, "saved")
     run_git(owner, ["worktree", "move", str(dest), str(saved)])
@@ -190,7 +191,7 @@ def release_clean_worktree(mirror: Mirror, dest: Path) -> None:
         return
     try:
         if Path(git.Repo(dest).common_dir).resolve() == mirror.path.resolve():
-            ignored = _ignored(git.Git(str(dest)))
+            ignored = _ignored(dest)
             if ignored:
                 _keep_ignored(mirror.repo.git, dest, ignored, "its mirror is being replaced")
             else:

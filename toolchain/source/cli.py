@@ -5,78 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..cli import common_options, settings_from, switches
-from ..config import Settings
-from ..errors import ConfigError, UsageError
-from ..locking import work_dir_lock
+from ..cli import settings_from
+from ..core.jsonio import to_jsonable
+from ..core.locking import work_dir_lock
+from ..errors import ConfigError
 from ..log import LOG
-from ..records import to_jsonable
-from . import Checkout, ResolvedSource, SourceSpec, fetch, read_lock, resolve, write_lock
-from .spec import SDIST_PROJECT
-
-
-def source_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("source (default: the lock file)")
-    group.add_argument(
-        "--ref", help="HEAD, a branch, a tag or a (abbreviated) commit id; for --pypi: ignored"
-    )
-    kind = group.add_mutually_exclusive_group()
-    kind.add_argument(
-        "--git",
-        metavar="URL",
-        nargs="?",
-        const="",
-        help="a git remote (default: [tool.llama-toolchain] remote)",
-    )
-    kind.add_argument(
-        "--pypi", metavar="REQ", help=f"a {SDIST_PROJECT} requirement, e.g. {SDIST_PROJECT}==0.3.36"
-    )
-    switches(
-        group,
-        {
-            "--offline": "use the cache only; fail clearly when something is missing",
-            "--force": "move a checkout with local changes aside (kept) instead of stopping",
-            "--allow-dirty": "build a checkout with local changes as it is",
-        },
-    )
-
-
-def requested_spec(args: argparse.Namespace, settings: Settings) -> SourceSpec | None:
-    """The spec given on the command line, or None to use the lock."""
-    if args.pypi:
-        return SourceSpec(kind="pypi-sdist", location=args.pypi, ref=args.pypi.split("==")[-1])
-    if args.git is not None:
-        return SourceSpec(kind="git", location=args.git or settings.remote, ref=args.ref or "HEAD")
-    if args.ref:
-        locked = read_lock(settings.lock_path)
-        if locked.kind != "git":
-            raise UsageError(
-                f"--ref {args.ref} needs a git source, but the lock pins {locked.location}",
-                "add --git [URL] (default remote: [tool.llama-toolchain] remote)",
-            )
-        return SourceSpec(kind="git", location=locked.location, ref=args.ref)
-    return None
-
-
-def selected_source(args: argparse.Namespace, settings: Settings) -> tuple[ResolvedSource, bool]:
-    """(source, from_lock): the lock, or a spec from the command line resolved now (lock untouched)."""
-    spec = requested_spec(args, settings)
-    if spec is None:
-        return read_lock(settings.lock_path), True
-    return resolve(spec, settings, offline=args.offline), False
-
-
-def fetch_selected(args: argparse.Namespace, settings: Settings) -> Checkout:
-    """The checkout of the source the source options select, fetched as they say."""
-    source, from_lock = selected_source(args, settings)
-    return fetch(
-        source,
-        settings,
-        offline=args.offline,
-        force=args.force,
-        allow_dirty=args.allow_dirty,
-        locked=from_lock,
-    )
+from ..options import common_options, source_options
+from . import SourceSpec, read_lock, resolve, write_lock
+from .selected import fetch_selected, requested_spec
 
 
 def cmd_update(args: argparse.Namespace) -> int:

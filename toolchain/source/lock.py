@@ -32,8 +32,8 @@ from typing import Any
 
 import tomli_w
 
+from ..core.jsonio import atomic_write_text
 from ..errors import ConfigError, ToolchainError
-from ..records import atomic_write_text
 from .spec import SourceSpec, is_full_commit_id
 
 LOCK_SCHEMA_VERSION = 1

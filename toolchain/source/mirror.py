@@ -1,9 +1,9 @@
-"""Bare git mirrors in the cache, driven through GitPython.
+"""Bare git mirrors in the cache (GitPython's ``Repo`` for what they hold).
 
 One bare mirror per remote (``<cache>/mirrors/<name>-<hash>.git``); sdists get one mirror per
-PyPI project. Every git call goes through :func:`run_git`: an argument list, a timeout for
-anything that touches the network, no terminal prompts, and git's errors mapped onto our typed
-errors (unreachable remote, missing ref, corrupt mirror).
+PyPI project. Every git command goes through :func:`toolchain.core.git.run_git`: an argument list,
+a timeout for anything that touches the network, no terminal prompts, and git's errors mapped onto
+our typed errors (unreachable remote, missing ref, corrupt mirror).
 """
 
 from __future__ import annotations
@@ -17,53 +17,10 @@ from pathlib import Path
 
 import git
 
-from ..errors import MirrorCorruptError, RefNotFoundError, RemoteUnreachableError, ToolchainError
-from ..locking import exclusive
+from ..core.git import run_git
+from ..core.locking import exclusive
+from ..errors import MirrorCorruptError, ToolchainError
 from ..log import LOG
-from ..proc import capture
-
-# Environment for every git subprocess: never prompt, never read the user's askpass helpers.
-GIT_ENV = {
-    "GIT_TERMINAL_PROMPT": "0",
-    "GIT_ASKPASS": "",
-    "SSH_ASKPASS": "",
-    "GCM_INTERACTIVE": "never",
-    "GIT_SSH_COMMAND": "ssh -o BatchMode=yes",
-}
-
-_UNREACHABLE = (
-    "could not resolve host",
-    "connection refused",
-    "couldn't connect to server",
-    "failed to connect",
-    "unable to access",
-    "does not appear to be a git repository",
-    "could not read from remote repository",
-    "connection timed out",
-    "no route to host",
-    "timeout: the command",
-    "the remote end hung up unexpectedly",
-    "repository not found",
-    "operation timed out",
-)
-_NOT_FOUND = ("not our ref", "couldn't find remote ref", "no such remote ref", "unadvertised object")
-_CORRUPT = (
-    "bad object",
-    "missing blob",
-    "missing tree",
-    "is corrupt",
-    "corrupt",
-    "unable to read",
-    "did not receive expected object",
-    "inflate:",
-    "invalid object",
-    "packfile",
-    "loose object",
-    "unable to parse object",
-    "object file",
-    "bad packed object",
-    "fatal: not a git repository",
-)
 
 
 def mirror_path(mirrors_dir: Path, key: str) -> Path:
@@ -149,74 +106,13 @@ class Mirror:
         """Read (inflate) every object of ``commit``: catches bad packs before a checkout uses them."""
         with open(os.devnull, "wb") as sink:
             try:
-                self.repo.git.execute(
-                    ["git", "archive", "--format=tar", commit], output_stream=sink, env=GIT_ENV
-                )
-            except git.GitCommandError as exc:
+                run_git(self.repo.git, ["archive", "--format=tar", commit], stdout=sink)
+            except ToolchainError as exc:
                 raise MirrorCorruptError(
                     f"mirror {self.path} cannot read the objects of {commit[:12]}: "
-                    + " ".join(str(exc.stderr or "").split())[-300:]
+                    + " ".join(exc.message.split())[-300:]
                 ) from None
 
     def pin(self, commit: str) -> None:
         """Keep a ref on a commit we use so that no gc ever drops it."""
         self.run(["update-ref", f"refs/toolchain/pins/{commit}", commit])
-
-
-def run_git(
-    cmd: git.Git,
-    args: Sequence[str],
-    *,
-    timeout: float | None = None,
-    env: Mapping[str, str] | None = None,
-    remote: bool = False,
-) -> str:
-    """Run ``git <args>`` with ``cmd``'s working dir (an argument list); map failures onto typed errors."""
-    command = ["git", *args]
-    full_env = {**GIT_ENV, **(env or {})}
-    try:
-        if timeout is None:
-            out = cmd.execute(command, env=full_env, stdout_as_string=True)
-        else:
-            cwd = Path(cmd.working_dir) if cmd.working_dir else None
-            out = _run_with_deadline(command, cwd, full_env, timeout)
-    except git.GitCommandError as exc:
-        raise classify_git_error(exc, command, remote=remote) from None
-    return str(out)
-
-
-def _run_with_deadline(command: list[str], cwd: Path | None, env: Mapping[str, str], timeout: float) -> str:
-    """A git call that may stall (network): its own process group, ended on timeout or Ctrl-C.
-
-    Not GitPython's ``kill_after_timeout``: its watchdog is a non-daemon timer thread, which keeps
-    the process alive after Ctrl-C until the timeout expires (and a second Ctrl-C then is a
-    traceback from the threading module)."""
-    done = capture(
-        command, timeout=timeout, env={**os.environ, **env}, cwd=cwd, max_output=None, term_wait=1.0
-    )
-    if done.timed_out:
-        raise git.GitCommandError(
-            command,
-            -9,
-            f'Timeout: the command "{" ".join(command)}" did not complete in {timeout:g} secs.',
-        )
-    if done.returncode != 0:
-        raise git.GitCommandError(command, done.returncode, done.stderr)
-    return done.stdout.removesuffix("\n")
-
-
-def classify_git_error(exc: git.GitCommandError, command: Sequence[str], *, remote: bool) -> ToolchainError:
-    stderr = str(exc.stderr or "").strip().strip("'").replace("stderr: ", "").strip()
-    low = stderr.lower()
-    shown = " ".join(command)
-    last = "\n    ".join(stderr.splitlines()[-6:]) or f"exit status {exc.status}"
-    if remote and any(s in low for s in _NOT_FOUND):
-        return RefNotFoundError(f"the remote has no such ref or commit ({shown}):\n    {last}")
-    if remote and (any(s in low for s in _UNREACHABLE) or exc.status == -9):
-        return RemoteUnreachableError(
-            f"could not reach the remote ({shown}):\n    {last}",
-            "check the URL and your network; with the commit already cached, `--offline` works without it",
-        )
-    if any(s in low for s in _CORRUPT):
-        return MirrorCorruptError(f"git reports a damaged repository ({shown}):\n    {last}")
-    return ToolchainError(f"git failed ({shown}):\n    {last}")

@@ -26,13 +26,14 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from ..config import Settings
+from ..core.git import run_git
+from ..core.hashing import sha256_file
 from ..errors import MirrorCorruptError, OfflineMissingError, SdistError, ToolchainError
 from ..log import LOG
-from ..records import sha256_file
 from .git_source import now_utc
 from .http import TooLargeError, read_bounded
 from .lock import ResolvedSource, SdistInfo
-from .mirror import Mirror, mirror_path, run_git
+from .mirror import Mirror, mirror_path
 from .spec import SDIST_PROJECT, SourceSpec, parse_requirement, pinned_version
 
 IMPORT_IDENTITY = {
@@ -279,7 +280,6 @@ def upstream_commit_from_changelog(changelog: str, version: str) -> str:
 
 def import_tree(mirror: Mirror, tree: Path, message: str, ref: str) -> str:
     """Commit ``tree`` into ``mirror`` with a fixed identity and date; deterministic id."""
-    import git  # local: only needed here
 
     with tempfile.TemporaryDirectory(prefix="index-", dir=mirror.path.parent) as tmp:
         env = {
@@ -288,7 +288,7 @@ def import_tree(mirror: Mirror, tree: Path, message: str, ref: str) -> str:
             "GIT_INDEX_FILE": str(Path(tmp) / "index"),
             **IMPORT_IDENTITY,
         }
-        worker = git.Git(str(tree))  # run from inside the tree
+        worker = tree  # run from inside the tree
         run_git(worker, [*DETERMINISTIC_CONFIG, "add", "--all", "--force", "--", "."], env=env)
         tree_id = run_git(worker, ["write-tree"], env=env).strip()
         commit = run_git(worker, ["commit-tree", tree_id, "-m", message], env=env).strip()

@@ -16,10 +16,14 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from ..core.jsonio import to_jsonable
 from ..errors import NothingVerifiedError, ProfileError, UnreadableBinaryError, VerifyError
 from ..profiles import DEFAULT_PROFILE, PROFILES, BackendProfile, PlatformInfo, current_platform
-from ..records import VERIFY, to_jsonable, write_report
+from ..records import VERIFY, write_report
+from .binaries import sniff
+from .kernels import shipped_library_checks
 from .records import Check, DeviceClass, DeviceInfo, RuntimeRun, Verification
+from .runtime import runtime_checks
 from .static import Inputs, discover, host_macos_version, static_checks
 
 __all__ = [
@@ -54,7 +58,6 @@ def profile_for(name: str, path: Path, inputs: Inputs | None = None) -> BackendP
         head = part.name.split("-", 1)[0]
         if head in PROFILES and "-" in part.name:
             return PROFILES[head]
-    from .binaries import sniff
 
     inputs = inputs or discover(path)
     kinds = {sniff(f) for f in inputs.files}
@@ -96,15 +99,11 @@ def verify_path(
         tree=tree,
     )
     checks: list[Check] = list(result.checks)
-    from ..dryrun.verify_kernels import shipped_library_checks  # the Metal dry run's needs (issue #16)
-
     checks.extend(shipped_library_checks(path, inputs.files))
     devices: tuple[DeviceInfo, ...] = ()
     device_class: DeviceClass | None = None
     runs: tuple[RuntimeRun, ...] = ()
     if runtime:
-        from .runtime import runtime_checks
-
         programs = list(inputs.files)
         if path.is_file():  # a single binary: the runner may sit beside it
             programs += sorted(

@@ -23,8 +23,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Literal
 
-from ..proc import deferred_interrupt
-from .layout import MalformedBinary, elf_problem, macho_slices, walk_macho
+from ..core.binlayout import MalformedBinary, elf_problem, macho_slices, walk_macho
+from ..core.proc import deferred_interrupt
 
 Format = Literal["macho", "elf"]
 Kind = Literal["executable", "library", "module", "object", "other"]

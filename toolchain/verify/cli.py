@@ -6,17 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
-from rich.table import Table
-from rich.text import Text
-
-from ..cli import common_options, settings_from
+from ..cli import settings_from
 from ..errors import VerifyError
-from ..log import LOG, verbatim
-from . import REPORT_NAME, Verification, profile_for, require_ok, verification_json, verify_path
-from .shipped_kernels import Fact
+from ..log import LOG
+from ..options import common_options
+from . import REPORT_NAME, profile_for, require_ok, verification_json, verify_path
+from .show import print_table
 from .static import discover
-
-_STYLE = {"pass": "green", "fail": "red bold", "unverifiable": "yellow"}
 
 
 def _default_path(build_root: Path) -> Path:
@@ -24,51 +20,6 @@ def _default_path(build_root: Path) -> Path:
     if not dirs:
         raise VerifyError(f"no build under {build_root}", "run `llama-toolchain build` first, or give PATH")
     return dirs[-1]
-
-
-def print_table(v: Verification) -> None:
-    era = f", era: {v.era}" if v.era else ""
-    title = Text(verbatim(f"verify {v.path} ({v.profile}{era})"))
-    table = Table(title=title, show_lines=False, title_justify="left")
-    for col in ("status", "check", "observed by", "found"):
-        table.add_column(col, overflow="fold")
-    for c in v.checks:
-        name = f"{c.name} [{c.arch}]" if c.arch else c.name
-        table.add_row(
-            Text(c.status, style=_STYLE[c.status]),
-            Text(verbatim(name)),
-            Text(c.observed_by),
-            Text(verbatim(c.found)),
-        )
-    if not LOG.quiet:
-        LOG.console.print(table)
-        if v.shipped:
-            LOG.console.print(shipped_table(v))
-        for d in v.devices:
-            LOG.info(f"device {d.name}: {d.description or '?'} -> {d.device_class} ({d.class_reason})")
-        for c in v.checks:
-            if c.status == "unverifiable" and c.hint:
-                LOG.info(f"  {c.name}: unverifiable: {c.hint}")
-
-
-def shipped_table(v: Verification) -> Table:
-    """What the shipped Metal library can and cannot run (static: read from the build)."""
-    table = Table(
-        title=Text("shipped library: what it can / cannot run (static, read from the build; no device)"),
-        title_justify="left",
-    )
-    for col in ("file [arch]", "topic", "can", "cannot", "from"):
-        table.add_column(col, overflow="fold")
-    for f in v.shipped:
-        assert isinstance(f, Fact)
-        table.add_row(
-            Text(verbatim(f"{f.file} [{f.arch}]")),
-            Text(f.topic),
-            Text(verbatim(f.can)),
-            Text(verbatim(f.cannot), style="red" if f.cannot else ""),
-            Text(verbatim(f.source)),
-        )
-    return table
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

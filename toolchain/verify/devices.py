@@ -1,5 +1,5 @@
 """What a run says about its devices: the ``--list-devices`` rows (their format in
-:mod:`toolchain.tree`), the backend's device log lines (their formats in the profile's
+:mod:`toolchain.core.tree`), the backend's device log lines (their formats in the profile's
 :class:`~toolchain.profiles.DeviceLog`: Metal's of ggml-metal-device.m, and of ggml-metal.m's
 ``ggml_metal_init:`` in older trees), and the device class (``real`` / ``paravirtual`` / ``none``)
 from the profile's :class:`~toolchain.profiles.DeviceExpectations`."""
@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
-from .. import tree
+from ..core import tree
 from ..profiles import PROFILES, BackendProfile, PlatformInfo
 from .records import DeviceClass, DeviceInfo
 

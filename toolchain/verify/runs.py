@@ -7,8 +7,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import tree
-from ..proc import Completed, stream
+from ..core import tree
+from ..core.proc import Completed, stream
 from .records import RuntimeRun
 
 # Programs that run a prompt, newest name first; llama-simple where the tree has no runner of the same age.

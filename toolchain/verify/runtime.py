@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import tree
-from ..proc import Completed
+from ..core import tree
+from ..core.proc import Completed
 from ..profiles import BackendProfile, PlatformInfo, current_platform
 from .devices import (
     ListedDevice,

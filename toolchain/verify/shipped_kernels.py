@@ -28,8 +28,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.binlayout import MalformedBinary, macho_sections
+from ..dryrun.library import names_in_text
 from .binaries import BinarySlice
-from .layout import MalformedBinary, macho_sections
 
 SEGMENT, SECTION = "__DATA", "__ggml_metallib"
 SOURCE_FILE, COMPILED_FILE = "ggml-metal.metal", "default.metallib"
@@ -192,8 +193,6 @@ def compiled_names(data: bytes) -> tuple[frozenset[str], tuple[int, int] | None]
 
 
 def _from_source(kind: str, where: str, text: str) -> Library:
-    from ..dryrun.library import names_in_text
-
     return Library(
         kind,
         where,

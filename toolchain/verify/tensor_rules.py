@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from ..core.tree import METAL_DIR
 from ..errors import VerifyError
-from ..tree import METAL_DIR
 
 DEVICE_M = METAL_DIR / "ggml-metal-device.m"
 METAL_CMAKE = METAL_DIR / "CMakeLists.txt"

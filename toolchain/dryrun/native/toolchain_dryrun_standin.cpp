@@ -12,7 +12,7 @@
 // One function per line of the interface starts at column 0 with exactly the header's signature.
 
 #include "toolchain_dryrun.h"
-#include "toolchain_oracle_shim.h"
+#include "toolchain_device.h"
 
 #include "ggml-metal-context.h"
 #include "ggml-metal-device.h"

@@ -9,7 +9,7 @@
 // supports_op: nothing is allocated, nothing runs on a device.
 
 #include "ggml-backend-impl.h"
-#include "toolchain_oracle_shim.h"
+#include "toolchain_device.h"
 #include "toolchain_profiles.h"
 
 #include <cstdio>

@@ -1,0 +1,161 @@
+"""The job summary a person reads in ten seconds (``coverage-summary.md``, and what goes to
+``$GITHUB_STEP_SUMMARY``).
+
+GitHub caps a step summary at 1 MiB, and the full ``coverage.md`` grows with every op of every
+architecture. The summary opens with the findings — what fails where, per backend column
+(device columns and the predicted Metal families alike) — then one compact line per
+architecture, and points at the uploaded HTML and JSON for the per-op detail. It is bounded by
+construction (names, statuses and counts only, each list capped) and guarded by a hard limit:
+under :data:`LIMIT` bytes whatever the size of the matrix.
+
+Text that comes from the tree or a user (reasons, architecture names) is written inside code
+spans with backticks and pipes neutralised, so Markdown never interprets it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+
+from ..records import SEVERITY, Cell, CoverageRun
+
+LIMIT = 64_000  # bytes
+ICONS = {
+    "pass": "✅",
+    "unsupported": "🟨",
+    "fallback": "🟧",
+    "wrong": "❌",
+    "crash": "💥",
+    "hang": "⏳",
+    "error": "⚠️",
+    "unverifiable": "❔",
+    "not-applicable": "➖",
+}
+_GOOD = ("pass", "not-applicable")
+_NAMES_PER_FINDING = 12
+_OPS_PER_BACKEND = 8
+
+
+def code(text: str, limit: int = 160) -> str:
+    """``text`` as an inline code span, verbatim (backticks and pipes cannot break out)."""
+    text = " ".join(str(text).split()).replace("`", "'").replace("|", "¦")
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return f"`{text}`" if text else ""
+
+
+def _label(cell: Cell) -> str:
+    return cell.architecture + (f"-{cell.variant}" if cell.variant else "")
+
+
+def _severity(status: str) -> int:
+    """Higher is worse (SEVERITY lists the statuses worst first)."""
+    return len(SEVERITY) - SEVERITY.index(status) if status in SEVERITY else 0
+
+
+def _findings(run: CoverageRun) -> list[str]:
+    by_backend: dict[str, dict[str, list[Cell]]] = defaultdict(lambda: defaultdict(list))
+    for c in run.cells:
+        if c.status not in _GOOD:
+            by_backend[c.backend][c.status].append(c)
+    if not by_backend:
+        return ["No findings: every cell passed or does not apply.", ""]
+    lines = ["## Findings", ""]
+    for b in run.backends:
+        statuses = by_backend.get(b)
+        if not statuses:
+            continue
+        parts = []
+        for status, cells in sorted(statuses.items(), key=lambda kv: -_severity(kv[0])):
+            types: dict[str, list[str]] = defaultdict(list)
+            for c in cells:
+                types[_label(c)].append(c.weight_type)
+            names = [f"{code(a, 48)} ({', '.join(sorted(set(t)))})" for a, t in sorted(types.items())]
+            shown = ", ".join(names[:_NAMES_PER_FINDING])
+            more = f", … {len(names) - _NAMES_PER_FINDING} more" if len(names) > _NAMES_PER_FINDING else ""
+            parts.append(f"{ICONS.get(status, '')} {status} ×{len(cells)}: {shown}{more}")
+        lines.append(f"- **{code(b, 60)}** — " + "; ".join(parts))
+        ops = Counter(
+            o.op
+            for cells in statuses.values()
+            for c in cells
+            for o in {o.op: o for o in c.unsupported_ops}.values()
+        )
+        if ops:
+            top = ", ".join(f"{code(op, 40)} in {n} cell(s)" for op, n in ops.most_common(_OPS_PER_BACKEND))
+            more = f", … {len(ops) - _OPS_PER_BACKEND} more ops" if len(ops) > _OPS_PER_BACKEND else ""
+            lines.append(f"  - unsupported ops: {top}{more}")
+        worst = [
+            c for cells in statuses.values() for c in cells if c.status not in ("unsupported", "unverifiable")
+        ]
+        for c in sorted(worst, key=lambda c: -_severity(c.status))[:3]:
+            lines.append(f"  - {code(c.id, 80)}: {code(c.reason)}")
+    lines.append("")
+    return lines
+
+
+def _architectures(run: CoverageRun) -> list[str]:
+    rows: dict[str, dict[str, dict[str, str]]] = defaultdict(lambda: defaultdict(dict))
+    for c in run.cells:
+        rows[_label(c)][c.backend][c.weight_type] = c.status
+    types = list(run.weight_types) or sorted({c.weight_type for c in run.cells})
+    lines = [
+        "## Architectures",
+        "",
+        f"One icon per weight type ({', '.join(types)}), per column: "
+        + ", ".join(f"{ICONS[s]} {s}" for s in ICONS),
+        "",
+        "| architecture | " + " | ".join(code(b, 40) for b in run.backends) + " |",
+        "|---|" + "---|" * len(run.backends),
+    ]
+    for arch in sorted(rows):
+        cols = []
+        for b in run.backends:
+            got = rows[arch].get(b, {})
+            cols.append("".join(ICONS.get(got[t], "?") if t in got else "·" for t in types))
+        lines.append(f"| {code(arch, 48)} | " + " | ".join(cols) + " |")
+    lines.append("")
+    return lines
+
+
+def step_summary(run: CoverageRun, *, limit: int = LIMIT) -> str:
+    src = run.source
+    head = [
+        f"# Kernel coverage: {code(str(src.get('location') or '?'), 80)} @ "
+        f"{code(str(src.get('commit') or '?')[:12], 20)}",
+        "",
+    ]
+    if not run.complete:
+        head += ["> **INCOMPLETE**" + (": the run was interrupted" if run.interrupted else ""), ""]
+    if run.verdict:
+        head += [f"**Verdict:** {code(run.verdict, 300)}", ""]
+    counts = ", ".join(f"{ICONS.get(k, '')} {k} {v}" for k, v in sorted(run.counts.items()))
+    head += [
+        f"Profile {code(run.profile, 30)}, device class **{code(run.device_class, 30)}**; "
+        f"{len(run.cells)} cells in {run.seconds:.0f} s. {counts}",
+        "",
+    ]
+    for note in run.notes[:6]:
+        head += [f"> {code(note, 400)}", ""]
+    if run.baseline is not None:
+        d = run.baseline
+        broken = ", ".join(code(c.id, 60) for c in d.newly_broken[:20])
+        more = f", … {len(d.newly_broken) - 20} more" if len(d.newly_broken) > 20 else ""
+        head += [
+            f"**Against the baseline** (commit {code(d.baseline_commit[:12], 20)}): {code(d.verdict, 300)}",
+            "",
+        ]
+        if d.newly_broken:
+            head += [f"Newly broken: {broken}{more}", ""]
+    tail = [
+        "Per-op detail (every unsupported shape, evidence, logs): `coverage.html` and `coverage.json` "
+        "in the uploaded reports.",
+        "",
+    ]
+    text = "\n".join([*head, *_findings(run), *_architectures(run), *tail])
+    encoded = text.encode("utf-8")
+    if len(encoded) <= limit:
+        return text
+    # hard guard: cut at a line boundary and say so (the caps above keep real runs far below it)
+    note = "\n\n> … cut here to stay under the step-summary limit: see coverage.html / coverage.json\n"
+    cut = encoded[: limit - len(note.encode()) - 4].decode("utf-8", errors="ignore")
+    return cut[: cut.rfind("\n")] + note

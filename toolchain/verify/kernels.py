@@ -1,0 +1,181 @@
+"""The shipped-library check inside ``llama-toolchain verify``.
+
+A build that embeds its Metal library (``__DATA,__ggml_metallib``) carries the kernel *source*;
+every kernel base name the dry run's encoders ask for, per GPU-family profile, must be in it.
+What "needed" means comes from the work dir the build lies in (``<work>/build/<profile>-<hash>``):
+
+- the last coverage run's ``metal-dryrun:<profile>`` cells (``<work>/reports/coverage.json``:
+  the kernels the dry run asked for on the covered models' ops, with the profile's loader
+  defines), when it has them;
+- otherwise the dry run of the tree's built-in test-backend-ops cases (``<work>/src``), kept in the
+  dry-run program's cache dir per profile set.
+
+Each (slice, profile) is one check ``metal-dryrun-kernels:<profile>``, ``observed_by``
+``static+dry-run``: the library read from the binary, the needs from the dry run. A build outside
+a work dir gets one ``unverifiable`` check saying why (nothing is assumed).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import default_cache_dir
+from ..core.tree import has_metal_sources
+from ..dryrun.library import names_in_text
+from ..dryrun.run import DEFAULT_PROFILES, dry_run, program
+from ..dryrun.shipped import SECTION, SEGMENT, embedded_text
+from ..errors import ReportError, ToolchainError
+from ..records import COVERAGE, read_data
+from .binaries import binary_problem, sniff
+from .records import Check, ObservedBy
+
+NAME = "metal-dryrun-kernels"
+OBSERVED: ObservedBy = "static+dry-run"
+EXPECTED = "every kernel the Metal dry run's encoders ask for on this profile is in the embedded library"
+
+
+@dataclass(frozen=True)
+class Needs:
+    """Kernel base names needed per profile, the profile's loader defines, and where they came from."""
+
+    kernels: Mapping[str, frozenset[str]]
+    defines: Mapping[str, Mapping[str, str]]
+    source: str
+
+
+def work_dir_of(path: Path) -> Path | None:
+    """The toolchain work dir a build lies in (``<work>/build/<name>/…``), if any."""
+    for p in (path.resolve(), *path.resolve().parents):
+        if p.parent.name == "build" and (
+            (p.parent.parent / "reports").is_dir() or (p.parent.parent / "src").is_dir()
+        ):
+            return p.parent.parent
+    return None
+
+
+def needs_from_coverage(report: Path) -> Needs | None:
+    """The kernels the last coverage run's dry-run cells asked for, or None when it has none."""
+    try:
+        data = read_data(report, COVERAGE)
+    except ReportError:
+        return None
+    kernels: dict[str, set[str]] = {}
+    defines: dict[str, dict[str, str]] = {}
+    models: set[str] = set()
+    for cell in data.get("cells", []):
+        for check in cell.get("checks", []) if str(cell.get("observed_by")) == "dry-run" else []:
+            details = check.get("details", {})
+            if "kernels_needed" not in details:
+                continue
+            profile = str(details.get("profile", ""))
+            kernels.setdefault(profile, set()).update(str(k) for k in details["kernels_needed"])
+            defines[profile] = {str(k): str(v) for k, v in details.get("library_defines", {}).items()}
+            models.add(str(cell.get("model", "")))
+    if not kernels:
+        return None
+    commit = str(data.get("source", {}).get("commit", ""))[:12]
+    return Needs(
+        {p: frozenset(k) for p, k in kernels.items()},
+        defines,
+        f"the dry run of the last coverage run's {len(models)} model(s) ({report}, tree {commit})",
+    )
+
+
+def needs_from_builtin(tree: Path, cache_dir: Path, work: Path) -> Needs:
+    """The kernels the dry run asks for on all of the tree's built-in cases (cached per program)."""
+    prog = program(tree, cache_dir)
+    cached = prog.executable.parent.parent / f"needed-builtin-{'-'.join(DEFAULT_PROFILES)}.json"
+    if not cached.is_file():
+        run = dry_run(tree, cache_dir, work, batches=[("built-in", None)])
+        kernels: dict[str, set[str]] = {}
+        for batch in run.runs:
+            for r in batch.results:
+                kernels.setdefault(r.profile, set()).update(r.kernels_needed)
+        defines = {p.profile: {d.name: d.value for d in p.library_defines if d.active} for p in run.profiles}
+        record = {
+            "commit": run.commit,
+            "kernels": {p: sorted(k) for p, k in kernels.items()},
+            "defines": defines,
+        }
+        cached.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    record = json.loads(cached.read_text(encoding="utf-8"))
+    return Needs(
+        {p: frozenset(k) for p, k in record["kernels"].items()},
+        record["defines"],
+        f"the dry run of the tree's built-in test-backend-ops cases ({tree}, commit {record['commit'][:12]}; "
+        "no coverage run with dry-run columns in this work dir)",
+    )
+
+
+def _needs(path: Path) -> Needs | str:
+    """What the library must hold, or why that cannot be known here."""
+    work = work_dir_of(path)
+    if work is None:
+        return f"{path} is not a build of a toolchain work dir (<work>/build/<name>): no tree nor coverage run to ask"
+    found = needs_from_coverage(work / "reports" / COVERAGE.name)
+    if found is not None:
+        return found
+    tree = work / "src"
+    if not has_metal_sources(tree):
+        return f"no coverage run with dry-run columns in {work / 'reports'} and no Metal backend sources in {tree}"
+    try:
+        return needs_from_builtin(tree, default_cache_dir(), work / "dryrun")
+    except ToolchainError as exc:
+        return f"the dry run cannot be made for {tree}: {exc.message}"
+
+
+def shipped_library_checks(path: Path, files: Sequence[Path]) -> list[Check]:
+    """One check per (slice, profile) of every Mach-O in ``files`` that embeds its Metal library."""
+
+    readable = [
+        f for f in files if sniff(f) in ("macho", "fat") and not binary_problem(f)
+    ]  # else: `readable`
+    libs = [(f, arch, text) for f in readable for arch, text in embedded_text(f)]
+    if not libs:
+        return []
+    needs = _needs(path)
+    if isinstance(needs, str):
+        return [
+            Check(
+                NAME,
+                EXPECTED,
+                needs,
+                str(libs[0][0]),
+                "unverifiable",
+                OBSERVED,
+                hint="verify the build in its work dir after `llama-toolchain coverage` (or with its checkout)",
+            )
+        ]
+    checks: list[Check] = []
+    for f, arch, text in libs:
+        multi = sum(1 for g, _a, _t in libs if g == f) > 1
+        for profile in sorted(needs.kernels):
+            want = needs.kernels[profile]
+            missing = sorted(want - names_in_text(text, needs.defines.get(profile, {})))
+            found = (
+                f"{SEGMENT},{SECTION} lacks {len(missing)} of {len(want)} kernels needed on {profile}: "
+                + ", ".join(missing[:12])
+                + (" …" if len(missing) > 12 else "")
+                if missing
+                else f"{SEGMENT},{SECTION} holds all {len(want)} kernels needed on {profile}"
+            )
+            checks.append(
+                Check(
+                    f"{NAME}:{profile}",
+                    EXPECTED,
+                    f"{found} (needs: {needs.source})",
+                    str(f),
+                    "fail" if missing else "pass",
+                    OBSERVED,
+                    arch=arch if multi else "",
+                    hint="the embedded library and the host code come from different trees: rebuild both from "
+                    "one checkout (a Mac fails with `Function … was not found in the library`)"
+                    if missing
+                    else "",
+                    evidence=tuple(missing),
+                )
+            )
+    return checks
