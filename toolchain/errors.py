@@ -169,6 +169,14 @@ class NothingVerifiedError(ToolchainError):
     title = "nothing could be verified"
 
 
+class UnreadableBinaryError(VerifyError):
+    """A binary given to verify (or doctor --build, dryrun shipped) is truncated or malformed: a
+    header field points outside the file. Not a verdict about the backend: the file is damaged."""
+
+    exit_code = 32
+    title = "not a readable binary"
+
+
 # --- models / convert (40-49) -------------------------------------------------------------------
 class ModelError(ToolchainError):
     """An architecture spec or config.json that cannot become a tiny model (unknown, malformed, corrupt)."""

@@ -27,6 +27,16 @@ def _frozen(d: dict[str, str]) -> Mapping[str, str]:
 
 
 @dataclass(frozen=True)
+class BackendEra:
+    """One way a build has carried a backend over llama.cpp's history, read from the symbols it
+    defines (any one of ``symbols``). ``verify`` names the era it found."""
+
+    name: str  # "registry", "pre-registry", "pre-backend"
+    symbols: tuple[str, ...]
+    what: str  # when it was, in words (with the upstream change that ended it where known)
+
+
+@dataclass(frozen=True)
 class StaticExpectations:
     """What ``verify`` must find in a build of this profile (read from binaries: ``static``)."""
 
@@ -57,6 +67,26 @@ class StaticExpectations:
     also_profiles: tuple[str, ...] = ("cpu",)
     # The CMake option that embeds the shader library (when it is off, resource_file is needed).
     embed_option: str = ""
+    # Builds of before the backend registry, newest first: they define none of
+    # registration_symbols but one of an older era's symbols (apps still ship them).
+    older_eras: tuple[BackendEra, ...] = ()
+    # Older resource files that stand in for resource_file beside the binary (the Metal source the
+    # library is compiled from at run time, e.g. ggml-metal.metal).
+    resource_alternatives: tuple[str, ...] = ()
+
+    @property
+    def eras(self) -> tuple[BackendEra, ...]:
+        """Every era, newest first: the registry's (registration_symbols) and the older ones."""
+        registry = BackendEra(
+            "registry",
+            self.registration_symbols,
+            "the backend registry (ggml_backend_<name>_reg; Metal: llama.cpp PR #9713, Oct 2024)",
+        )
+        return (registry, *self.older_eras) if self.registration_symbols else self.older_eras
+
+    @property
+    def resource_files(self) -> tuple[str, ...]:
+        return tuple(f for f in (self.resource_file, *self.resource_alternatives) if f)
 
 
 @dataclass(frozen=True)
@@ -181,6 +211,16 @@ _CPU_EXPECT = StaticExpectations(
     library_stem="ggml-cpu",
     label="CPU",
     enable_option="GGML_CPU",
+    older_eras=(
+        BackendEra(
+            "pre-registry",
+            ("ggml_backend_cpu_init",),
+            "ggml-backend without the registry (Oct 2023 - Oct 2024): the CPU backend in ggml itself",
+        ),
+        BackendEra(
+            "pre-backend", ("ggml_graph_compute",), "ggml before ggml-backend (2023): CPU compute in ggml"
+        ),
+    ),
 )
 
 PROFILES: Mapping[str, BackendProfile] = MappingProxyType(
@@ -202,6 +242,20 @@ PROFILES: Mapping[str, BackendProfile] = MappingProxyType(
                 label="Metal",
                 enable_option="GGML_METAL",
                 embed_option="GGML_METAL_EMBED_LIBRARY",
+                # ggml-metal.h of each era (llama-cpp-python sdists 0.1.x-0.2.x; gpt4all 2.8.2)
+                older_eras=(
+                    BackendEra(
+                        "pre-registry",
+                        ("ggml_backend_metal_init", "ggml_backend_is_metal", "ggml_backend_reg_metal_init"),
+                        "ggml-backend without the registry (Oct 2023 - Oct 2024: ggml_backend_metal_init)",
+                    ),
+                    BackendEra(
+                        "pre-backend",
+                        ("ggml_metal_init",),
+                        "the first Metal backend (Jun - Oct 2023: ggml_metal_init / ggml_metal_graph_compute)",
+                    ),
+                ),
+                resource_alternatives=("ggml-metal.metal",),
             ),
             # Apple7+ has simdgroup reduction and matrix multiply; the paravirtual VM device
             # of hosted runners (Apple5 / Common3) has neither and falls back to the CPU.

@@ -51,6 +51,10 @@ EXPECTED = {
     "metal-library.tensor-m5.log": "metal-library",
     "crash.log": "crash",
     "crash.legacy.log": "crash",
+    "kernel-missing.log": "kernel-missing",
+    "kernel-missing.legacy.log": "kernel-missing",
+    "encoder-limit.log": "encoder-limit",
+    "encoder-limit.legacy.log": "encoder-limit",
 }
 HEALTHY = ("healthy-metal.log", "healthy-metal.legacy.log", "healthy-cpu-ngl0.log", "healthy-metal-m4.log")
 
@@ -66,7 +70,7 @@ def test_every_fixture_is_expected() -> None:
     assert names == set(EXPECTED) | set(HEALTHY)
     # every catalog class has a fixture in the tree's format and one in an older format
     classes = {n.split(".")[0] for n in EXPECTED}
-    assert len(classes) == 12
+    assert len(classes) == 14
     assert {n.split(".")[0] for n in EXPECTED if ".legacy" in n} >= classes - {"other-gpu-users"}
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.jsonio import to_jsonable
-from ..errors import UsageError
+from ..errors import UnreadableBinaryError, UsageError
 from ..profiles import PROFILES, resolve_profile
 from ..verify import verify_path
 from .catalog import BY_ID
@@ -48,6 +48,12 @@ def check_build(
             f"unknown backend profile {profile!r}", f"one of: auto, {', '.join(PROFILES)}"
         ) from None
     result = verify_path(path, prof, runtime=runtime)
+    damaged = [c for c in result.checks if c.failed and c.name == "readable"]
+    if damaged:  # not a build verdict: the file cannot be read (issue #32 B)
+        raise UnreadableBinaryError(
+            "\n".join(c.found for c in damaged),
+            "the file is damaged or was copied in part: rebuild it, or copy it again",
+        )
     ok = result.ok
     record = BuildCheck(
         path=path, profile=prof.name, ok=ok, checks=tuple(to_jsonable(c) for c in result.checks)

@@ -1,4 +1,4 @@
-"""The failure catalog: twelve classes in the Apple Silicon diagnostic order, read from ``catalog.toml``.
+"""The failure catalog: fourteen classes in the Apple Silicon diagnostic order, read from ``catalog.toml``.
 
 The classes of the README's doctor table. Each class has a stable ``id`` (the JSON name), its
 ``order`` (most likely first: its position in the file), a title, the fix, and the log patterns

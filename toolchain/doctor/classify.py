@@ -14,13 +14,14 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
 from .catalog import CLASSES, PATTERNS, FailureClass, Pattern
 from .files import read_chunks
 from .findings import SEVERITY_RANK, Evidence, Finding, ObservedBy, Severity
+from .kernel_missing import explain
 
 BLOCK = 4 << 20
 MAX_LINE = 2000
@@ -307,17 +308,39 @@ def findings_from_hits(
             # the line itself (not its repr): JSON keeps it exact, the console neutralises escapes
             quoted = example if len(example) <= 160 else f"{example[:160]}…"
             reasons = [f"{total} matching line(s), e.g. “{quoted}”"]
-        out.append(
-            cls.finding(
-                severity=severity,
-                confidence=_confidence(weights),
-                summary="; ".join(reasons),
-                observed_by=observed_by,
-                evidence=tuple(evidence),
-                matches=total,
-            )
+        finding = cls.finding(
+            severity=severity,
+            confidence=_confidence(weights),
+            summary="; ".join(reasons),
+            observed_by=observed_by,
+            evidence=tuple(evidence),
+            matches=total,
         )
+        refine = REFINERS.get(cls.id)
+        out.append(refine(finding) if refine else finding)
     return out
+
+
+_MISSING_KERNEL = re.compile(r"Function (kernel_\w+) was not found in the library")
+
+
+def _kernel_missing(finding: Finding) -> Finding:
+    """Name the kernel, the feature that asks for it, whose gap it is and the fix for that cause."""
+    kernels = list(
+        dict.fromkeys(m.group(1) for e in finding.evidence for m in _MISSING_KERNEL.finditer(e.text))
+    )
+    if not kernels:
+        return finding
+    parts, fixes = [], []
+    for k in kernels[:3]:
+        feature, whose, fix, source = explain(k)
+        parts.append(f"{k} is not in the loaded library: asked for by {feature}; {whose} (facts: {source})")
+        fixes.append(fix)
+    return replace(finding, summary="; ".join(parts), fix=" / ".join(dict.fromkeys(fixes)))
+
+
+# Classes whose finding is refined from its evidence (the missing kernel's name says why).
+REFINERS: Mapping[str, Callable[[Finding], Finding]] = {"kernel-missing": _kernel_missing}
 
 
 def classify_stream(

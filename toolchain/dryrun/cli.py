@@ -16,7 +16,7 @@ from ..options import profiles_of, tree_of, tree_options
 from ..records import DRYRUN, DRYRUN_SHIPPED, DRYRUN_VALIDATION, write_report
 from .records import VERDICTS, DryRun, ProfileResult
 from .run import dry_run
-from .shipped import check_shipped
+from .shipped import check_shipped, embedded_text
 from .validate import validate
 
 REPORT = (DRYRUN.name, DRYRUN.kind)
@@ -149,6 +149,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_shipped(args: argparse.Namespace) -> int:
+    embedded_text(args.binary)  # a damaged binary is refused before the dry run is built (exit 32)
     settings = settings_from(args)
     tree = tree_of(args, settings.src_dir)
     batches: list[tuple[str, Path | None]] = [("ops", o) for o in args.ops or ()] or [("built-in", None)]

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.binlayout import MalformedBinary, macho_sections
+from ..errors import UnreadableBinaryError
 from .library import names_in_text
 from .records import DryRun
 
@@ -41,21 +43,16 @@ class ShippedLibrary:
 
 
 def embedded_text(path: Path) -> list[tuple[str, str]]:
-    """(architecture, embedded Metal source) of each Mach-O slice that carries the section."""
-    import lief
-
-    out: list[tuple[str, str]] = []
-    fat = lief.MachO.parse(str(path))
-    if fat is None:
-        return out
-    for binary in fat:
-        sect = next((x for x in binary.sections if x.segment_name == SEGMENT and x.name == SECTION), None)
-        if sect is None:
-            continue
-        cpu = str(binary.header.cpu_type).rsplit(".", 1)[-1]
-        arch = {"ARM64": "arm64", "X86_64": "x86_64"}.get(cpu, cpu.lower())
-        out.append((arch, bytes(sect.content).decode("utf-8", errors="replace")))
-    return out
+    """(architecture, embedded Metal source) of each Mach-O slice that carries the section, read
+    by the bounded reader (UnreadableBinaryError for a file whose headers point outside it)."""
+    try:
+        raw = macho_sections(path.read_bytes(), SEGMENT, SECTION)
+    except MalformedBinary as exc:
+        raise UnreadableBinaryError(
+            f"{path}: not a readable binary: {exc}",
+            "the file is damaged or was copied in part: rebuild it, or copy it again",
+        ) from None
+    return [(arch, body.decode("utf-8", errors="replace")) for arch, body in raw]
 
 
 def check_shipped(path: Path, run: DryRun) -> tuple[ShippedLibrary, ...]:

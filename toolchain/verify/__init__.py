@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from ..core.jsonio import to_jsonable
-from ..errors import NothingVerifiedError, ProfileError, VerifyError
+from ..errors import NothingVerifiedError, ProfileError, UnreadableBinaryError, VerifyError
 from ..profiles import DEFAULT_PROFILE, PROFILES, BackendProfile, PlatformInfo, current_platform
 from ..records import VERIFY, write_report
 from .binaries import sniff
@@ -136,6 +136,8 @@ def verify_path(
         device_class=device_class,
         runs=runs,
         files=tuple(str(f) for f in result.files),
+        era=result.era,
+        shipped=result.shipped,
     )
     if report is not None:
         write_verification(verification, report)
@@ -159,6 +161,12 @@ def require_ok(verification: Verification) -> None:
     failures = verification.failures
     if not failures and verification.verified:
         return
+    damaged = [c for c in failures if c.name == "readable"]
+    if damaged:  # a damaged file is its own answer, never "built without ..."
+        raise UnreadableBinaryError(
+            "\n".join(c.found for c in damaged),
+            "the file is damaged or was copied in part: rebuild it, or copy it again",
+        )
     if not failures:
         lines = [
             f"nothing could be verified: no check established the {verification.profile} backend "

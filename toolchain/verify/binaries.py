@@ -23,6 +23,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Literal
 
+from ..core.binlayout import MalformedBinary, elf_problem, macho_slices, walk_macho
 from ..core.proc import deferred_interrupt
 
 Format = Literal["macho", "elf"]
@@ -59,6 +60,9 @@ class BinarySlice:
     minos: str | None  # Mach-O deployment target (LC_BUILD_VERSION / LC_VERSION_MIN_MACOSX)
     stripped: bool  # no symbol table beyond what dynamic linking needs
     sdk: str | None = None  # Mach-O: the SDK it was built with (same load command; None if 0 / absent)
+    # defined symbols that are not exported (hidden visibility, static linking): the code is in
+    # the file, callable from the file itself only
+    local: frozenset[str] = frozenset()
 
     @property
     def label(self) -> str:
@@ -212,21 +216,35 @@ def binary_problem(path: Path) -> str:
         if kind == "elf":
             with path.open("rb") as fh:
                 head = fh.read(64)
-            return _elf_problem(head, path.stat().st_size)
+            problem = _elf_problem(head, path.stat().st_size)
+            if problem:
+                return problem
+            return elf_problem(path.read_bytes())
         if kind == "ar":
-            for _name, _body in ar_members(path.read_bytes()):
-                pass
+            for _name, body in ar_members(path.read_bytes()):
+                _member_problem(body)
             return ""
-        if kind == "fat":
-            for _arch, body in fat_slices(path.read_bytes()):
-                if body.startswith(_AR_MAGIC):
-                    for _member in ar_members(body):
-                        pass
+        for _off, view in macho_slices(path.read_bytes()):
+            if bytes(view[:8]) == _AR_MAGIC:
+                for _member, member in ar_members(bytes(view)):
+                    _member_problem(member)
+            else:
+                walk_macho(view)
     except ValueError as exc:
         return f"malformed {'archive' if kind == 'ar' else kind + ' file'}: {exc}"
     except OSError as exc:
         return f"cannot be read: {exc.strerror or exc}"
     return ""
+
+
+def _member_problem(body: bytes) -> None:
+    """Raise MalformedBinary for an archive member whose headers point outside it."""
+    if body[:4] in _MACHO_MAGICS:
+        walk_macho(body)
+    elif body[:4] == _ELF_MAGIC:
+        problem = elf_problem(body)
+        if problem:
+            raise MalformedBinary(problem)
 
 
 # --- LIEF -> BinarySlice -------------------------------------------------------------------------
@@ -259,15 +277,18 @@ def _macho_slice(path: Path, member: str, binary: object) -> BinarySlice:
         elif lib.command in load:
             needed.append(lib.name)
     defined: set[str] = set()
+    local: set[str] = set()
     nlist_defined = 0
     for sym in b.symbols:  # type: ignore[attr-defined]
         raw = sym.raw_type
         in_table = not (raw & _N_STAB) and (raw & _N_TYPE) != 0
         if in_table:
             nlist_defined += 1
+        name = sym.name
         if sym.has_export_info or (in_table and raw & _N_EXT):
-            name = sym.name
             defined.add(name[1:] if name.startswith("_") else name)
+        elif in_table:
+            local.add(name[1:] if name.startswith("_") else name)
     minos: str | None = None
     sdk: list[int] = []
     if b.has_build_version:  # type: ignore[attr-defined]
@@ -291,6 +312,7 @@ def _macho_slice(path: Path, member: str, binary: object) -> BinarySlice:
         minos=minos,
         stripped=kind != "object" and nlist_defined <= 1,  # __mh_execute_header survives strip
         sdk=version_text(sdk) if any(sdk) else None,
+        local=frozenset(local - defined),
     )
 
 
@@ -329,6 +351,11 @@ def _elf_slice(path: Path, member: str, b: object) -> BinarySlice:
         for s in table
         if s.name and s.shndx != 0 and s.binding in keep
     }
+    local = {
+        s.name
+        for s in b.symtab_symbols  # type: ignore[attr-defined]
+        if s.name and s.shndx != 0 and s.binding == elf.Symbol.BINDING.LOCAL
+    }
     sections = tuple(("", s.name, int(s.size)) for s in b.sections if s.name)  # type: ignore[attr-defined]
     return BinarySlice(
         path=path,
@@ -344,6 +371,7 @@ def _elf_slice(path: Path, member: str, b: object) -> BinarySlice:
         sections=sections,
         minos=None,
         stripped=not any(name == ".symtab" for _, name, _ in sections),
+        local=frozenset(local - defined),
     )
 
 
@@ -376,7 +404,7 @@ def read_binary(path: Path) -> tuple[BinarySlice, ...]:
 
 def _read_binary(path: Path) -> tuple[BinarySlice, ...]:
     kind = sniff(path)
-    if kind is None:
+    if kind is None or binary_problem(path):  # LIEF never follows an offset past the file
         return ()
     lief = _lief()
     if kind == "ar":

@@ -10,6 +10,7 @@ from ..profiles import PROFILES, BackendProfile
 from .binaries import BinarySlice
 from .inputs import CMAKE_CACHE, Inputs
 from .records import Check, Status
+from .shipped_kernels import Fact
 
 
 def cache_on(value: str | None) -> bool | None:
@@ -68,6 +69,8 @@ class CheckerBase:
         self.host_macos = host_macos
         self.checks: list[Check] = []
         self.broken = False
+        self.eras: dict[str, str] = {}  # arch tag -> the profile's backend era found there
+        self.facts: list[Fact] = []  # the shipped library's can / cannot-run lines
 
     def add(
         self,

@@ -43,7 +43,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     how = ", ".join(sorted({c.observed_by for c in v.checks if c.status == "pass"}))
     left = ", ".join(dict.fromkeys(c.name for c in v.unverifiable))
     LOG.ok(
-        f"{path}: carries the {profile.name} backend (verified: {how}"
+        f"{path}: carries the {profile.name} backend"
+        + (f" of the {v.era} era" if v.era else "")
+        + f" (verified: {how}"
         + (f"; unverifiable: {left}" if left else "")
         + f") ({report})"
     )

@@ -29,7 +29,7 @@ from ..dryrun.run import DEFAULT_PROFILES, dry_run, program
 from ..dryrun.shipped import SECTION, SEGMENT, embedded_text
 from ..errors import ReportError, ToolchainError
 from ..records import COVERAGE, read_data
-from .binaries import sniff
+from .binaries import binary_problem, sniff
 from .records import Check, ObservedBy
 
 NAME = "metal-dryrun-kernels"
@@ -129,7 +129,11 @@ def _needs(path: Path) -> Needs | str:
 
 def shipped_library_checks(path: Path, files: Sequence[Path]) -> list[Check]:
     """One check per (slice, profile) of every Mach-O in ``files`` that embeds its Metal library."""
-    libs = [(f, arch, text) for f in files if sniff(f) in ("macho", "fat") for arch, text in embedded_text(f)]
+
+    readable = [
+        f for f in files if sniff(f) in ("macho", "fat") and not binary_problem(f)
+    ]  # else: `readable`
+    libs = [(f, arch, text) for f in readable for arch, text in embedded_text(f)]
     if not libs:
         return []
     needs = _needs(path)

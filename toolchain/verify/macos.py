@@ -33,7 +33,8 @@ class MacChecks(CheckerBase):
         assert exp.embedded_section is not None
         seg, sect = exp.embedded_section
         prefix = exp.embedded_symbol_prefix
-        expected = f"{seg},{sect} with {prefix}[_<kind>]_start/_end pairs, or {exp.resource_file} beside the programs"
+        resources = " or ".join(exp.resource_files)
+        expected = f"{seg},{sect} with {prefix}[_<kind>]_start/_end pairs, or {resources} beside the programs"
         for c in carriers:
             size = c.section_size(seg, sect)
             if size is not None:
@@ -79,7 +80,7 @@ class MacChecks(CheckerBase):
                 )
                 continue
             dirs = self.resource_dirs(c, programs)
-            hits = [d / exp.resource_file for d in dirs if (d / exp.resource_file).is_file()]
+            hits = [d / r for d in dirs for r in exp.resource_files if (d / r).is_file()]
             if hits:
                 self.add(
                     "shader-library",
@@ -95,7 +96,7 @@ class MacChecks(CheckerBase):
             self.add(
                 "shader-library",
                 expected,
-                f"no {seg},{sect} section in {c.path.name} and no {exp.resource_file} in "
+                f"no {seg},{sect} section in {c.path.name} and no {resources} in "
                 + ", ".join(self.rel(d) + "/" for d in dirs),
                 "fail",
                 c.path,

@@ -79,6 +79,9 @@ class Verification:
     device_class: DeviceClass | None = None  # None: run time not verified
     runs: tuple[RuntimeRun, ...] = ()
     files: tuple[str, ...] = field(default=())  # binaries inspected
+    era: str = ""  # how the build carries the backend, read from its symbols (profiles.BackendEra)
+    # what its shipped Metal library can / cannot run, read from the build (shipped_kernels.Fact)
+    shipped: tuple[object, ...] = ()
 
     @property
     def ok(self) -> bool:

@@ -26,13 +26,15 @@ from functools import cache
 from pathlib import Path
 
 from ..errors import VerifyError
-from ..profiles import BackendProfile, PlatformInfo, StaticExpectations, current_platform
+from ..profiles import BackendEra, BackendProfile, PlatformInfo, StaticExpectations, current_platform
 from .binaries import BinarySlice, binary_problem, read_binary, sniff
 from .checkbase import cache_on, profiles_of, short_library
 from .graph import DependencyGraph, Edge, build_graph
 from .inputs import CMAKE_CACHE, Inputs, discover, read_cmake_cache
 from .macos import MacChecks
 from .records import Check
+from .shipped_kernels import Fact
+from .shipped_kernels import facts as shipped_facts
 from .tensor_rules import tree_of
 
 __all__ = ["Inputs", "StaticResult", "discover", "host_macos_version", "read_cmake_cache", "static_checks"]
@@ -47,6 +49,8 @@ class StaticResult:
     files: tuple[Path, ...]
     archs: tuple[str, ...]
     formats: tuple[str, ...]
+    era: str = ""  # the profile's backend era read from the binaries ("arm64: x; x86_64: y" if they differ)
+    shipped: tuple[Fact, ...] = ()  # what the shipped kernel library can / cannot run (static)
 
 
 def _needed_for(exp: StaticExpectations, fmt: str) -> tuple[str, ...]:
@@ -61,6 +65,23 @@ def _is_module_name(path: Path, stem: str) -> bool:
         and name.endswith((".so", ".dll"))
         and (name[len(stem) + 3 :] in (".so", ".dll") or name[len(stem) + 3 :].startswith("-"))
     )
+
+
+def era_of(exp: StaticExpectations, defined: frozenset[str]) -> tuple[BackendEra, str] | None:
+    """The newest era whose symbols ``defined`` has, and the symbol found (None: no era's)."""
+    for era in exp.eras:
+        for sym in era.symbols:
+            if sym in defined:
+                return era, sym
+    return None
+
+
+def _era_text(exp: StaticExpectations, carrier: BinarySlice, how: str) -> str:
+    hit = era_of(exp, carrier.defined)
+    if hit is None:  # a GGML_BACKEND_DL module: `how` names it
+        return f"{exp.dl_module_symbol} {how}"
+    era, sym = hit
+    return f"{sym} {how} (era: {era.name}, {era.what})"
 
 
 def _chain_text(root: BinarySlice, chain: tuple[Edge, ...]) -> str:
@@ -112,7 +133,15 @@ class _Checker(MacChecks):
             self.check_arch(
                 arch, [s for s in roots_all if s.arch == arch], [s for s in every if s.arch == arch], multi
             )
-        return StaticResult(tuple(self.checks), tuple(slices), tuple(archs), tuple(formats))
+        eras = {a: e for a, e in self.eras.items() if e}
+        era = (
+            next(iter(eras.values()))
+            if len(set(eras.values())) == 1
+            else "; ".join(f"{a}: {e}" for a, e in eras.items())
+        )
+        return StaticResult(
+            tuple(self.checks), tuple(slices), tuple(archs), tuple(formats), era, tuple(self.facts)
+        )
 
     def check_arch(self, arch: str, roots: list[BinarySlice], every: list[BinarySlice], multi: bool) -> None:
         tag = arch if multi else ""
@@ -148,6 +177,9 @@ class _Checker(MacChecks):
         if section and macho_carriers:  # the Metal backend: its tensor API (ggml-metal-device.m)
             embedded = macho_carriers[0].section_size(*section) is not None
             self.check_tensor_api(tag, macho_carriers, programs, embedded)
+            # what the shipped library can and cannot run, from the build alone
+            carrier = macho_carriers[0]
+            self.facts.extend(shipped_facts(carrier, self.resource_dirs(carrier, programs)))
 
     # ------------------------------------------------------------------------------------------------
     def check_dependencies(
@@ -211,15 +243,21 @@ class _Checker(MacChecks):
         exp = prof.expectations
         name = "registration" if prof is self.profile else f"registration:{prof.name}"
         label = exp.label or prof.name
-        syms = exp.registration_symbols
-        expected = f"{' or '.join(syms)} in a file the programs link, or {exp.dl_module_symbol} in a lib{exp.library_stem}*.so module"
+        syms = tuple(s for era in exp.eras for s in era.symbols)
+        eras_text = "; ".join(f"{e.name}: {' / '.join(e.symbols)}" for e in exp.eras)
+        expected = (
+            f"the backend's symbol of one era ({eras_text}) in a file the programs link, "
+            f"or {exp.dl_module_symbol} in a lib{exp.library_stem}*.so module"
+        )
         dl = [
             m
             for m in modules
             if _is_module_name(m.path, exp.library_stem) and exp.dl_module_symbol in m.defined
         ]
         linked = [
-            s for s in known if s.kind in ("executable", "library") and set(syms) & s.defined and s not in dl
+            s
+            for s in known
+            if s.kind in ("executable", "library", "module") and set(syms) & s.defined and s not in dl
         ]
         reached: list[tuple[BinarySlice, str]] = []
         for carrier in linked:
@@ -232,12 +270,34 @@ class _Checker(MacChecks):
                     break
         for module in dl:
             reached.append(
-                (module, f"loadable module {module.path.name} ({exp.dl_module_symbol}) beside the programs")
+                (
+                    module,
+                    f"loadable module {module.path.name} ({exp.dl_module_symbol}) beside the programs "
+                    "(era: registry, built with GGML_BACKEND_DL)",
+                )
             )
+        if not reached:  # linked in statically with hidden visibility: the code is there, unexported
+            for carrier in known:
+                hit = (
+                    era_of(exp, carrier.local)
+                    if carrier.kind in ("executable", "library", "module")
+                    else None
+                )
+                if hit is not None:
+                    era, sym = hit
+                    found = (
+                        f"{sym} defined in {carrier.path.name} but not exported (linked in with hidden "
+                        f"visibility: usable by that file's own code only) (era: {era.name}, {era.what})"
+                    )
+                    self.add(name, expected, found, "pass", carrier.path, arch=tag)
+                    if prof is self.profile:
+                        self.eras[tag] = era.name
+                    return [carrier]
         if reached:
-            found = "; ".join(
-                f"{next(iter(set(syms) & c.defined), exp.dl_module_symbol)} {how}" for c, how in reached
-            )
+            found = "; ".join(_era_text(exp, c, how) for c, how in reached)
+            if prof is self.profile:
+                first = era_of(exp, reached[0][0].defined)
+                self.eras[tag] = first[0].name if first else "registry (GGML_BACKEND_DL module)"
             self.add(name, expected, found, "pass", reached[0][0].path, arch=tag)
             return [c for c, _ in reached]
         configured = cache_on(self.inputs.cache.get(exp.enable_option)) if exp.enable_option else None
