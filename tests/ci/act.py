@@ -115,12 +115,16 @@ class ActRun:
     calls: list[dict[str, Any]] = field(default_factory=list)  # what the stand-ins recorded
 
     def jobs(self) -> dict[str, str]:
-        """Jobs that ran -> result: `jobID` or `jobID[matrix values]`."""
+        """Jobs that ran -> result: `jobID` or `jobID[matrix values]`, after `caller/` when called
+        from a job of another workflow (workflow_call)."""
         done: dict[str, str] = {}
         for line in self.lines:
             if "jobResult" in line:
                 matrix = line.get("matrix") or {}
-                label = line["jobID"]
+                name = str(line["job"])
+                called = not any(name.startswith(f"{wf}/") for wf in workflow_names())
+                caller = name.split("/")[0] + "/" if called else ""
+                label = caller + line["jobID"]
                 if matrix:
                     label += "[" + ",".join(_flat(v) for v in matrix.values()) + "]"
                 done[label] = line["jobResult"]
@@ -128,6 +132,10 @@ class ActRun:
 
     def messages(self) -> str:
         return "\n".join(str(line.get("msg", "")) for line in self.lines)
+
+
+def workflow_names() -> set[str]:
+    return {str(load(path)["name"]) for path in WORKFLOWS.glob("*.yml")}
 
 
 def _flat(value: Any) -> str:
