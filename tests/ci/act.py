@@ -49,7 +49,9 @@ def act_binary() -> str:
 
 
 def act_version() -> str:
-    return subprocess.run([act_binary(), "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        [act_binary(), "--version"], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def uses_of(text: str) -> set[str]:
@@ -162,7 +164,15 @@ def run_act(
     log = home / "standin-calls.jsonl"
     artifacts = home / "artifacts"
     artifacts.mkdir(exist_ok=True)
-    command = [act_binary(), event, "-W", f".github/workflows/{workflow}", "--json", "--defaultbranch", "main"]
+    command = [
+        act_binary(),
+        event,
+        "-W",
+        f".github/workflows/{workflow}",
+        "--json",
+        "--defaultbranch",
+        "main",
+    ]
     for label in RUNNER_LABELS:
         command += ["-P", f"{label}=-self-hosted"]
     for uses, folder in STANDIN_FOR.items():
@@ -180,7 +190,9 @@ def run_act(
     command += ["--env", f"LLAMA_ACT_LOG={log}", "--env", f"LLAMA_ACT_ARTIFACTS={artifacts}"]
     for key, value in (env or {}).items():
         command += ["--env", f"{key}={value}"]
-    run_env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "NOX_CURRENT_SESSION", "PYTHONPATH")}
+    run_env = {
+        k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "NOX_CURRENT_SESSION", "PYTHONPATH")
+    }
     run_env.update({"HOME": str(home), "NO_COLOR": "1", "XDG_CACHE_HOME": str(home / ".cache")})
     run_env.pop("GITHUB_ACTIONS", None)
     done = subprocess.run(command, cwd=repo, env=run_env, capture_output=True, text=True, timeout=timeout)

@@ -49,7 +49,9 @@ def _sessions(run: ActRun) -> list[tuple[str, tuple[str, ...]]]:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    caller = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    caller = next(
+        b.split("```", 1)[0] for b in readme.split("```yaml\n")[1:] if b.startswith("# .github/workflows/")
+    )
     return user_repo(
         tmp_path_factory.mktemp("act") / "repo",
         LOCK,
@@ -63,7 +65,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "on: push\npermissions:\n  contents: read\njobs:\n  b:\n"
                 "    uses: ./.github/workflows/build-and-verify.yml\n"
                 "    with:\n      linux: false\n      profile: metal\n"
-                "      runners: '[[\"self-hosted\", \"macOS\", \"ARM64\"], \"macos-26\"]'\n"
+                '      runners: \'[["self-hosted", "macOS", "ARM64"], "macos-26"]\'\n'
             ),
         },
     )
@@ -76,7 +78,9 @@ def test_act_is_the_runner() -> None:
 def test_push_to_the_default_branch(repo: Path, tmp_path: Path) -> None:
     """The Linux job runs on push (it did not: `inputs.linux != false` is false when the input is
     null), both macOS images, and the caches are saved from the default branch."""
-    run = _ok(run_act(repo, "push", workflow="build-and-verify.yml", home=tmp_path, payload=ON_DEFAULT_BRANCH))
+    run = _ok(
+        run_act(repo, "push", workflow="build-and-verify.yml", home=tmp_path, payload=ON_DEFAULT_BRANCH)
+    )
     assert set(run.jobs()) == BUILD and set(run.jobs().values()) == {"success"}
     assert _sessions(run) == sorted(
         [("build", ("--profile", "auto")), ("build", ("--profile", "auto")), ("build", ("--profile", "blas"))]
@@ -101,7 +105,9 @@ def test_other_branches_and_pull_requests_restore_but_do_not_save(
 
 def test_by_hand_on_a_self_hosted_mac_without_linux(repo: Path, tmp_path: Path) -> None:
     inputs = {"linux": "false", "runners": '[["self-hosted", "macOS", "ARM64"]]', "profile": "metal"}
-    run = _ok(run_act(repo, "workflow_dispatch", workflow="build-and-verify.yml", home=tmp_path, inputs=inputs))
+    run = _ok(
+        run_act(repo, "workflow_dispatch", workflow="build-and-verify.yml", home=tmp_path, inputs=inputs)
+    )
     assert set(run.jobs()) == {"macos[self-hosted macOS ARM64]"}
     assert _sessions(run) == [("build", ("--profile", "metal"))]
 
@@ -193,7 +199,9 @@ def test_baseline_from_the_last_successful_run(repo: Path, tmp_path: Path, previ
         )
     )
     asked = (bin_dir / "gh-args").read_text()
-    assert "run list" in asked and "--workflow llama.cpp kernel coverage" in asked and "--branch main" in asked
+    assert (
+        "run list" in asked and "--workflow llama.cpp kernel coverage" in asked and "--branch main" in asked
+    )
     assert "--status success" in asked
     ((session, args),) = _sessions(run)
     if previous:
@@ -206,7 +214,9 @@ def test_baseline_from_the_last_successful_run(repo: Path, tmp_path: Path, previ
 @pytest.mark.parametrize("event", ["schedule", "workflow_dispatch"])
 def test_canary_plan(repo: Path, tmp_path: Path, event: str) -> None:
     run = _ok(run_act(repo, event, workflow="canary.yml", home=tmp_path, payload=ON_DEFAULT_BRANCH))
-    assert run.jobs() == {"canary": "success"}, "the issue job runs only after a failure, and only when enabled"
+    assert run.jobs() == {"canary": "success"}, (
+        "the issue job runs only after a failure, and only when enabled"
+    )
     assert [s for s, _ in _sessions(run)] == ["coverage", "coverage"]
     head = next(args for _, args in _sessions(run) if "--ref" in args)
     assert "HEAD" in head and "baseline/coverage.json" in head
