@@ -290,3 +290,85 @@ def test_the_linux_build_job_on_push_for_real(tmp_path: Path, upstream: Upstream
     venvs = list((home / ".cache" / "llama-toolchain" / "nox").glob("*/pyvenv.cfg"))
     assert len(venvs) == 1, "the session's venv is in the cached folder (nox names it by a hash)"
     assert not (toolchain / ".nox").exists(), "nothing written into the action's folder"
+
+
+def _coverage_home(tmp: Path) -> Path:
+    """As _home, plus the test cache's converter venvs and oracle probes (what the coverage job's
+    cache restores)."""
+    home = _home(tmp)
+    cache = home / ".cache" / "llama-toolchain"
+    shared = conftest.test_cache_dir()
+    for name, src in (
+        ("converter-envs", shared / "convert-cache" / "converter-envs"),
+        ("oracle", shared / "oracle-cache" / "oracle"),
+    ):
+        src.mkdir(parents=True, exist_ok=True)
+        (cache / name).symlink_to(src)
+    return home
+
+
+# This VM reports AMX, and the CPU backend's AMX path dies with SIGILL on q8_0 models (a real finding
+# the coverage tests report as a crash cell); the rehearsal checks the workflows' mechanics, so its
+# jobs run as on a runner without AMX (tests/coverage/test_harness_traps.py checks the variable).
+NO_AMX = {"LLAMA_ARG_REPACK": "false"}
+
+
+@pytest.mark.slow
+def test_the_coverage_job_for_one_architecture_for_real(
+    tmp_path: Path, upstream: Upstream, built_blas: object, converter_env: object
+) -> None:
+    """`act workflow_dispatch` of coverage.yml on a Linux runner, one architecture, one shard: the
+    real action runs `nox -s coverage -- --profile blas --architectures llama`; the reports are
+    uploaded under `coverage-reports` (what a later run's baseline-from-last-run downloads)."""
+    repo = user_repo(tmp_path / "repo", _pinned_lock(upstream, tmp_path))
+    home = _coverage_home(tmp_path)
+    inputs = {"runs-on": "ubuntu-latest", "profile": "blas", "architectures": "llama", "shards": "1"}
+    run = _ok(
+        run_act(
+            repo,
+            "workflow_dispatch",
+            workflow="coverage.yml",
+            home=home,
+            toolchain=export_toolchain(tmp_path / "toolchain"),
+            inputs=inputs,
+            payload={"inputs": inputs, **ON_DEFAULT_BRANCH},
+            env=NO_AMX,
+            timeout=3600,
+        )
+    )
+    assert run.jobs() == {"plan": "success", "coverage[1]": "success"}
+    (reports,) = (home / "artifacts").glob("*/coverage-reports/coverage.json")
+    data = json.loads(reports.read_text())
+    assert {c["architecture"] for c in data["cells"]} == {"llama"} and data["complete"]
+    assert (reports.parent / "coverage-summary.md").is_file() and (reports.parent / "coverage.html").is_file()
+
+
+@pytest.mark.slow
+def test_the_canary_against_a_local_upstream_for_real(
+    tmp_path: Path, upstream: Upstream, built_blas: object, converter_env: object
+) -> None:
+    """The canary by hand with the local upstream standing for GitHub's llama.cpp: coverage of the
+    pin, then of upstream HEAD against it (one architecture)."""
+    repo = user_repo(tmp_path / "repo", _pinned_lock(upstream, tmp_path))
+    home = _coverage_home(tmp_path)
+    inputs = {
+        "runs-on": "ubuntu-latest",
+        "profile": "blas",
+        "architectures": "llama",
+        "upstream": upstream.url,
+    }
+    run = run_act(
+        repo,
+        "workflow_dispatch",
+        workflow="canary.yml",
+        home=home,
+        toolchain=export_toolchain(tmp_path / "toolchain"),
+        inputs=inputs,
+        payload={"inputs": inputs, **ON_DEFAULT_BRANCH},
+        env=NO_AMX,
+        timeout=3600,
+    )
+    (stored,) = (home / "artifacts").glob("*/canary-reports")
+    head = json.loads((stored / "coverage.json").read_text())
+    assert head["baseline"] is not None, "HEAD was compared with the pin"
+    assert "canary" in run.jobs()
