@@ -107,7 +107,8 @@ def run_job(repo: Path, cache: Path, log: Path) -> tuple[float, int]:
     sampler.start()
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [nox, "-s", "build", "coverage"],
+            # the venvs where the workflows' action keeps them (ci/github/action: <cache>/nox, cached)
+            [nox, "--envdir", str(cache / "nox"), "-s", "build", "coverage"],
             cwd=repo,
             env=env,
             stdout=subprocess.PIPE,

