@@ -289,4 +289,5 @@ def dry_run(
         prog.key,
         tuple(profile_info(tree, p, libraries[p.name]) for p in profs),
         tuple(runs),
+        tuple(prog.standin.report_lines()) if prog.standin else (),
     )
