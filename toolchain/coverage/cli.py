@@ -179,6 +179,9 @@ def cmd_coverage(args: argparse.Namespace) -> int:
                     run = add_dryrun(
                         run, planned, request.scratch_dir, settings.cache_dir, dry_profiles, column_cache
                     )
+                from .predicted_dryrun import mark_predicted
+
+                run = mark_predicted(run)  # no clean predicted pass where the dry run cannot encode
             run = with_baseline(run, args.baseline, old)
             paths = write_reports(run, settings.reports_dir)
     finally:

@@ -37,11 +37,14 @@ def validate_tree(
     min_agreement: float = MIN_AGREEMENT,
     commit: str | None = None,
     older_commit: str | None = None,
+    dryrun_work: Path | None = None,
 ) -> OracleValidation:
     """Validate the oracle against ``docs/ops/Metal.csv`` of ``tree``; BLAS / CPU of a build too.
 
     ``older_tree``: an older tree of the same upstream, used to tell a stale CSV from a wrong
-    oracle. ``measured_build``: a build dir (or its bin/) whose ``test-backend-ops`` is compared
+    oracle. ``dryrun_work``: also dry-run the built-in cases (toolchain.dryrun, on the oracle's
+    profiles the dry run runs by default) and count those the oracle accepts that the tree cannot
+    encode (``.dryrun``; counted, not failed: the table validation is about supports_op). ``measured_build``: a build dir (or its bin/) whose ``test-backend-ops`` is compared
     with ``docs/ops/BLAS.csv`` and ``CPU.csv``. Never raises on disagreement: look at ``.ok``.
     """
     start = time.monotonic()
@@ -81,7 +84,19 @@ def validate_tree(
         gate=True,
     )
     ok = metal.status == "ok"
-    return _validation(tree, commit, older_tree, older_commit, ok, probe, chosen, metal, measured, start)
+    result = _validation(tree, commit, older_tree, older_commit, ok, probe, chosen, metal, measured, start)
+    if dryrun_work is not None:
+        from dataclasses import replace
+
+        from ..dryrun.contradict import built_in_cross_check
+        from ..dryrun.run import DEFAULT_PROFILES
+
+        names = [p.name for p in chosen if p.name in DEFAULT_PROFILES]
+        check = built_in_cross_check(
+            [(r.backend, r.op, r.case, r.supported) for r in rows], tree, cache_dir, dryrun_work, names
+        )
+        result = replace(result, dryrun=check, seconds=round(time.monotonic() - start, 2))
+    return result
 
 
 def _validation(
