@@ -159,6 +159,12 @@ def main() -> int:
     parser.add_argument("--cache", type=Path, default=None)
     parser.add_argument("--build-lock", type=Path, default=None)
     parser.add_argument("--markdown", type=Path, default=None)
+    parser.add_argument(
+        "--build-only",
+        action="store_true",
+        help="only build (or find cached) each tree's dry-run program: run it under the machine's build lock, "
+        "then the table without it (the build times are then those of this step)",
+    )
     args = parser.parse_args()
     settings = load_settings(None)
     cache = (args.cache or settings.cache_dir).resolve()
@@ -170,6 +176,20 @@ def main() -> int:
         todo.append((f"git HEAD {head[:9]} (tests' upstream)", path))
     rows: list[dict[str, Any]] = []
     report_path = settings.reports_dir / "bench-dryrun-trees.json"
+    if args.build_only:
+        for label, tree in todo:
+            t0 = time.monotonic()
+            try:
+                prog = ensure_program(
+                    tree, cache, compiler_cache_dir=cache / "ccache", build_lock=args.build_lock
+                )
+                print(
+                    f"{label}: program {prog.key} built_now={prog.built_now} {time.monotonic() - t0:.1f} s",
+                    flush=True,
+                )
+            except DryRunUnavailable as exc:
+                print(f"{label}: unavailable: {'; '.join(exc.problems)}", flush=True)
+        return 0
     for label, tree in todo:
         row = one(label, tree, cache, args.build_lock)
         rows.append(row)
