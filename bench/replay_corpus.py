@@ -13,6 +13,8 @@ writes ``.toolchain/reports/replay-corpus.json``.
 from __future__ import annotations
 
 import argparse
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -36,10 +38,36 @@ PROFILES = ("apple7", "apple9", "apple10")
 FAILURE = {"missing-kernel": "missing-kernel", "abort": "encoder-abort", "limit": "over-limit"}
 
 
+def ggml_tree(repo: Path, commit: str, trees: Path) -> Path:
+    """A tree in llama.cpp's layout from a ggml-org/ggml commit: the repository as ``ggml/`` and
+    its own ``tests/test-backend-ops.cpp`` as ``tests/`` (the file llama.cpp vendors)."""
+    dest = trees / f"ggml-{commit}"
+    if not (dest / "tests" / "test-backend-ops.cpp").is_file():
+        shutil.rmtree(dest, ignore_errors=True)
+        (dest / "ggml").mkdir(parents=True)
+        archive = subprocess.run(
+            ["git", "-C", str(repo), "archive", "--format=tar", commit], check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest / "ggml")], input=archive, check=True)
+        (dest / "tests").mkdir()
+        shutil.copy(dest / "ggml" / "tests" / "test-backend-ops.cpp", dest / "tests" / "test-backend-ops.cpp")
+    return dest
+
+
 def replay_on(
-    case: dict[str, Any], version: str, cache: Path, trees: Path, build_lock: Path | None
+    case: dict[str, Any],
+    version: str,
+    cache: Path,
+    trees: Path,
+    build_lock: Path | None,
+    repo: Path | None = None,
 ) -> dict[str, Any]:
-    tree = sdist_tree(version, trees)
+    if version.startswith("ggml@"):
+        if repo is None:
+            return {"version": version, "error": "no ggml-org/ggml repository given (--ggml-repo)"}
+        tree = ggml_tree(repo, version.removeprefix("ggml@"), trees)
+    else:
+        tree = sdist_tree(version, trees)
     try:
         ensure_program(tree, cache, compiler_cache_dir=cache / "ccache", build_lock=build_lock)
         line = case_line(tree, case["replay"], f"corpus-{case['id']}")
@@ -68,6 +96,13 @@ def main() -> int:
     parser.add_argument("--build-lock", type=Path, default=None)
     parser.add_argument("--only", default="")
     parser.add_argument("--markdown", type=Path, default=None)
+    parser.add_argument(
+        "--ggml-repo",
+        type=Path,
+        default=None,
+        help="a clone of ggml-org/ggml: a case with no pre-fix sdist is replayed on its git pair "
+        "(git_prefix_commit / git_fixed_commit) there",
+    )
     args = parser.parse_args()
     settings = load_settings(None)
     cache = (args.cache or settings.cache_dir).resolve()
@@ -93,7 +128,7 @@ def main() -> int:
             row.update(caught=False, why=f"not replayable: {case.get('replay_reason', '')}")
         elif want is None:
             row.update(caught=False, why=f"failure class {case['failure']}: not something the dry run models")
-        elif not case.get("prefix_version"):
+        elif not case.get("prefix_version") and not (args.ggml_repo and case.get("git_prefix_commit")):
             row.update(
                 caught=False,
                 why="no pre-fix tree among the sdists: " + (case.get("prefix_reason") or "(no reason given)"),
@@ -101,15 +136,23 @@ def main() -> int:
         else:
             # the assert (its text is the case's "kernel" field for an abort) or the limit
             text = "" if want == "missing-kernel" else str(case.get("kernel", ""))
-            pre = replay_on(case, case["prefix_version"], cache, trees, args.build_lock)
+            on_git = not case.get("prefix_version")
+            pre_tree = f"ggml@{case['git_prefix_commit']}" if on_git else case["prefix_version"]
+            post_tree = (
+                f"ggml@{case['git_fixed_commit']}"
+                if on_git and case.get("git_fixed_commit")
+                else case.get("fixed_version")
+            )
+            row.update(prefix_tree=pre_tree, fixed_tree=post_tree or "")
+            pre = replay_on(case, pre_tree, cache, trees, args.build_lock, args.ggml_repo)
             pre_ok = "error" not in pre and any(
                 named(o, want, case.get("kernel", "") if want == "missing-kernel" else "", text)
                 for o in pre["_outcomes"].values()
             )
             post: dict[str, Any] | None = None
             post_ok = True
-            if case.get("fixed_version"):
-                post = replay_on(case, case["fixed_version"], cache, trees, args.build_lock)
+            if post_tree:
+                post = replay_on(case, post_tree, cache, trees, args.build_lock, args.ggml_repo)
                 post_ok = "error" not in post and all(silent(o) for o in post["_outcomes"].values())
             row.update(
                 caught=pre_ok and post_ok,
