@@ -188,3 +188,12 @@ def test_the_command_refuses_with_its_exit_code(tree_0336: Path, tmp_path: Path)
     assert (
         "ggml_metal_encoder_set_pipeline decides verdicts (encoder dispatch (a nil pipeline aborts))" in err
     )
+
+
+def test_the_trees_own_argument_asserts_are_copied(tree_0336: Path, tree_0320: Path) -> None:
+    # 0.3.36's .m asserts a threadgroup-memory length is a multiple of 16; 0.3.20's passes any
+    # length to Metal: the stand-in asserts exactly where the tree does
+    pin = generate(tree_0336, _props(tree_0336)).source
+    old = generate(tree_0320, _props(tree_0320)).source
+    assert "GGML_ASSERT(size % 16 == 0);  // ggml/src/ggml-metal/ggml-metal-device.m:" in pin
+    assert "size % 16" not in old

@@ -197,6 +197,33 @@ def op_init_macro(tree: Path) -> str:
     return "#define TOOLCHAIN_OP_INIT(ctx, gf) ggml_metal_op_init(" + ", ".join(args) + ")"
 
 
+_ASSERT = re.compile(r"^\s*(GGML_ASSERT\s*\((.*)\)\s*;)")
+_C_WORDS = {"true", "false", "NULL", "nil", "nullptr", "sizeof"}
+
+
+def tree_asserts(tree: Path, sig: Signature, params: Sequence[Param]) -> list[str]:
+    """The tree's own ``GGML_ASSERT``s on the arguments, from the function's body in its ``.m``
+    file (those reading nothing but the parameters), each with file:line."""
+    rel, _, line = sig.where.rpartition(":")
+    names = {p.name for p in params}
+    for path in (tree / r for r in OBJC_FILES):
+        defs = column0_definitions(path, str(path.relative_to(tree)))
+        d = defs.get(sig.name)
+        if d is None:
+            continue
+        lines = _strip_comments(path.read_text(encoding="utf-8", errors="replace")).splitlines()
+        start = int(d.where.rsplit(":", 1)[1]) - 1
+        out = []
+        for j in range(start, len(lines)):
+            if j > start and lines[j].rstrip() == "}":
+                break
+            m = _ASSERT.match(lines[j])
+            if m and set(re.findall(r"[A-Za-z_]\w*", m.group(2))) <= names | _C_WORDS:
+                out.append(f"{m.group(1)}  // {d.where.rsplit(':', 1)[0]}:{j + 1}")
+        return out
+    return []
+
+
 def _adapt(model: _ModelFn, tree_sig: Signature) -> tuple[str | None, str]:
     """(body under the tree's signature, how) or (None, why not)."""
     m_ret, m_params = split_signature(model.sig)
@@ -264,7 +291,8 @@ def generate(tree: Path, props_fields: Iterable[str]) -> StandIn:
                 elif how:
                     adapted.append(f"{name}: {how}")
             if body is not None:
-                emitted[name] = f"{decl} {{{body}}}"
+                asserts = "".join(f"\n    {a}" for a in tree_asserts(tree, sig, params))
+                emitted[name] = f"{decl} {{{asserts}{body}}}"
                 modelled.append(name)
                 continue
         else:

@@ -18,6 +18,8 @@
 //   TOOLCHAIN_TREE_HAS_FUSION_H    ggml-metal-fusion.h exists (the fusion-info object, 0.3.36 on)
 //   TOOLCHAIN_PROPS_HAS_<field>    1 for each field of the tree's struct ggml_metal_device_props
 //   TOOLCHAIN_OP_INIT(ctx, gf)     the tree's ggml_metal_op_init, arguments matched by name
+// Each emitted body starts with the tree's own GGML_ASSERTs on that function's arguments, copied
+// from its definition in the tree's .m file (only those that read nothing but the arguments).
 // Interface functions here call each other only through the static helpers below (a tree may lack
 // any one of them). One function starts at column 0 with the header's signature, ends with `}` at
 // column 0.
@@ -187,8 +189,8 @@ void ggml_metal_encoder_set_buffer(ggml_metal_encoder_t encoder, struct ggml_met
 }
 
 void ggml_metal_encoder_set_threadgroup_memory_size(ggml_metal_encoder_t encoder, size_t size, int idx) {
-    // ref: https://developer.apple.com/documentation/metal/mtlcomputecommandencoder/setthreadgroupmemorylength(_:index:)
-    GGML_ASSERT(size % 16 == 0);  // the .m's own assert
+    // the tree's own asserts on the arguments come first (copied by the generator from the tree's .m:
+    // 0.3.36 asserts size % 16 == 0, older trees pass any length to Metal)
     encoder->threadgroup_memory[idx] = size;
 }
 
