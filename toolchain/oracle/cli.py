@@ -203,7 +203,7 @@ def _validation_key(args: argparse.Namespace, tree: Path, older: Path | None, bu
         tree_id(older),
         _profiles(args),
         args.min_agreement,
-        "no-dryrun" if args.no_dryrun else "dryrun",
+        "no-dryrun" if getattr(args, "no_dryrun", False) else "dryrun",
         program_digest(tbo) if tbo is not None else str(build),
         platform.machine(),
         env,
