@@ -80,6 +80,21 @@ def git_tree(trees: Path) -> tuple[Path, str]:
 _DONE: dict[str, dict[str, Any]] = {}  # program key -> the first row validated with it
 
 
+def is_built(tree: Path, cache: Path) -> bool:
+    """Is the tree's dry-run program already in the cache (nothing would be compiled)?"""
+    from toolchain.dryrun.build import program_key
+    from toolchain.dryrun.standin import generate
+    from toolchain.native_build import DRYRUN
+    from toolchain.oracle.extract import extract
+
+    try:
+        extraction = extract(tree)
+        key = program_key(tree, extraction, generate(tree, [f.name for f in extraction.props_fields]))
+    except Exception:  # unavailable: `one` says why, without compiling anything
+        return True
+    return (cache / DRYRUN.stage / f"{DRYRUN.prefix}-{key}" / "ok").is_file()
+
+
 def one(label: str, tree: Path, cache: Path, build_lock: Path | None) -> dict[str, Any]:
     row: dict[str, Any] = {"tree": label, "path": str(tree)}
     c0, t0 = _cpu(), time.monotonic()
@@ -175,6 +190,9 @@ def main() -> int:
     parser.add_argument("--build-lock", type=Path, default=None)
     parser.add_argument("--markdown", type=Path, default=None)
     parser.add_argument(
+        "--cached-only", action="store_true", help="skip (and say so) a tree whose program is not built yet"
+    )
+    parser.add_argument(
         "--build-only",
         action="store_true",
         help="only build (or find cached) each tree's dry-run program: run it under the machine's build lock, "
@@ -190,7 +208,11 @@ def main() -> int:
         path, head = git_tree(trees)
         todo.append((f"git HEAD {head[:9]} (tests' upstream)", path))
     rows: list[dict[str, Any]] = []
-    report_path = settings.reports_dir / "bench-dryrun-trees.json"
+    report_path = settings.reports_dir / (
+        "bench-dryrun-trees.json"
+        if args.markdown is None
+        else f"bench-dryrun-trees-{args.markdown.stem}.json"
+    )
     if args.build_only:
         for label, tree in todo:
             t0 = time.monotonic()
@@ -206,6 +228,9 @@ def main() -> int:
                 print(f"{label}: unavailable: {'; '.join(exc.problems)}", flush=True)
         return 0
     for label, tree in todo:
+        if args.cached_only and not is_built(tree, cache):
+            print(f"{label}: skipped, its dry-run program is not built yet", flush=True)
+            continue
         row = one(label, tree, cache, args.build_lock)
         rows.append(row)
         print(
