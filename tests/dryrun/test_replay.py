@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, test_cache_dir
+import tests.conftest as root_conftest
+from tests.conftest import ROOT
 from tests.dryrun.conftest import BUILD_LOCK, sdist_tree
 from toolchain.dryrun.build import ensure_program
 from toolchain.dryrun.contradict import CANNOT_ENCODE
@@ -43,7 +44,7 @@ def test_a_case_is_written_with_the_trees_own_ids(tree_0320: Path, tree_0336: Pa
 
 @pytest.mark.slow
 def test_the_corpus_cases_of_0335_are_named_there_and_silent_on_0336(tree_0336: Path, tmp_path: Path) -> None:
-    cache = test_cache_dir() / "dryrun-cache"
+    cache = root_conftest.test_cache_dir() / "dryrun-cache"
     cases = [
         c
         for c in CORPUS["case"]
@@ -52,7 +53,9 @@ def test_the_corpus_cases_of_0335_are_named_there_and_silent_on_0336(tree_0336: 
     assert len(cases) >= 5
     trees = {"0.3.35": sdist_tree("0.3.35"), "0.3.36": tree_0336}
     for tree in trees.values():
-        ensure_program(tree, cache, compiler_cache_dir=test_cache_dir() / "ccache", build_lock=BUILD_LOCK)
+        ensure_program(
+            tree, cache, compiler_cache_dir=root_conftest.test_cache_dir() / "ccache", build_lock=BUILD_LOCK
+        )
     for version, tree in trees.items():
         ops = tmp_path / f"corpus-{version}.ops"
         ops.write_text("".join(case_line(tree, c["replay"], c["id"]) + "\n" for c in cases))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import test_cache_dir
+import tests.conftest as root_conftest
 from tests.dryrun.conftest import BUILD_LOCK, sdist_tree
 from toolchain.dryrun.build import ensure_program
 from toolchain.dryrun.replay import case_line, outcomes
@@ -50,7 +50,9 @@ FA_96_64 = {
 
 
 def _program(tree: Path, cache: Path):  # type: ignore[no-untyped-def]
-    return ensure_program(tree, cache, compiler_cache_dir=test_cache_dir() / "ccache", build_lock=BUILD_LOCK)
+    return ensure_program(
+        tree, cache, compiler_cache_dir=root_conftest.test_cache_dir() / "ccache", build_lock=BUILD_LOCK
+    )
 
 
 def _replay(
