@@ -8,6 +8,7 @@ it cached.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,8 @@ from toolchain.dryrun.build import DryRunProgram, ensure_program
 from toolchain.dryrun.records import DryRun
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "dryrun"
-BUILD_LOCK = Path("/tmp/llama-build.lock")
+# the machine's build lock (TOOLCHAIN_BUILD_LOCK where the machine has its own, e.g. /work/locks/build.lock)
+BUILD_LOCK = Path(os.environ.get("TOOLCHAIN_BUILD_LOCK", "/tmp/llama-build.lock"))
 
 
 @pytest.fixture(scope="session")
@@ -49,3 +51,23 @@ def moe_run(
     moe = FIXTURES / "moe"
     files = [(b, moe / f"qwen3moe-k{k}-f16-{b}.ops") for b in batches]
     return dry_run(tree, cache, work, batches=files, profiles=profiles)
+
+
+def sdist_tree(version: str) -> Path:
+    """The llama.cpp tree vendored by llama-cpp-python ``version``, unpacked once into the test
+    cache from its sdist (downloaded into the cache when missing). Read-only: do not modify."""
+    from fixtures.upstream.build_upstream import fetch_sdists
+    from toolchain.core.locking import exclusive
+    from toolchain.source.sdist import extract_vendor_tree
+
+    cache = test_cache_dir()
+    dest = cache / f"sdist-tree-{version}"
+    with exclusive(cache / f".sdist-tree-{version}.lock", wait=1800):
+        done = dest / ".toolchain-test-tree"
+        if not done.is_file():
+            with exclusive(cache / ".sdists.lock", wait=1800):
+                sdist = fetch_sdists((version,), cache)[version]
+            dest.mkdir(parents=True, exist_ok=True)
+            tree, _ = extract_vendor_tree(sdist, dest / "src")
+            done.write_text(str(tree.relative_to(dest)))
+        return dest / done.read_text()

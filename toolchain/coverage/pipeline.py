@@ -26,6 +26,7 @@ from .engine.run import CoverageRequest, plan, run_matrix, with_baseline
 from .engine.shard import parse_shard, shard_plan
 from .metal.dryrun import add_dryrun
 from .metal.predicted import add_predictions
+from .metal.predicted_dryrun import mark_predicted
 from .records import Cell, CoverageRun
 from .reports.baseline import load_baseline
 from .reports.write import write_reports
@@ -115,6 +116,7 @@ def run_coverage(
                 run = add_dryrun(
                     run, planned, request.scratch_dir, settings.cache_dir, job.dryrun_profiles, column_cache
                 )
+            run = mark_predicted(run)  # no clean predicted pass where the dry run cannot encode
         run = with_baseline(run, job.baseline, old)
         paths = write_reports(run, settings.reports_dir)
     return run, paths

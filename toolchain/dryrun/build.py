@@ -1,24 +1,26 @@
 """Build the dry run for a tree: its Metal C++ files, ggml, test-backend-ops, the oracle's cut
 supports_op and our stand-in, as one program (``native/``, CMake + Ninja like the oracle probe).
 
-Refused before anything is compiled when the tree's Objective-C interface does not match the
-stand-in (``interface.mismatches``) or supports_op cannot be cut (the oracle's rules). Built once
-per content — our native sources, the cut, the props struct, the tree's ggml, Metal backend and
-test-backend-ops — into ``<cache>/dryrun/dryrun-<key>/`` (``toolchain.builder.native``, as the probe);
-a compile failure is remembered there.
+The stand-in for the Objective-C layer is generated for the tree's own interface
+(``standin.generate``); refused before anything is compiled only when a verdict-deciding function
+changed in a way the stand-in cannot follow (named), or supports_op cannot be cut (the oracle's
+rules). Built once per content — our native sources, the generated stand-in, the cut, the props
+struct, the tree's ggml, Metal backend and test-backend-ops — into ``<cache>/dryrun/dryrun-<key>/``
+(``toolchain.builder.native``, as the probe); a compile failure is remembered there.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..builder.native import DRYRUN, NativeBuildFailed, build_once, content_key
 from ..core.tree import BACKEND_OPS_SOURCE, METAL_DIR
 from ..oracle.extract import Extraction, ExtractionFailed, extract
 from ..oracle.probe import Probe, cut_seed, generated_sources
-from .interface import CXX_FILES, mismatches
+from .standin import GENERATED_NAME, StandIn, StandInRefused, generate
 
 
 class DryRunUnavailable(Exception):
@@ -30,14 +32,18 @@ class DryRunUnavailable(Exception):
         self.log = log
 
 
-# The same record as the oracle's probe: a native program built for a tree (its executable, content
-# key, the supports_op cut it holds, whether it was built now).
-DryRunProgram = Probe
+@dataclass(frozen=True)
+class DryRunProgram(Probe):
+    """The same record as the oracle's probe (executable, content key, the cut it holds, whether it
+    was built now) and the stand-in generated for the tree (what is modelled by default)."""
+
+    standin: StandIn | None = None
 
 
-def program_key(tree: Path, extraction: Extraction) -> str:
+def program_key(tree: Path, extraction: Extraction, standin: StandIn | None = None) -> str:
     metal = [p for p in (tree / METAL_DIR).glob("*") if p.is_file()]
-    return content_key(DRYRUN, b"dryrun\0" + cut_seed(extraction), tree, [*metal, tree / BACKEND_OPS_SOURCE])
+    seed = b"dryrun\0" + cut_seed(extraction) + (standin.source.encode() if standin else b"")
+    return content_key(DRYRUN, seed, tree, [*metal, tree / BACKEND_OPS_SOURCE])
 
 
 def ensure_program(
@@ -54,27 +60,34 @@ def ensure_program(
     """
     start = time.monotonic()
     tree = tree.resolve()
-    problems = mismatches(tree)
+    if not (tree / METAL_DIR / "ggml-metal-device.h").is_file():
+        raise DryRunUnavailable(
+            ["no C++ Metal backend in this tree (ggml/src/ggml-metal/ggml-metal-device.h absent)"]
+        )
     if not (tree / BACKEND_OPS_SOURCE).is_file():
-        problems.append("missing file: tests/test-backend-ops.cpp (the dry run drives the tree's own cases)")
-    if problems:
-        raise DryRunUnavailable(problems)
+        raise DryRunUnavailable(
+            ["missing file: tests/test-backend-ops.cpp (the dry run drives the tree's own cases)"]
+        )
     try:
         extraction = extract(tree)
     except ExtractionFailed as exc:
         raise DryRunUnavailable([f"cannot cut supports_op out of {tree}: {exc.reason}"]) from exc
-    key = program_key(tree, extraction)
+    try:
+        standin = generate(tree, [f.name for f in extraction.props_fields])
+    except StandInRefused as exc:
+        raise DryRunUnavailable(list(exc.problems)) from exc
+    key = program_key(tree, extraction, standin)
     try:
         exe, built = build_once(
             DRYRUN,
             key,
             tree,
             cache_dir,
-            generated=generated_sources(extraction),
-            defines={"DRYRUN_METAL_SOURCES": ";".join(str(p) for p in CXX_FILES)},
+            generated={**generated_sources(extraction), GENERATED_NAME: standin.source},
+            defines={"DRYRUN_METAL_SOURCES": ";".join(str(p) for p in standin.metal_sources)},
             compiler_cache_dir=compiler_cache_dir,
             extra_lock=build_lock,
         )
     except NativeBuildFailed as exc:
         raise DryRunUnavailable([exc.reason], exc.log) from exc
-    return DryRunProgram(tree, exe, key, extraction, built, time.monotonic() - start)
+    return DryRunProgram(tree, exe, key, extraction, built, time.monotonic() - start, standin)

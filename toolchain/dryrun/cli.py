@@ -44,6 +44,8 @@ def describe(p: ProfileResult) -> str:
 
 
 def print_findings(run: DryRun, limit: int = 10) -> None:
+    for line in run.standin:
+        LOG.info(line)
     for batch in run.runs:
         LOG.info(f"{batch.batch} ({batch.source}): {batch.cases} cases")
         for p in batch.results:

@@ -98,3 +98,6 @@ class DryRun:
     program: str  # content key of the dry-run build
     profiles: tuple[ProfileInfo, ...]
     runs: tuple[BatchRun, ...]
+    # how the stand-in follows this tree's Objective-C interface (toolchain.dryrun.standin): the
+    # functions adapted to a changed signature and those "modelled by default"
+    standin: tuple[str, ...] = ()

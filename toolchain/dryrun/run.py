@@ -50,7 +50,9 @@ def program(tree: Path, cache_dir: Path) -> DryRunProgram:
     except DryRunUnavailable as exc:
         raise DryRunUnavailableError(
             f"Metal dry run unavailable for {tree} (commit {tree_commit(tree)}): " + "; ".join(exc.problems),
-            "the stand-in for the Objective-C layer must be updated for this commit; no dry-run verdicts are made for it",
+            "a verdict-deciding function of the Objective-C layer changed in a way the stand-in cannot follow (named "
+            "above): model it in toolchain/dryrun/native/toolchain_dryrun_standin.cpp; no dry-run verdicts are made "
+            "for this commit",
         ) from exc
 
 
@@ -288,4 +290,5 @@ def dry_run(
         prog.key,
         tuple(profile_info(tree, p, libraries[p.name]) for p in profs),
         tuple(runs),
+        tuple(prog.standin.report_lines()) if prog.standin else (),
     )

@@ -47,7 +47,7 @@ class Validation:
     reason: str  # the verdict in one line
 
     def summary_lines(self) -> list[str]:
-        lines: list[str] = []
+        lines: list[str] = list(self.run.standin)
         for batch in self.run.runs:
             lines.append(f"{batch.source}: {batch.cases} cases per profile, {batch.seconds:.1f} s")
             for p in batch.results:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from functools import partial
 from pathlib import Path
 
 from ..builder.manifest import last_build_dir
@@ -12,6 +13,7 @@ from ..config import Settings
 from ..core.digests import ggml_environment, program_digest, toolchain_digest, tree_digest
 from ..core.git import tree_commit
 from ..core.jsonio import to_jsonable
+from ..dryrun.contradict import built_in_cross_check, check_predictions
 from ..errors import OracleValidationError, ReportError
 from ..log import LOG
 from ..options import profiles_of, tree_of, tree_options
@@ -50,6 +52,19 @@ def _print_validation(v: OracleValidation) -> None:
             LOG.info(f"    unmatched ({u.side}): {u.count} - {u.reason}")
     for t in v.measured:
         _print_table(t, t.ours, f", {t.best_agreement:.2%} agree, {len(t.disagreements)} differ (reported)")
+    if v.dryrun is not None:
+        d = v.dryrun
+        if not d.available:
+            LOG.info(f"dry run unavailable, 'supported' unchecked: {d.reason}")
+        else:
+            say = LOG.warn if d.count else LOG.info
+            say(
+                f"supported but not encodable (dry run {d.program}): {d.count} of {d.compared} predicted-supported "
+                f"built-in cases on {', '.join(d.profiles)}"
+                + (f" ({', '.join(f'{k} {n}' for k, n in (d.by_verdict or {}).items())})" if d.count else "")
+            )
+            for c in d.cases[:10]:
+                say(f"    {c.profile} {c.op} {c.case[:120]} -> {c.verdict}: {c.detail[:200]}")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -71,6 +86,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
             measured_build=build,
             min_agreement=args.min_agreement,
             older_commit=older_commit,
+            cross_check=None
+            if args.no_dryrun
+            else partial(
+                built_in_cross_check,
+                tree=tree,
+                cache_dir=settings.cache_dir,
+                work=settings.work_dir / "oracle-dryrun",
+            ),
         )
         write_report(kept, kind, v)
     else:
@@ -109,6 +132,7 @@ def _validation_key(args: argparse.Namespace, tree: Path, older: Path | None, bu
         tree_id(older),
         profiles_of(args),
         args.min_agreement,
+        "no-dryrun" if getattr(args, "no_dryrun", False) else "dryrun",
         program_digest(tbo) if tbo is not None else str(build),
         platform.machine(),
         env,
@@ -133,6 +157,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     preds: Predictions = predict(
         args.ops, tree, cache_dir=settings.cache_dir, profiles=profiles_of(args), commit=tree_commit(tree)
     )
+    if not args.no_dryrun:
+        with LOG.step("oracle predict: the Metal dry run of the same ops (is 'supported' encodable?)"):
+            preds = check_predictions(preds, tree, settings.cache_dir, settings.work_dir / "oracle-dryrun")
     name, kind = PREDICTIONS_REPORT
     path = write_report(settings.reports_dir / name, kind, preds)
     if args.json:
@@ -142,6 +169,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
         rejected = sorted({f"{o.op}" for o in p.ops if not o.supported})
         LOG.info(
             f"    {p.column:36} {p.supported:4} supported, {p.unsupported:4} rejected  {' '.join(rejected)}"
+        )
+        if p.dryrun_cannot_encode:
+            # never a clean pass: the cell says both
+            LOG.warn(
+                f"    {p.column:36} supported by supports_op, but the dry run cannot encode "
+                f"{p.dryrun_cannot_encode} of them (metal-dryrun:{p.profile}):"
+            )
+            for o in p.ops:
+                if o.dryrun:
+                    LOG.warn(f"        {o.op} {o.case[:160]} -> {o.dryrun[:300]}")
+    if preds.dryrun is not None:
+        LOG.info(
+            ("dry run: " if preds.dryrun.available else "dry run unavailable, predictions unchecked: ")
+            + preds.dryrun.reason
         )
     LOG.ok(f"oracle predictions for {args.ops} ({path})")
     return 0
@@ -158,6 +199,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     pred = osub.add_parser("predict", help="per-profile verdicts for a model's exported graph ops")
     shared(pred)
     pred.add_argument("--ops", type=Path, required=True, help="test-export-graph-ops output of the same tree")
+    pred.add_argument(
+        "--no-dryrun",
+        action="store_true",
+        help="do not check the 'supported' answers with the Metal dry run of the same ops (default: checked "
+        "when the dry run is available for the tree)",
+    )
     pred.set_defaults(func=cmd_predict)
 
     val = osub.add_parser(
@@ -189,6 +236,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         type=float,
         default=MIN_AGREEMENT,
         help=f"best-profile agreement required (default {MIN_AGREEMENT})",
+    )
+    val.add_argument(
+        "--no-dryrun",
+        action="store_true",
+        help="do not count the accepted built-in cases the Metal dry run cannot encode (default: counted when "
+        "the dry run is available for the tree)",
     )
     val.add_argument(
         "--fresh",

@@ -39,6 +39,34 @@ class ProbeInfo:
 
 
 @dataclass(frozen=True)
+class Contradiction:
+    profile: str
+    op: str
+    case: str
+    verdict: str  # the dry run's: missing-kernel | encoder-abort | over-limit
+    detail: str  # kernel names, the assert, or the limit
+
+
+@dataclass(frozen=True)
+class DryRunCrossCheck:
+    """Predicted-supported cases the Metal dry run (toolchain.dryrun.contradict) cannot encode, on
+    the profiles both sides ran: never a clean pass."""
+
+    available: bool
+    reason: str  # why not, or what was compared
+    program: str = ""  # the dry-run program's content key
+    profiles: tuple[str, ...] = ()
+    compared: int = 0  # predicted-supported cases the dry run also ran
+    by_profile: dict[str, int] | None = None  # profile -> cases that cannot be encoded
+    by_verdict: dict[str, int] | None = None
+    cases: tuple[Contradiction, ...] = ()  # every one
+
+    @property
+    def count(self) -> int:
+        return len(self.cases)
+
+
+@dataclass(frozen=True)
 class OpPrediction:
     """One op of the model, exactly as test-export-graph-ops wrote it, and the profile's verdict."""
 
@@ -52,6 +80,9 @@ class OpPrediction:
     source_strides: tuple[str, ...]  # nb of each source, from the ops file
     case: str  # the full test-backend-ops case string
     supported: bool
+    # supported, but the dry run of the same case on the same profile cannot encode it:
+    # "missing-kernel: kernel_…" / "encoder-abort: …" / "over-limit: …" ("" when not, or not run)
+    dryrun: str = ""
 
 
 @dataclass(frozen=True)
@@ -67,6 +98,7 @@ class ProfilePredictions:
     supported: int  # ops of the ops file supports_op accepts on this profile
     unsupported: int
     ops: tuple[OpPrediction, ...]
+    dryrun_cannot_encode: int = 0  # of the supported ones (see OpPrediction.dryrun)
 
 
 @dataclass(frozen=True)
@@ -80,6 +112,7 @@ class Predictions:
     ops_file: str  # the ops (test-export-graph-ops output) the profiles were asked about
     probe: ProbeInfo
     profiles: tuple[ProfilePredictions, ...]
+    dryrun: DryRunCrossCheck | None = None  # None: not asked for
 
 
 @dataclass(frozen=True)
@@ -123,3 +156,5 @@ class OracleValidation:
     metal: TableValidation
     measured: tuple[TableValidation, ...]
     seconds: float
+    # the built-in cases the oracle accepts that the Metal dry run cannot encode (None: not asked for)
+    dryrun: DryRunCrossCheck | None = None

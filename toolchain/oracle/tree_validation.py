@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from ..core.git import tree_commit
@@ -17,6 +18,7 @@ from .profiles import DeviceProfile, default_profiles, unmodelled
 from .records import (
     OBSERVED_BY,
     STATEMENT,
+    DryRunCrossCheck,
     OracleValidation,
     TableValidation,
 )
@@ -26,6 +28,10 @@ from .validate import (
     Evidence,
     index,
 )
+
+# The caller's cross-check of the oracle's built-in answers (the dry run's: the oracle does not
+# import the dry run, which is built on the oracle's cut).
+CrossCheck = Callable[[list[tuple[str, str, str, bool]], Sequence[DeviceProfile]], DryRunCrossCheck]
 
 
 def validate_tree(
@@ -38,11 +44,15 @@ def validate_tree(
     min_agreement: float = MIN_AGREEMENT,
     commit: str | None = None,
     older_commit: str | None = None,
+    cross_check: CrossCheck | None = None,
 ) -> OracleValidation:
     """Validate the oracle against ``docs/ops/Metal.csv`` of ``tree``; BLAS / CPU of a build too.
 
     ``older_tree``: an older tree of the same upstream, used to tell a stale CSV from a wrong
-    oracle. ``measured_build``: a build dir (or its bin/) whose ``test-backend-ops`` is compared
+    oracle. ``cross_check``: the oracle's answers on the built-in cases (``(profile, op, case,
+    supported)``) and its profiles -> how many of those it accepts the tree cannot encode (the Metal
+    dry run's, given by the caller: ``toolchain.dryrun.contradict.built_in_cross_check``; kept as
+    ``.dryrun``, counted, not failed: the table validation is about supports_op). ``measured_build``: a build dir (or its bin/) whose ``test-backend-ops`` is compared
     with ``docs/ops/BLAS.csv`` and ``CPU.csv``. Never raises on disagreement: look at ``.ok``.
     """
     start = time.monotonic()
@@ -82,7 +92,11 @@ def validate_tree(
         gate=True,
     )
     ok = metal.status == "ok"
-    return _validation(tree, commit, older_tree, older_commit, ok, probe, chosen, metal, measured, start)
+    result = _validation(tree, commit, older_tree, older_commit, ok, probe, chosen, metal, measured, start)
+    if cross_check is not None:
+        check = cross_check([(r.backend, r.op, r.case, r.supported) for r in rows], chosen)
+        result = replace(result, dryrun=check, seconds=round(time.monotonic() - start, 2))
+    return result
 
 
 def _validation(

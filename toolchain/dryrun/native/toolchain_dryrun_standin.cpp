@@ -9,7 +9,20 @@
 // - a buffer is reserved address space (mmap, MAP_NORESERVE): tensors have addresses, no memory;
 // - graph compute is the context's own loop over the tree's ggml_metal_op_encode.
 //
-// One function per line of the interface starts at column 0 with exactly the header's signature.
+// This file is the model, not compiled as it is: toolchain.dryrun.standin generates each tree's
+// stand-in from it. Every function of the tree's interface is emitted with the tree's own signature
+// (from its header): the body below when the signatures agree or the difference is only unused
+// parameters, a documented default (`return {};`) for a function that decides no verdict, a refusal
+// naming the function for one that does. Functions the tree no longer declares are left out. The
+// generator also defines, per tree:
+//   TOOLCHAIN_TREE_HAS_FUSION_H    ggml-metal-fusion.h exists (the fusion-info object, 0.3.36 on)
+//   TOOLCHAIN_PROPS_HAS_<field>    1 for each field of the tree's struct ggml_metal_device_props
+//   TOOLCHAIN_OP_INIT(ctx, gf)     the tree's ggml_metal_op_init, arguments matched by name
+// Each emitted body starts with the tree's own GGML_ASSERTs on that function's arguments, copied
+// from its definition in the tree's .m file (only those that read nothing but the arguments).
+// Interface functions here call each other only through the static helpers below (a tree may lack
+// any one of them). One function starts at column 0 with the header's signature, ends with `}` at
+// column 0.
 
 #include "toolchain_dryrun.h"
 #include "toolchain_device.h"
@@ -19,7 +32,9 @@
 
 #include "ggml-impl.h"
 #include "ggml-metal-common.h"
+#if TOOLCHAIN_TREE_HAS_FUSION_H
 #include "ggml-metal-fusion.h"
+#endif
 #include "ggml-metal-ops.h"
 
 #include <sys/mman.h>
@@ -70,12 +85,37 @@ struct ggml_metal {
     ggml_metal_library_t lib;
     ggml_metal_event_t ev_cpy;
     struct ggml_metal_fusion_info * finfo;
+    bool use_fusion;
     bool use_concurrency;
     int debug_graph;
     int n_cb;
     ggml_abort_callback abort_callback;
     void * abort_callback_data;
 };
+
+// what the interface functions share (a tree may lack any one interface function)
+static void toolchain_copy_in(struct ggml_tensor * tensor, const void * data, size_t offset, size_t size) {
+    memcpy((char *) tensor->data + offset, data, size);
+}
+
+static void toolchain_copy_out(const struct ggml_tensor * tensor, void * data, size_t offset, size_t size) {
+    memcpy(data, (const char *) tensor->data + offset, size);
+}
+
+static ggml_metal_library_t toolchain_library_init(ggml_metal_device_t dev) {
+    auto * lib = new ggml_metal_library();
+    lib->dev = dev;
+    lib->pipelines = ggml_metal_pipelines_init();
+    return lib;
+}
+
+static void toolchain_library_free(ggml_metal_library_t lib) {
+    if (!lib) {
+        return;
+    }
+    ggml_metal_pipelines_free(lib->pipelines);
+    delete lib;
+}
 
 extern "C" {
 
@@ -149,8 +189,8 @@ void ggml_metal_encoder_set_buffer(ggml_metal_encoder_t encoder, struct ggml_met
 }
 
 void ggml_metal_encoder_set_threadgroup_memory_size(ggml_metal_encoder_t encoder, size_t size, int idx) {
-    // ref: https://developer.apple.com/documentation/metal/mtlcomputecommandencoder/setthreadgroupmemorylength(_:index:)
-    GGML_ASSERT(size % 16 == 0);  // the .m's own assert
+    // the tree's own asserts on the arguments come first (copied by the generator from the tree's .m:
+    // 0.3.36 asserts size % 16 == 0, older trees pass any length to Metal)
     encoder->threadgroup_memory[idx] = size;
 }
 
@@ -175,23 +215,16 @@ void ggml_metal_encoder_end_encoding(ggml_metal_encoder_t encoder) {
 }
 
 ggml_metal_library_t ggml_metal_library_init(ggml_metal_device_t dev) {
-    auto * lib = new ggml_metal_library();
-    lib->dev = dev;
-    lib->pipelines = ggml_metal_pipelines_init();
-    return lib;
+    return toolchain_library_init(dev);
 }
 
 ggml_metal_library_t ggml_metal_library_init_from_source(ggml_metal_device_t dev, const char * source, bool verbose) {
     (void) source; (void) verbose;
-    return ggml_metal_library_init(dev);
+    return toolchain_library_init(dev);
 }
 
 void ggml_metal_library_free(ggml_metal_library_t lib) {
-    if (!lib) {
-        return;
-    }
-    ggml_metal_pipelines_free(lib->pipelines);
-    delete lib;
+    toolchain_library_free(lib);
 }
 
 ggml_metal_device_t ggml_metal_library_get_device(ggml_metal_library_t lib) {
@@ -263,14 +296,20 @@ ggml_metal_device_t ggml_metal_device_init(int device, int n_devices) {
     if (dev->props.max_working_set_size == 0) {
         dev->props.max_working_set_size = (size_t) 1 << 40;
     }
+#if TOOLCHAIN_TREE_HAS_FUSION_H
     dev->finfo = ggml_metal_fusion_info_init(true, 0);
-    dev->library = ggml_metal_library_init(dev);
+#else
+    dev->finfo = nullptr;  // before ggml-metal-fusion.h the context kept use_fusion itself
+#endif
+    dev->library = toolchain_library_init(dev);
     return dev;
 }
 
 void ggml_metal_device_free(ggml_metal_device_t dev) {
+#if TOOLCHAIN_TREE_HAS_FUSION_H
     ggml_metal_fusion_info_free(dev->finfo);
-    ggml_metal_library_free(dev->library);
+#endif
+    toolchain_library_free(dev->library);
     free(dev);
 }
 
@@ -364,12 +403,12 @@ void   ggml_metal_buffer_memset_tensor(ggml_metal_buffer_t buf, struct ggml_tens
 
 void   ggml_metal_buffer_set_tensor   (ggml_metal_buffer_t buf, struct ggml_tensor * tensor, const void * data, size_t offset, size_t size) {
     (void) buf;
-    memcpy((char *) tensor->data + offset, data, size);
+    toolchain_copy_in(tensor, data, offset, size);
 }
 
 void   ggml_metal_buffer_get_tensor   (ggml_metal_buffer_t buf, const struct ggml_tensor * tensor, void * data, size_t offset, size_t size) {
     (void) buf;
-    memcpy(data, (const char *) tensor->data + offset, size);
+    toolchain_copy_out(tensor, data, offset, size);
 }
 
 bool   ggml_metal_buffer_cpy_tensor   (ggml_metal_buffer_t buf, const struct ggml_tensor * src, struct ggml_tensor * dst) {
@@ -396,17 +435,18 @@ struct ggml_metal_buffer_id ggml_metal_buffer_get_id(ggml_metal_buffer_t buf, co
 ggml_metal_t ggml_metal_init(ggml_metal_device_t dev) {
     auto * ctx = static_cast<ggml_metal_t>(calloc(1, sizeof(struct ggml_metal)));
     ctx->dev = dev;
-    ctx->lib = ggml_metal_device_get_library(dev);
-    ctx->ev_cpy = ggml_metal_device_event_init(dev);
-    ctx->finfo = ggml_metal_device_get_fusion_info(dev);
+    ctx->lib = dev->library;
+    ctx->ev_cpy = new ggml_metal_event();
+    ctx->finfo = dev->finfo;
+    ctx->use_fusion = true;  // the .m's default (GGML_METAL_FUSION_DISABLE unset; trees before fusion.h)
     ctx->use_concurrency = true;  // the .m's default (GGML_METAL_CONCURRENCY_DISABLE unset)
     ctx->debug_graph = 0;
-    snprintf(ctx->name, sizeof(ctx->name), "%s", ggml_metal_device_get_props(dev)->name);
+    snprintf(ctx->name, sizeof(ctx->name), "%s", dev->props.name);
     return ctx;
 }
 
 void ggml_metal_free(ggml_metal_t ctx) {
-    ggml_metal_device_event_free(ctx->dev, ctx->ev_cpy);
+    delete ctx->ev_cpy;
     free(ctx);
 }
 
@@ -421,12 +461,12 @@ void ggml_metal_synchronize(ggml_metal_t ctx) {
 // nothing is queued: the same copies as a buffer's (a stand-in buffer is host memory)
 void ggml_metal_set_tensor_async(ggml_metal_t ctx, struct ggml_tensor * tensor, const void * data, size_t offset, size_t size) {
     (void) ctx;
-    ggml_metal_buffer_set_tensor(nullptr, tensor, data, offset, size);
+    toolchain_copy_in(tensor, data, offset, size);
 }
 
 void ggml_metal_get_tensor_async(ggml_metal_t ctx, const struct ggml_tensor * tensor, void * data, size_t offset, size_t size) {
     (void) ctx;
-    ggml_metal_buffer_get_tensor(nullptr, tensor, data, offset, size);
+    toolchain_copy_out(tensor, data, offset, size);
 }
 
 bool ggml_metal_cpy_tensor_async(ggml_metal_t ctx_src, ggml_metal_t ctx_dst, const struct ggml_tensor * src, struct ggml_tensor * dst) {
@@ -439,8 +479,7 @@ enum ggml_status ggml_metal_graph_compute (ggml_metal_t ctx, struct ggml_cgraph 
         return GGML_STATUS_SUCCESS;
     }
     // the .m's encode loop, single command buffer (n_cb = 0): every node, in order
-    ggml_metal_op_t ctx_op = ggml_metal_op_init(ctx->dev, nullptr, gf, ctx->finfo, 0, gf->n_nodes,
-                                                ctx->use_concurrency, false, ctx->debug_graph);
+    ggml_metal_op_t ctx_op = TOOLCHAIN_OP_INIT(ctx, gf);
     for (int idx = 0; idx < ggml_metal_op_n_nodes(ctx_op); ++idx) {
         const int res = ggml_metal_op_encode(ctx_op, idx);
         if (res == 0) {
@@ -480,7 +519,12 @@ void ggml_metal_set_abort_callback  (ggml_metal_t ctx, ggml_abort_callback abort
 }
 
 bool ggml_metal_supports_family     (ggml_metal_t ctx, int family) {
-    return ggml_metal_device_get_props(ctx->dev)->gpu_family >= family;
+#if TOOLCHAIN_PROPS_HAS_gpu_family
+    return ctx->dev->props.gpu_family >= family;
+#else
+    (void) ctx; (void) family;
+    return false;  // the props have no family before gpu_family (listed as modelled by default)
+#endif
 }
 
 void ggml_metal_capture_next_compute(ggml_metal_t ctx) {

@@ -1,0 +1,71 @@
+"""Real upstream crashes replayed (fixtures/real_crashes/corpus.toml, toolchain.dryrun.replay).
+
+Unit: a corpus case becomes one line of the tree's own test-file format, op and type ids from
+that tree's ggml.h. Slow: the corpus cases whose pre-fix tree is 0.3.35 and post-fix tree 0.3.36
+(the sdists themselves) are named there and silent here; the whole corpus, including the ggml git
+pairs, is bench/replay_corpus.py.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import tests.conftest as root_conftest
+from tests.conftest import ROOT
+from tests.dryrun.conftest import BUILD_LOCK, sdist_tree
+from toolchain.dryrun.build import ensure_program
+from toolchain.dryrun.contradict import CANNOT_ENCODE
+from toolchain.dryrun.replay import NotReplayable, case_line
+from toolchain.dryrun.run import dry_run
+
+CORPUS = tomllib.loads((ROOT / "fixtures" / "real_crashes" / "corpus.toml").read_text(encoding="utf-8"))
+PROFILES = ["apple7", "apple9", "apple10"]
+
+
+def _case(case_id: str) -> dict[str, object]:
+    return next(c for c in CORPUS["case"] if c["id"] == case_id)
+
+
+def test_a_case_is_written_with_the_trees_own_ids(tree_0320: Path, tree_0336: Path) -> None:
+    fa = _case("fa-dk96-dv64-vec")["replay"]
+    # FLASH_ATTN_EXT is enum value 73 in 0.3.20's ggml.h and 74 in 0.3.36's; the output is
+    # [hsv, n_head, n_batch, 1]; op_params scale (1/sqrt(96) as f32 bits), max_bias, softcap, prec F32 (10)
+    assert case_line(tree_0320, fa).startswith("73 0 64 4 1 1 4 1037108716 0 0 10 4 0 96 1 4 1 0 0 0 0 ")
+    assert case_line(tree_0336, fa).startswith("74 0 64 4 1 1 4 1037108716 0 0 10 4 0 96 1 4 1 0 0 0 0 ")
+    im2col = _case("im2col-khkw-over-1024")["replay"]
+    # ggml_im2col: [IC*KH*KW, OW, OH, N] with op_params [s0, s1, p0, p1, d0, d1, is_2D]
+    assert " 1056 99 98 2 7 1 1 1 1 1 1 1 2 " in case_line(tree_0336, im2col)
+    with pytest.raises(NotReplayable, match="GGML_TYPE_Q1_0"):
+        case_line(tree_0320, _case("mmid-q1_0-f32")["replay"])  # 0.3.20 predates Q1_0
+
+
+@pytest.mark.slow
+def test_the_corpus_cases_of_0335_are_named_there_and_silent_on_0336(tree_0336: Path, tmp_path: Path) -> None:
+    cache = root_conftest.test_cache_dir() / "dryrun-cache"
+    cases = [
+        c
+        for c in CORPUS["case"]
+        if c.get("replayable") and c["prefix_version"] == "0.3.35" and c["fixed_version"] == "0.3.36"
+    ]
+    assert len(cases) >= 5
+    trees = {"0.3.35": sdist_tree("0.3.35"), "0.3.36": tree_0336}
+    for tree in trees.values():
+        ensure_program(
+            tree, cache, compiler_cache_dir=root_conftest.test_cache_dir() / "ccache", build_lock=BUILD_LOCK
+        )
+    for version, tree in trees.items():
+        ops = tmp_path / f"corpus-{version}.ops"
+        ops.write_text("".join(case_line(tree, c["replay"], c["id"]) + "\n" for c in cases))
+        run = dry_run(tree, cache, tmp_path / version, batches=[("ops", ops)], profiles=PROFILES)
+        for i, c in enumerate(cases, start=1):
+            per: dict[str, tuple[str, tuple[str, ...]]] = {}
+            for p in run.runs[0].results:
+                f = next((x for x in (*p.findings, *p.unsupported) if x.index == i), None)
+                per[p.profile] = ("pass", ()) if f is None else (f.verdict, tuple(m.base for m in f.missing))
+            if version == "0.3.35":
+                assert any(v == ("missing-kernel", (c["kernel"],)) for v in per.values()), (c["id"], per)
+            else:
+                assert all(v[0] not in CANNOT_ENCODE for v in per.values()), (c["id"], per)
