@@ -604,3 +604,20 @@ def test_e_40k_available_lines_are_read_in_one_pass(tree_0336: Path, tmp_path: P
     rules = read_tensor_rules(tree)
     assert time.monotonic() - start < 30 and rules.has_tensor_api
     assert {c.what for c in rules.conditions} >= {"family", "device-name"}
+
+
+def test_e_a_config_whose_derived_head_width_no_model_has_is_refused_before_anything_is_made() -> None:
+    """hidden 16777216 with one head passed every key's bound (each within MAX_SHRUNK) and the shrink
+    kept the head width (it decides the kernels): the tiny model asked for 32 GiB. A head is bounded
+    like an explicit head_dim (MAX_KEPT), whether the config states it or it is hidden / heads."""
+    from toolchain.errors import ModelError
+    from toolchain.models.shrink import shrink_config
+    from toolchain.models.spec import load_specs
+
+    known = load_specs()
+    real = json.loads((ROOT / "fixtures" / "configs" / "llama-3.1-8b.json").read_text())
+    spec, _ = shrink_config(real, known)  # the real one still shrinks
+    assert spec.name
+    hostile = {**real, "hidden_size": 16777216, "num_attention_heads": 1, "num_key_value_heads": 1}
+    with pytest.raises(ModelError, match="head"):
+        shrink_config(hostile, known)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ModelError, UnsafeInputError
-from .config_input import validate_config
+from .config_input import MAX_KEPT, validate_config
 from .spec import _IDENT, ArchSpec, first, parse_spec
 
 HIDDEN_KEYS = ("hidden_size", "n_embd", "d_model", "dim")
@@ -165,7 +165,15 @@ def shrink_config(config: dict[str, Any], known: dict[str, ArchSpec]) -> tuple[A
             "num_attention_heads, n_head, n_heads)",
             "add the key names this architecture uses to toolchain/models/shrink.py",
         )
-    head_dim = cfg.get("head_dim") if isinstance(cfg.get("head_dim"), int) else hidden // n_head
+    head_dim: int = cfg["head_dim"] if isinstance(cfg.get("head_dim"), int) else hidden // n_head
+    if not 0 < head_dim <= MAX_KEPT:
+        # the head width is kept as it is (it decides the kernels): a stated head_dim is bounded by
+        # config_input; one derived from hidden / heads must be too, or the tiny model is not tiny
+        raise ModelError(
+            f"config.json of {architecture}: a head of {head_dim} values ({hidden_key} {hidden} / "
+            f"{n_head} heads); the shrink keeps the head width, and no model has a head over {MAX_KEPT}",
+            "check hidden_size and num_attention_heads (or give head_dim)",
+        )
     ratio = max(1, n_head // (n_kv or n_head))
     # smallest number of KV heads whose query width (ratio * kv * head_dim) is a multiple of 256
     kv = 1
