@@ -92,10 +92,11 @@ def check_predictions(preds: Predictions, tree: Path, cache_dir: Path, work: Pat
 
 def built_in_cross_check(
     rows: Iterable[tuple[str, str, str, bool]],
+    profiles: Sequence[DeviceProfile],
+    *,
     tree: Path,
     cache_dir: Path,
     work: Path,
-    profiles: Sequence[DeviceProfile],
 ) -> DryRunCrossCheck:
     """The oracle's answers on the built-in cases (``(profile, op, case, supported)``) against the dry
     run of the same cases on those of its ``profiles`` the dry run runs by default."""
