@@ -621,3 +621,20 @@ def test_e_a_config_whose_derived_head_width_no_model_has_is_refused_before_anyt
     hostile = {**real, "hidden_size": 16777216, "num_attention_heads": 1, "num_key_value_heads": 1}
     with pytest.raises(ModelError, match="head"):
         shrink_config(hostile, known)
+
+
+def test_l_a_model_the_worker_cannot_make_leaves_no_partial_folder(tmp_path: Path) -> None:
+    """A job that fails after the worker made its ``.partial`` folder (here: a tokenizer recipe it
+    does not know) left that folder in the cache for good."""
+    from toolchain.models.worker import make_model
+
+    out = tmp_path / "models" / "m-0123"
+    job = {
+        "out_dir": str(out),
+        "tree": str(tmp_path),
+        "tokenizer": "bogus:1",
+        "tokenizer_cache": str(tmp_path),
+    }
+    with pytest.raises(ValueError, match="unknown tokenizer recipe"):
+        make_model(job)
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == []

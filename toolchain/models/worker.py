@@ -344,11 +344,21 @@ def state_dict_shapes(job: dict[str, Any], config: Any) -> list[tuple[str, tuple
 
 
 def make_model(job: dict[str, Any]) -> dict[str, Any]:
-    start = time.monotonic()
+    """Make one tiny checkpoint in ``<out_dir>.partial``, renamed to ``out_dir`` when whole; a job
+    that fails takes its ``.partial`` folder with it."""
     final = Path(job["out_dir"])
     dest = final.with_name(final.name + ".partial")
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
+    try:
+        return _make_model(job, final, dest)
+    except BaseException:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+
+
+def _make_model(job: dict[str, Any], final: Path, dest: Path) -> dict[str, Any]:
+    start = time.monotonic()
     tree = Path(job["tree"])
     tok = make_tokenizer(dest, job["tokenizer"], tree, Path(job["tokenizer_cache"]))
     if job.get("added_tokens"):
