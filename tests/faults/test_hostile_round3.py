@@ -168,6 +168,17 @@ def test_f_the_real_export_passes_unchanged(tree_0336: Path) -> None:
     assert [ln.split() for ln in lines] == original and len(lines) == 26
 
 
+def test_f_a_real_recurrent_models_export_with_empty_views_passes_unchanged(tree_0336: Path) -> None:
+    """The tree's own exporter writes zero-sized tensors (a recurrent model's state views at one
+    token: ``ne[1] = 0``); refusing ne 0 dropped 16 of the 102 models from the Metal columns."""
+    from toolchain.core.opsinput import checked_lines
+
+    real = ROOT / "fixtures" / "oracle" / "tiny-mamba-0.3.36.ops.txt"  # test-export-graph-ops, 0.3.36
+    original = [ln.split() for ln in real.read_text().splitlines() if ln.strip()]
+    assert any(fields[3] == "0" for fields in original)  # a result with ne[1] = 0
+    assert [ln.split() for ln in checked_lines(real, tree_0336)] == original
+
+
 def _hostile_lines() -> dict[str, str]:
     t = _tiny_line()  # ADD f32[64,1,1,1] of two sources: op type ne*4 n_params p*16 n_src …
     n_params = int(t[6])

@@ -92,7 +92,7 @@ class _Tokens:
 
 
 def _shape(t: _Tokens, what: str) -> list[int]:
-    ne = [t.int(f"{what} ne[{i}]", 1, MAX_NE) for i in range(4)]
+    ne = [t.int(f"{what} ne[{i}]", 0, MAX_NE) for i in range(4)]  # 0: an empty view the exporter writes
     elements = ne[0] * ne[1] * ne[2] * ne[3]
     if elements > MAX_ELEMENTS:
         raise _Bad(f"{what} has {elements} elements, more than {MAX_ELEMENTS}")
