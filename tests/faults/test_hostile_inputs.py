@@ -17,6 +17,7 @@ import pytest
 from tests.conftest import ROOT
 from tests.models.configs import LLAMA_3_8B_SHAPE
 from toolchain.config import Settings
+from toolchain.errors import UnreadableBinaryError
 
 TRACEBACK = "Traceback (most recent call last)"
 
@@ -69,7 +70,14 @@ def test_verify_truncated_elf_is_not_a_readable_binary(cli, fault, settings: Set
     runner.chmod(0o755)
     start = time.monotonic()
     done = cli("verify", str(build), "--profile", "cpu", "--timeout", "20")
-    fault(done, 30, "not a readable binary", "llama-completion", started=start, bound=60)
+    fault(
+        done,
+        UnreadableBinaryError.exit_code,
+        "not a readable binary",
+        "llama-completion",
+        started=start,
+        bound=60,
+    )
     assert "stripped" not in done.stderr and TRACEBACK not in done.stderr
 
 
@@ -126,7 +134,7 @@ def test_verify_archive_with_a_non_numeric_member_size(cli, fault, settings: Set
     lib.write_bytes(b"!<arch>\n" + header + b"abc".ljust(10) + b"`\n" + b"hello\n")
     start = time.monotonic()
     done = cli("verify", str(lib), "--no-runtime", "--profile", "cpu")
-    fault(done, 30, "malformed archive", "libggml.a", started=start, bound=60)
+    fault(done, UnreadableBinaryError.exit_code, "malformed archive", "libggml.a", started=start, bound=60)
     assert TRACEBACK not in done.stderr
 
 
