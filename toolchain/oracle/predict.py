@@ -59,8 +59,10 @@ def predict(
     """
     if not ops_file.is_file():
         raise UsageError(f"no ops file {ops_file}", "write one with test-export-graph-ops -m MODEL -o FILE")
-    lines = checked_lines(ops_file, tree)  # parsed and range-checked before the probe sees it
+    # whether the oracle can be made for this tree first (plain text, no compile: a tree without the
+    # Metal backend is 'oracle unavailable', whatever the file), then the file, before the probe sees it
     chosen = profiles_before_probe(tree, profiles)
+    lines = checked_lines(ops_file, tree)
     probe = probe_for(tree, cache_dir)
     with tempfile.TemporaryDirectory(prefix="oracle-") as tmp:
         checked = write_checked(lines, Path(tmp) / "ops-checked.txt")
