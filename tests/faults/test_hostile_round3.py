@@ -317,14 +317,12 @@ def test_o_a_loader_that_cannot_start_is_our_error_never_the_models_nor_kept(tmp
     assert "could not start" in result.error
 
 
-# --- H: SIGTERM / SIGHUP handled like Ctrl-C --------------------------------------------------------
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)], ids=["TERM", "HUP"])
-def test_h_sigterm_and_sighup_end_the_childs_group_and_mark_the_report(
-    settings: Settings, tmp_path: Path, sig: signal.Signals, code: int
-) -> None:
-    fifo = tmp_path / "hold"
+def _held_doctor_run(
+    settings: Settings, fifo: Path
+) -> tuple[subprocess.Popen[str], threading.Thread, list[int]]:
+    """``doctor run`` of a command that says hello, then blocks reading ``fifo`` until the test
+    writes to it; the thread opens the FIFO's writing end (``opened``) once the command reads."""
     os.mkfifo(fifo)
-    # the command says hello, then blocks reading the FIFO until the test writes (it never does)
     child = f"print('load_tensors: offloaded 1/2 layers to GPU', flush=True); open({str(fifo)!r}).read()"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
     env.pop("GITHUB_ACTIONS", None)
@@ -336,6 +334,17 @@ def test_h_sigterm_and_sighup_end_the_childs_group_and_mark_the_report(
     opened: list[int] = []
     rendezvous = threading.Thread(target=lambda: opened.append(os.open(fifo, os.O_WRONLY)), daemon=True)
     rendezvous.start()
+    return proc, rendezvous, opened
+
+
+# --- H: SIGTERM / SIGHUP handled like Ctrl-C --------------------------------------------------------
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)], ids=["TERM", "HUP"])
+def test_h_sigterm_and_sighup_end_the_childs_group_and_mark_the_report(
+    settings: Settings, tmp_path: Path, sig: signal.Signals, code: int
+) -> None:
+    fifo = tmp_path / "hold"
+    # the test never writes to the FIFO: the command blocks until the signal
+    proc, rendezvous, opened = _held_doctor_run(settings, fifo)
     try:
         rendezvous.join(timeout=120)
         assert opened, "the command never started"
@@ -358,19 +367,7 @@ def test_h_sigterm_and_sighup_end_the_childs_group_and_mark_the_report(
 def test_g_a_second_doctor_run_on_the_work_dir_is_refused_not_mixed(
     settings: Settings, tmp_path: Path
 ) -> None:
-    fifo = tmp_path / "hold"
-    os.mkfifo(fifo)
-    child = f"print('load_tensors: offloaded 1/2 layers to GPU', flush=True); open({str(fifo)!r}).read()"
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1"}
-    env.pop("GITHUB_ACTIONS", None)
-    first = start(
-        toolchain("doctor", "--no-system", "run", "--", sys.executable, "-c", child),
-        cwd=settings.project_root,
-        env=env,
-    )
-    opened: list[int] = []
-    rendezvous = threading.Thread(target=lambda: opened.append(os.open(fifo, os.O_WRONLY)), daemon=True)
-    rendezvous.start()
+    first, rendezvous, opened = _held_doctor_run(settings, tmp_path / "hold")
     try:
         rendezvous.join(timeout=120)
         assert opened, "the first run's command never started"
