@@ -100,12 +100,29 @@ def run_program(
     records.unlink(missing_ok=True)
     skip, restarts = 0, 0
     crashes: dict[int, str] = {}
+    merged: dict[int, dict[str, Any]] = {}
+    seen = 0  # bytes of the records file read so far: each restart reads only what it appended
+
+    def read_new() -> None:
+        nonlocal seen
+        if not records.is_file():
+            return
+        with records.open("rb") as fh:
+            fh.seek(seen)
+            data = fh.read()
+        cut = data.rfind(b"\n") + 1  # a line cut short by a crash is read with the next restart's
+        seen += cut
+        for seq, rec in _merge(data[:cut].decode("utf-8", "replace").splitlines()).items():
+            have = merged.get(seq)
+            if have is None or (have.get("skipped") and not rec.get("skipped")) or "abort" in rec:
+                merged[seq] = rec
+
     while True:
         options = ("--records", str(records), "--skip", str(skip))
         done = call.run(*options)
+        read_new()
         if done.returncode == 0:
             break
-        merged = _merge(records.read_text(encoding="utf-8").splitlines())
         aborted = [s for s, r in merged.items() if "abort" in r and s >= skip]
         if aborted:
             culprit = min(aborted)
@@ -121,7 +138,6 @@ def run_program(
                 f"rerun by hand: {' '.join(call.args(*options))}",
             )
         skip = culprit + 1
-    merged = _merge(records.read_text(encoding="utf-8").splitlines())
     for seq, text in crashes.items():
         if seq in merged:
             merged[seq] = {**merged[seq], "crash": text}
