@@ -13,6 +13,7 @@ Slow (the dry-run program of each tree, cached in the test cache):
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from pathlib import Path
 
@@ -21,8 +22,10 @@ import pytest
 import tests.conftest as root_conftest
 from tests.conftest import ROOT
 from tests.dryrun.conftest import BUILD_LOCK, sdist_tree
+from toolchain.config import Settings
 from toolchain.core.opsinput import checked_lines
 from toolchain.dryrun.build import ensure_program
+from toolchain.dryrun.history import HistoryCase, history, table_lines
 from toolchain.dryrun.space import space_of, thresholds_of, types_of
 from toolchain.dryrun.sweep import Formats, Sweep, SweepClass, generate, pattern, sweep, write_batches
 
@@ -115,3 +118,28 @@ def test_each_sdist_corpus_case_is_in_a_class_on_its_prefix_tree(tmp_path: Path)
             else:
                 inner = case["kernel"].removeprefix("GGML_ASSERT(").removesuffix(")")
                 assert any(inner in a for a in asserts), (version, case["id"], asserts)
+
+
+@pytest.mark.slow
+def test_history_names_the_version_where_the_corpus_crashes_stop(settings: Settings) -> None:
+    """Bisected over 0.3.30, 0.3.35, 0.3.36 (the sdists): the F32 x F16 mat-vec case and the
+    flash-attention K 96 / V 64 case crash from the first and stop in 0.3.36 (llama.cpp PR #26212 and
+    #28599), and so does the Q8_0 x F16 MoE mat-vec case."""
+    cases = tuple(
+        HistoryCase(c["id"], c["replay"])
+        for c in CORPUS["case"]
+        if c["id"] in ("mv-f32-f16-4", "fa-dk96-dv64-vec", "mvid-q8_0-f16")
+    )
+    cache = root_conftest.test_cache_dir() / "dryrun-cache"
+    local = dataclasses.replace(settings, cache_dir=cache)
+    versions = ["0.3.30", "0.3.35", "0.3.36"]
+    for v in versions:
+        ensure_program(
+            sdist_tree(v), cache, compiler_cache_dir=cache.parent / "ccache", build_lock=BUILD_LOCK
+        )
+    result = history(versions, sdist_tree, cases, local, PROFILES)
+    assert result.checked == tuple(versions)  # the ends differ, so the middle is dry-run too
+    for t in result.transitions:
+        assert (t.first_crash, t.fixed_in) == ("0.3.30", "0.3.36"), t
+    lines = "\n".join(table_lines(result))
+    assert "mv-f32-f16-4: apple7: crashes from 0.3.30, fixed in 0.3.36" in lines
