@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from ..cli import settings_from
@@ -13,12 +14,20 @@ from ..core.locking import work_dir_lock
 from ..errors import DryRunFindingsError, UsageError, VerifyError
 from ..log import LOG
 from ..options import profiles_of, tree_of, tree_options
-from ..records import DRYRUN, DRYRUN_HISTORY, DRYRUN_SHIPPED, DRYRUN_SWEEP, DRYRUN_VALIDATION, write_report
+from ..records import (
+    DRYRUN,
+    DRYRUN_HISTORY,
+    DRYRUN_SHIPPED,
+    DRYRUN_SWEEP,
+    DRYRUN_VALIDATION,
+    read_record,
+    write_report,
+)
 from .history import git_source, git_versions, history, load_cases, sdist_source, sdist_versions, table_lines
 from .records import VERDICTS, DryRun, ProfileResult
 from .run import dry_run
 from .shipped import check_shipped, embedded_text
-from .sweep import FAMILIES, Sweep, sweep
+from .sweep import FAMILIES, Sweep, diff, sweep
 from .sweep_text import console_lines, markdown_lines
 from .validate import validate
 
@@ -219,6 +228,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             profiles=profiles_of(args),
             families=families,
         )
+    if args.baseline:
+        base = read_record(args.baseline, DRYRUN_SWEEP, Sweep)
+        result = replace(result, baseline=diff(result, base, args.baseline))
     name, kind = (DRYRUN_SWEEP.name, DRYRUN_SWEEP.kind)
     path = write_report(settings.reports_dir / name, kind, result)
     atomic_write_text(settings.reports_dir / "dryrun-sweep.md", "\n".join(markdown_lines(result, "#")) + "\n")
@@ -317,6 +329,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--family",
         default=None,
         help=f"only these case families, comma-separated ({', '.join(FAMILIES)}; default: all)",
+    )
+    sw.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="an earlier dryrun-sweep.json (e.g. the previous pin's): say which latent crashes this tree "
+        "fixes and which are new",
     )
     sw.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     sw.add_argument(

@@ -101,6 +101,25 @@ class SweepBatch:
 
 
 @dataclass(frozen=True)
+class SweepChange:
+    verdict: str
+    name: str  # a missing kernel's name, or the class's assert / limit
+    profiles: tuple[str, ...]  # the GPU families of its class
+
+
+@dataclass(frozen=True)
+class SweepDiff:
+    """Against an earlier sweep (``--baseline``, e.g. the previous pin's): what the update fixes and
+    what it breaks, by missing kernel name or assert/limit, with the GPU families."""
+
+    baseline: str  # the earlier dryrun-sweep.json
+    baseline_commit: str
+    fixed: tuple[SweepChange, ...]  # crashes of the baseline this tree no longer has
+    new: tuple[SweepChange, ...]  # crashes this tree has that the baseline did not
+    summary: str
+
+
+@dataclass(frozen=True)
 class Sweep:
     observed_by: str
     statement: str
@@ -115,9 +134,38 @@ class Sweep:
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> generated cases not writable
     seconds: float = 0.0
     cached: bool = False
+    baseline: SweepDiff | None = None
 
     def crash_classes(self) -> tuple[SweepClass, ...]:
         return tuple(c for c in self.classes if c.verdict in CANNOT_ENCODE)
+
+
+def crash_names(s: Sweep) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Each latent crash by name: a missing kernel (its class's format filled with each missing
+    value), or a class's assert or limit -> (verdict, GPU families)."""
+    out: dict[str, tuple[str, tuple[str, ...]]] = {}
+    for c in s.crash_classes():
+        if c.verdict == "missing-kernel" and c.format and c.values:
+            fmt = _SPEC.sub("%s", c.format)
+            for v in c.values:
+                parts = tuple(v.split("/"))
+                if len(parts) == fmt.count("%s"):
+                    out[fmt % parts] = (c.verdict, c.profiles)
+        else:
+            out[f"{c.family}: {c.what}"] = (c.verdict, c.profiles)
+    return out
+
+
+def diff(s: Sweep, base: Sweep, path: Path) -> SweepDiff:
+    now, before = crash_names(s), crash_names(base)
+    fixed = tuple(SweepChange(v, n, p) for n, (v, p) in sorted(before.items()) if n not in now)
+    new = tuple(SweepChange(v, n, p) for n, (v, p) in sorted(now.items()) if n not in before)
+    fams = sorted({p for c in (*fixed, *new) for p in c.profiles})
+    summary = (
+        f"against {base.commit[:12]}: this tree fixes {len(fixed)} latent crash(es) and brings {len(new)} new"
+        + (f" (on {', '.join(fams)})" if fams else "")
+    )
+    return SweepDiff(str(path), base.commit, fixed, new, summary)
 
 
 # --- generating the cases ------------------------------------------------------------------------

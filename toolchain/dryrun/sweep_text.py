@@ -27,6 +27,13 @@ def console_lines(s: Sweep, limit: int = 40) -> list[str]:
         out.append(f"  … {len(s.classes) - limit} more classes in the report")
     for reason, n in s.skipped.items():
         out.append(f"  not written for this tree ({n} cases): {reason}")
+    if s.baseline is not None:
+        out.append(s.baseline.summary)
+        for label, changes in (("fixed", s.baseline.fixed), ("new", s.baseline.new)):
+            for ch in changes[:limit]:
+                out.append(f"  {label} on {', '.join(ch.profiles)}: {ch.verdict} {ch.name}")
+            if len(changes) > limit:
+                out.append(f"  … {len(changes) - limit} more {label} in the report")
     return out
 
 
@@ -42,6 +49,13 @@ def markdown_lines(s: Sweep, level: str = "##") -> list[str]:
         "",
     ]
     crash = s.crash_classes()
+    if s.baseline is not None:
+        out += [f"**{s.baseline.summary}**", ""]
+        for label, changes in (("Fixed", s.baseline.fixed), ("New", s.baseline.new)):
+            if changes:
+                out += [f"{level}# {label} ({len(changes)})", ""]
+                out += [f"- {ch.verdict} on {', '.join(ch.profiles)}: `{ch.name}`" for ch in changes[:200]]
+                out.append("")
     if not crash:
         out += ["No class: every generated case supports_op accepts was encoded.", ""]
     out += [
