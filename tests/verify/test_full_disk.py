@@ -8,6 +8,7 @@ python (an ELF no one here wrote) and the real BLAS build of llama.cpp (``blas_d
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.fulldisk import fill, leftovers, small_disk
-from toolchain.verify.probe_model import probe_model_name
+from toolchain.verify.probe_model import probe_model_name, write_probe_model
 
 
 def _verify(project: Path, path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -48,6 +49,18 @@ def test_the_report_on_a_full_disk_is_named_and_nothing_is_left(tmp_path: Path) 
         done = _verify(project, python, "--profile", "cpu", "--no-runtime")
         _assert_disk_full(done, str(project / "work" / "reports" / "verify.json"))
         assert leftovers(project) == []
+
+
+def test_the_probe_model_cut_short_is_named_enospc_and_removed(tmp_path: Path) -> None:
+    """numpy's short write (the GGUF writer's tensors) carries no errno: the file system is asked,
+    and the partial model goes."""
+    with small_disk(tmp_path / "disk") as disk:
+        fill(disk, leave=96 << 10)
+        dest = disk / "logs" / probe_model_name()
+        with pytest.raises(OSError) as info:
+            write_probe_model(dest)
+        assert (info.value.errno, info.value.filename) == (errno.ENOSPC, str(dest)), info.value
+        assert list((disk / "logs").iterdir()) == []
 
 
 @pytest.mark.slow
