@@ -34,7 +34,9 @@ def write_errno(directory: Path) -> int | None:
     except OSError as exc:
         return exc.errno
     try:
-        os.write(fd, b"\0" * _PROBE_BYTES)
+        left = _PROBE_BYTES
+        while left:  # a short write is followed by one that says why
+            left -= os.write(fd, b"\0" * left)
         os.fsync(fd)
     except OSError as exc:
         return exc.errno
