@@ -27,7 +27,7 @@ from toolchain.core.opsinput import checked_lines
 from toolchain.dryrun.build import ensure_program
 from toolchain.dryrun.history import HistoryCase, history, table_lines
 from toolchain.dryrun.space import space_of, thresholds_of, types_of
-from toolchain.dryrun.sweep import Formats, Sweep, SweepClass, generate, pattern, sweep, write_batches
+from toolchain.dryrun.sweep import Formats, Sweep, SweepClass, diff, generate, pattern, sweep, write_batches
 
 CORPUS = tomllib.loads((ROOT / "fixtures" / "real_crashes" / "corpus.toml").read_text(encoding="utf-8"))
 PROFILES = ["apple7", "apple9", "apple10"]
@@ -143,3 +143,18 @@ def test_history_names_the_version_where_the_corpus_crashes_stop(settings: Setti
         assert (t.first_crash, t.fixed_in) == ("0.3.30", "0.3.36"), t
     lines = "\n".join(table_lines(result))
     assert "mv-f32-f16-4: apple7: crashes from 0.3.30, fixed in 0.3.36" in lines
+
+
+@pytest.mark.slow
+def test_against_the_previous_pins_sweep_the_update_names_what_it_fixes(tmp_path: Path) -> None:
+    """0.3.35 -> 0.3.36 (mat-mul and flash-attention families): the two corpus crashes fixed by
+    llama.cpp PR #26212 and #28599 are among what no longer crashes, nothing of 0.3.35's is new."""
+    families = ["mul_mat", "flash_attn_ext"]
+    before = _swept("0.3.35", tmp_path, families)
+    after = _swept("0.3.36", tmp_path, families)
+    d = diff(after, before, tmp_path / "dryrun-sweep.json")
+    gone = {c.name for c in d.fixed}
+    assert {"kernel_mul_mv_f32_f16_4", "kernel_flash_attn_ext_vec_f16_dk96_dv64"} <= gone
+    assert all(set(c.profiles) == set(PROFILES) for c in d.fixed if c.name in gone)
+    assert not d.new, d.new[:5]
+    assert "no longer crash here" in d.summary

@@ -162,7 +162,8 @@ def diff(s: Sweep, base: Sweep, path: Path) -> SweepDiff:
     new = tuple(SweepChange(v, n, p) for n, (v, p) in sorted(now.items()) if n not in before)
     fams = sorted({p for c in (*fixed, *new) for p in c.profiles})
     summary = (
-        f"against {base.commit[:12]}: this tree fixes {len(fixed)} latent crash(es) and brings {len(new)} new"
+        f"against the sweep of {base.commit[:12]} ({path}): {len(fixed)} of its latent crash(es) no longer "
+        f"crash here (encoded now, or declined by supports_op: the CPU runs them), {len(new)} new"
         + (f" (on {', '.join(fams)})" if fams else "")
     )
     return SweepDiff(str(path), base.commit, fixed, new, summary)
