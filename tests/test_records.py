@@ -22,7 +22,9 @@ from toolchain.records import (
     COVERAGE,
     DOCTOR,
     DRYRUN,
+    DRYRUN_HISTORY,
     DRYRUN_SHIPPED,
+    DRYRUN_SWEEP,
     DRYRUN_VALIDATION,
     ORACLE_PREDICTIONS,
     ORACLE_VALIDATION,
@@ -101,7 +103,9 @@ def _record_classes() -> dict[str, type]:
     from toolchain.convert.results import Conversion
     from toolchain.coverage.records import CoverageRun
     from toolchain.doctor.findings import DoctorReport
+    from toolchain.dryrun.history import History
     from toolchain.dryrun.records import DryRun
+    from toolchain.dryrun.sweep import Sweep
     from toolchain.dryrun.validate import Validation
     from toolchain.oracle.records import OracleValidation, Predictions
 
@@ -116,6 +120,8 @@ def _record_classes() -> dict[str, type]:
         DRYRUN.kind: DryRun,
         DRYRUN_VALIDATION.kind: Validation,
         DRYRUN_SHIPPED.kind: dict,  # {"libraries": [...], "dry_run": DryRun}: read back as plain data
+        DRYRUN_SWEEP.kind: Sweep,
+        DRYRUN_HISTORY.kind: History,
     }
 
 
