@@ -140,6 +140,7 @@ def _inputs(args: argparse.Namespace, log: Path | None, params: RunParams, gguf:
         profile=args.profile,
         tree=tree,
         system=not args.no_system,
+        cache_dir=None if args.no_dry_run else settings.cache_dir,
     )
 
 
@@ -271,6 +272,11 @@ def _options(p: argparse.ArgumentParser) -> None:
         "--tree", type=Path, metavar="PATH", help="llama.cpp tree whose architectures the GGUF must match"
     )
     p.add_argument("--no-system", action="store_true", help="do not probe memory pressure / GPU users")
+    p.add_argument(
+        "--no-dry-run",
+        action="store_true",
+        help="do not dry-run a missing kernel's case with the tree (the first time builds the dry run: minutes)",
+    )
     p.add_argument(
         "--timeout", type=float, default=DEFAULT_RUN_TIMEOUT, help="doctor run: seconds before stopping"
     )
