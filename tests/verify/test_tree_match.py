@@ -1,0 +1,123 @@
+"""verify's tree match on real artifacts: which fetchable llama.cpp tree (a llama-cpp-python sdist's
+vendored tree) a real wheel's embedded Metal library comes from, byte for byte, and the dry run of
+that tree's built-in cases against the shipped library.
+
+The real match: llama-cpp-py-sync 0.9756 (built from llama.cpp d0f9d2e5a, ggml 0.15.2) embeds
+exactly what the embed step of the tree vendored by llama-cpp-python 0.3.31 (and 0.3.32) writes.
+Searched for it: the llama-cpp-py-sync release history pairs each wheel with its llama.cpp commit;
+its only sync at a commit an sdist names (f449e05 = 0.3.31's) was released as b9756, whose wheel was
+in fact built at d0f9d2e5a, with the same library text. b7769 / b11739 (ggml 0.9.5 / 0.27.0),
+xllamacpp 2026.10.11549 (0.26.0) and pywhispercpp 1.5.1 (0.13.1, 108 diff lines from 0.3.24's)
+match no sdist tree. llama-cpp-python itself has no macOS wheels on PyPI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from fixtures.real_builds import CORPUS, RealBuild
+from fixtures.upstream.build_upstream import fetch_sdists
+from tests.conftest import test_cache_dir as cache_dir
+from tests.dryrun.conftest import BUILD_LOCK, sdist_tree
+from tests.verify.test_real_builds import real_build
+from toolchain.core.binlayout import macho_sections
+from toolchain.core.locking import exclusive
+from toolchain.dryrun.build import ensure_program
+from toolchain.profiles import PROFILES
+from toolchain.verify import verify_path
+from toolchain.verify.tree_match import digests, match_library
+
+# the trees compared in CI: the match, its twin, the one before, the one per-kernel-file tree
+VERSIONS = ("0.3.30", "0.3.31", "0.3.32", "0.3.36")
+
+
+def _build(project: str, version: str) -> RealBuild:
+    return next(b for b in CORPUS if b.project == project and b.version == version)
+
+
+@pytest.fixture(scope="module")
+def sdists(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A sdist cache holding the compared versions only (links to the tests' downloads)."""
+    cache = cache_dir()
+    with exclusive(cache / ".sdists.lock", wait=1800):
+        paths = fetch_sdists(VERSIONS, cache)
+    out = tmp_path_factory.mktemp("sdists")
+    for p in paths.values():
+        (out / p.name).symlink_to(p)
+    return out
+
+
+def _library(path: Path) -> bytes:
+    ((_arch, raw),) = macho_sections(path.read_bytes(), "__DATA", "__ggml_metallib")
+    return raw
+
+
+def test_a_real_wheel_matches_its_sdist_tree_byte_for_byte(sdists: Path, tmp_path: Path) -> None:
+    wheel = real_build(_build("llama-cpp-py-sync", "0.9756"))
+    lib = wheel / "libggml-metal.dylib"
+    trees = digests(sdists, tmp_path / "index")
+    assert [t.version for t in trees] == list(VERSIONS)
+    assert trees[-1].layout == "kernel-files" and not trees[-1].embed_sha256
+    result = match_library(_library(lib), "embedded", lib.name, trees, sorted(wheel.glob("*.dylib")))
+    assert result.match is not None, result.why
+    m = result.match
+    assert m.digest.name == "llama-cpp-python 0.3.31 sdist"
+    assert m.also == ("llama-cpp-python 0.3.32 sdist",)  # the same library text, ggml 0.15.3
+    assert m.digest.embed_sha256 == hashlib.sha256(_library(lib)).hexdigest()
+    text = " ".join(m.evidence)
+    assert "byte-identical to what its embed step writes" in text and "__embed_ggml-common.h__" in text
+    assert "ggml version 0.15.2: the same string is in libggml-base" in text
+    assert "f449e0553: not among the build's strings (a different commit with the same Metal library)" in text
+    # the index is reused: a second read does not open the sdists
+    assert digests(sdists, tmp_path / "index") == trees
+
+
+def test_no_fetchable_tree_matches_a_newer_build(sdists: Path, tmp_path: Path) -> None:
+    wheel = real_build(_build("llama-cpp-py-sync", "0.11739"))
+    lib = wheel / "libggml-metal.dylib"
+    trees = digests(sdists, tmp_path / "index")
+    result = match_library(_library(lib), "embedded", lib.name, trees, [lib])
+    assert result.match is None
+    assert result.why.startswith(
+        "no fetchable tree matches: the embedded Metal library of libggml-metal.dylib"
+    )
+    assert "none of the 3 trees compared" in result.why
+    assert "not compared: llama-cpp-python 0.3.36 sdist (" in result.why
+
+
+def test_one_changed_byte_is_no_match(sdists: Path, tmp_path: Path) -> None:
+    wheel = real_build(_build("llama-cpp-py-sync", "0.9756"))
+    raw = bytearray(_library(wheel / "libggml-metal.dylib"))
+    raw[len(raw) // 2] ^= 0x20
+    result = match_library(bytes(raw), "embedded", "edited", digests(sdists, tmp_path / "index"), [])
+    assert result.match is None and result.why.startswith("no fetchable tree matches")
+
+
+def test_verify_runs_the_dry_run_with_the_matched_tree(sdists: Path, tmp_path: Path) -> None:
+    dryrun_cache = cache_dir() / "dryrun-cache"
+    # the program of 0.3.31's tree, built under the machine's build lock (verify would build the
+    # same content without it); the key is the tree's content, so verify's own unpacking finds it
+    ensure_program(
+        sdist_tree("0.3.31"), dryrun_cache, compiler_cache_dir=cache_dir() / "ccache", build_lock=BUILD_LOCK
+    )
+    wheel = real_build(_build("llama-cpp-py-sync", "0.9756"))
+    v = verify_path(wheel, PROFILES["metal"], runtime=False, sdists_dir=sdists, cache_dir=dryrun_cache)
+    assert v.tree_match.startswith("tree llama-cpp-python 0.3.31 sdist: the embedded Metal library")
+    checks = [c for c in v.checks if c.name.startswith("metal-dryrun-kernels:")]
+    assert {c.name.split(":", 1)[1] for c in checks} >= {"apple7", "apple9", "paravirtual"}
+    for c in checks:
+        assert c.observed_by == "static+dry-run"
+        assert "dry-run with the tree llama-cpp-python 0.3.31 sdist" in c.found
+        assert "built-in test-backend-ops cases" in c.found
+    assert all(c.status == "pass" for c in checks), [(c.name, c.found) for c in checks if c.failed]
+    assert v.ok and v.verified and v.era == "registry"
+
+
+def test_without_sdists_no_match_is_attempted() -> None:
+    v = verify_path(real_build(_build("llama-cpp-py-sync", "0.9756")), PROFILES["metal"], runtime=False)
+    assert v.tree_match == ""
+    (c,) = [c for c in v.checks if c.name == "metal-dryrun-kernels"]
+    assert c.status == "unverifiable"

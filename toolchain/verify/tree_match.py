@@ -1,0 +1,322 @@
+"""Which fetchable llama.cpp tree a shipped build's Metal library comes from: exact matches only.
+
+The trees we can fetch are the llama.cpp trees the llama-cpp-python sdists vendor (the ones in the
+toolchain's sdist cache, ``llama-toolchain source --pypi …`` puts them there). For each one this
+reads, without unpacking the whole sdist:
+
+- what the tree's own embed step (``GGML_METAL_EMBED_LIBRARY``) writes into ``__DATA,__ggml_metallib``:
+  the ``sed -e "/PATTERN/r ${FILE}" -e "/PATTERN/d"`` commands of its ``CMakeLists.txt``, applied in
+  order to the ``set(METALLIB_SOURCE …)`` file, each ``${FILE}`` resolved from the same file's
+  ``set()`` lines; the sha256 of the result. Trees whose embed step is one piece per kernel file
+  (``kernels/*.metal``, a ``foreach`` with ``cat``) are not emulated: they are named as not
+  compared, never guessed;
+- the sha256 of ``ggml-metal.metal`` as it is (what a build without the embed copies beside it);
+- its ggml version (``ggml/CMakeLists.txt``) and the llama.cpp commit its CHANGELOG names.
+
+A build matches a tree only when the library text it ships is byte-identical (sha256) to that
+tree's. The ggml version and commit strings in the build's files are reported beside it as
+agreeing or not (a different commit with an identical library is said so), never used alone.
+Nothing here was observed on a device.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import tarfile
+import zlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path, PurePosixPath
+
+from ..source.sdist import extract_vendor_tree, upstream_commit_from_changelog
+
+SDIST_GLOB = "llama_cpp_python-*.tar.gz"
+VENDOR = PurePosixPath("vendor/llama.cpp")
+# the files the embed step and the version read (relative to the vendored tree)
+_WANTED = re.compile(
+    r"^ggml/(?:CMakeLists\.txt|src/(?:CMakeLists\.txt|ggml-common\.h|ggml-metal\.metal|ggml-metal/[^/]+))$"
+)
+_MAX_MEMBER = 8 << 20
+_SET = re.compile(r'set\(\s*(\w+)\s+"\$\{CMAKE_CURRENT_SOURCE_DIR\}/([^"$]+)"\s*\)')
+_SED = re.compile(
+    r"""COMMAND\s+sed\s+-e\s+(["'])/(?P<pat>.+?)/r\s+\$\{(?P<var>\w+)\}\1\s+-e\s+(["'])/(?P=pat)/d\4"""
+)
+_VERSION = re.compile(r"^set\(GGML_VERSION_(MAJOR|MINOR|PATCH)\s+(\d+)\)", re.M)
+INDEX_VERSION = 1
+
+Reader = Callable[[str], bytes | None]
+
+
+@dataclass(frozen=True)
+class TreeDigest:
+    """What one fetchable tree's Metal library is, by content."""
+
+    name: str  # "llama-cpp-python 0.3.31 sdist"
+    version: str  # the sdist's version
+    sdist: str  # path of the sdist
+    ggml_version: str  # ggml/CMakeLists.txt GGML_VERSION_* ("" before it had one)
+    commit: str  # the llama.cpp commit the sdist's CHANGELOG names for this version ("" if none)
+    layout: str  # "single-file", "kernel-files" (not emulated), "none" (no Metal library source)
+    embed_sha256: str  # of the text the embed step writes ("" when not emulated)
+    embed_bytes: int
+    source_sha256: str  # of ggml-metal.metal as it is ("" without one)
+    embed_how: str  # the embed step as read from the tree (file and the sed steps), or why not
+
+
+@dataclass(frozen=True)
+class TreeMatch:
+    digest: TreeDigest
+    evidence: tuple[str, ...]  # why it is this tree (exact facts), then what agrees or differs
+    also: tuple[str, ...] = ()  # other trees with the same library text
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    match: TreeMatch | None
+    compared: tuple[str, ...]  # names of the trees compared by sha256
+    not_compared: tuple[str, ...]  # names (and why) of the trees whose embed step is not emulated
+    why: str  # when nothing matched: what was compared, in one line
+
+    def describe(self) -> str:
+        if self.match is None:
+            return self.why
+        m = self.match
+        return f"tree {m.digest.name}: " + "; ".join(m.evidence)
+
+
+# --- the embed step, read from the tree ---------------------------------------------------------
+def _sed_r(text: str, pattern: str, insert: str) -> str:
+    """``sed -e "/pattern/r FILE" -e "/pattern/d"``: each matching line replaced by FILE's text."""
+    rx = re.compile(pattern.replace('\\"', '"').replace("\\#", "#"))
+    return "".join(insert if rx.search(line) else line for line in text.splitlines(keepends=True))
+
+
+def embed_text(read: Reader) -> tuple[str, bytes | None, str]:
+    """(layout, the embedded text the tree's build writes or None, how it was read)."""
+    for cmake_rel in ("ggml/src/ggml-metal/CMakeLists.txt", "ggml/src/CMakeLists.txt"):
+        raw = read(cmake_rel)
+        if raw is None:
+            continue
+        cmake = raw.decode("utf-8", "replace")
+        if "__ggml_metallib" not in cmake:
+            continue
+        base = PurePosixPath(cmake_rel).parent
+        if re.search(r"foreach\s*\(\s*src\s+\$\{METALLIB_KERNEL_SOURCES\}", cmake):
+            return (
+                "kernel-files",
+                None,
+                f"{cmake_rel}: one embedded piece per kernels/*.metal file (not emulated)",
+            )
+        files = {var: str(PurePosixPath(*(base / rel).parts)) for var, rel in _SET.findall(cmake)}
+        files = {v: _normalise(p) for v, p in files.items()}
+        src_rel = files.get("METALLIB_SOURCE")
+        steps = [(m["pat"], m["var"]) for m in _SED.finditer(cmake)]
+        if not src_rel or not steps:
+            return "none", None, f"{cmake_rel}: no METALLIB_SOURCE / sed embed step found"
+        src = read(src_rel)
+        if src is None:
+            return "none", None, f"{src_rel} absent"
+        text = src.decode("utf-8")
+        for pat, var in steps:
+            ins = read(files.get(var, ""))
+            if ins is None:
+                return "none", None, f"{cmake_rel}: the embed step inlines ${{{var}}}, not in the tree"
+            text = _sed_r(text, pat, ins.decode("utf-8"))
+        how = f"{cmake_rel}: {src_rel}" + "".join(f" with /{p}/ -> {files[v]}" for p, v in steps)
+        return "single-file", text.encode("utf-8"), how
+    return "none", None, "no CMakeLists.txt with the __ggml_metallib embed step"
+
+
+def _normalise(path: str) -> str:
+    parts: list[str] = []
+    for p in PurePosixPath(path).parts:
+        if p == "..":
+            if parts:
+                parts.pop()
+        elif p != ".":
+            parts.append(p)
+    return "/".join(parts)
+
+
+def _ggml_version(read: Reader) -> str:
+    raw = read("ggml/CMakeLists.txt")
+    if raw is None:
+        return ""
+    got = dict(_VERSION.findall(raw.decode("utf-8", "replace")))
+    return ".".join(got[k] for k in ("MAJOR", "MINOR", "PATCH")) if len(got) == 3 else ""
+
+
+def digest_reader(read: Reader, name: str, version: str, sdist: str, changelog: str) -> TreeDigest:
+    layout, text, how = embed_text(read)
+    source = read("ggml/src/ggml-metal/ggml-metal.metal") or read("ggml/src/ggml-metal.metal")
+    return TreeDigest(
+        name,
+        version,
+        sdist,
+        _ggml_version(read),
+        upstream_commit_from_changelog(changelog, version) if changelog else "",
+        layout,
+        hashlib.sha256(text).hexdigest() if text is not None else "",
+        len(text) if text is not None else 0,
+        hashlib.sha256(source).hexdigest() if source is not None else "",
+        how,
+    )
+
+
+def digest_tree(tree: Path, name: str) -> TreeDigest:
+    """The digest of an unpacked tree (``--tree``)."""
+
+    def read(rel: str) -> bytes | None:
+        p = tree / rel
+        return p.read_bytes() if rel and p.is_file() else None
+
+    return digest_reader(read, name, "", str(tree), "")
+
+
+def digest_sdist(sdist: Path) -> TreeDigest:
+    """The digest of a llama-cpp-python sdist, read from the tarball (only the files it needs)."""
+    files: dict[str, bytes] = {}
+    changelog = ""
+    version = sdist.name.removeprefix("llama_cpp_python-").removesuffix(".tar.gz")
+    with tarfile.open(sdist, "r:gz") as tar:
+        for member in tar:
+            if not member.isfile() or member.size > _MAX_MEMBER:
+                continue
+            parts = PurePosixPath(member.name).parts
+            if len(parts) == 2 and parts[1] == "CHANGELOG.md":
+                handle = tar.extractfile(member)
+                changelog = handle.read().decode("utf-8", "replace") if handle else ""
+                continue
+            if len(parts) < 4 or PurePosixPath(*parts[1:3]) != VENDOR:
+                continue
+            rel = "/".join(parts[3:])
+            if _WANTED.match(rel):
+                handle = tar.extractfile(member)
+                if handle:
+                    files[rel] = handle.read()
+    return digest_reader(files.get, f"llama-cpp-python {version} sdist", version, str(sdist), changelog)
+
+
+def _version_key(d: TreeDigest) -> tuple[int, ...]:
+    return tuple(int(x) if x.isdigit() else 0 for x in d.version.split("."))
+
+
+def digests(sdists_dir: Path, index_dir: Path) -> list[TreeDigest]:
+    """The digest of every sdist in ``sdists_dir`` (cached per file in ``index_dir``), oldest first."""
+    out: list[TreeDigest] = []
+    index_dir.mkdir(parents=True, exist_ok=True)
+    for sdist in sorted(sdists_dir.glob(SDIST_GLOB)) if sdists_dir.is_dir() else []:
+        st = sdist.stat()
+        cached = index_dir / f"{sdist.name}-{st.st_size}-{st.st_mtime_ns}.json"
+        if cached.is_file():
+            try:
+                data = json.loads(cached.read_text(encoding="utf-8"))
+                if data.get("index_version") == INDEX_VERSION:
+                    data.pop("index_version")
+                    out.append(TreeDigest(**{**data, "sdist": str(sdist)}))
+                    continue
+            except (ValueError, TypeError):
+                pass
+        try:
+            d = digest_sdist(sdist)
+        except (tarfile.TarError, EOFError, OSError, zlib.error, UnicodeDecodeError):
+            continue  # an unreadable sdist is not a tree we can fetch
+        tmp = cached.with_suffix(".tmp")
+        tmp.write_text(json.dumps({**asdict(d), "index_version": INDEX_VERSION}), encoding="utf-8")
+        tmp.replace(cached)
+        out.append(d)
+    return sorted(out, key=_version_key)
+
+
+# --- matching a build ---------------------------------------------------------------------------
+def _cstring_in(files: Iterable[Path], value: str) -> str:
+    """The first of ``files`` whose bytes hold ``value`` as a whole NUL-terminated string."""
+    if not value:
+        return ""
+    needle = b"\0" + value.encode() + b"\0"
+    for f in files:
+        try:
+            if needle in f.read_bytes():
+                return f.name
+        except OSError:
+            continue
+    return ""
+
+
+def match_library(
+    library: bytes, kind: str, where: str, trees: Sequence[TreeDigest], build_files: Sequence[Path]
+) -> MatchResult:
+    """Match one shipped library (``kind`` "embedded" or "beside") against ``trees``."""
+    sha = hashlib.sha256(library).hexdigest()
+    key = "embed_sha256" if kind == "embedded" else "source_sha256"
+    compared = tuple(t.name for t in trees if getattr(t, key))
+    not_compared = tuple(
+        f"{t.name} ({t.embed_how})" for t in trees if not getattr(t, key) and t.layout == "kernel-files"
+    )
+    hits = [t for t in trees if getattr(t, key) == sha]
+    if not hits:
+        span = (
+            f"{compared[0]} … {compared[-1]}" if len(compared) > 1 else (compared[0] if compared else "none")
+        )
+        why = (
+            f"no fetchable tree matches: the {kind} Metal library of {where} (sha256 {sha[:16]}…, {len(library)} "
+            f"bytes) equals none of the {len(compared)} trees compared ({span})"
+        )
+        if not_compared:
+            why += f"; not compared: {', '.join(not_compared)}"
+        if not trees:
+            why = f"no fetchable tree matches: no llama-cpp-python sdists to compare with ({kind} library of {where})"
+        return MatchResult(None, compared, not_compared, why)
+
+    def score(t: TreeDigest) -> tuple[bool, bool, tuple[int, ...]]:
+        return (
+            bool(_cstring_in(build_files, t.ggml_version)),
+            bool(t.commit and _cstring_in(build_files, t.commit[:9])),
+            tuple(-x for x in _version_key(t)),
+        )
+
+    best = max(hits, key=score)
+    what = "what its embed step writes" if kind == "embedded" else "its ggml-metal.metal"
+    evidence = [
+        f"the {kind} Metal library of {where} is byte-identical to {what} (sha256 {sha[:16]}…, "
+        f"{len(library)} bytes; {best.embed_how if kind == 'embedded' else 'the file as it is'})"
+    ]
+    found_v = _cstring_in(build_files, best.ggml_version)
+    if best.ggml_version:
+        evidence.append(
+            f"ggml version {best.ggml_version}: "
+            + (f"the same string is in {found_v}" if found_v else "not found among the build's strings")
+        )
+    if best.commit:
+        found_c = _cstring_in(build_files, best.commit[:9])
+        evidence.append(
+            f"the sdist's CHANGELOG names llama.cpp {best.commit[:9]}: "
+            + (
+                f"the same string is in {found_c}"
+                if found_c
+                else "not among the build's strings (a different commit with the same Metal library)"
+            )
+        )
+    also = tuple(t.name for t in hits if t is not best)
+    return MatchResult(TreeMatch(best, tuple(evidence), also), compared, not_compared, "")
+
+
+def unpacked(digest: TreeDigest, trees_dir: Path) -> Path:
+    """The matched sdist's vendored tree, unpacked once under ``trees_dir``."""
+    dest = trees_dir / f"llama-cpp-python-{digest.version}"
+    marker = dest / ".toolchain-tree"
+    if marker.is_file():
+        return dest / marker.read_text(encoding="utf-8")
+    partial = dest.with_name(dest.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    tree, _ = extract_vendor_tree(Path(digest.sdist), partial)
+    rel = tree.relative_to(partial)
+    if dest.exists():
+        shutil.rmtree(dest)
+    partial.rename(dest)
+    marker.write_text(str(rel), encoding="utf-8")
+    return dest / rel
