@@ -51,6 +51,9 @@ class Needs:
     kernels: Mapping[str, frozenset[str]]
     defines: Mapping[str, Mapping[str, str]]
     source: str
+    # the fetchable tree whose library the build ships byte for byte ("" otherwise): then a kernel
+    # the library lacks is that tree's own gap (upstream's), not a mismatch of library and host
+    matched_tree: str = ""
 
 
 def work_dir_of(path: Path) -> Path | None:
@@ -164,6 +167,7 @@ def needs_from_match(
             needs.defines,
             f"dry-run with the tree {digest.name}{also}, matched by: {'; '.join(result.match.evidence)}; "
             + needs.source,
+            digest.name,
         ),
         result,
     )
@@ -184,6 +188,22 @@ def _needs(path: Path) -> Needs | str:
         return needs_from_builtin(tree, default_cache_dir(), work / "dryrun")
     except ToolchainError as exc:
         return f"the dry run cannot be made for {tree}: {exc.message}"
+
+
+def _hint(needs: Needs, missing: Sequence[str]) -> str:
+    if not missing:
+        return ""
+    if needs.matched_tree:
+        return (
+            f"upstream's gap, not this build's: {needs.matched_tree}'s own encoders ask for kernels its own library "
+            "never had (predicted by the dry run, not seen on a device); a model whose graph reaches them fails on a "
+            "Mac with `Function … was not found in the library`: update to a llama.cpp whose library has them or "
+            "whose supports_op declines those cases"
+        )
+    return (
+        "the embedded library and the host code come from different trees: rebuild both from one checkout "
+        "(a Mac fails with `Function … was not found in the library`)"
+    )
 
 
 def shipped_library_checks(
@@ -236,10 +256,7 @@ def shipped_library_checks(
                     "fail" if missing else "pass",
                     OBSERVED,
                     arch=arch if multi else "",
-                    hint="the embedded library and the host code come from different trees: rebuild both from "
-                    "one checkout (a Mac fails with `Function … was not found in the library`)"
-                    if missing
-                    else "",
+                    hint=_hint(needs, missing),
                     evidence=tuple(missing),
                 )
             )
