@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import gguf
 import numpy as np
 import pytest
 
+from fixtures.macho.build_fixtures import build_variant, variant
 from tests.conftest import test_cache_dir as cache_root
 from tests.doctor.test_kernel_classes import _missing_log, _sources
 from tests.dryrun.conftest import BUILD_LOCK, sdist_tree
@@ -168,3 +170,49 @@ def test_the_cli_reports_the_dry_run(
     assert data["dry_run"][0]["named"] is True
     assert any(f["observed_by"] == "dry-run" for f in data["findings"])
     assert "missing-kernel: kernel_mul_mv_f32_f16_4" in " ".join((out.out + out.err).split())
+
+
+def _fa_gguf(path: Path, key_length: int, value_length: int) -> Path:
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_block_count(1)
+    w.add_embedding_length(384)
+    w.add_head_count(4)
+    w.add_head_count_kv(4)
+    w.add_key_length(key_length)
+    w.add_value_length(value_length)
+    w.add_tensor("blk.0.attn_q.weight", np.ones((4 * key_length, 384), dtype=np.float16))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def test_a_flash_attention_head_size_pair_from_the_gguf_via_the_builds_checkout(
+    tree_0335: Path, cache: Path, tmp_path: Path
+) -> None:
+    """K 96 / V 64 heads (the corpus's fa-dk96-dv64-vec: llama.cpp #28602): 0.3.35's library has no
+    kernel_flash_attn_ext_vec_f16_dk96_dv64. The tree comes from --build's CMakeCache.txt."""
+    # a Mach-O build dir cross-built here (fixtures/macho) whose CMakeCache.txt names the checkout
+    build = build_variant(
+        replace(variant("shared"), cache={"CMAKE_HOME_DIRECTORY:INTERNAL": str(tree_0335)}), tmp_path
+    )
+    kernel = "kernel_flash_attn_ext_vec_f16_dk96_dv64"
+    inputs = DoctorInputs(
+        log=_log(tmp_path, kernel),
+        gguf=_fa_gguf(tmp_path / "fa.gguf", 96, 64),
+        build=build,
+        system=False,
+        cache_dir=cache,
+    )
+    (run,) = diagnose(inputs).dry_run
+    assert run.named, run.verdicts
+    assert "llama.attention.key_length = 96" in run.from_gguf and "value_length = 64" in run.from_gguf
+    # a model with 128/128 heads does not ask for that kernel: said, not run
+    other = DoctorInputs(
+        log=_log(tmp_path, kernel), gguf=_fa_gguf(tmp_path / "fa128.gguf", 128, 128), build=build,
+        system=False, cache_dir=cache,
+    )  # fmt: skip
+    report = diagnose(other)
+    assert report.dry_run == []
+    assert any("key_length 128 / value_length 128: this model does not ask for it" in n for n in report.notes)
