@@ -1,4 +1,4 @@
-"""``llama-toolchain verify [PATH] [--profile P] [--no-runtime] [--tree DIR] [--json]``."""
+"""``llama-toolchain verify [PATH] [--profile P] [--no-runtime] [--tree DIR] [--no-tree-match] [--json]``."""
 
 from __future__ import annotations
 
