@@ -13,7 +13,9 @@ match no sdist tree. llama-cpp-python itself has no macOS wheels on PyPI.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
+import re
 from pathlib import Path
 
 import pytest
@@ -28,7 +30,7 @@ from toolchain.core.locking import exclusive
 from toolchain.dryrun.build import ensure_program
 from toolchain.profiles import PROFILES
 from toolchain.verify import verify_path
-from toolchain.verify.tree_match import digests, match_library
+from toolchain.verify.tree_match import digests, kernel_files_embed, match_library
 
 # the trees compared in CI: the match, its twin, the one before, the one per-kernel-file tree
 VERSIONS = ("0.3.30", "0.3.31", "0.3.32", "0.3.36")
@@ -60,7 +62,7 @@ def test_a_real_wheel_matches_its_sdist_tree_byte_for_byte(sdists: Path, tmp_pat
     lib = wheel / "libggml-metal.dylib"
     trees = digests(sdists, tmp_path / "index")
     assert [t.version for t in trees] == list(VERSIONS)
-    assert trees[-1].layout == "kernel-files" and not trees[-1].embed_sha256
+    assert trees[-1].layout == "kernel-files" and trees[-1].embed_sha256  # 0.3.36: one piece per kernel file
     result = match_library(_library(lib), "embedded", lib.name, trees, sorted(wheel.glob("*.dylib")))
     assert result.match is not None, result.why
     m = result.match
@@ -84,8 +86,38 @@ def test_no_fetchable_tree_matches_a_newer_build(sdists: Path, tmp_path: Path) -
     assert result.why.startswith(
         "no fetchable tree matches: the embedded Metal library of libggml-metal.dylib"
     )
-    assert "none of the 3 trees compared" in result.why
-    assert "not compared: llama-cpp-python 0.3.36 sdist (" in result.why
+    assert "none of the 4 trees compared" in result.why and "not compared" not in result.why
+
+
+def test_the_per_kernel_file_embed_step_as_a_real_build_wrote_it(tmp_path: Path) -> None:
+    """0.3.36's embed step read from its CMakeLists.txt (headers per kernel file, line deletions,
+    inlining) gives a tri.metal piece that differs from the one b11739 (a later tree) ships only
+    inside the inlined ggml-metal-impl.h: the procedure is the one real builds run."""
+    tree = sdist_tree("0.3.36")
+    rel = "ggml/src/ggml-metal/CMakeLists.txt"
+    cmake = (tree / rel).read_text(encoding="utf-8")
+    listed = re.search(r"set\(METALLIB_KERNEL_SOURCES\n(.*?)\)", cmake, re.S)
+    assert listed is not None and "kernels/tri.metal" in listed.group(1)
+    only_tri = cmake.replace(listed.group(1), "\n    kernels/tri.metal\n")
+
+    def read(r: str) -> bytes | None:
+        return (tree / r).read_bytes() if r and (tree / r).is_file() else None
+
+    _layout, piece, _how = kernel_files_embed(read, rel, only_tri)
+    assert piece is not None
+    shipped = _library(real_build(_build("llama-cpp-py-sync", "0.11739")) / "libggml-metal.dylib").decode()
+    starts = [m.start() for m in re.finditer(r"\n#ifndef GGML_METAL_IMPL\n", shipped)] + [len(shipped)]
+    theirs = next(
+        shipped[a:b] for a, b in zip(starts, starts[1:], strict=False) if "kernel_tri_" in shipped[a:b]
+    )
+    mine = piece.decode()
+    assert mine.startswith("\n#ifndef GGML_METAL_IMPL\n") and '#include "' not in mine
+    diff = [d for d in difflib.unified_diff(mine.splitlines(), theirs.splitlines(), lineterm="", n=0)]
+    changed = [d[1:] for d in diff if d[:1] in "+-" and not d.startswith(("+++", "---"))]
+    impl = (tree / "ggml/src/ggml-metal/ggml-metal-impl.h").read_text(encoding="utf-8").splitlines()
+    assert 0 < len(changed) < 40
+    removed = [d[1:] for d in diff if d.startswith("-") and not d.startswith("---")]
+    assert removed and all(line in impl for line in removed), removed  # only ggml-metal-impl.h lines differ
 
 
 def test_one_changed_byte_is_no_match(sdists: Path, tmp_path: Path) -> None:

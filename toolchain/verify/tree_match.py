@@ -4,12 +4,13 @@ The trees we can fetch are the llama.cpp trees the llama-cpp-python sdists vendo
 toolchain's sdist cache, ``llama-toolchain source --pypi …`` puts them there). For each one this
 reads, without unpacking the whole sdist:
 
-- what the tree's own embed step (``GGML_METAL_EMBED_LIBRARY``) writes into ``__DATA,__ggml_metallib``:
-  the ``sed -e "/PATTERN/r ${FILE}" -e "/PATTERN/d"`` commands of its ``CMakeLists.txt``, applied in
-  order to the ``set(METALLIB_SOURCE …)`` file, each ``${FILE}`` resolved from the same file's
-  ``set()`` lines; the sha256 of the result. Trees whose embed step is one piece per kernel file
-  (``kernels/*.metal``, a ``foreach`` with ``cat``) are not emulated: they are named as not
-  compared, never guessed;
+- what the tree's own embed step (``GGML_METAL_EMBED_LIBRARY``) writes into ``__DATA,__ggml_metallib``,
+  read from its ``CMakeLists.txt`` and applied as written: the ``sed -e "/PATTERN/r ${FILE}" -e
+  "/PATTERN/d"`` commands in order on the ``set(METALLIB_SOURCE …)`` file (one-file trees), or, for
+  the trees with one piece per ``kernels/*.metal`` file (0.3.36), per ``METALLIB_KERNEL_SOURCES``
+  entry in order: the headers its ``file(STRINGS … REGEX)`` / ``list(APPEND HEADERS_FOR_SRC …)``
+  rules add, the file, the step's ``sed -e "/…/d"`` deletions and the inlining; the sha256 of the
+  result (for a per-kernel-file tree, of its pieces in link order);
 - the sha256 of ``ggml-metal.metal`` as it is (what a build without the embed copies beside it);
 - its ggml version (``ggml/CMakeLists.txt``) and the llama.cpp commit its CHANGELOG names.
 
@@ -37,7 +38,7 @@ SDIST_GLOB = "llama_cpp_python-*.tar.gz"
 VENDOR = PurePosixPath("vendor/llama.cpp")
 # the files the embed step and the version read (relative to the vendored tree)
 _WANTED = re.compile(
-    r"^ggml/(?:CMakeLists\.txt|src/(?:CMakeLists\.txt|ggml-common\.h|ggml-metal\.metal|ggml-metal/[^/]+))$"
+    r"^ggml/(?:CMakeLists\.txt|src/(?:CMakeLists\.txt|ggml-common\.h|ggml-metal\.metal|ggml-metal/(?:kernels/)?[^/]+))$"
 )
 _MAX_MEMBER = 8 << 20
 _SET = re.compile(r'set\(\s*(\w+)\s+"\$\{CMAKE_CURRENT_SOURCE_DIR\}/([^"$]+)"\s*\)')
@@ -45,7 +46,7 @@ _SED = re.compile(
     r"""COMMAND\s+sed\s+-e\s+(["'])/(?P<pat>.+?)/r\s+\$\{(?P<var>\w+)\}\1\s+-e\s+(["'])/(?P=pat)/d\4"""
 )
 _VERSION = re.compile(r"^set\(GGML_VERSION_(MAJOR|MINOR|PATCH)\s+(\d+)\)", re.M)
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 
 Reader = Callable[[str], bytes | None]
 
@@ -105,11 +106,7 @@ def embed_text(read: Reader) -> tuple[str, bytes | None, str]:
             continue
         base = PurePosixPath(cmake_rel).parent
         if re.search(r"foreach\s*\(\s*src\s+\$\{METALLIB_KERNEL_SOURCES\}", cmake):
-            return (
-                "kernel-files",
-                None,
-                f"{cmake_rel}: one embedded piece per kernels/*.metal file (not emulated)",
-            )
+            return kernel_files_embed(read, cmake_rel, cmake)
         files = {var: str(PurePosixPath(*(base / rel).parts)) for var, rel in _SET.findall(cmake)}
         files = {v: _normalise(p) for v, p in files.items()}
         src_rel = files.get("METALLIB_SOURCE")
@@ -128,6 +125,79 @@ def embed_text(read: Reader) -> tuple[str, bytes | None, str]:
         how = f"{cmake_rel}: {src_rel}" + "".join(f" with /{p}/ -> {files[v]}" for p, v in steps)
         return "single-file", text.encode("utf-8"), how
     return "none", None, "no CMakeLists.txt with the __ggml_metallib embed step"
+
+
+_SET_LIST = re.compile(r"^\s*set\(\s*(\w+)\s+([^)]*)\)", re.M)
+_HAS = re.compile(
+    r'file\(STRINGS\s+\$\{SRC\}\s+(\w+)\s+REGEX\s+"#include \\"([^"\\]+(?:\\\\?\.[^"\\]+)*)\\""\)'
+)
+_APPEND = re.compile(r"if\s*\(\s*(\w+)\s*\)\s*list\(APPEND\s+HEADERS_FOR_SRC\s+\$\{(\w+)\}\s*\)")
+_DELETE = re.compile(r'-e\s+"/((?:[^"\\]|\\.)+)/d"')
+
+
+def kernel_files_embed(read: Reader, cmake_rel: str, cmake: str) -> tuple[str, bytes | None, str]:
+    """The embed step of the per-kernel-file trees (0.3.36): for each ``METALLIB_KERNEL_SOURCES``
+    file in order, ``cat`` the headers it includes (the ``file(STRINGS … REGEX)`` / ``list(APPEND
+    HEADERS_FOR_SRC …)`` rules) and the file, delete the lines of the step's ``sed -e "/…/d"``,
+    inline with the ``/…/r ${VAR}`` steps; the pieces in that order (the objects' link order)."""
+    base = PurePosixPath(cmake_rel).parent
+    values: dict[str, list[str]] = {}
+    for name, body in _SET_LIST.findall(cmake):
+        out: list[str] = []
+        for word in body.split():
+            word = word.strip('"')
+            if word.startswith("${CMAKE_CURRENT_SOURCE_DIR}/"):
+                out.append(_normalise(str(base / word.removeprefix("${CMAKE_CURRENT_SOURCE_DIR}/"))))
+            elif word.startswith("${") and word.endswith("}"):
+                out += values.get(word[2:-1], [])
+            elif word.endswith(".metal"):
+                out.append(_normalise(str(base / word)))
+        values[name] = out
+    sources = values.get("METALLIB_KERNEL_SOURCES", [])
+    loop = cmake[cmake.index("foreach") :]
+    first = re.search(r"set\(\s*HEADERS_FOR_SRC\s+\$\{(\w+)\}\s*\)", loop)
+    has = {flag: rx.replace("\\\\", "").replace("\\", "") for flag, rx in _HAS.findall(loop)}
+    appends = _APPEND.findall(loop)
+    delete_cmd = next((ln for ln in loop.splitlines() if "sed" in ln and "/d" in ln and "/r " not in ln), "")
+    deletes = [d.replace('\\"', '"').replace("\\#", "#") for d in _DELETE.findall(delete_cmd)]
+    steps = [(m["pat"], m["var"]) for m in _SED.finditer(loop)]
+    if not sources or first is None or not steps or not deletes:
+        return "kernel-files", None, f"{cmake_rel}: its per-kernel-file embed step could not be read"
+    pieces: list[str] = []
+    for src_rel in sources:
+        src = read(src_rel)
+        if src is None:
+            return "kernel-files", None, f"{src_rel} absent"
+        text = src.decode("utf-8")
+        headers = list(values.get(first.group(1), []))
+        for flag, var in appends:
+            include = has.get(flag)
+            if include and any(f'#include "{include}"' in line for line in text.splitlines()):
+                headers += values.get(var, [])
+        parts = [read(h) for h in headers]
+        if any(p is None for p in parts):
+            return "kernel-files", None, f"{cmake_rel}: a header of {src_rel} is absent"
+        piece = "".join(p.decode("utf-8") for p in parts if p is not None) + text
+        piece = "".join(
+            ln for ln in piece.splitlines(keepends=True) if not any(re.search(d, ln) for d in deletes)
+        )
+        for pat, var in steps:
+            target = values.get(var, [])
+            ins = read(target[0]) if target else None
+            if ins is None:
+                return (
+                    "kernel-files",
+                    None,
+                    f"{cmake_rel}: the embed step inlines ${{{var}}}, not in the tree",
+                )
+            piece = _sed_r(piece, pat, ins.decode("utf-8"))
+        pieces.append(piece)
+    how = (
+        f"{cmake_rel}: {len(sources)} METALLIB_KERNEL_SOURCES pieces in order, each with the headers it "
+        f"includes, {len(deletes)} line deletions"
+        + "".join(f", /{p}/ -> {values.get(v, ['?'])[0]}" for p, v in steps)
+    )
+    return "kernel-files", "".join(pieces).encode("utf-8"), how
 
 
 def _normalise(path: str) -> str:
