@@ -160,3 +160,24 @@ def test_without_sdists_no_match_is_attempted() -> None:
     assert v.tree_match == ""
     (c,) = [c for c in v.checks if c.name == "metal-dryrun-kernels"]
     assert c.status == "unverifiable"
+
+
+def test_a_source_library_beside_the_binary_is_compared_as_it_is(tmp_path: Path) -> None:
+    """gpt4all 2.0.2 (2023) ships ggml-metal.metal beside its library: compared with the trees'
+    ggml-metal.metal as it is (0.1.85, the sdist of that era): not the same text."""
+    cache = cache_dir()
+    with exclusive(cache / ".sdists.lock", wait=1800):
+        paths = fetch_sdists(("0.1.85",), cache)
+    sdists = tmp_path / "sdists"
+    sdists.mkdir()
+    (sdists / paths["0.1.85"].name).symlink_to(paths["0.1.85"])
+    (tree,) = digests(sdists, tmp_path / "index")
+    assert tree.layout == "none" and tree.source_sha256  # no embed step in 2023, a source file
+    lib = real_build(_build("gpt4all", "2.0.2")).parent / "ggml-metal.metal"
+    result = match_library(lib.read_bytes(), "beside", lib.name, [tree], [])
+    assert result.match is None
+    assert result.why.startswith(
+        "no fetchable tree matches: the Metal source ggml-metal.metal beside the binary"
+    )
+    same = match_library((sdist_tree("0.1.85") / "ggml-metal.metal").read_bytes(), "beside", "x", [tree], [])
+    assert same.match is not None and "its ggml-metal.metal" in same.match.evidence[0]

@@ -38,7 +38,7 @@ SDIST_GLOB = "llama_cpp_python-*.tar.gz"
 VENDOR = PurePosixPath("vendor/llama.cpp")
 # the files the embed step and the version read (relative to the vendored tree)
 _WANTED = re.compile(
-    r"^ggml/(?:CMakeLists\.txt|src/(?:CMakeLists\.txt|ggml-common\.h|ggml-metal\.metal|ggml-metal/(?:kernels/)?[^/]+))$"
+    r"^ggml/(?:CMakeLists\.txt|src/(?:CMakeLists\.txt|ggml-common\.h|ggml-metal\.metal|ggml-metal/(?:kernels/)?[^/]+))$|^ggml-metal\.metal$"
 )
 _MAX_MEMBER = 8 << 20
 _SET = re.compile(r'set\(\s*(\w+)\s+"\$\{CMAKE_CURRENT_SOURCE_DIR\}/([^"$]+)"\s*\)')
@@ -46,7 +46,7 @@ _SED = re.compile(
     r"""COMMAND\s+sed\s+-e\s+(["'])/(?P<pat>.+?)/r\s+\$\{(?P<var>\w+)\}\1\s+-e\s+(["'])/(?P=pat)/d\4"""
 )
 _VERSION = re.compile(r"^set\(GGML_VERSION_(MAJOR|MINOR|PATCH)\s+(\d+)\)", re.M)
-INDEX_VERSION = 2
+INDEX_VERSION = 3
 
 Reader = Callable[[str], bytes | None]
 
@@ -221,7 +221,11 @@ def _ggml_version(read: Reader) -> str:
 
 def digest_reader(read: Reader, name: str, version: str, sdist: str, changelog: str) -> TreeDigest:
     layout, text, how = embed_text(read)
-    source = read("ggml/src/ggml-metal/ggml-metal.metal") or read("ggml/src/ggml-metal.metal")
+    source = (
+        read("ggml/src/ggml-metal/ggml-metal.metal")
+        or read("ggml/src/ggml-metal.metal")
+        or read("ggml-metal.metal")  # 2023 trees: at the root
+    )
     return TreeDigest(
         name,
         version,
@@ -322,6 +326,11 @@ def match_library(
     """Match one shipped library (``kind`` "embedded" or "beside") against ``trees``."""
     sha = hashlib.sha256(library).hexdigest()
     key = "embed_sha256" if kind == "embedded" else "source_sha256"
+    subject = (
+        f"the embedded Metal library of {where}"
+        if kind == "embedded"
+        else f"the Metal source {where} beside the binary"
+    )
     compared = tuple(t.name for t in trees if getattr(t, key))
     not_compared = tuple(
         f"{t.name} ({t.embed_how})" for t in trees if not getattr(t, key) and t.layout == "kernel-files"
@@ -332,13 +341,13 @@ def match_library(
             f"{compared[0]} … {compared[-1]}" if len(compared) > 1 else (compared[0] if compared else "none")
         )
         why = (
-            f"no fetchable tree matches: the {kind} Metal library of {where} (sha256 {sha[:16]}…, {len(library)} "
+            f"no fetchable tree matches: {subject} (sha256 {sha[:16]}…, {len(library)} "
             f"bytes) equals none of the {len(compared)} trees compared ({span})"
         )
         if not_compared:
             why += f"; not compared: {', '.join(not_compared)}"
         if not trees:
-            why = f"no fetchable tree matches: no llama-cpp-python sdists to compare with ({kind} library of {where})"
+            why = f"no fetchable tree matches: no llama-cpp-python sdists to compare with ({subject})"
         return MatchResult(None, compared, not_compared, why)
 
     def score(t: TreeDigest) -> tuple[bool, bool, tuple[int, ...]]:
@@ -351,7 +360,7 @@ def match_library(
     best = max(hits, key=score)
     what = "what its embed step writes" if kind == "embedded" else "its ggml-metal.metal"
     evidence = [
-        f"the {kind} Metal library of {where} is byte-identical to {what} (sha256 {sha[:16]}…, "
+        f"{subject} is byte-identical to {what} (sha256 {sha[:16]}…, "
         f"{len(library)} bytes; {best.embed_how if kind == 'embedded' else 'the file as it is'})"
     ]
     found_v = _cstring_in(build_files, best.ggml_version)
