@@ -38,7 +38,7 @@ SDIST_GLOB = "llama_cpp_python-*.tar.gz"
 VENDOR = PurePosixPath("vendor/llama.cpp")
 # the files the embed step and the version read (relative to the vendored tree)
 _WANTED = re.compile(
-    r"^ggml/(?:CMakeLists\.txt|src/(?:CMakeLists\.txt|ggml-common\.h|ggml-metal\.metal|ggml-metal/(?:kernels/)?[^/]+))$|^ggml-metal\.metal$"
+    r"^ggml/(?:CMakeLists\.txt|src/(?:CMakeLists\.txt|ggml-common\.h|ggml-metal\.metal|ggml-metal/(?:kernels/)?[^/]+))$|^(?:CMakeLists\.txt|ggml-common\.h|ggml-metal\.metal)$"
 )
 _MAX_MEMBER = 8 << 20
 _SET = re.compile(r'set\(\s*(\w+)\s+"\$\{CMAKE_CURRENT_SOURCE_DIR\}/([^"$]+)"\s*\)')
@@ -46,7 +46,7 @@ _SED = re.compile(
     r"""COMMAND\s+sed\s+-e\s+(["'])/(?P<pat>.+?)/r\s+\$\{(?P<var>\w+)\}\1\s+-e\s+(["'])/(?P=pat)/d\4"""
 )
 _VERSION = re.compile(r"^set\(GGML_VERSION_(MAJOR|MINOR|PATCH)\s+(\d+)\)", re.M)
-INDEX_VERSION = 3
+INDEX_VERSION = 4
 
 Reader = Callable[[str], bytes | None]
 
@@ -97,7 +97,7 @@ def _sed_r(text: str, pattern: str, insert: str) -> str:
 
 def embed_text(read: Reader) -> tuple[str, bytes | None, str]:
     """(layout, the embedded text the tree's build writes or None, how it was read)."""
-    for cmake_rel in ("ggml/src/ggml-metal/CMakeLists.txt", "ggml/src/CMakeLists.txt"):
+    for cmake_rel in ("ggml/src/ggml-metal/CMakeLists.txt", "ggml/src/CMakeLists.txt", "CMakeLists.txt"):
         raw = read(cmake_rel)
         if raw is None:
             continue
