@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 import re
 from pathlib import Path
 
@@ -181,3 +182,26 @@ def test_a_source_library_beside_the_binary_is_compared_as_it_is(tmp_path: Path)
     )
     same = match_library((sdist_tree("0.1.85") / "ggml-metal.metal").read_bytes(), "beside", "x", [tree], [])
     assert same.match is not None and "its ggml-metal.metal" in same.match.evidence[0]
+
+
+def test_the_cli_says_no_fetchable_tree_matches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from toolchain.cli import main
+
+    cache = tmp_path / "cache"
+    (cache / "sdists").mkdir(parents=True)
+    with exclusive(cache_dir() / ".sdists.lock", wait=1800):
+        sdist = fetch_sdists(("0.3.36",), cache_dir())["0.3.36"]
+    (cache / "sdists" / sdist.name).symlink_to(sdist)
+    monkeypatch.setenv("TOOLCHAIN_CACHE", str(cache))
+    monkeypatch.setenv("COLUMNS", "400")
+    path = real_build(_build("llama-cpp-py-sync", "0.11739"))
+    rc = main(["verify", str(path), "--no-runtime", "--profile", "metal", "--work-dir", str(tmp_path / "w")])
+    out = capsys.readouterr()
+    text = " ".join((out.out + out.err).split())
+    assert rc == 0  # the static checks establish the backend; the dry-run check is unverifiable
+    assert "tree match (static only): no fetchable tree matches: the embedded Metal library of" in text
+    assert "equals none of the 1 trees compared (llama-cpp-python 0.3.36 sdist)" in text
+    data = json.loads((tmp_path / "w" / "reports" / "verify.json").read_text(encoding="utf-8"))
+    assert data["tree_match"].startswith("no fetchable tree matches")
