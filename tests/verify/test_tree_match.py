@@ -205,3 +205,23 @@ def test_the_cli_says_no_fetchable_tree_matches(
     assert "equals none of the 1 trees compared (llama-cpp-python 0.3.36 sdist)" in text
     data = json.loads((tmp_path / "w" / "reports" / "verify.json").read_text(encoding="utf-8"))
     assert data["tree_match"].startswith("no fetchable tree matches")
+
+
+def test_the_same_ggml_version_is_not_a_match(tmp_path: Path) -> None:
+    """pywhispercpp 1.5.1 (whisper.cpp) ships ggml 0.13.1, the version of the trees of 0.3.24 … 0.3.28,
+    but another library text: no match, and the version is named as shared, not as evidence."""
+    cache = cache_dir()
+    with exclusive(cache / ".sdists.lock", wait=1800):
+        paths = fetch_sdists(("0.3.24", "0.3.25"), cache)
+    sdists = tmp_path / "sdists"
+    sdists.mkdir()
+    for p in paths.values():
+        (sdists / p.name).symlink_to(p)
+    wheel = real_build(_build("pywhispercpp", "1.5.1"))
+    lib = wheel / "libggml-metal.dylib"
+    result = match_library(
+        _library(lib), "embedded", lib.name, digests(sdists, tmp_path / "i"), sorted(wheel.glob("*.dylib"))
+    )
+    assert result.match is None
+    assert "the build's ggml version 0.13.1 (libggml-base" in result.why
+    assert "is also that of 0.3.24, 0.3.25, whose libraries differ" in result.why

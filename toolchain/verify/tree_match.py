@@ -306,18 +306,21 @@ def digests(sdists_dir: Path, index_dir: Path) -> list[TreeDigest]:
 
 
 # --- matching a build ---------------------------------------------------------------------------
-def _cstring_in(files: Iterable[Path], value: str) -> str:
-    """The first of ``files`` whose bytes hold ``value`` as a whole NUL-terminated string."""
-    if not value:
-        return ""
-    needle = b"\0" + value.encode() + b"\0"
+_SHORT = re.compile(rb"\0([0-9a-f.]{3,40})(?=\0)")
+
+
+def short_strings(files: Iterable[Path]) -> dict[str, str]:
+    """Short NUL-terminated strings of hex digits and dots (versions, commit ids) in ``files``,
+    each with the first file that holds it: read once per build."""
+    out: dict[str, str] = {}
     for f in files:
         try:
-            if needle in f.read_bytes():
-                return f.name
+            data = f.read_bytes()
         except OSError:
             continue
-    return ""
+        for m in _SHORT.finditer(data):
+            out.setdefault(m.group(1).decode(), f.name)
+    return out
 
 
 def match_library(
@@ -336,6 +339,7 @@ def match_library(
         f"{t.name} ({t.embed_how})" for t in trees if not getattr(t, key) and t.layout == "kernel-files"
     )
     hits = [t for t in trees if getattr(t, key) == sha]
+    strings = short_strings(build_files)
     if not hits:
         span = (
             f"{compared[0]} … {compared[-1]}" if len(compared) > 1 else (compared[0] if compared else "none")
@@ -346,14 +350,26 @@ def match_library(
         )
         if not_compared:
             why += f"; not compared: {', '.join(not_compared)}"
+        same_v = [t for t in trees if t.ggml_version and t.ggml_version in strings]
+        same_vc = [t for t in same_v if t.commit and t.commit[:9] in strings]
+        if same_vc:
+            why += (
+                f"; ggml version {same_vc[0].ggml_version} and llama.cpp {same_vc[0].commit[:9]} are "
+                f"{same_vc[0].name}'s (its CHANGELOG) yet the library text differs: a patched library, not matched"
+            )
+        elif same_v:
+            why += (
+                f"; the build's ggml version {same_v[0].ggml_version} ({strings[same_v[0].ggml_version]}) is also "
+                f"that of {', '.join(t.version for t in same_v)}, whose libraries differ"
+            )
         if not trees:
             why = f"no fetchable tree matches: no llama-cpp-python sdists to compare with ({subject})"
         return MatchResult(None, compared, not_compared, why)
 
     def score(t: TreeDigest) -> tuple[bool, bool, tuple[int, ...]]:
         return (
-            bool(_cstring_in(build_files, t.ggml_version)),
-            bool(t.commit and _cstring_in(build_files, t.commit[:9])),
+            t.ggml_version in strings,
+            bool(t.commit) and t.commit[:9] in strings,
             tuple(-x for x in _version_key(t)),
         )
 
@@ -363,14 +379,14 @@ def match_library(
         f"{subject} is byte-identical to {what} (sha256 {sha[:16]}…, "
         f"{len(library)} bytes; {best.embed_how if kind == 'embedded' else 'the file as it is'})"
     ]
-    found_v = _cstring_in(build_files, best.ggml_version)
+    found_v = strings.get(best.ggml_version, "")
     if best.ggml_version:
         evidence.append(
             f"ggml version {best.ggml_version}: "
             + (f"the same string is in {found_v}" if found_v else "not found among the build's strings")
         )
     if best.commit:
-        found_c = _cstring_in(build_files, best.commit[:9])
+        found_c = strings.get(best.commit[:9], "")
         evidence.append(
             f"the sdist's CHANGELOG names llama.cpp {best.commit[:9]}: "
             + (
