@@ -17,6 +17,7 @@ import difflib
 import hashlib
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -127,6 +128,16 @@ def test_one_changed_byte_is_no_match(sdists: Path, tmp_path: Path) -> None:
     raw[len(raw) // 2] ^= 0x20
     result = match_library(bytes(raw), "embedded", "edited", digests(sdists, tmp_path / "index"), [])
     assert result.match is None and result.why.startswith("no fetchable tree matches")
+    # unit: had 0.3.31's CHANGELOG named the commit the build carries (d0f9d2e5a), version and commit
+    # would agree around another library text: a patched library, still no match
+    trees = [
+        replace(t, commit="d0f9d2e5a") if t.version == "0.3.31" else t
+        for t in digests(sdists, tmp_path / "index")
+    ]
+    result = match_library(bytes(raw), "embedded", "edited", trees, sorted(wheel.glob("*.dylib")))
+    assert result.match is None
+    assert "ggml version 0.15.2 and llama.cpp d0f9d2e5a are llama-cpp-python 0.3.31 sdist's" in result.why
+    assert "a patched library, not matched" in result.why
 
 
 def test_verify_runs_the_dry_run_with_the_matched_tree(sdists: Path, tmp_path: Path) -> None:
