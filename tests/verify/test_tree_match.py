@@ -236,3 +236,19 @@ def test_the_same_ggml_version_is_not_a_match(tmp_path: Path) -> None:
     assert result.match is None
     assert "the build's ggml version 0.13.1 (libggml-base" in result.why
     assert "is also that of 0.3.24, 0.3.25, whose libraries differ" in result.why
+
+
+def test_verify_reports_the_source_beside_the_binary_unmatched(tmp_path: Path) -> None:
+    cache = cache_dir()
+    with exclusive(cache / ".sdists.lock", wait=1800):
+        paths = fetch_sdists(("0.1.85",), cache)
+    sdists = tmp_path / "sdists"
+    sdists.mkdir()
+    (sdists / paths["0.1.85"].name).symlink_to(paths["0.1.85"])
+    build = real_build(_build("gpt4all", "2.0.2"))
+    v = verify_path(build, PROFILES["metal"], runtime=False, sdists_dir=sdists, cache_dir=tmp_path / "c")
+    assert v.tree_match.startswith(
+        "no fetchable tree matches: the Metal source ggml-metal.metal beside the binary"
+    )
+    assert "none of the 1 trees compared (llama-cpp-python 0.1.85 sdist)" in v.tree_match
+    assert v.ok and v.era == "pre-backend"

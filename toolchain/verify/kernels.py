@@ -40,6 +40,7 @@ from .records import Check, ObservedBy
 from .tree_match import MatchResult, digests, match_library, unpacked
 
 NAME = "metal-dryrun-kernels"
+SOURCE_BESIDE = "ggml-metal.metal"
 OBSERVED: ObservedBy = "static+dry-run"
 EXPECTED = "every kernel the Metal dry run's encoders ask for on this profile is in the embedded library"
 
@@ -206,6 +207,20 @@ def _hint(needs: Needs, missing: Sequence[str]) -> str:
     )
 
 
+def _match_beside(
+    path: Path, readable: Sequence[Path], sdists_dir: Path | None, cache_dir: Path | None
+) -> MatchResult | None:
+    """A Metal source beside the binaries (compiled at run time) against the trees' ggml-metal.metal
+    as it is: the match is reported (``tree_match``); no check is made of it."""
+    if sdists_dir is None or work_dir_of(path) is not None:
+        return None
+    beside = sorted({f.parent / SOURCE_BESIDE for f in readable if (f.parent / SOURCE_BESIDE).is_file()})
+    if not beside:
+        return None
+    trees = digests(sdists_dir, (cache_dir or default_cache_dir()) / "tree-match" / "index")
+    return match_library(beside[0].read_bytes(), "beside", beside[0].name, trees, readable)
+
+
 def shipped_library_checks(
     path: Path, files: Sequence[Path], sdists_dir: Path | None = None, cache_dir: Path | None = None
 ) -> tuple[list[Check], MatchResult | None]:
@@ -217,7 +232,7 @@ def shipped_library_checks(
     ]  # else: `readable`
     libs = [(f, arch, text) for f in readable for arch, text in embedded_text(f)]
     if not libs:
-        return [], None
+        return [], _match_beside(path, readable, sdists_dir, cache_dir)
     needs = _needs(path)
     matched: MatchResult | None = None
     if isinstance(needs, str) and work_dir_of(path) is None and sdists_dir is not None:
