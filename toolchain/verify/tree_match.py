@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import tarfile
@@ -32,6 +33,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
+from ..core.locking import exclusive
 from ..source.sdist import extract_vendor_tree, upstream_commit_from_changelog
 
 SDIST_GLOB = "llama_cpp_python-*.tar.gz"
@@ -298,7 +300,7 @@ def digests(sdists_dir: Path, index_dir: Path) -> list[TreeDigest]:
             d = digest_sdist(sdist)
         except (tarfile.TarError, EOFError, OSError, zlib.error, UnicodeDecodeError):
             continue  # an unreadable sdist is not a tree we can fetch
-        tmp = cached.with_suffix(".tmp")
+        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps({**asdict(d), "index_version": INDEX_VERSION}), encoding="utf-8")
         tmp.replace(cached)
         out.append(d)
@@ -400,7 +402,12 @@ def match_library(
 
 
 def unpacked(digest: TreeDigest, trees_dir: Path) -> Path:
-    """The matched sdist's vendored tree, unpacked once under ``trees_dir``."""
+    """The matched sdist's vendored tree, unpacked once under ``trees_dir`` (one process at a time)."""
+    with exclusive(trees_dir / f".{digest.version}.lock", wait=1800, what="the matched trees"):
+        return _unpack(digest, trees_dir)
+
+
+def _unpack(digest: TreeDigest, trees_dir: Path) -> Path:
     dest = trees_dir / f"llama-cpp-python-{digest.version}"
     marker = dest / ".toolchain-tree"
     if marker.is_file():
