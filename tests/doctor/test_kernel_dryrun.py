@@ -20,9 +20,13 @@ import numpy as np
 import pytest
 
 from fixtures.macho.build_fixtures import build_variant, variant
+from fixtures.real_builds import CORPUS
+from fixtures.upstream.build_upstream import fetch_sdists
 from tests.conftest import test_cache_dir as cache_root
 from tests.doctor.test_kernel_classes import _missing_log, _sources
 from tests.dryrun.conftest import BUILD_LOCK, sdist_tree
+from tests.verify.test_real_builds import real_build
+from toolchain.core.locking import exclusive
 from toolchain.doctor.diagnose import DoctorInputs, diagnose
 from toolchain.doctor.findings import DoctorReport, Finding
 from toolchain.doctor.gguf_reader import read_gguf
@@ -216,3 +220,34 @@ def test_a_flash_attention_head_size_pair_from_the_gguf_via_the_builds_checkout(
     report = diagnose(other)
     assert report.dry_run == []
     assert any("key_length 128 / value_length 128: this model does not ask for it" in n for n in report.notes)
+
+
+def test_a_shipped_build_is_dry_run_with_the_tree_its_library_matches(
+    cache: Path, tmp_path: Path, write_gguf: Callable[..., Path]
+) -> None:
+    """doctor LOG --build <a real wheel> --gguf M: no checkout named anywhere, so the tree is the
+    fetchable one whose library the wheel ships byte for byte (llama-cpp-py-sync 0.9756 ->
+    llama-cpp-python 0.3.31, verify's tree match); kernel_mul_mv_f32_f16_4 is one of the kernels
+    0.3.31's encoders ask for and its library lacks: named."""
+    ensure_program(
+        sdist_tree("0.3.31"), cache, compiler_cache_dir=cache_root() / "ccache", build_lock=BUILD_LOCK
+    )
+    with exclusive(cache_root() / ".sdists.lock", wait=1800):
+        sdist = fetch_sdists(("0.3.31",), cache_root())["0.3.31"]
+    sdists = tmp_path / "sdists"
+    sdists.mkdir()
+    (sdists / sdist.name).symlink_to(sdist)
+    wheel = real_build(next(b for b in CORPUS if (b.project, b.version) == ("llama-cpp-py-sync", "0.9756")))
+    log = tmp_path / "crash.log"
+    log.write_text(_missing_log(_sources("0.3.31"), "kernel_mul_mv_f32_f16_4") + "\n", encoding="utf-8")
+    report = diagnose(
+        DoctorInputs(
+            log=log, gguf=write_gguf(), build=wheel, system=False, cache_dir=cache, sdists_dir=sdists
+        )
+    )
+    assert any(
+        n.startswith("dry-run tree: tree llama-cpp-python 0.3.31 sdist: the embedded Metal library")
+        for n in report.notes
+    )
+    (run,) = report.dry_run
+    assert run.named and "llama-cpp-python-0.3.31" in run.tree, run.verdicts

@@ -142,6 +142,7 @@ def _inputs(args: argparse.Namespace, log: Path | None, params: RunParams, gguf:
         tree=tree,
         system=not args.no_system,
         cache_dir=None if args.no_dry_run else settings.cache_dir,
+        sdists_dir=None if args.no_dry_run else settings.sdists_dir,
     )
 
 

@@ -14,7 +14,8 @@ from ..core.jsonio import to_jsonable
 from ..core.tree import has_metal_sources
 from ..errors import GGUFError, UsageError
 from ..log import LOG
-from ..verify.inputs import read_cmake_cache
+from ..verify.inputs import discover, read_cmake_cache
+from ..verify.tree_match import match_build
 from .build_check import check_build
 from .classify import LogScan, RunParams, classify_stream
 from .files import open_regular
@@ -38,6 +39,7 @@ class DoctorInputs:
     tree: Path | None = None  # a llama.cpp tree: architectures it knows; the missing-kernel dry run's
     system: bool = True
     cache_dir: Path | None = None  # where the dry run's program is built (None: no dry run)
+    sdists_dir: Path | None = None  # trees a --build outside a checkout is matched against (verify's)
     observed_by_log: ObservedBy = "log"
 
 
@@ -195,14 +197,23 @@ def _missing_kernels(findings: list[Finding]) -> list[str]:
     return list(dict.fromkeys(names))[:MAX_DRY_RUN_KERNELS]
 
 
-def _tree_for_dry_run(inputs: DoctorInputs) -> Path | None:
+def _tree_for_dry_run(inputs: DoctorInputs, notes: list[str]) -> Path | None:
+    """--tree; else the checkout --build's CMakeCache.txt names; else the fetchable tree whose Metal
+    library --build ships byte for byte (verify's tree match over the cached sdists)."""
     if inputs.tree is not None:
         return inputs.tree
     if inputs.build is None:
         return None
     path = (inputs.build if inputs.build.is_dir() else inputs.build.parent) / "CMakeCache.txt"
     home = read_cmake_cache(path).get("CMAKE_HOME_DIRECTORY") if path.is_file() else None
-    return Path(home) if home and has_metal_sources(Path(home)) else None
+    if home and has_metal_sources(Path(home)):
+        return Path(home)
+    if inputs.sdists_dir is None or inputs.cache_dir is None:
+        return None
+    tree, result = match_build(discover(inputs.build).files, inputs.sdists_dir, inputs.cache_dir)
+    if result is not None:
+        notes.append(f"dry-run tree: {result.describe()}")
+    return tree
 
 
 def _dry_run_missing(
@@ -210,7 +221,7 @@ def _dry_run_missing(
 ) -> tuple[list[KernelDryRun], list[Finding]]:
     """The dry run of each missing kernel's case (the op, sized from the GGUF), on the tree."""
     assert inputs.cache_dir is not None
-    tree = _tree_for_dry_run(inputs)
+    tree = _tree_for_dry_run(inputs, notes)
     runs: list[KernelDryRun] = []
     found: list[Finding] = []
     for kernel in kernels:

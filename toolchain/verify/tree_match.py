@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
+from ..core.binlayout import MalformedBinary, macho_sections
 from ..core.locking import exclusive
 from ..source.sdist import extract_vendor_tree, upstream_commit_from_changelog
 
@@ -422,3 +423,24 @@ def _unpack(digest: TreeDigest, trees_dir: Path) -> Path:
     partial.rename(dest)
     marker.write_text(str(rel), encoding="utf-8")
     return dest / rel
+
+
+def match_build(
+    files: Sequence[Path], sdists_dir: Path, cache_dir: Path
+) -> tuple[Path | None, MatchResult | None]:
+    """The tree whose Metal library the first Mach-O of ``files`` that embeds one ships byte for
+    byte (unpacked under ``cache_dir``), and the match; (None, None) when no file embeds a library."""
+    for f in files:
+        try:
+            sections = macho_sections(f.read_bytes(), "__DATA", "__ggml_metallib")
+        except (OSError, MalformedBinary):
+            continue
+        if not sections:
+            continue
+        arch, raw = sections[0]
+        trees = digests(sdists_dir, cache_dir / "tree-match" / "index")
+        result = match_library(raw, "embedded", f"{f.name} ({arch})", trees, files)
+        if result.match is None:
+            return None, result
+        return unpacked(result.match.digest, cache_dir / "tree-match" / "trees"), result
+    return None, None
