@@ -9,6 +9,7 @@ nox -s build                 # fetch the locked llama.cpp, build, verify, write 
 nox -s build -- --ref HEAD --git   # a one-off build of upstream HEAD (lock untouched)
 nox -s coverage              # build the coverage tools, convert the tiny models, validate the oracle, matrix
 nox -s coverage -- --profile blas -a llama --baseline old/coverage.json   # source/build options go to the build
+nox -s sweep                 # latent Metal crashes of the tree (dry run); coverage reports show them
 nox -s update -- --pypi llama-cpp-python==0.3.36
 nox -s tests                 # the project's own test suite
 nox -s bench                 # benchmarks (ratios, .toolchain/reports/bench*.json)
@@ -86,6 +87,11 @@ COMMAND_SESSIONS: dict[str, tuple[tuple[str, ...], str]] = {
         "Is this build what I think it is? (`-- PATH` for a build dir, binary or Frameworks folder)",
     ),
     "doctor": (("doctor",), "Explain a failing run: `nox -s doctor -- run.log --gguf model.gguf -c 32768`."),
+    "sweep": (
+        ("dryrun", "sweep"),
+        "Dry-run sweep of the checked-out tree (after `nox -s build`): the op cases supports_op accepts that "
+        "its Metal encoders cannot encode, as classes (reports/dryrun-sweep.{json,md}; `nox -s coverage` shows them).",
+    ),
 }
 
 

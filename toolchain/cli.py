@@ -16,7 +16,8 @@ from pathlib import Path
 
 from .config import Settings, check_settings, load_settings, resolve_path
 from .core import signals
-from .errors import ConfigError, DiskFullError, InterruptedError_, ToolchainError
+from .core.diskfull import disk_full_error, is_disk_full
+from .errors import ConfigError, InterruptedError_, ToolchainError
 from .log import LOG
 from .option_types import harden
 
@@ -77,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            err: ToolchainError = DiskFullError(f"no space left on device: {exc}", "free space and run again")
+        if is_disk_full(exc):  # the path and the cause (ENOSPC), what is free there; no traceback
+            err: ToolchainError = disk_full_error(exc)
         elif exc.errno in _FILESYSTEM_ERRNOS:
             # a file or directory the run needs cannot be written or read (read-only project,
             # a file where a directory belongs): the OS's words and the path, never a traceback

@@ -133,7 +133,8 @@ class BuildError(ToolchainError):
 
 
 class DiskFullError(ToolchainError):
-    """The disk filled up while configuring or building."""
+    """The disk filled up (ENOSPC) while configuring, building or writing any output (a report, a
+    log, the probe model, the dry run's records): the message names the file and the cause."""
 
     exit_code = 23
     title = "disk full"

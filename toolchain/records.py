@@ -48,6 +48,8 @@ ORACLE_VALIDATION = ReportType("oracle-validation")
 DRYRUN = ReportType("dryrun")
 DRYRUN_VALIDATION = ReportType("dryrun-validation")
 DRYRUN_SHIPPED = ReportType("dryrun-shipped")  # plain data: {"libraries", "dry_run"}
+DRYRUN_SWEEP = ReportType("dryrun-sweep")
+DRYRUN_HISTORY = ReportType("dryrun-history")
 
 REPORTS: dict[str, ReportType] = {
     r.kind: r
@@ -62,6 +64,8 @@ REPORTS: dict[str, ReportType] = {
         DRYRUN,
         DRYRUN_VALIDATION,
         DRYRUN_SHIPPED,
+        DRYRUN_SWEEP,
+        DRYRUN_HISTORY,
     )
 }
 

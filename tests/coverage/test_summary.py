@@ -8,10 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from toolchain.coverage.records import Cell, CoverageRun, OpResult, TensorShape
+from toolchain.coverage.metal.sweep import with_sweep
+from toolchain.coverage.records import Cell, CoverageRun, OpResult, SweepClassRow, SweepSection, TensorShape
 from toolchain.coverage.reports.html import html_page
 from toolchain.coverage.reports.summary import LIMIT, step_summary
 from toolchain.coverage.reports.write import markdown, write_reports
+from toolchain.dryrun.space import Space
+from toolchain.dryrun.sweep import MinimalCase, Sweep, SweepClass
+from toolchain.records import DRYRUN_SWEEP, write_report
 
 COLUMNS = ("CPU", "BLAS", "metal-predicted:apple7", "metal-predicted:apple9", "metal-dryrun:apple9", "MTL0")
 STATUSES = ("pass", "unsupported", "fallback", "error", "crash", "unverifiable")
@@ -216,3 +220,50 @@ def test_html_stays_small_at_200_architectures_by_4_types() -> None:
     size = len(html_page(run).encode())
     assert size <= 3_000_000, size
     assert len(step_summary(run).encode()) <= LIMIT
+
+
+def test_the_sweep_classes_of_the_same_commit_are_shown_and_another_commits_are_named(tmp_path: Path) -> None:
+    """coverage shows `nox -s sweep`'s classes (dryrun-sweep.json) only for the run's own commit."""
+    run = generated_run(3)
+    row = SweepClassRow(
+        "missing-kernel",
+        "upstream (Metal backend)",
+        "mul_mat_id",
+        "kernel_mul_mm_id_map0_ne20_{3,7}",
+        ("apple7", "apple9"),
+        4,
+        "`kernel_mul_mm_id_map0_ne20_{3,7}`: not in the library: MoE with 3 or 7 experts per token",
+        "add the missing instantiations",
+        "27 0 64 3 64 1 0 3 1 256 64 8 1 0 0 0 0 0 256 3 64 1 0 0 0 0 26 3 64 1 1 0 0 0 0 sweep",
+    )
+    section = SweepSection("r", "a" * 40, "dry-run", "Dry-run sweep: …", ("apple7", "apple9"), 100, (row,))
+    shown = dataclasses.replace(run, sweep=section)
+    for text in (markdown(shown), step_summary(shown), html_page(shown)):
+        assert "Latent Metal crashes of this llama.cpp (dry-run sweep)" in text
+        assert "kernel_mul_mm_id_map0_ne20_{3,7}" in text
+    assert "27 0 64 3 64 1 0 3" in markdown(shown)  # the minimal case line, verbatim
+    assert "dry-run sweep" not in markdown(run)
+
+    # the report of another commit is not shown, and a note says so
+    klass = SweepClass(
+        row.verdict,
+        row.blame,
+        row.family,
+        row.what,
+        "kernel_mul_mm_id_map0_ne20_%d",
+        "f:1",
+        ("3", "7"),
+        row.profiles,
+        4,
+        {},
+        row.summary,
+        row.fix,
+        MinimalCase(row.minimal_case, {}, {}),
+    )
+    space = Space((), (), (), (), "", (), (), ())
+    for commit, expect_shown in (("a" * 40, True), ("b" * 40, False)):
+        found = Sweep("dry-run", "s", "/t", commit, "p", "k", ("apple7",), space, (), (klass,))
+        write_report(tmp_path / DRYRUN_SWEEP.name, DRYRUN_SWEEP.kind, found)
+        got = with_sweep(run, tmp_path)
+        assert (got.sweep is not None) == expect_shown
+        assert expect_shown or any("not this run's" in n for n in got.notes)

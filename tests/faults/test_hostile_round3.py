@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -582,6 +583,74 @@ def test_e_a_3gb_cmake_cache_is_read_in_bounded_memory(tmp_path: Path) -> None:
     finally:
         tracemalloc.stop()
     assert peak < 300 << 20, peak
+
+
+def _ar_header(name: str, size: int) -> bytes:
+    """A GNU ``ar`` member header as <ar.h> defines it: name/ (16), date (12), uid (6), gid (6),
+    mode (8), size (10), then the two bytes ` and newline."""
+    return f"{name + '/':<16}{0:<12}{0:<6}{0:<6}{'100644':<8}{size:<10}`\n".encode()
+
+
+def test_e_a_3gb_archive_is_read_member_by_member(settings: Settings, tmp_path: Path) -> None:
+    """A static library with a 3 GB data member (sparse: no disk used) before a real object (the
+    system C library's crt1.o, as the compiler finds it): the object is read, the 3 GB never are;
+    a 3 GB member that claims to be an object is refused by name, unread."""
+    import tracemalloc
+
+    from toolchain.verify.binaries import binary_problem, read_binary
+
+    found = subprocess.run(["cc", "-print-file-name=crt1.o"], capture_output=True, text=True, check=True)
+    obj = Path(found.stdout.strip()).resolve()
+    body = obj.read_bytes()
+    assert body[:4] == b"\x7fELF", obj
+    big = 3 << 30
+    lib = tmp_path / "libbig.a"
+    with lib.open("wb") as fh:
+        fh.write(b"!<arch>\n" + _ar_header("big.bin", big))
+        fh.seek(8 + 60 + big)
+        fh.write(_ar_header("crt1.o", len(body)) + body + b"\n" * (len(body) & 1))
+    huge = tmp_path / "libhuge.a"
+    with huge.open("wb") as fh:
+        fh.write(b"!<arch>\n" + _ar_header("huge.o", big) + b"\x7fELF")
+        fh.truncate(8 + 60 + big)
+    tracemalloc.start()
+    try:
+        assert binary_problem(lib) == ""
+        slices = read_binary(lib)
+        problem = binary_problem(huge)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert [(s.member, s.format, s.kind) for s in slices] == [("crt1.o", "elf", "object")]
+    assert "_start" in slices[0].defined  # crt1.o defines the program entry point
+    assert problem.startswith("archive member huge.o: an object of 3221225472 bytes"), problem
+    assert peak < 64 << 20, peak
+
+    def one_gib() -> None:  # the whole process, LIEF's native heap included
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NO_COLOR": "1", "TOOLCHAIN_CACHE": str(settings.cache_dir)}
+    verdicts = {}
+    for path in (lib, huge):
+        args = ["verify", str(path), "--profile", "cpu", "--no-runtime", "--work-dir", str(tmp_path / "w")]
+        done = subprocess.run(
+            [sys.executable, "-m", "toolchain", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            preexec_fn=one_gib,
+        )
+        assert "Traceback" not in done.stderr and "MemoryError" not in done.stderr, done.stderr
+        verdicts[path.name] = (done.returncode, " ".join(done.stderr.split()))
+    # crt1.o is an object, not a program or library: the archive is read, and that is its verdict
+    assert (
+        verdicts["libbig.a"][0] == 30 and "no programs or libraries among libbig.a" in verdicts["libbig.a"][1]
+    )
+    # the 3 GB object member is not read: "not a readable binary" (exit 32), naming it
+    assert (
+        verdicts["libhuge.a"][0] == 32 and "huge.o: an object of 3221225472 bytes" in verdicts["libhuge.a"][1]
+    )
 
 
 def test_e_a_huge_message_is_not_echoed_whole(capsys: pytest.CaptureFixture[str]) -> None:

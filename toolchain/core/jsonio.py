@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .diskfull import raise_named
+
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
@@ -52,6 +54,8 @@ def to_jsonable(value: Any) -> Any:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary beside it: a killed run or a full disk leaves
+    the old file (or none) and no temporary. An OSError names ``path`` (a full disk: ENOSPC)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -60,6 +64,9 @@ def atomic_write_text(path: Path, text: str) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise_named(exc, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

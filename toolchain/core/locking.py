@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, WorkDirBusyError
 from ..log import LOG
+from .diskfull import raise_named
 
 
 def _holder(path: Path) -> str:
@@ -57,8 +58,11 @@ def exclusive(path: Path, *, wait: float = 0.0, what: str = "") -> Iterator[None
                     LOG.info(f"waiting for {what or path} (held by pid {_holder(path)}) …")
                     told = True
                 time.sleep(0.2)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as exc:  # a full disk: said naming the lock file, before any work starts
+            raise_named(exc, path)
         yield
     finally:
         try:

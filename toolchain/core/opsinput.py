@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import NothingToPredictError, UsageError
+from .jsonio import atomic_write_text
 from .tree import ggml_ids
 
 MAX_OPS_BYTES = 4 << 20  # a real model's export is one line (~200 bytes) per graph node
@@ -168,6 +169,5 @@ def checked_lines(path: Path, tree: Path) -> list[str]:
 
 def write_checked(lines: list[str], dest: Path) -> Path:
     """The canonical copy of checked lines at ``dest``: what the native program reads."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    atomic_write_text(dest, "\n".join(lines) + "\n")  # a full disk leaves no half of it (ENOSPC, named)
     return dest

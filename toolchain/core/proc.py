@@ -19,10 +19,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+
+from .diskfull import raise_named
 
 Child = subprocess.Popen[bytes]  # a child of run_group (for callers that register it for cancellation)
 MAX_LINE = 64 << 10  # bytes: a longer line is passed on in pieces of this size
@@ -313,20 +315,26 @@ def stream(
     """Run ``args``; every line goes to ``log_path`` (appended) and ``on_line``. A child that prints
     more than ``max_output`` bytes is ended at once (``Completed.flooded``); the log keeps what came
     before. ``started`` sees the child once it runs (a caller running several from threads ends
-    them with :func:`stop_group` when it is interrupted)."""
+    them with :func:`stop_group` when it is interrupted). A log that cannot be written whole (a
+    full disk) is an OSError naming it (ENOSPC): before the command starts, or after its end."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     tail: deque[str] = deque(maxlen=tail_lines)
+    failed: list[OSError] = []  # the first failed write of the log (a full disk)
     with log_path.open("ab") as log:
-        log.write(f"$ {' '.join(args)}\n".encode())
-        log.flush()
-        log_ok = [True]
+        try:
+            log.write(f"$ {' '.join(args)}\n".encode())
+            log.flush()
+        except OSError as exc:  # nothing is run when its log cannot even be started
+            with suppress(OSError):
+                log.close()
+            raise_named(exc, log_path)
 
         def line(raw: bytes, _is_stdout: bool) -> None:
-            if log_ok[0]:
+            if not failed:
                 try:
                     log.write(raw)
-                except OSError:  # disk full: keep draining the pipe, keep the tail in memory
-                    log_ok[0] = False
+                except OSError as exc:  # disk full: keep draining the pipe, keep the tail in memory
+                    failed.append(exc)
             text = raw.decode("utf-8", "replace").rstrip("\r\n")
             tail.append(text)
             if on_line:
@@ -338,9 +346,11 @@ def stream(
             )
         finally:
             try:
-                log.flush()
-            except OSError:
-                pass
+                log.close()
+            except OSError as exc:
+                failed.append(exc)
+    if failed:  # the command ran to its end, but its log is not whole: said, with the log's path
+        raise_named(failed[0], log_path)
     return Completed(tuple(args), done.returncode, tuple(tail), done.seconds, done.timed_out, done.flooded)
 
 

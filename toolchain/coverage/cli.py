@@ -25,6 +25,7 @@ from .engine.run import CoverageRequest, with_baseline
 from .engine.shard import merge_runs
 from .metal.dryrun import DEFAULT_PROFILES as DRYRUN_PROFILES
 from .metal.predicted import DEFAULT_PROFILES
+from .metal.sweep import with_sweep
 from .pipeline import CoverageJob, run_coverage, sigterm_stops
 from .records import COLUMNS, SEVERITY, Cell, CoverageRun
 from .reports.baseline import load_baseline, rank
@@ -137,6 +138,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
         run = merge_runs([Path(p) for p in args.reports])
         LOG.info(f"merged {len(args.reports)} report(s): {len(run.cells)} cells")
         run = with_baseline(run, args.baseline, old)
+        run = with_sweep(run, settings.reports_dir)
         paths = write_reports(run, settings.reports_dir)
     code = finish(run, paths, args, fail_on)
     if not run.complete:

@@ -27,6 +27,7 @@ from .engine.shard import parse_shard, shard_plan
 from .metal.dryrun import add_dryrun
 from .metal.predicted import add_predictions
 from .metal.predicted_dryrun import mark_predicted
+from .metal.sweep import with_sweep
 from .records import Cell, CoverageRun
 from .reports.baseline import load_baseline
 from .reports.write import write_reports
@@ -118,5 +119,6 @@ def run_coverage(
                 )
             run = mark_predicted(run)  # no clean predicted pass where the dry run cannot encode
         run = with_baseline(run, job.baseline, old)
+        run = with_sweep(run, settings.reports_dir)  # nox -s sweep's classes, when of this commit
         paths = write_reports(run, settings.reports_dir)
     return run, paths

@@ -197,6 +197,34 @@ class BaselineDiff:
 
 
 @dataclass(frozen=True)
+class SweepClassRow:
+    """One class of the dry-run sweep (``dryrun-sweep.json``) as the coverage report shows it."""
+
+    verdict: str  # missing-kernel | encoder-abort | over-limit | error | invalid-case
+    blame: str
+    family: str
+    what: str  # the kernel name pattern, the assert or the limit
+    profiles: tuple[str, ...]
+    cases: int
+    summary: str
+    fix: str
+    minimal_case: str  # one test-backend-ops --test-file line of this tree
+
+
+@dataclass(frozen=True)
+class SweepSection:
+    """The pinned tree's dry-run sweep classes, when ``nox -s sweep`` made them for this commit."""
+
+    report: str  # the dryrun-sweep.json they come from
+    commit: str
+    observed_by: str  # "dry-run"
+    statement: str
+    profiles: tuple[str, ...]
+    cases: int
+    classes: tuple[SweepClassRow, ...]
+
+
+@dataclass(frozen=True)
 class CoverageRun:
     source: dict[str, object]  # kind, location, ref, commit (from build-manifest.json)
     profile: str
@@ -219,3 +247,4 @@ class CoverageRun:
     observed_by: str = "device"
     notes: tuple[str, ...] = ()  # statements the reports show above the matrix (e.g. about predictions)
     shard: str = ""  # "K/N" when the run covered one slice of the matrix (--shard); "" for all of it
+    sweep: SweepSection | None = None  # the tree's dry-run sweep classes (dryrun-sweep.json), if made

@@ -30,7 +30,7 @@ from typing import Any
 from ..core.tree import ggml_ids
 from ..dryrun.replay import NotReplayable, case_line, outcomes
 from ..dryrun.run import dry_run
-from ..errors import ToolchainError
+from ..errors import DiskFullError, ToolchainError
 from .gguf_reader import GGUFInfo, TensorInfo
 
 PROMPT_TOKENS = 512  # the prompt batch (-ub 512): the mat-mat paths
@@ -215,5 +215,7 @@ def dry_run_kernel(
         return run_case(derive(kernel, info, tree), tree, cache_dir, work)
     except NotDerived as exc:
         return f"{kernel}: the case cannot be derived: {exc}"
+    except DiskFullError:
+        raise  # the disk's problem, not the case's
     except ToolchainError as exc:
         return f"{kernel}: the dry run cannot be made for {tree}: {exc.message}"

@@ -4,19 +4,31 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from ..cli import settings_from
 from ..config import Settings
-from ..core.jsonio import to_jsonable
+from ..core.jsonio import atomic_write_text, to_jsonable
 from ..core.locking import work_dir_lock
 from ..errors import DryRunFindingsError, UsageError, VerifyError
 from ..log import LOG
 from ..options import profiles_of, tree_of, tree_options
-from ..records import DRYRUN, DRYRUN_SHIPPED, DRYRUN_VALIDATION, write_report
+from ..records import (
+    DRYRUN,
+    DRYRUN_HISTORY,
+    DRYRUN_SHIPPED,
+    DRYRUN_SWEEP,
+    DRYRUN_VALIDATION,
+    read_record,
+    write_report,
+)
+from .history import git_source, git_versions, history, load_cases, sdist_source, sdist_versions, table_lines
 from .records import VERDICTS, DryRun, ProfileResult
 from .run import dry_run
 from .shipped import check_shipped, embedded_text
+from .sweep import FAMILIES, Sweep, diff, sweep
+from .sweep_text import console_lines, markdown_lines
 from .validate import validate
 
 REPORT = (DRYRUN.name, DRYRUN.kind)
@@ -182,6 +194,90 @@ def cmd_shipped(args: argparse.Namespace) -> int:
     return 0
 
 
+def sweep_findings(result: Sweep, fail_on: tuple[str, ...], report: Path) -> None:
+    """Exit 73 when nothing was encoded, or when a class has a ``fail_on`` verdict."""
+    encoded = any(
+        v not in ("unsupported", "error") and n
+        for b in result.batches
+        for c in b.counts.values()
+        for v, n in c.items()
+    )
+    if not encoded:
+        raise DryRunFindingsError(
+            f"dry-run sweep: nothing was encoded (every case unsupported or ended in an error; report: {report})",
+            "nothing of the Metal path was checked: no class can be named",
+        )
+    bad = [c for c in result.classes if c.verdict in fail_on]
+    if bad:
+        raise DryRunFindingsError(
+            f"dry-run sweep: {len(bad)} class(es) with verdicts in --fail-on ({', '.join(fail_on)}); report: {report}",
+            "each class is listed above with its minimal case; `--fail-on none` (the default) only reports",
+        )
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    fail_on = _fail_on(args)
+    tree = tree_of(args, settings.src_dir)
+    families = [f.strip() for f in args.family.split(",") if f.strip()] if args.family else None
+    with work_dir_lock(settings.work_dir):
+        result = sweep(
+            tree,
+            settings.cache_dir,
+            settings.work_dir / "dryrun",
+            profiles=profiles_of(args),
+            families=families,
+        )
+    if args.baseline:
+        base = read_record(args.baseline, DRYRUN_SWEEP, Sweep)
+        result = replace(result, baseline=diff(result, base, args.baseline))
+    name, kind = (DRYRUN_SWEEP.name, DRYRUN_SWEEP.kind)
+    path = write_report(settings.reports_dir / name, kind, result)
+    atomic_write_text(settings.reports_dir / "dryrun-sweep.md", "\n".join(markdown_lines(result, "#")) + "\n")
+    if args.json:
+        print(json.dumps(to_jsonable(result), indent=2))
+    LOG.info(
+        f"dry-run sweep of {result.commit}: encoded by the tree's Metal backend, nothing ran on a device"
+    )
+    for line in console_lines(result):
+        LOG.info(line)
+    for c in result.classes:
+        if c.verdict in ("error", "invalid-case"):
+            LOG.warn(f"not judged ({c.blame}): {c.what} ({c.cases} cases)")
+    sweep_findings(result, fail_on, path)
+    LOG.ok(f"dry-run sweep: {len(result.crash_classes())} class(es) of latent crashes; report {path}")
+    return 0
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    settings = settings_from(args)
+    cases = load_cases(args.cases)
+    profiles = profiles_of(args) or ["apple7", "apple9", "apple10"]
+    if args.git:
+        repo = tree_of(args, settings.src_dir)
+        versions = git_versions(repo, args.from_, args.to)
+        tree_for, source = git_source(settings, repo), f"git {repo}"
+    else:
+        versions = sdist_versions(settings, args.from_, args.to)
+        tree_for, source = sdist_source(settings), "pypi-sdist llama-cpp-python"
+    LOG.info(
+        f"history: {len(cases)} case(s) over {len(versions)} versions of {source}, profiles {', '.join(profiles)}"
+    )
+    with work_dir_lock(settings.work_dir):
+        result = history(versions, tree_for, cases, settings, profiles, every=args.every, source=source)
+    path = write_report(settings.reports_dir / DRYRUN_HISTORY.name, DRYRUN_HISTORY.kind, result)
+    for line in table_lines(result):
+        LOG.info(line)
+    judged = any(s in ("crash", "silent") for t in result.transitions for s in t.states)
+    if not judged:
+        raise DryRunFindingsError(
+            f"dry-run history: no case could be judged on any version (report: {path})",
+            "each version's reason is in the report; nothing was checked",
+        )
+    LOG.ok(f"dry-run history: {path}")
+    return 0
+
+
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     dr = sub.add_parser(
         "dryrun", help="encode ops with the tree's real Metal backend on a stand-in device, per GPU family"
@@ -222,3 +318,44 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--ops", type=Path, action="append", help="a model's ops file (default: the built-in cases)"
     )
     sh.set_defaults(func=cmd_shipped)
+
+    sw = dsub.add_parser(
+        "sweep",
+        help="generate op cases over what the tree's Metal encoders branch on; report what supports_op "
+        "accepts but cannot be encoded (latent crashes), grouped into classes",
+    )
+    shared(sw)
+    sw.add_argument(
+        "--family",
+        default=None,
+        help=f"only these case families, comma-separated ({', '.join(FAMILIES)}; default: all)",
+    )
+    sw.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="an earlier dryrun-sweep.json (e.g. the previous pin's): say which latent crashes this tree "
+        "fixes and which are new",
+    )
+    sw.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    sw.add_argument(
+        "--fail-on",
+        default="none",
+        help="verdicts whose classes fail the run, exit 73 (default none: report only; e.g. missing-kernel)",
+    )
+    sw.set_defaults(func=cmd_sweep)
+
+    hi = dsub.add_parser(
+        "history",
+        help="the version where each case starts and stops crashing: dry runs over the llama-cpp-python "
+        "sdists (or, with --git, the commits of --tree's repository) between --from and --to, bisected",
+    )
+    shared(hi)
+    hi.add_argument(
+        "cases", type=Path, help="a corpus TOML ([[case]] with [case.replay]) or a dryrun-sweep.json"
+    )
+    hi.add_argument("--from", dest="from_", required=True, help="the first version (sdist) or commit (--git)")
+    hi.add_argument("--to", required=True, help="the last version or commit")
+    hi.add_argument("--git", action="store_true", help="--from/--to are commits of the tree's git repository")
+    hi.add_argument("--every", action="store_true", help="dry-run every version instead of bisecting")
+    hi.set_defaults(func=cmd_history)

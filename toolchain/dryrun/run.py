@@ -10,11 +10,14 @@ complete run), matched to the records per device in order.
 from __future__ import annotations
 
 import json
+import os
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+from ..core.diskfull import disk_full_error, is_disk_full
 from ..core.git import tree_commit
 from ..core.opsinput import checked_lines, write_checked
 from ..errors import BuildError, DryRunUnavailableError, UsageError
@@ -42,6 +45,12 @@ DEFAULT_PROFILES = ("apple7", "apple9", "apple10", "paravirtual")
 MAX_THREADS = 1024  # threads per threadgroup on every Apple GPU
 MAX_RESTARTS = 2000
 TIMEOUT = 900.0  # seconds, each run of the program
+# native/toolchain_dryrun_main.cpp: a record could not be written (EX_IOERR), with one stderr line
+# "toolchain-metal-dryrun: cannot write PATH: STRERROR (errno N)"
+WRITE_FAILED = 74
+_WRITE_FAILED_LINE = re.compile(
+    r"^toolchain-metal-dryrun: cannot write (?P<path>.*): .* \(errno (?P<errno>\d+)\)$", re.M
+)
 
 
 def program(tree: Path, cache_dir: Path) -> DryRunProgram:
@@ -100,12 +109,31 @@ def run_program(
     records.unlink(missing_ok=True)
     skip, restarts = 0, 0
     crashes: dict[int, str] = {}
+    merged: dict[int, dict[str, Any]] = {}
+    seen = 0  # bytes of the records file read so far: each restart reads only what it appended
+
+    def read_new() -> None:
+        nonlocal seen
+        if not records.is_file():
+            return
+        with records.open("rb") as fh:
+            fh.seek(seen)
+            data = fh.read()
+        cut = data.rfind(b"\n") + 1  # a line cut short by a crash is read with the next restart's
+        seen += cut
+        for seq, rec in _merge(data[:cut].decode("utf-8", "replace").splitlines()).items():
+            have = merged.get(seq)
+            if have is None or (have.get("skipped") and not rec.get("skipped")) or "abort" in rec:
+                merged[seq] = rec
+
     while True:
         options = ("--records", str(records), "--skip", str(skip))
         done = call.run(*options)
+        if done.returncode == WRITE_FAILED:
+            _write_failed(done.stderr, records)
+        read_new()
         if done.returncode == 0:
             break
-        merged = _merge(records.read_text(encoding="utf-8").splitlines())
         aborted = [s for s, r in merged.items() if "abort" in r and s >= skip]
         if aborted:
             culprit = min(aborted)
@@ -121,12 +149,32 @@ def run_program(
                 f"rerun by hand: {' '.join(call.args(*options))}",
             )
         skip = culprit + 1
-    merged = _merge(records.read_text(encoding="utf-8").splitlines())
     for seq, text in crashes.items():
         if seq in merged:
             merged[seq] = {**merged[seq], "crash": text}
     rows = [(r.backend, r.op, r.case) for r in parse_support_csv(done.stdout)]
     return merged, rows, restarts, time.monotonic() - start
+
+
+def _write_failed(stderr: str, records: Path) -> NoReturn:
+    """The program could not write a record: a full disk is DiskFullError naming the records file
+    (never a case's crash, never a harness bug); any other errno the OSError it is. The cut-short
+    records go: no partial file is left behind."""
+    found = _WRITE_FAILED_LINE.search(stderr)
+    if found is None:  # exit 74 without our line: not ours to explain
+        raise BuildError(
+            f"the dry run ended with exit {WRITE_FAILED} without saying what it could not write: "
+            + " | ".join(stderr.strip().splitlines()[-6:]),
+            "report this as a harness bug",
+        )
+    code = int(found["errno"])
+    failure = OSError(code, os.strerror(code), str(records))
+    if is_disk_full(failure):  # asked before the cut-short file goes: what was free when it failed
+        err = disk_full_error(failure, records, f"the dry run could not write its records to {records}")
+        records.unlink(missing_ok=True)
+        raise err
+    records.unlink(missing_ok=True)
+    raise failure
 
 
 def judge(rec: dict[str, Any], library: KernelLibrary, max_tg_memory: int) -> tuple[str, CaseResult]:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..builder.native import PROBE, NativeBuildFailed, build_once, content_key
+from ..core.jsonio import atomic_write_text
 from ..core.proc import Captured, capture
 from ..core.tree import BACKEND_OPS_SOURCE
 from ..errors import BuildError
@@ -170,8 +171,7 @@ def profiles_file(profiles: Sequence[DeviceProfile], fields: Sequence[str], path
     for p in profiles:
         kv = ";".join(f"{k}={v}" for k, v in p.props_values().items() if k in known)
         lines.append(f"{p.name}\t{p.description}\t{kv}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    atomic_write_text(path, "\n".join(lines) + "\n")  # a full disk leaves no half of it (ENOSPC, named)
     return path
 
 

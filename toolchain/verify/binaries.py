@@ -15,13 +15,14 @@ LIEF is imported lazily (about a second).
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from types import ModuleType
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from ..core.binlayout import MalformedBinary, elf_problem, macho_slices, walk_macho
 from ..core.proc import deferred_interrupt
@@ -122,66 +123,122 @@ def version_key(text: str) -> tuple[int, ...]:
 
 
 # --- archives ---------------------------------------------------------------------------------
-def ar_members(data: bytes) -> Iterator[tuple[str, bytes]]:
-    """(name, content) of each member of a System V / GNU / BSD ``ar`` archive; symbol tables skipped."""
-    if not data.startswith(_AR_MAGIC):
+# An archive is read member by member, never whole (a 3 GB ``.a`` was a MemoryError, issue #32 E):
+# its headers one at a time, a member's content only when it is an object file, one at a time.
+MAX_MEMBER = 512 << 20  # bytes of one object member read at most (a real object file is a few MiB)
+MAX_NAME_TABLE = 16 << 20  # bytes of the GNU long-name table read at most
+_SYMBOL_TABLES = frozenset(
+    {"", "/", "/SYM64", "__.SYMDEF", "__.SYMDEF SORTED", "__.SYMDEF_64", "__.SYMDEF_64 SORTED"}
+)
+
+
+class MemberTooLarge(ValueError):
+    """An object member larger than :data:`MAX_MEMBER`: not read (the message names it)."""
+
+
+@dataclass(frozen=True)
+class ArMember:
+    name: str
+    offset: int  # of its content in the file (after a BSD name)
+    size: int
+
+
+def ar_index(fh: BinaryIO, start: int = 0, end: int | None = None) -> Iterator[ArMember]:
+    """Each member of the System V / GNU / BSD ``ar`` archive at ``start`` .. ``end`` of ``fh`` (a
+    fat file's slice, or the whole file), from its header alone; symbol tables skipped. Offsets in
+    messages are within the archive. ValueError for a header that is malformed or points past
+    ``end``."""
+    if end is None:
+        end = fh.seek(0, os.SEEK_END)
+    fh.seek(start)
+    if fh.read(8) != _AR_MAGIC:
         raise ValueError("not an ar archive")
-    pos, long_names = len(_AR_MAGIC), b""
-    while pos + 60 <= len(data):
-        header = data[pos : pos + 60]
-        if header[58:60] != b"`\n":
-            raise ValueError(f"bad ar member header at offset {pos}")
+    pos, long_names = start + 8, b""
+    while pos + 60 <= end:
+        fh.seek(pos)
+        header = fh.read(60)
+        at = pos - start
+        if len(header) < 60 or header[58:60] != b"`\n":
+            raise ValueError(f"bad ar member header at offset {at}")
         raw_name = header[:16].decode("ascii", "replace").rstrip()
         size_field = header[48:58].decode("ascii", "replace").strip()
-        if not size_field.isdigit():
-            raise ValueError(f"member at offset {pos}: size field {size_field!r} is not a number")
+        if not size_field.isascii() or not size_field.isdigit():
+            raise ValueError(f"member at offset {at}: size field {size_field!r} is not a number")
         size = int(size_field)
-        if pos + 60 + size > len(data):
-            raise ValueError(f"member at offset {pos}: {size} bytes, past the end of the archive")
-        body = data[pos + 60 : pos + 60 + size]
-        pos += 60 + size + (size & 1)
+        if pos + 60 + size > end:
+            raise ValueError(f"member at offset {at}: {size} bytes, past the end of the archive")
+        body, pos = pos + 60, pos + 60 + size + (size & 1)
         if raw_name.startswith("#1/"):  # BSD: the name leads the body
-            if not raw_name[3:].isdigit() or int(raw_name[3:]) > size:
-                raise ValueError(f"member at offset {pos}: bad BSD name length {raw_name[3:]!r}")
-            name_len = int(raw_name[3:])
-            name, body = body[:name_len].rstrip(b"\0").decode("utf-8", "replace"), body[name_len:]
+            digits = raw_name[3:]
+            if not digits.isascii() or not digits.isdigit() or int(digits) > size:
+                raise ValueError(f"member at offset {at}: bad BSD name length {digits!r}")
+            name_len = int(digits)
+            fh.seek(body)
+            name = fh.read(name_len).rstrip(b"\0").decode("utf-8", "replace")
+            body, size = body + name_len, size - name_len
         elif raw_name == "//":  # GNU long-name table
-            long_names = body
+            if size > MAX_NAME_TABLE:
+                raise ValueError(
+                    f"member at offset {at}: a long-name table of {size} bytes "
+                    f"(more than the {MAX_NAME_TABLE >> 20} MiB read)"
+                )
+            fh.seek(body)
+            long_names = fh.read(size)
             continue
-        elif raw_name.startswith("/") and raw_name[1:].isdigit():  # GNU long name reference
-            start = int(raw_name[1:])
-            end = long_names.find(b"/\n", start)
-            name = long_names[start : end if end >= 0 else None].decode("utf-8", "replace")
+        elif raw_name.startswith("/") and raw_name[1:].isascii() and raw_name[1:].isdigit():
+            first = int(raw_name[1:])  # GNU long name reference
+            last = long_names.find(b"/\n", first)
+            name = long_names[first : last if last >= 0 else None].decode("utf-8", "replace")
         else:
             name = raw_name[:-1] if raw_name.endswith("/") else raw_name
-        if name in (
-            "",
-            "/",
-            "/SYM64",
-            "__.SYMDEF",
-            "__.SYMDEF SORTED",
-            "__.SYMDEF_64",
-            "__.SYMDEF_64 SORTED",
-        ):
+        if name not in _SYMBOL_TABLES:
+            yield ArMember(name, body, size)
+
+
+def object_members(fh: BinaryIO, start: int = 0, end: int | None = None) -> Iterator[tuple[str, bytes]]:
+    """(name, content) of each object member (Mach-O, fat or ELF) of the archive at ``start`` ..
+    ``end`` of ``fh``, one at a time; other members are not read past their first 4 bytes.
+    :class:`MemberTooLarge` for an object member above :data:`MAX_MEMBER`."""
+    for member in ar_index(fh, start, end):
+        fh.seek(member.offset)
+        magic = fh.read(4)
+        if magic not in _MACHO_MAGICS and magic not in _FAT_MAGICS and magic != _ELF_MAGIC:
             continue
-        yield name, body
+        if member.size > MAX_MEMBER:
+            raise MemberTooLarge(
+                f"member {member.name}: an object of {member.size} bytes, more than the "
+                f"{MAX_MEMBER >> 20} MiB read per member"
+            )
+        fh.seek(member.offset)
+        yield member.name, fh.read(member.size)
 
 
-def fat_slices(data: bytes) -> Iterator[tuple[str, bytes]]:
-    """(arch, content) of each slice of a fat (universal) file: the container header only.
+def fat_entries(fh: BinaryIO) -> list[tuple[str, int, int]]:
+    """(arch, offset, size) of each slice of the fat (universal) file ``fh``: its header only.
     ValueError for a header that points outside the file."""
-    is64 = _FAT_MAGICS[data[:4]]
-    (count,) = struct.unpack(">I", data[4:8])
+    total = fh.seek(0, os.SEEK_END)
+    fh.seek(0)
+    head = fh.read(8)
+    is64 = _FAT_MAGICS[head[:4]]
+    (count,) = struct.unpack(">I", head[4:8])
     entry = ">iiQQII" if is64 else ">iiIII"
     step = struct.calcsize(entry)
-    if 8 + count * step > len(data):
+    if 8 + count * step > total:
         raise ValueError(f"the fat header lists {count} slices but the file ends first")
+    table = fh.read(count * step)
+    out = []
     for i in range(count):
-        fields = struct.unpack(entry, data[8 + i * step : 8 + (i + 1) * step])
+        fields = struct.unpack(entry, table[i * step : (i + 1) * step])
         cputype, offset, size = fields[0], fields[2], fields[3]
-        if offset + size > len(data):
+        if offset + size > total:
             raise ValueError(f"slice {i} ({offset}+{size} bytes) lies past the end of the file")
-        yield _CPU_NAMES.get(cputype, f"cpu{cputype:#x}"), data[offset : offset + size]
+        out.append((_CPU_NAMES.get(cputype, f"cpu{cputype:#x}"), offset, size))
+    return out
+
+
+def _is_archive_at(fh: BinaryIO, offset: int) -> bool:
+    fh.seek(offset)
+    return fh.read(8) == _AR_MAGIC
 
 
 def _elf_problem(head: bytes, size: int) -> str:
@@ -221,15 +278,24 @@ def binary_problem(path: Path) -> str:
                 return problem
             return elf_problem(path.read_bytes())
         if kind == "ar":
-            for _name, body in ar_members(path.read_bytes()):
-                _member_problem(body)
+            with path.open("rb") as fh:
+                for _name, body in object_members(fh):
+                    _member_problem(body)
+            return ""
+        if kind == "fat":
+            with path.open("rb") as fh:
+                for _arch, offset, size in fat_entries(fh):
+                    if _is_archive_at(fh, offset):  # a universal static library: streamed too
+                        for _name, body in object_members(fh, offset, offset + size):
+                            _member_problem(body)
+                    else:
+                        fh.seek(offset)
+                        walk_macho(fh.read(size))
             return ""
         for _off, view in macho_slices(path.read_bytes()):
-            if bytes(view[:8]) == _AR_MAGIC:
-                for _member, member in ar_members(bytes(view)):
-                    _member_problem(member)
-            else:
-                walk_macho(view)
+            walk_macho(view)
+    except MemberTooLarge as exc:
+        return f"archive {exc}"
     except ValueError as exc:
         return f"malformed {'archive' if kind == 'ar' else kind + ' file'}: {exc}"
     except OSError as exc:
@@ -386,9 +452,11 @@ def _parse_bytes(path: Path, member: str, data: bytes) -> list[BinarySlice]:
     return []
 
 
-def _archive_slices(path: Path, data: bytes, arch_hint: str = "") -> list[BinarySlice]:
+def _archive_slices(
+    path: Path, fh: BinaryIO, start: int = 0, end: int | None = None, arch_hint: str = ""
+) -> list[BinarySlice]:
     out: list[BinarySlice] = []
-    for name, body in ar_members(data):
+    for name, body in object_members(fh, start, end):
         out.extend(_parse_bytes(path, name if not arch_hint else f"{arch_hint}:{name}", body))
     return out
 
@@ -408,13 +476,19 @@ def _read_binary(path: Path) -> tuple[BinarySlice, ...]:
         return ()
     lief = _lief()
     if kind == "ar":
-        return tuple(_archive_slices(path, path.read_bytes()))
+        with path.open("rb") as fh:
+            return tuple(_archive_slices(path, fh))
     if kind == "elf":
         parsed = lief.ELF.parse(str(path))
         return (_elf_slice(path, "", parsed),) if parsed is not None else ()
     if kind == "fat":
-        data = path.read_bytes()
-        if any(body.startswith(_AR_MAGIC) for _, body in fat_slices(data)):  # a universal static library
-            return tuple(s for arch, body in fat_slices(data) for s in _archive_slices(path, body, arch))
+        with path.open("rb") as fh:
+            entries = fat_entries(fh)
+            if any(_is_archive_at(fh, offset) for _, offset, _ in entries):  # a universal static library
+                return tuple(
+                    s
+                    for arch, offset, size in entries
+                    for s in _archive_slices(path, fh, offset, offset + size, arch)
+                )
     fat = lief.MachO.parse(str(path))
     return tuple(_macho_slice(path, "", b) for b in fat) if fat is not None else ()

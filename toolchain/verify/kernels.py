@@ -28,11 +28,13 @@ from pathlib import Path
 
 from ..config import default_cache_dir
 from ..core.binlayout import macho_sections
+from ..core.diskfull import is_disk_full
+from ..core.jsonio import atomic_write_text
 from ..core.tree import has_metal_sources
 from ..dryrun.library import names_in_text
 from ..dryrun.run import DEFAULT_PROFILES, dry_run, program
 from ..dryrun.shipped import SECTION, SEGMENT, embedded_text
-from ..errors import ReportError, ToolchainError
+from ..errors import DiskFullError, ReportError, ToolchainError
 from ..log import LOG
 from ..records import COVERAGE, read_data
 from .binaries import binary_problem, sniff
@@ -116,7 +118,7 @@ def needs_from_builtin(
             "kernels": {p: sorted(k) for p, k in kernels.items()},
             "defines": defines,
         }
-        cached.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        atomic_write_text(cached, json.dumps(record, indent=1) + "\n")  # a full disk leaves no half of it
     record = json.loads(cached.read_text(encoding="utf-8"))
     return Needs(
         {p: frozenset(k) for p, k in record["kernels"].items()},
@@ -154,12 +156,16 @@ def needs_from_match(
             cache_dir / "tree-match" / "work" / digest.version,
             why="its library matched byte for byte",
         )
+    except DiskFullError:
+        raise  # the disk's problem, never "unverifiable" for the build
     except ToolchainError as exc:
         return (
             f"the library matches {digest.name} but the dry run cannot be made for it: {exc.message}",
             result,
         )
     except OSError as exc:
+        if is_disk_full(exc):
+            raise
         return f"the library matches {digest.name} but its tree cannot be unpacked: {exc}", result
     also = f" (the same library text: {', '.join(result.match.also)})" if result.match.also else ""
     return (
@@ -187,6 +193,8 @@ def _needs(path: Path) -> Needs | str:
         return f"no coverage run with dry-run columns in {work / 'reports'} and no Metal backend sources in {tree}"
     try:
         return needs_from_builtin(tree, default_cache_dir(), work / "dryrun")
+    except DiskFullError:
+        raise  # the disk's problem, never "unverifiable" for the build
     except ToolchainError as exc:
         return f"the dry run cannot be made for {tree}: {exc.message}"
 

@@ -9,8 +9,11 @@ real tiny-model stage (HF checkpoint -> the tree's converter) comes later.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from pathlib import Path
+
+from ..core.diskfull import named
 
 N_EMBD = 64
 N_HEAD = 2
@@ -79,11 +82,22 @@ def write_probe_model(dest: Path, n_ctx: int = N_CTX) -> Path:
         writer.add_tensor(f"blk.{i}.ffn_down.weight", weight(N_EMBD, N_FF))
     writer.add_tensor("output_norm.weight", np.ones(N_EMBD, dtype=np.float32))
     writer.add_tensor("output.weight", weight(n_vocab, N_EMBD))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    tmp.replace(dest)
+    try:
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        tmp.replace(dest)
+    except BaseException as exc:
+        # a full disk: the partial temporary goes, and the error names the model (its errno asked
+        # of the file system while the temporary still fills it: numpy's short write loses it)
+        err = named(exc, dest) if isinstance(exc, OSError) else exc
+        with contextlib.suppress(OSError):
+            writer.close()  # its buffered bytes would otherwise fail again at exit
+        tmp.unlink(missing_ok=True)
+        if err is exc:
+            raise
+        raise err from exc
     return dest
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core import tree
+from ..core.diskfull import is_disk_full
 from ..core.proc import Completed, stream
 from .records import RuntimeRun
 
@@ -80,6 +81,8 @@ def run_probe(
             max_output=MAX_OUTPUT,
         )
     except OSError as exc:
+        if is_disk_full(exc):  # our log could not be written: the disk's problem, not the build's
+            raise
         why = f"cannot be started: {exc.strerror or exc}"
         return _Unstartable(tuple(args), 127, (why,), 0.0), [why]
     return done, lines

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 import tarfile
@@ -34,6 +33,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
 from ..core.binlayout import MalformedBinary, macho_sections
+from ..core.jsonio import atomic_write_text
 from ..core.locking import exclusive
 from ..source.sdist import extract_vendor_tree, upstream_commit_from_changelog
 
@@ -301,9 +301,7 @@ def digests(sdists_dir: Path, index_dir: Path) -> list[TreeDigest]:
             d = digest_sdist(sdist)
         except (tarfile.TarError, EOFError, OSError, zlib.error, UnicodeDecodeError):
             continue  # an unreadable sdist is not a tree we can fetch
-        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({**asdict(d), "index_version": INDEX_VERSION}), encoding="utf-8")
-        tmp.replace(cached)
+        atomic_write_text(cached, json.dumps({**asdict(d), "index_version": INDEX_VERSION}))
         out.append(d)
     return sorted(out, key=_version_key)
 

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from ..records import Cell, CoverageRun, OpResult, whose_suffix
 from .baseline import rank
 from .summary import column_order, expected_by_design, triage
+from .sweep import html_parts as sweep_html
 
 COLOURS = {
     "pass": "#2e7d32",
@@ -129,6 +130,8 @@ def html_page(run: CoverageRun) -> str:
         parts += [f"<li>fixed: {e(c.id)} {e(c.before)} → {e(c.after)}</li>" for c in d.fixed]
         parts += [f"<li>new unsupported: <code>{e(s)}</code></li>" for s in d.new_unsupported[:200]]
         parts.append("</ul>")
+    if run.sweep is not None:
+        parts += sweep_html(run.sweep)
     parts.append("<h2 id='action'>Needs action: the backend's and upstream's findings</h2>")
     if not kinds["action"]:
         parts.append("<p>None.</p>")

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 
 from ..records import SEVERITY, Cell, CoverageRun, whose_suffix
+from .sweep import summary as sweep_summary
 
 LIMIT = 64_000  # bytes
 ICONS = {
@@ -237,7 +238,8 @@ def step_summary(run: CoverageRun, *, limit: int = LIMIT) -> str:
         "in the uploaded reports.",
         "",
     ]
-    text = "\n".join([*head, *_findings(run), *_architectures(run), *tail])
+    swept = sweep_summary(run.sweep) if run.sweep is not None else []
+    text = "\n".join([*head, *_findings(run), *swept, *_architectures(run), *tail])
     encoded = text.encode("utf-8")
     if len(encoded) <= limit:
         return text

@@ -24,6 +24,7 @@ from .baseline import rank
 from .fromjson import cell_from_json as cell_from_json
 from .html import html_page
 from .summary import ICONS, step_summary
+from .sweep import markdown as sweep_markdown
 
 
 # --- JSON ------------------------------------------------------------------------------------------
@@ -145,6 +146,8 @@ def markdown(run: CoverageRun) -> str:
                 lines.append(f"- … {len(d.new_unsupported) - 100} more")
         if d.missing_cells:
             lines += ["### Cells of the baseline not in this run", ", ".join(d.missing_cells[:60]), ""]
+    if run.sweep is not None:
+        lines += sweep_markdown(run.sweep)
     if run.models_skipped:
         lines += ["## Models not tested", *[f"- {s}" for s in run.models_skipped], ""]
     return "\n".join(_md_line(line) for line in lines) + "\n"

@@ -12,7 +12,9 @@
 //
 // One JSON line per supports_op call is appended to the records file (seq, device, op, tensors,
 // compiled pipelines, dispatches). An encoder abort (GGML_ASSERT/GGML_ABORT) writes its record
-// with the message before the process dies; the caller reruns with --skip past it.
+// with the message before the process dies; the caller reruns with --skip past it. A record that
+// cannot be written (a full disk) ends the process at once with exit status 74 (EX_IOERR) and one
+// line naming the file and the errno, so the caller can tell a full disk from a crash of a case.
 
 #include "toolchain_dryrun.h"
 
@@ -22,6 +24,7 @@
 #include "ggml-metal.h"
 #include "ggml.h"
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -56,6 +59,8 @@ struct case_rec {
 };
 
 FILE * g_records = nullptr;
+const char * g_records_path = "";
+constexpr int EXIT_WRITE_FAILED = 74;  // EX_IOERR; toolchain/dryrun/run.py WRITE_FAILED
 long g_seq = 0;
 long g_skip = 0;
 bool g_skipped = false;
@@ -104,6 +109,13 @@ std::string op_json(const ggml_tensor * op) {
     return o.str();
 }
 
+[[noreturn]] void write_failed() {
+    const int err = errno;
+    fprintf(stderr, "toolchain-metal-dryrun: cannot write %s: %s (errno %d)\n", g_records_path, strerror(err), err);
+    fflush(stderr);
+    _Exit(EXIT_WRITE_FAILED);  // no atexit flushes: nothing more is written anywhere
+}
+
 void write_record(const char * abort_message) {
     if (!g_records) {
         return;
@@ -133,8 +145,9 @@ void write_record(const char * abort_message) {
         o << ",\"abort\":\"" << esc(abort_message) << "\"";
     }
     o << "}\n";
-    fputs(o.str().c_str(), g_records);
-    fflush(g_records);
+    if (fputs(o.str().c_str(), g_records) == EOF || fflush(g_records) != 0) {
+        write_failed();
+    }
 }
 
 void on_abort(const char * message) {
@@ -309,10 +322,10 @@ int main(int argc, char ** argv) {
     if (!load_profiles(profiles)) {
         return 2;
     }
+    g_records_path = records;
     g_records = fopen(records, "a");
     if (!g_records) {
-        fprintf(stderr, "toolchain-metal-dryrun: cannot write %s\n", records);
-        return 2;
+        write_failed();
     }
     char n[32];
     snprintf(n, sizeof(n), "%zu", g_dryrun_profiles.size());
@@ -336,6 +349,8 @@ int main(int argc, char ** argv) {
     }
     args.push_back(nullptr);
     const int rc = toolchain_tbo_main(static_cast<int>(args.size()) - 1, args.data());
-    fclose(g_records);
+    if (fclose(g_records) != 0) {
+        write_failed();
+    }
     return rc;
 }
