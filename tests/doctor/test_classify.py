@@ -55,6 +55,10 @@ EXPECTED = {
     "kernel-missing.legacy.log": "kernel-missing",
     "encoder-limit.log": "encoder-limit",
     "encoder-limit.legacy.log": "encoder-limit",
+    # 0.2.76's ggml.h wording ("GGML_ASSERT: %s:%d: %s") around its ggml-metal.m smem assert
+    "encoder-limit.legacy-smem.log": "encoder-limit",
+    # 0.3.20's ggml-metal-ops.cpp:3612 im2col assert (0.3.17-0.3.23)
+    "encoder-limit.threads.log": "encoder-limit",
 }
 HEALTHY = ("healthy-metal.log", "healthy-metal.legacy.log", "healthy-cpu-ngl0.log", "healthy-metal-m4.log")
 

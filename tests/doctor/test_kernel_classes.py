@@ -1,6 +1,8 @@
 """doctor's kernel-missing and encoder-limit classes on logs written from each era's own format
-strings: the llama-cpp-python sdists 0.1.85, 0.2.90, 0.3.16 and 0.3.36 (downloaded once into the
-tests' cache). The pipeline-error format, the GGML_ASSERT macro and the threadgroup-memory assert's
+strings: the llama-cpp-python sdists 0.1.85, 0.2.76, 0.2.90, 0.3.16, 0.3.20 and 0.3.36 (downloaded
+once into the tests' cache). 0.2.76 is the 2024 tree whose ggml.h still printed
+``GGML_ASSERT: %s:%d: %s`` while its ggml-metal.m asserted ``smem <= …``; 0.3.20's ggml-metal-ops.cpp
+has im2col's ``KH*KW <= …threads per threadgroup`` assert (gone from 0.3.24). The pipeline-error format, the GGML_ASSERT macro and the threadgroup-memory assert's
 expression are read out of each tree's sources; a tree that rewords them fails here (the drift
 guard). The NSError description is Metal's own format (`Error Domain=%@ Code=%ld "%@"`), the
 kernel names are the real ones of public crash reports (llama.cpp PR #26212, ferranpons/Llamatik
@@ -19,7 +21,7 @@ from toolchain.core.locking import exclusive
 from toolchain.doctor.classify import classify_text
 from toolchain.doctor.findings import Finding, sort_findings
 
-ERAS = ("0.1.85", "0.2.90", "0.3.16", "0.3.36")
+ERAS = ("0.1.85", "0.2.76", "0.2.90", "0.3.16", "0.3.20", "0.3.36")
 # how each era reports a pipeline whose function is missing (tree file, format regex)
 _PIPELINE_FORMATS = (
     re.compile(r'"(%s: failed to compile pipeline: base = \'%s\', name = \'%s\'\\n)"'),
@@ -27,6 +29,12 @@ _PIPELINE_FORMATS = (
 )
 _ERROR_LINE = re.compile(r'GGML_(?:METAL_)?LOG_ERROR\("(%s: %s\\n)"|metal_printf\("(%s: %s\\n)"')
 _ASSERT_MACRO = re.compile(r'#define GGML_ASSERT\(x\).*?"(GGML_ASSERT\(%s\) failed)"')
+# 2023-2024 ggml.h: fprintf(stderr, "GGML_ASSERT: %s:%d: %s\n", __FILE__, __LINE__, #x)
+_LEGACY_MACRO = re.compile(r'#define GGML_ASSERT\(x\)[^#]*?"(GGML_ASSERT: %s:%d: %s)\\n"', re.S)
+_THREADS = re.compile(
+    r"GGML_ASSERT\(((?:KH\*KW|d_state|ne02|nsg\*32|nth) <= "
+    r"(?:ggml_metal_pipeline_max_theads_per_threadgroup\(pipeline\)|\(int64_t\)pipeline\.maxTotalThreadsPerThreadgroup))\);"
+)
 _SMEM = re.compile(r"GGML_ASSERT\(((?:pipeline\.)?smem <= [\w.>-]+)\);")
 
 
@@ -41,6 +49,7 @@ def _sources(version: str) -> dict[str, str]:
             if m.isfile() and (
                 re.search(r"ggml-metal[\w-]*\.(?:m|cpp)$", name)
                 or name.endswith(("ggml/include/ggml.h", "/ggml.h"))
+                or name == "ggml.h"
             ):
                 f = tf.extractfile(m)
                 assert f is not None
@@ -105,20 +114,52 @@ def test_function_not_found_is_its_own_class(
     assert "metal-library" not in {f.class_id for f in findings if f.severity == "error"}
 
 
-def test_threadgroup_memory_assert_is_its_own_class(era: tuple[str, dict[str, str]]) -> None:
-    version, src = era
+def _assert_line(src: dict[str, str], expr: str) -> str:
+    """The line the tree's own GGML_ASSERT prints for ``expr`` (in the file that asserts it)."""
     text = "\n".join(src.values())
-    exprs = _SMEM.findall(text)
-    macro = _ASSERT_MACRO.search(text)
-    if not exprs:
-        assert version == "0.1.85"  # the first Metal backend had no such assert
-        return
-    assert macro is not None
-    file = next(n for n, t in src.items() if exprs[0] in t).rsplit("/", 1)[-1]
-    line = f"/Users/ci/llama.cpp/ggml/src/{file}:1234: " + _render(macro.group(1), exprs[0])
+    file = next(n for n, t in src.items() if expr in t).rsplit("/", 1)[-1]
+    where = f"/Users/ci/llama.cpp/ggml/src/{file}"
+    if macro := _ASSERT_MACRO.search(text):
+        return f"{where}:1234: " + _render(macro.group(1), expr)
+    legacy = _LEGACY_MACRO.search(text)
+    assert legacy is not None, "the tree's GGML_ASSERT prints in no known format"
+    return legacy.group(1).replace("%s", where, 1).replace("%d", "1234", 1).replace("%s", expr, 1)
+
+
+def _top_of(line: str) -> Finding:
     _scan, findings = classify_text(
         f"ggml_metal_init: GPU name:   Apple M1\n{line}\nzsh: abort      ./llama-cli", observed_by="fixture"
     )
     top = _first(findings)
     assert top.class_id == "encoder-limit", [(f.class_id, f.summary) for f in findings]
     assert "smaller -ub" in top.fix
+    return top
+
+
+def test_threadgroup_memory_assert_is_its_own_class(era: tuple[str, dict[str, str]]) -> None:
+    version, src = era
+    exprs = _SMEM.findall("\n".join(src.values()))
+    if not exprs:
+        assert version == "0.1.85"  # the first Metal backend had no such assert
+        return
+    line = _assert_line(src, exprs[0])
+    if version == "0.2.76":  # the 2024 wording: "GGML_ASSERT: file:line: expr"
+        assert line.startswith("GGML_ASSERT: /Users/ci/llama.cpp/ggml/src/ggml-metal.m:1234: smem <= ")
+    _top_of(line)
+
+
+def test_threads_per_threadgroup_asserts_are_encoder_limits(era: tuple[str, dict[str, str]]) -> None:
+    version, src = era
+    exprs = sorted(set(_THREADS.findall("\n".join(src.values()))))
+    expected = {
+        "0.1.85": set(),
+        "0.2.76": set(),
+        "0.2.90": set(),
+        "0.3.16": {"d_state"},
+        "0.3.20": {"KH*KW", "d_state", "ne02", "nsg*32", "nth"},
+        "0.3.36": {"ne02", "nsg*32", "nth"},
+    }[version]
+    # im2col's KH*KW: 0.3.17-0.3.23 only; none while ggml.h printed "GGML_ASSERT: %s:%d: %s"
+    assert {e.split(" <= ")[0] for e in exprs} == expected
+    for expr in exprs:
+        _top_of(_assert_line(src, expr))

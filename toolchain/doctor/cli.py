@@ -1,4 +1,5 @@
-"""``llama-toolchain doctor [LOG|-] [--gguf PATH] [run params] [--memory SIZE] [--build PATH] [--json]``
+"""``llama-toolchain doctor [LOG|-] [--gguf PATH] [run params] [--memory SIZE] [--build PATH] [--tree DIR]
+[--no-dry-run] [--json]``
 and ``llama-toolchain doctor run [options] -- CMD …``.
 
 Exit status: 0 when no problem was found, ``DoctorFindingsError.exit_code`` (60) when one was;
@@ -140,6 +141,8 @@ def _inputs(args: argparse.Namespace, log: Path | None, params: RunParams, gguf:
         profile=args.profile,
         tree=tree,
         system=not args.no_system,
+        cache_dir=None if args.no_dry_run else settings.cache_dir,
+        sdists_dir=None if args.no_dry_run else settings.sdists_dir,
     )
 
 
@@ -268,9 +271,18 @@ def _options(p: argparse.ArgumentParser) -> None:
         "--profile", default="metal", help="backend profile the build should carry (default: metal)"
     )
     p.add_argument(
-        "--tree", type=Path, metavar="PATH", help="llama.cpp tree whose architectures the GGUF must match"
+        "--tree",
+        type=Path,
+        metavar="PATH",
+        help="llama.cpp tree whose architectures the GGUF must match, and with which a missing kernel's case is "
+        "dry-run (default: the work dir's src, or --build's CMakeCache.txt)",
     )
     p.add_argument("--no-system", action="store_true", help="do not probe memory pressure / GPU users")
+    p.add_argument(
+        "--no-dry-run",
+        action="store_true",
+        help="do not dry-run a missing kernel's case with the tree (the first time builds the dry run: minutes)",
+    )
     p.add_argument(
         "--timeout", type=float, default=DEFAULT_RUN_TIMEOUT, help="doctor run: seconds before stopping"
     )

@@ -11,14 +11,18 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..core.jsonio import to_jsonable
+from ..core.tree import has_metal_sources
 from ..errors import GGUFError, UsageError
 from ..log import LOG
+from ..verify.inputs import discover, read_cmake_cache
+from ..verify.tree_match import match_build
 from .build_check import check_build
 from .classify import LogScan, RunParams, classify_stream
 from .files import open_regular
-from .findings import DoctorReport, Finding, ObservedBy, sort_findings
+from .findings import DoctorReport, Evidence, Finding, ObservedBy, sort_findings
 from .fit_params import find_program, fit_args, run_fit_params
 from .gguf_check import GGUFInfo, check_gguf, known_architectures
+from .kernel_dryrun import KernelDryRun, dry_run_kernel
 from .memory import CTX_STEP, estimate, machine_memory, parse_size, plan, plan_findings
 from .model_shape import shape_from_gguf
 from .system import probe, system_findings
@@ -32,8 +36,10 @@ class DoctorInputs:
     memory: str | None = None  # "64GiB"; None: probe the machine
     build: Path | None = None
     profile: str = "metal"
-    tree: Path | None = None  # a llama.cpp tree: architectures it knows
+    tree: Path | None = None  # a llama.cpp tree: architectures it knows; the missing-kernel dry run's
     system: bool = True
+    cache_dir: Path | None = None  # where the dry run's program is built (None: no dry run)
+    sdists_dir: Path | None = None  # trees a --build outside a checkout is matched against (verify's)
     observed_by_log: ObservedBy = "log"
 
 
@@ -112,6 +118,7 @@ def diagnose(inputs: DoctorInputs, *, stdin: BinaryIO | None = None) -> DoctorRe
         memory=state.get("memory"),
         system=state.get("system"),
         build=state.get("build"),
+        dry_run=state.get("dry_run"),
         notes=tuple(notes),
         complete=complete,
         interrupted_during=stage,
@@ -161,12 +168,97 @@ def _stages(
         state["build"], found = check_build(inputs.build, inputs.profile)
         findings += found
 
+    missing = _missing_kernels(findings)
+    if missing and inputs.cache_dir is not None:
+        state["stage"] = "dry-run"
+        state["dry_run"], found = _dry_run_missing(missing, inputs, state.get("gguf"), notes)
+        findings += found
+
     if inputs.system:
         state["stage"] = "system"
         status = state["system"] = probe()
         if not status.available:
             notes.append(f"memory pressure / other GPU users: {status.reason}")
         findings += system_findings(status)
+
+
+_FUNCTION_NOT_FOUND = re.compile(r"Function (kernel_\w+) was not found in the library")
+MAX_DRY_RUN_KERNELS = 3
+
+
+def _missing_kernels(findings: list[Finding]) -> list[str]:
+    names = [
+        m.group(1)
+        for f in findings
+        if f.class_id == "kernel-missing"
+        for e in f.evidence
+        for m in _FUNCTION_NOT_FOUND.finditer(e.text)
+    ]
+    return list(dict.fromkeys(names))[:MAX_DRY_RUN_KERNELS]
+
+
+def _tree_for_dry_run(inputs: DoctorInputs, notes: list[str]) -> Path | None:
+    """--tree; else the checkout --build's CMakeCache.txt names; else the fetchable tree whose Metal
+    library --build ships byte for byte (verify's tree match over the cached sdists)."""
+    if inputs.tree is not None:
+        return inputs.tree
+    if inputs.build is None:
+        return None
+    path = (inputs.build if inputs.build.is_dir() else inputs.build.parent) / "CMakeCache.txt"
+    home = read_cmake_cache(path).get("CMAKE_HOME_DIRECTORY") if path.is_file() else None
+    if home and has_metal_sources(Path(home)):
+        return Path(home)
+    if inputs.sdists_dir is None or inputs.cache_dir is None:
+        return None
+    tree, result = match_build(discover(inputs.build).files, inputs.sdists_dir, inputs.cache_dir)
+    if result is not None:
+        notes.append(f"dry-run tree: {result.describe()}")
+    return tree
+
+
+def _dry_run_missing(
+    kernels: list[str], inputs: DoctorInputs, info: GGUFInfo | None, notes: list[str]
+) -> tuple[list[KernelDryRun], list[Finding]]:
+    """The dry run of each missing kernel's case (the op, sized from the GGUF), on the tree."""
+    assert inputs.cache_dir is not None
+    tree = _tree_for_dry_run(inputs, notes)
+    runs: list[KernelDryRun] = []
+    found: list[Finding] = []
+    for kernel in kernels:
+        with tempfile.TemporaryDirectory(prefix="doctor-dryrun-") as tmp:
+            got = dry_run_kernel(kernel, info, tree, inputs.cache_dir, Path(tmp))
+        if isinstance(got, str):
+            notes.append(f"dry-run: {got}")
+            continue
+        runs.append(got)
+        per = "; ".join(f"{p}: {v}" for p, v in got.verdicts.items())
+        if got.named:
+            summary = (
+                f"dry-run with the tree {got.tree}: the case ({', '.join(got.from_gguf)}) fails the same way "
+                f"({per}): this tree has the gap too"
+            )
+            fix = "the fix above; this tree does not have it either: update past it"
+        else:
+            summary = (
+                f"dry-run with the tree {got.tree}: the case ({', '.join(got.from_gguf)}) does not name {kernel} "
+                f"({per}): this tree's host code and library agree on it, so the build that failed is not this "
+                "tree's (or the library it loaded is older than its host code)"
+            )
+            fix = "run a build of this tree (its library and host code come from one checkout)"
+        found.append(
+            Finding(
+                class_id="kernel-missing",
+                title="the missing kernel's case, dry-run",
+                severity="info",
+                confidence=1.0,
+                summary=summary,
+                fix=fix,
+                observed_by="dry-run",
+                evidence=(Evidence(f"test-file line: {got.line}"),),
+                order=99,
+            )
+        )
+    return runs, found
 
 
 def _plan(info: GGUFInfo, inputs: DoctorInputs, scan: LogScan | None, notes: list[str]) -> Any:

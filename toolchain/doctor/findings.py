@@ -2,7 +2,8 @@
 
 ``observed_by`` says where a finding was seen: ``log`` (a log or a captured run), ``gguf`` (the
 model file), ``static`` (a build read from disk, or a computation from stated inputs such as the
-memory plan), ``system`` (the machine doctor runs on) or ``fixture`` (tests only).
+memory plan), ``system`` (the machine doctor runs on), ``dry-run`` (the Metal dry run of a tree
+encoding the case a log names: predicted, never observed on a device) or ``fixture`` (tests only).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Severity = Literal["error", "warning", "info"]
-ObservedBy = Literal["log", "gguf", "static", "system", "fixture"]
+ObservedBy = Literal["log", "gguf", "static", "system", "dry-run", "fixture"]
 
 SEVERITY_RANK: dict[str, int] = {"error": 0, "warning": 1, "info": 2}
 
@@ -51,6 +52,7 @@ class DoctorReport:
     system: Any = None  # SystemStatus, if probed
     build: Any = None  # BuildCheck, if a build was checked
     run: Any = None  # RunResult, for `doctor run`
+    dry_run: Any = None  # KernelDryRun(s): the dry run of the log's missing-kernel case(s)
     notes: tuple[str, ...] = ()
     # False while doctor runs (the report written at its start) and when it was interrupted
     # (Ctrl-C): then the findings are those of the stages done, and ``interrupted_during`` names

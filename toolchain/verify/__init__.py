@@ -77,6 +77,8 @@ def verify_path(
     report: Path | None = None,
     plat: PlatformInfo | None = None,
     tree: Path | None = None,
+    sdists_dir: Path | None = None,
+    cache_dir: Path | None = None,
 ) -> Verification:
     """Verify a build dir, a single binary or an app's Frameworks folder against ``profile``.
 
@@ -85,7 +87,10 @@ def verify_path(
     listing + one-token run of a tiny model under ``timeout`` seconds); its logs go to
     ``log_dir``. ``report``: write the verification there as JSON (kind ``verify``). ``tree``: the
     llama.cpp checkout the build came from (the tensor API's conditions are read from it; default:
-    the build dir's CMakeCache.txt CMAKE_HOME_DIRECTORY).
+    the build dir's CMakeCache.txt CMAKE_HOME_DIRECTORY). ``sdists_dir``: llama-cpp-python sdists
+    whose vendored trees a build outside a work dir is matched against (its embedded Metal library
+    byte for byte); a matched tree's dry run is built and run in ``cache_dir`` (default: the
+    toolchain's cache). None: no matching.
     Bad builds do not raise: look at ``.ok`` or call :func:`require_ok`.
     """
     plat = plat or current_platform()
@@ -99,7 +104,8 @@ def verify_path(
         tree=tree,
     )
     checks: list[Check] = list(result.checks)
-    checks.extend(shipped_library_checks(path, inputs.files))
+    shipped_checks, matched = shipped_library_checks(path, inputs.files, sdists_dir, cache_dir)
+    checks.extend(shipped_checks)
     devices: tuple[DeviceInfo, ...] = ()
     device_class: DeviceClass | None = None
     runs: tuple[RuntimeRun, ...] = ()
@@ -138,6 +144,7 @@ def verify_path(
         files=tuple(str(f) for f in result.files),
         era=result.era,
         shipped=result.shipped,
+        tree_match=matched.describe() if matched is not None else "",
     )
     if report is not None:
         write_verification(verification, report)

@@ -1,4 +1,4 @@
-"""``llama-toolchain verify [PATH] [--profile P] [--no-runtime] [--tree DIR] [--json]``."""
+"""``llama-toolchain verify [PATH] [--profile P] [--no-runtime] [--tree DIR] [--no-tree-match] [--json]``."""
 
 from __future__ import annotations
 
@@ -35,6 +35,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         report=report,
         tree=args.tree,
+        sdists_dir=None if args.no_tree_match else settings.sdists_dir,
+        cache_dir=settings.cache_dir,
     )
     if args.json:
         print(json.dumps(verification_json(v), indent=2))
@@ -80,6 +82,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=None,
         help="the llama.cpp checkout the build came from, to read the Metal tensor API's conditions "
         "(default: the build dir's CMakeCache.txt)",
+    )
+    p.add_argument(
+        "--no-tree-match",
+        action="store_true",
+        help="do not match a build outside a work dir against the cached llama-cpp-python sdists' trees "
+        "(a matched tree's dry run is built and run: minutes the first time)",
     )
     p.add_argument(
         "--timeout", type=float, default=180.0, help="seconds each run may take before it counts as a hang"

@@ -82,6 +82,9 @@ class Verification:
     era: str = ""  # how the build carries the backend, read from its symbols (profiles.BackendEra)
     # what its shipped Metal library can / cannot run, read from the build (shipped_kernels.Fact)
     shipped: tuple[object, ...] = ()
+    # the fetchable tree whose Metal library the build ships byte for byte and the evidence, or
+    # "no fetchable tree matches: ..." ("" when no match was attempted: a work dir's build, no sdists)
+    tree_match: str = ""
 
     @property
     def ok(self) -> bool:

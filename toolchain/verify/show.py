@@ -30,6 +30,9 @@ def print_table(v: Verification) -> None:
         LOG.console.print(table)
         if v.shipped:
             LOG.console.print(shipped_table(v))
+        if v.tree_match:
+            label = "dry-run" if not v.tree_match.startswith("no fetchable tree") else "static only"
+            LOG.info(verbatim(f"tree match ({label}): {v.tree_match}"))
         for d in v.devices:
             LOG.info(f"device {d.name}: {d.description or '?'} -> {d.device_class} ({d.class_reason})")
         for c in v.checks:
