@@ -177,6 +177,42 @@ def _write_failed(stderr: str, records: Path) -> NoReturn:
     raise failure
 
 
+def run_profiles(
+    prog: DryRunProgram,
+    profs: Sequence[DeviceProfile],
+    folder: Path,
+    test_file: Path | None,
+    ops: str | None,
+) -> tuple[dict[int, dict[str, Any]], list[tuple[str, str, str]], int, float]:
+    """``run_program`` over every profile: one process with one device per profile, or, for a tree
+    whose Metal backend has one device per process (``StandIn.single_device``: its
+    ``ggml_metal_device_init(void)``), one process per profile, each given a one-profile file,
+    their records merged in profile order (each record names its device)."""
+    if prog.standin is None or not prog.standin.single_device:
+        pfile = profiles_file(profs, prog.fields, folder / "dryrun-profiles.tsv")
+        call = SupportCall(prog, pfile, "the dry run", TIMEOUT, test_file, ops)
+        return run_program(call, folder / "dryrun-records.jsonl")
+    merged: dict[int, dict[str, Any]] = {}
+    rows: list[tuple[str, str, str]] = []
+    restarts, seconds = 0, 0.0
+    for p in profs:
+        pfile = profiles_file([p], prog.fields, folder / f"dryrun-profiles-{p.name}.tsv")
+        call = SupportCall(prog, pfile, f"the dry run ({p.name})", TIMEOUT, test_file, ops)
+        recs, csv_rows, n, secs = run_program(call, folder / f"dryrun-records-{p.name}.jsonl")
+        devices = {str(r.get("device")) for r in recs.values()} | {d for d, _, _ in csv_rows}
+        if devices - {p.name}:
+            raise BuildError(
+                f"dry run {p.name}: the single-device process reported device(s) {sorted(devices - {p.name})}",
+                "each process is given one profile; report this as a harness bug",
+            )
+        offset = max(merged) + 1 if merged else 0
+        merged.update({offset + seq: rec for seq, rec in recs.items()})
+        rows += csv_rows
+        restarts += n
+        seconds += secs
+    return merged, rows, restarts, seconds
+
+
 def judge(rec: dict[str, Any], library: KernelLibrary, max_tg_memory: int) -> tuple[str, CaseResult]:
     dispatches = rec.get("dispatches", [])
     kernels = tuple(dict.fromkeys(str(d[1]) for d in dispatches))
@@ -311,9 +347,7 @@ def dry_run(
         checked = None
         if test_file is not None:  # parsed and range-checked before the program sees it (#32 F)
             checked = write_checked(lines[index], folder / "ops-checked.txt")
-        pfile = profiles_file(profs, prog.fields, folder / "dryrun-profiles.tsv")
-        call = SupportCall(prog, pfile, "the dry run", TIMEOUT, checked, ops)
-        merged, rows, restarts, seconds = run_program(call, folder / "dryrun-records.jsonl")
+        merged, rows, restarts, seconds = run_profiles(prog, profs, folder, checked, ops)
         res = results(merged, rows, profs, libraries)
         n = len(rows) // max(1, len(profs))
         runs.append(

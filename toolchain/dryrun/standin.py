@@ -14,7 +14,9 @@ every few weeks upstream. The stand-in follows it instead of matching one commit
   device properties per profile, the library and pipeline lookup by name, encoder dispatch and
   its limits, buffers, the graph-compute loop — plus harmless bodies for the rest. A model body is
   used under the tree's signature when the two agree or differ only in parameters the body does
-  not use (``(void) x;``).
+  not use (``(void) x;``), or a parameter the tree lacks has a stand-in (``MISSING_PARAMS``): a
+  single-device tree's ``ggml_metal_device_init(void)`` (ggml 2025-09-20 … 2026-02-02) takes the
+  process's one profile, and the dry run runs one process per profile (``StandIn.single_device``).
 - **Modelled by default**: a function the model has no body for (new upstream), or whose model
   body cannot follow the tree's signature, and that decides no verdict, is emitted as
   ``return {};`` (zero, false, NULL, an empty struct) and listed in the report.
@@ -64,6 +66,16 @@ VERDICT_DECIDING: dict[str, str] = {
 }
 # a function the model does not know whose name says it takes part in dispatch decides verdicts
 _VERDICT_NAME = re.compile(r"dispatch|set_pipeline|compile_pipeline|get_pipeline\b|threadgroup|library_init")
+# a parameter a tree's signature lacks that the model body uses, and what stands for it there (the
+# expression, why). ggml_metal_device_init(void): ggml before its virtual devices (ggml-org/ggml
+# e1fda9de, 2026-02-02; the C++ backend since 2025-09-20) makes one device per process, a singleton
+# (ggml_metal_device_get, ggml-metal-device.cpp): the dry run then runs one process per profile.
+MISSING_PARAMS: dict[tuple[str, str], tuple[str, str]] = {
+    ("ggml_metal_device_init", "device"): (
+        "toolchain_dryrun_single_device()",
+        "one device per process (the profile of the process: one dry-run process per profile)",
+    ),
+}
 # model bodies that need a props field (else the default: listed)
 NEEDS_PROPS = {"ggml_metal_supports_family": "gpu_family"}
 # ggml_metal_op_init's parameters (by name) -> what the stand-in's graph compute passes, as the
@@ -105,11 +117,17 @@ class StandIn:
     adapted: tuple[str, ...]  # "name: how" (model body, signature differs in unused parameters)
     defaults: tuple[str, ...]  # "name: why" (modelled by default)
     not_in_tree: tuple[str, ...]  # model functions this tree does not declare (left out)
+    # the tree's ggml_metal_device_init takes no device: one device per process, one process per profile
+    single_device: bool = False
 
     def report_lines(self) -> list[str]:
         lines = [
             f"stand-in: {len(self.modelled)} functions modelled, {len(self.defaults)} modelled by default"
         ]
+        if self.single_device:
+            lines.append(
+                "  one device per process (ggml_metal_device_init(void)): one dry-run process per profile"
+            )
         lines += [f"  adapted: {a}" for a in self.adapted]
         lines += [f"  modelled by default: {d}" for d in self.defaults]
         return lines
@@ -223,29 +241,37 @@ def tree_asserts(tree: Path, sig: Signature, params: Sequence[Param]) -> list[st
     return []
 
 
-def _adapt(model: _ModelFn, tree_sig: Signature) -> tuple[str | None, str]:
-    """(body under the tree's signature, how) or (None, why not)."""
+def _adapt(model: _ModelFn, tree_sig: Signature) -> tuple[str | None, str, tuple[str, ...]]:
+    """(body under the tree's signature, how, the parameters stood in for (``MISSING_PARAMS``)) or
+    (None, why not, ())."""
     m_ret, m_params = split_signature(model.sig)
     t_ret, t_params = split_signature(tree_sig)
     if m_ret != t_ret:
-        return None, f"return type {t_ret} (model {m_ret})"
+        return None, f"return type {t_ret} (model {m_ret})", ()
     body = model.body
     t_by = {p.name: p for p in t_params}
     m_by = {p.name: p for p in m_params}
     how = []
+    stood_in: list[str] = []
     for p in m_params:
         if p.name in t_by and t_by[p.name].type != p.type:
-            return None, f"parameter {p.name} is `{t_by[p.name].type}` (model `{p.type}`)"
+            return None, f"parameter {p.name} is `{t_by[p.name].type}` (model `{p.type}`)", ()
         if p.name not in t_by:
             body = re.sub(rf"\(void\)\s*{p.name}\s*;\s?", "", body)
             if re.search(rf"\b{p.name}\b", body):
-                return None, f"the model uses parameter {p.name}, which this tree's signature lacks"
+                stand = MISSING_PARAMS.get((model.name, p.name))
+                if stand is None:
+                    return None, f"the model uses parameter {p.name}, which this tree's signature lacks", ()
+                body = f"\n    const {p.type} {p.name} = {stand[0]};  // {stand[1]}" + body
+                stood_in.append(p.name)
+                how.append(f"without {p.name}: {stand[1]}")
+                continue
             how.append(f"without {p.name}")
     extra = [p.name for p in t_params if p.name not in m_by]
     if extra:
         body = "\n    " + " ".join(f"(void) {n};" for n in extra) + body
         how.append("with unused " + ", ".join(extra))
-    return body, ", ".join(how)
+    return body, ", ".join(how), tuple(stood_in)
 
 
 def generate(tree: Path, props_fields: Iterable[str]) -> StandIn:
@@ -273,6 +299,7 @@ def generate(tree: Path, props_fields: Iterable[str]) -> StandIn:
     defaults: list[str] = []
     emitted: dict[str, str] = {}
     default_fns: list[str] = []
+    single_device = False
     for name, sig in sorted(tree_fns.items()):
         ret, params = split_signature(sig)
         decl = _decl(ret, name, params)
@@ -284,7 +311,9 @@ def generate(tree: Path, props_fields: Iterable[str]) -> StandIn:
                 why = f"this tree's props have no {need}"
                 body: str | None = None
             else:
-                body, how = _adapt(fn, sig)
+                body, how, stood_in = _adapt(fn, sig)
+                if name == "ggml_metal_device_init" and "device" in stood_in:
+                    single_device = True
                 if body is None:
                     why = f"changed signature ({sig.where}): {how}"
                 elif how:
@@ -340,4 +369,5 @@ def generate(tree: Path, props_fields: Iterable[str]) -> StandIn:
         tuple(adapted),
         tuple(defaults),
         tuple(sorted(set(by_name) - set(tree_fns) - {CUT})),
+        single_device,
     )

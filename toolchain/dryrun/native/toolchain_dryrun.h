@@ -9,6 +9,10 @@
 // the profiles, loaded by the driver before the backend is registered (device i = profile i)
 extern std::vector<toolchain_profile> g_dryrun_profiles;
 
+// a single-device tree's ggml_metal_device_init(void) (one device per process, before ggml's virtual
+// devices of 2026-02): the profile of this process, which the caller runs with a one-profile file
+int toolchain_dryrun_single_device();
+
 // called by the stand-in while a case is being encoded
 void toolchain_dryrun_note_compile(const char * base, const char * name);
 void toolchain_dryrun_note_dispatch(const char * base, const char * name, const int grid[3], const int tptg[3],

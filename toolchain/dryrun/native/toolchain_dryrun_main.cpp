@@ -1,6 +1,7 @@
 // The Metal dry run: the tree's own test-backend-ops (main renamed by -Dmain=...) over the tree's
 // real Metal backend (ggml-metal.cpp and the other C++ files, compiled unchanged) on our stand-in
-// for its Objective-C layer, one Metal device per profile.
+// for its Objective-C layer, one Metal device per profile (a tree whose ggml_metal_device_init takes no
+// device index has one device per process: the caller then runs one process per one-profile file).
 //
 //   toolchain-metal-dryrun --profiles FILE --records FILE [--skip N] support <test-backend-ops args…>
 //
@@ -282,6 +283,14 @@ bool load_profiles(const char * path) {
 
 }  // namespace
 
+int toolchain_dryrun_single_device() {
+    if (g_dryrun_profiles.size() != 1) {
+        GGML_ABORT("toolchain-metal-dryrun: this tree's Metal backend has one device per process, the profiles file %zu "
+                   "profiles (run one process per profile)", g_dryrun_profiles.size());
+    }
+    return 0;
+}
+
 void toolchain_dryrun_note_compile(const char * base, const char * name) {
     g_case.compiled.emplace_back(base, name);
 }
@@ -338,6 +347,12 @@ int main(int argc, char ** argv) {
         g_devs.push_back(dev);
         g_orig_supports.push_back(dev->iface.supports_op);
         dev->iface.supports_op = hook_supports_op;
+    }
+    if (g_devs.size() != g_dryrun_profiles.size()) {
+        // every profile is a device, or its cases would silently be missing from the records
+        fprintf(stderr, "toolchain-metal-dryrun: the Metal backend registered %zu devices for %zu profiles\n",
+                g_devs.size(), g_dryrun_profiles.size());
+        return 2;
     }
     g_backends.assign(g_devs.size(), nullptr);
     ggml_backend_register(reg);

@@ -13,7 +13,9 @@
 // stand-in from it. Every function of the tree's interface is emitted with the tree's own signature
 // (from its header): the body below when the signatures agree or the difference is only unused
 // parameters, a documented default (`return {};`) for a function that decides no verdict, a refusal
-// naming the function for one that does. Functions the tree no longer declares are left out. The
+// naming the function for one that does. A parameter the tree lacks that a body uses is a refusal
+// too, except the few the generator can stand in for (standin.MISSING_PARAMS: a single-device tree's
+// ggml_metal_device_init(void) gets `device` from toolchain_dryrun_single_device()). Functions the tree no longer declares are left out. The
 // generator also defines, per tree:
 //   TOOLCHAIN_TREE_HAS_FUSION_H    ggml-metal-fusion.h exists (the fusion-info object, 0.3.36 on)
 //   TOOLCHAIN_PROPS_HAS_<field>    1 for each field of the tree's struct ggml_metal_device_props
@@ -115,6 +117,40 @@ static void toolchain_library_free(ggml_metal_library_t lib) {
     }
     ggml_metal_pipelines_free(lib->pipelines);
     delete lib;
+}
+
+// device i = profile i of the profiles file (a single-device tree: the process's one profile)
+static ggml_metal_device_t toolchain_device_init(int device) {
+    auto * dev = static_cast<ggml_metal_device_t>(calloc(1, sizeof(struct ggml_metal_device)));
+    GGML_ASSERT(dev != NULL);
+    GGML_ASSERT(device >= 0 && device < (int) g_dryrun_profiles.size());
+    const toolchain_profile & p = g_dryrun_profiles[device];
+    dev->profile = device;
+    std::string unknown;
+    if (!toolchain_set_props(dev, p.props, unknown)) {
+        GGML_ABORT("toolchain-metal-dryrun: profile %s: no props field %s in this tree", p.name.c_str(), unknown.c_str());
+    }
+#if TOOLCHAIN_PROPS_HAS_device
+    dev->props.device = device;  // single-device trees' props have no device index
+#endif
+    snprintf(dev->props.name, sizeof(dev->props.name), "%s", p.name.c_str());
+#if TOOLCHAIN_PROPS_HAS_desc
+    snprintf(dev->props.desc, sizeof(dev->props.desc), "%s", p.desc.c_str());
+#endif
+    // buffer sizes are not modelled: tensors only need addresses (their memory is never touched)
+    if (dev->props.max_buffer_size == 0) {
+        dev->props.max_buffer_size = (size_t) 1 << 40;
+    }
+    if (dev->props.max_working_set_size == 0) {
+        dev->props.max_working_set_size = (size_t) 1 << 40;
+    }
+#if TOOLCHAIN_TREE_HAS_FUSION_H
+    dev->finfo = ggml_metal_fusion_info_init(true, 0);
+#else
+    dev->finfo = nullptr;  // before ggml-metal-fusion.h the context kept use_fusion itself
+#endif
+    dev->library = toolchain_library_init(dev);
+    return dev;
 }
 
 extern "C" {
@@ -277,32 +313,7 @@ void ggml_metal_event_encode_wait  (ggml_metal_event_t ev, ggml_metal_cmd_buf_t 
 
 ggml_metal_device_t ggml_metal_device_init(int device, int n_devices) {
     (void) n_devices;
-    auto * dev = static_cast<ggml_metal_device_t>(calloc(1, sizeof(struct ggml_metal_device)));
-    GGML_ASSERT(dev != NULL);
-    GGML_ASSERT(device >= 0 && device < (int) g_dryrun_profiles.size());
-    const toolchain_profile & p = g_dryrun_profiles[device];
-    dev->profile = device;
-    std::string unknown;
-    if (!toolchain_set_props(dev, p.props, unknown)) {
-        GGML_ABORT("toolchain-metal-dryrun: profile %s: no props field %s in this tree", p.name.c_str(), unknown.c_str());
-    }
-    dev->props.device = device;
-    snprintf(dev->props.name, sizeof(dev->props.name), "%s", p.name.c_str());
-    snprintf(dev->props.desc, sizeof(dev->props.desc), "%s", p.desc.c_str());
-    // buffer sizes are not modelled: tensors only need addresses (their memory is never touched)
-    if (dev->props.max_buffer_size == 0) {
-        dev->props.max_buffer_size = (size_t) 1 << 40;
-    }
-    if (dev->props.max_working_set_size == 0) {
-        dev->props.max_working_set_size = (size_t) 1 << 40;
-    }
-#if TOOLCHAIN_TREE_HAS_FUSION_H
-    dev->finfo = ggml_metal_fusion_info_init(true, 0);
-#else
-    dev->finfo = nullptr;  // before ggml-metal-fusion.h the context kept use_fusion itself
-#endif
-    dev->library = toolchain_library_init(dev);
-    return dev;
+    return toolchain_device_init(device);
 }
 
 void ggml_metal_device_free(ggml_metal_device_t dev) {
