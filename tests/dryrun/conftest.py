@@ -71,3 +71,39 @@ def sdist_tree(version: str) -> Path:
             tree, _ = extract_vendor_tree(sdist, dest / "src")
             done.write_text(str(tree.relative_to(dest)))
         return dest / done.read_text()
+
+
+# a ggml-org/ggml clone (the session's snapshot by default): trees of commits no sdist carries
+GGML_GIT = Path(os.environ.get("TOOLCHAIN_GGML_GIT", "/work/.mirror/ggml-org+ggml/repo"))
+needs_ggml_git = pytest.mark.skipif(
+    not (GGML_GIT / "HEAD").is_file(), reason=f"no ggml-org/ggml clone at {GGML_GIT} (TOOLCHAIN_GGML_GIT)"
+)
+
+
+def ggml_git_tree(commit: str) -> Path:
+    """A tree in llama.cpp's layout from a ggml-org/ggml commit of ``GGML_GIT`` (the repository as
+    ``ggml/``, its own ``tests/test-backend-ops.cpp`` as ``tests/``, as bench/replay_corpus.py
+    makes it), written once into the test cache. Read-only: do not modify."""
+    import subprocess
+
+    from toolchain.core.locking import exclusive
+
+    cache = test_cache_dir()
+    dest = cache / f"ggml-tree-{commit}"
+    with exclusive(cache / f".ggml-tree-{commit}.lock", wait=1800):
+        done = dest / ".toolchain-test-tree"
+        if not done.is_file():
+            import shutil
+
+            shutil.rmtree(dest, ignore_errors=True)
+            (dest / "ggml").mkdir(parents=True)
+            archive = subprocess.run(
+                ["git", "-C", str(GGML_GIT), "archive", "--format=tar", commit],
+                check=True,
+                capture_output=True,
+            ).stdout
+            subprocess.run(["tar", "-x", "-C", str(dest / "ggml")], input=archive, check=True)
+            (dest / "tests").mkdir()
+            shutil.copy(dest / "ggml/tests/test-backend-ops.cpp", dest / "tests/test-backend-ops.cpp")
+            done.write_text(commit)
+    return dest

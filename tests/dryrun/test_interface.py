@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.dryrun.conftest import ggml_git_tree, needs_ggml_git
 from toolchain.dryrun.interface import mismatches, objc_interface, standin_interface
 from toolchain.dryrun.standin import StandInRefused, generate
 from toolchain.oracle.extract import extract
@@ -73,6 +74,42 @@ def test_an_older_tree_is_followed_not_refused(tree_0320: Path) -> None:
     assert "#define TOOLCHAIN_TREE_HAS_FUSION_H 0" in s.source
     # the tree's op_init takes use_fusion/debug_fusion instead of the fusion-info object
     assert "(ctx)->use_fusion" in s.source and "(ctx)->finfo" not in s.source.split("TOOLCHAIN_OP_INIT")[1]
+
+
+@needs_ggml_git
+def test_a_single_device_tree_is_followed_with_one_process_per_profile(tree_0336: Path) -> None:
+    # ggml-org/ggml bce8a97c (2026-01-08): `ggml_metal_device_t ggml_metal_device_init(void);`, one
+    # device per process (ggml_metal_device_get's singleton) until virtual devices (e1fda9de, 2026-02-02)
+    tree = ggml_git_tree("bce8a97c")
+    s = generate(tree, _props(tree))
+    assert s.single_device
+    assert s.adapted == (
+        "ggml_metal_device_init: without device: one device per process (the profile of the process: "
+        "one dry-run process per profile), without n_devices",
+        "ggml_metal_rsets_init: without dev",
+    )
+    assert (
+        "ggml_metal_device_t ggml_metal_device_init(void) {\n"
+        "    const int device = toolchain_dryrun_single_device();"
+    ) in s.source
+    assert any("one dry-run process per profile" in line for line in s.report_lines())
+    # the pin's device_init(int device, int n_devices): one process, one device per profile
+    assert not generate(tree_0336, _props(tree_0336)).single_device
+
+
+def test_a_missing_parameter_the_model_uses_is_still_refused(tree_0336: Path, tmp_path: Path) -> None:
+    # only the parameters standin.MISSING_PARAMS names are stood in for; any other one refuses
+    tree = _copy(tree_0336, tmp_path / "tree")
+    old = "ggml_metal_buffer_t ggml_metal_buffer_init(ggml_metal_device_t dev, size_t size, bool shared)"
+    new = "ggml_metal_buffer_t ggml_metal_buffer_init(ggml_metal_device_t dev, bool shared)"
+    _edit(tree / METAL / "ggml-metal-device.h", old, new)
+    _edit(tree / METAL / "ggml-metal-device.m", old, new)
+    with pytest.raises(StandInRefused) as exc:
+        generate(tree, _props(tree))
+    assert exc.value.problems[0].startswith(
+        "ggml_metal_buffer_init decides verdicts (buffers (tensor addresses))"
+    )
+    assert "the model uses parameter size, which this tree's signature lacks" in exc.value.problems[0]
 
 
 def test_a_new_function_that_decides_nothing_is_modelled_by_default(tree_0336: Path, tmp_path: Path) -> None:

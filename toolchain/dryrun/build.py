@@ -38,6 +38,9 @@ class DryRunProgram(Probe):
     was built now) and the stand-in generated for the tree (what is modelled by default)."""
 
     standin: StandIn | None = None
+    # the tree's test-backend-ops reads a case file (--test-file: ggml 05523be4, 2026-03-12 on); else
+    # the driver reads it itself (--cases, test-backend-ops' own line format and test_generic_op)
+    reads_test_file: bool = True
 
 
 def program_key(tree: Path, extraction: Extraction, standin: StandIn | None = None) -> str:
@@ -90,4 +93,5 @@ def ensure_program(
         )
     except NativeBuildFailed as exc:
         raise DryRunUnavailable([exc.reason], exc.log) from exc
-    return DryRunProgram(tree, exe, key, extraction, built, time.monotonic() - start, standin)
+    reads = "--test-file" in (tree / BACKEND_OPS_SOURCE).read_text(encoding="utf-8", errors="replace")
+    return DryRunProgram(tree, exe, key, extraction, built, time.monotonic() - start, standin, reads)

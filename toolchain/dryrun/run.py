@@ -101,10 +101,10 @@ def _merge(lines: Sequence[str]) -> dict[int, dict[str, Any]]:
 
 
 def run_program(
-    call: SupportCall, records: Path
+    call: SupportCall, records: Path, extra: Sequence[str] = ()
 ) -> tuple[dict[int, dict[str, Any]], list[tuple[str, str, str]], int, float]:
     """(records by seq, CSV rows (device, op, case), restarts, seconds); ``records``: the file the
-    program appends its records to."""
+    program appends its records to; ``extra``: more options of the program's own (``--cases FILE``)."""
     start = time.monotonic()
     records.unlink(missing_ok=True)
     skip, restarts = 0, 0
@@ -127,7 +127,7 @@ def run_program(
                 merged[seq] = rec
 
     while True:
-        options = ("--records", str(records), "--skip", str(skip))
+        options = ("--records", str(records), "--skip", str(skip), *extra)
         done = call.run(*options)
         if done.returncode == WRITE_FAILED:
             _write_failed(done.stderr, records)
@@ -187,27 +187,32 @@ def run_profiles(
     """``run_program`` over every profile: one process with one device per profile, or, for a tree
     whose Metal backend has one device per process (``StandIn.single_device``: its
     ``ggml_metal_device_init(void)``), one process per profile, each given a one-profile file,
-    their records merged in profile order (each record names its device)."""
+    their records and CSV rows merged in profile order, named by the profile. A case file goes to
+    the tree's test-backend-ops (``--test-file``), or to the driver where the tree's cannot read one."""
+    extra: tuple[str, ...] = ()
+    if test_file is not None and not prog.reads_test_file:
+        extra, test_file = ("--cases", str(test_file)), None
     if prog.standin is None or not prog.standin.single_device:
         pfile = profiles_file(profs, prog.fields, folder / "dryrun-profiles.tsv")
         call = SupportCall(prog, pfile, "the dry run", TIMEOUT, test_file, ops)
-        return run_program(call, folder / "dryrun-records.jsonl")
+        return run_program(call, folder / "dryrun-records.jsonl", extra)
     merged: dict[int, dict[str, Any]] = {}
     rows: list[tuple[str, str, str]] = []
     restarts, seconds = 0, 0.0
     for p in profs:
         pfile = profiles_file([p], prog.fields, folder / f"dryrun-profiles-{p.name}.tsv")
         call = SupportCall(prog, pfile, f"the dry run ({p.name})", TIMEOUT, test_file, ops)
-        recs, csv_rows, n, secs = run_program(call, folder / f"dryrun-records-{p.name}.jsonl")
+        recs, csv_rows, n, secs = run_program(call, folder / f"dryrun-records-{p.name}.jsonl", extra)
+        # the process's one device is named by the tree (single-device trees: "Metal"), not by the profile
         devices = {str(r.get("device")) for r in recs.values()} | {d for d, _, _ in csv_rows}
-        if devices - {p.name}:
+        if len(devices) > 1:
             raise BuildError(
-                f"dry run {p.name}: the single-device process reported device(s) {sorted(devices - {p.name})}",
+                f"dry run {p.name}: the single-device process reported devices {sorted(devices)}",
                 "each process is given one profile; report this as a harness bug",
             )
         offset = max(merged) + 1 if merged else 0
-        merged.update({offset + seq: rec for seq, rec in recs.items()})
-        rows += csv_rows
+        merged.update({offset + seq: {**rec, "device": p.name} for seq, rec in recs.items()})
+        rows += [(p.name, op, case) for _d, op, case in csv_rows]
         restarts += n
         seconds += secs
     return merged, rows, restarts, seconds

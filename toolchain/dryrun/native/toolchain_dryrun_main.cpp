@@ -3,10 +3,11 @@
 // for its Objective-C layer, one Metal device per profile (a tree whose ggml_metal_device_init takes no
 // device index has one device per process: the caller then runs one process per one-profile file).
 //
-//   toolchain-metal-dryrun --profiles FILE --records FILE [--skip N] support <test-backend-ops args…>
+//   toolchain-metal-dryrun --profiles FILE --records FILE [--skip N] [--cases FILE] support <test-backend-ops args…>
 //
 // test-backend-ops' `support` mode builds each case's graph (built-in cases, or a model's exact ops
-// with --test-file) and asks the device's supports_op; our hook answers with the backend's own
+// with --test-file; --cases: the same file read by the driver, for a tree whose test-backend-ops
+// predates --test-file) and asks the device's supports_op; our hook answers with the backend's own
 // answer (the oracle's cut of ggml_metal_device_supports_op) and, when it says yes, encodes the
 // case: the tensors get addresses in a stand-in buffer, the graph goes through the backend's
 // graph_compute, i.e. the tree's ggml_metal_op_encode. Nothing is computed anywhere.
@@ -29,6 +30,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <set>
 #include <sstream>
 #include <string>
@@ -277,6 +279,158 @@ bool hook_supports_op(ggml_backend_dev_t dev, const ggml_tensor * op) {
     return supported;
 }
 
+// --cases FILE: a tree whose test-backend-ops has no --test-file (before ggml 05523be4, 2026-03-12)
+// gets the same cases from the driver: each line in test-backend-ops' own test-file format
+//   op type ne0..ne3 n_params params… n_src (type ne0..ne3 nb0..nb3)… name
+// becomes the op test-backend-ops' test_generic_op builds from it (a tensor of that op, type and shape
+// over sources of those types, shapes and strides, the op_params copied), asked of every device as
+// its support mode asks (one supports_op per case and device) and printed as its CSV rows.
+struct case_src {
+    int type = 0;
+    int64_t ne[4] = {1, 1, 1, 1};
+    size_t nb[4] = {0, 0, 0, 0};
+};
+
+struct case_line {
+    int op = 0;
+    int type = 0;
+    int64_t ne[4] = {1, 1, 1, 1};
+    int32_t params[GGML_MAX_OP_PARAMS / sizeof(int32_t)] = {};
+    std::vector<case_src> srcs;
+    std::string name;
+    std::string text;
+};
+
+bool read_case(const std::string & line, case_line & c) {
+    std::istringstream in(line);
+    uint64_t n = 0;
+    if (!(in >> c.op >> c.type >> c.ne[0] >> c.ne[1] >> c.ne[2] >> c.ne[3] >> n)) {
+        return false;
+    }
+    for (uint64_t k = 0; k < n; ++k) {
+        int32_t v = 0;
+        if (!(in >> v)) {
+            return false;
+        }
+        if (k < GGML_MAX_OP_PARAMS / sizeof(int32_t)) {
+            c.params[k] = v;
+        }
+    }
+    if (!(in >> n)) {
+        return false;
+    }
+    for (uint64_t k = 0; k < n; ++k) {
+        case_src src;
+        if (!(in >> src.type >> src.ne[0] >> src.ne[1] >> src.ne[2] >> src.ne[3] >> src.nb[0] >> src.nb[1] >> src.nb[2] >>
+              src.nb[3])) {
+            return false;
+        }
+        if (k < GGML_MAX_SRC) {
+            c.srcs.push_back(src);
+        }
+    }
+    in >> c.name;
+    if (c.name == "-") {
+        c.name.clear();
+    }
+    c.text = line;
+    return c.op > GGML_OP_NONE && c.op < GGML_OP_COUNT && c.type >= 0 && c.type < GGML_TYPE_COUNT;
+}
+
+ggml_tensor * build_case(ggml_context * ctx, const case_line & c) {
+    std::vector<ggml_tensor *> srcs;
+    for (const case_src & s : c.srcs) {
+        const ggml_type type = (ggml_type) s.type;
+        const size_t blck = ggml_blck_size(type);
+        const size_t tsize = ggml_type_size(type);
+        // test-backend-ops' is_non_contiguous: strides other than the default ones (nb0 = 0: none given)
+        const size_t nb1 = tsize * ((size_t) s.ne[0] / blck), nb2 = nb1 * (size_t) s.ne[1], nb3 = nb2 * (size_t) s.ne[2];
+        if (s.nb[0] == 0 || (s.nb[0] == tsize && s.nb[1] == nb1 && s.nb[2] == nb2 && s.nb[3] == nb3)) {
+            srcs.push_back(ggml_new_tensor_4d(ctx, type, s.ne[0], s.ne[1], s.ne[2], s.ne[3]));
+            continue;
+        }
+        // a strided source: a view of a backing tensor large enough for its strides (test_generic_op)
+        size_t total = blck == 1 ? tsize : s.ne[0] * s.nb[0] / blck;
+        for (int d = blck == 1 ? 0 : 1; d < 4; ++d) {
+            total += (s.ne[d] - 1) * s.nb[d];
+        }
+        size_t elems = (total * blck + tsize - 1) / tsize;
+        elems = (elems + blck - 1) / blck * blck;
+        ggml_tensor * backing = ggml_new_tensor_1d(ctx, type, (int64_t) elems);
+        ggml_tensor * v = ggml_view_4d(ctx, backing, s.ne[0], s.ne[1], s.ne[2], s.ne[3], s.nb[1], s.nb[2], s.nb[3], 0);
+        v->nb[0] = s.nb[0];
+        srcs.push_back(v);
+    }
+    bool inplace = false;
+    if (c.op == GGML_OP_SET || c.op == GGML_OP_ACC) {
+        inplace = c.params[4] != 0;
+    } else if (c.op == GGML_OP_ADD_REL_POS) {
+        inplace = c.params[0] != 0;
+    }
+    ggml_tensor * out = inplace && !srcs.empty() ? ggml_view_tensor(ctx, srcs[0])
+                                                 : ggml_new_tensor_4d(ctx, (ggml_type) c.type, c.ne[0], c.ne[1], c.ne[2], c.ne[3]);
+    out->op = (ggml_op) c.op;
+    for (size_t k = 0; k < srcs.size(); ++k) {
+        out->src[k] = srcs[k];
+    }
+    memcpy(out->op_params, c.params, sizeof(c.params));
+    ggml_set_name(out, "out");
+    return out;
+}
+
+std::string csv_field(const std::string & s) {
+    std::string out = "\"";
+    for (char ch : s) {
+        out += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+    }
+    return out + "\"";
+}
+
+// test-backend-ops support --output csv over the case file; `filter`: its -o (op names, comma-separated)
+int run_cases(const char * path, const std::string & filter) {
+    std::ifstream f(path);
+    if (!f.is_open()) {
+        fprintf(stderr, "toolchain-metal-dryrun: cannot read the case file %s\n", path);
+        return 2;
+    }
+    std::vector<case_line> cases;
+    std::string line;
+    for (long n = 1; std::getline(f, line); ++n) {
+        if (line.find_first_not_of(" \t\r") == std::string::npos) {
+            continue;
+        }
+        case_line c;
+        if (!read_case(line, c)) {
+            fprintf(stderr, "toolchain-metal-dryrun: %s:%ld: not a test-file line\n", path, n);
+            return 2;
+        }
+        cases.push_back(c);
+    }
+    printf("\"test_mode\",\"backend_name\",\"op_name\",\"op_params\",\"supported\"\n");
+    for (size_t di = 0; di < g_devs.size(); ++di) {
+        for (const case_line & c : cases) {
+            ggml_init_params params = {
+                /* .mem_size = */ ggml_tensor_overhead() * (2 * GGML_MAX_SRC + 2),
+                /* .mem_base = */ nullptr,
+                /* .no_alloc = */ true,
+            };
+            ggml_context * ctx = ggml_init(params);
+            ggml_tensor * out = build_case(ctx, c);
+            if (!filter.empty() && ("," + filter + ",").find(std::string(",") + ggml_op_desc(out) + ",") == std::string::npos) {
+                ggml_free(ctx);
+                continue;
+            }
+            const bool supported = ggml_backend_dev_supports_op(g_devs[di], out);
+            std::string vars = "line=" + c.text;
+            printf("%s,%s,%s,%s,%s\n", csv_field("support").c_str(), csv_field(ggml_backend_dev_name(g_devs[di])).c_str(),
+                   csv_field(ggml_op_desc(out)).c_str(), csv_field(vars).c_str(), csv_field(supported ? "yes" : "no").c_str());
+            fflush(stdout);
+            ggml_free(ctx);
+        }
+    }
+    return 0;
+}
+
 bool load_profiles(const char * path) {
     return toolchain_read_profiles("toolchain-metal-dryrun", path, g_dryrun_profiles) && !g_dryrun_profiles.empty();
 }
@@ -312,6 +466,7 @@ void toolchain_dryrun_note_dispatch(const char * base, const char * name, const 
 int main(int argc, char ** argv) {
     const char * profiles = nullptr;
     const char * records = nullptr;
+    const char * cases = nullptr;
     int i = 1;
     for (; i + 1 < argc; i += 2) {
         if (strcmp(argv[i], "--profiles") == 0) {
@@ -320,12 +475,14 @@ int main(int argc, char ** argv) {
             records = argv[i + 1];
         } else if (strcmp(argv[i], "--skip") == 0) {
             g_skip = atol(argv[i + 1]);
+        } else if (strcmp(argv[i], "--cases") == 0) {
+            cases = argv[i + 1];
         } else {
             break;
         }
     }
     if (!profiles || !records) {
-        fprintf(stderr, "usage: %s --profiles FILE --records FILE [--skip N] <test-backend-ops arguments>\n", argv[0]);
+        fprintf(stderr, "usage: %s --profiles FILE --records FILE [--skip N] [--cases FILE] <test-backend-ops arguments>\n", argv[0]);
         return 2;
     }
     if (!load_profiles(profiles)) {
@@ -357,6 +514,18 @@ int main(int argc, char ** argv) {
     g_backends.assign(g_devs.size(), nullptr);
     ggml_backend_register(reg);
 
+    if (cases) {
+        // the tree's test-backend-ops cannot read a case file: the driver asks its cases itself
+        std::string filter;
+        for (int k = i; k + 1 < argc; ++k) {
+            if (strcmp(argv[k], "-o") == 0) {
+                filter = argv[k + 1];
+            }
+        }
+        const int rc = run_cases(cases, filter);
+        fclose(g_records);
+        return rc;
+    }
     std::vector<char *> args;
     args.push_back(argv[0]);
     for (; i < argc; ++i) {

@@ -85,7 +85,7 @@ struct ggml_metal {
     char name[128];
     ggml_metal_device_t dev;
     ggml_metal_library_t lib;
-    ggml_metal_event_t ev_cpy;
+    struct ggml_metal_event * ev_cpy;  // not ggml_metal_event_t: trees before events (2026-02) lack the typedef
     struct ggml_metal_fusion_info * finfo;
     bool use_fusion;
     bool use_concurrency;
