@@ -3,6 +3,12 @@ sdist 0.3.16 … 0.3.36 and a git tree (HEAD of the tests' local upstream), one 
 
     python bench/bench_dryrun_trees.py [--versions 0.3.17,0.3.30] [--no-git] [--cache DIR]
                                        [--build-lock /work/locks/build.lock] [--markdown FILE]
+                                       [--ggml-repo CLONE --ggml-commits bce8a97c,c72a006f]
+
+``--ggml-commits``: rows for ggml-org/ggml commits of a local clone (``ggml@<commit>``, the
+repository as ``ggml/`` with its own test-backend-ops, as bench/replay_corpus.py makes the trees),
+e.g. the single-device era between the C++ split (2025-09-20) and virtual devices (2026-02-02)
+that no sdist carries.
 
 Per tree: is the dry run available (and why not: no ``ggml-metal-device.h``, or the refusal naming
 the function), what the stand-in modelled by default, the build (cached per tree content: the
@@ -203,6 +209,8 @@ def main() -> int:
         help="only build (or find cached) each tree's dry-run program: run it under the machine's build lock, "
         "then the table without it (the build times are then those of this step)",
     )
+    parser.add_argument("--ggml-repo", type=Path, default=None, help="a clone of ggml-org/ggml")
+    parser.add_argument("--ggml-commits", default="", help="commits of --ggml-repo to add as rows")
     args = parser.parse_args()
     settings = load_settings(None)
     cache = (args.cache or settings.cache_dir).resolve()
@@ -212,6 +220,13 @@ def main() -> int:
     if not args.no_git:
         path, head = git_tree(trees)
         todo.append((f"git HEAD {head[:9]} (tests' upstream)", path))
+    commits = [c for c in args.ggml_commits.split(",") if c]
+    if commits:
+        if args.ggml_repo is None:
+            parser.error("--ggml-commits needs --ggml-repo")
+        from bench.replay_corpus import ggml_tree  # it imports this module
+
+        todo += [(f"ggml@{c}", ggml_tree(args.ggml_repo, c, trees)) for c in commits]
     rows: list[dict[str, Any]] = []
     report_path = settings.reports_dir / (
         "bench-dryrun-trees.json"

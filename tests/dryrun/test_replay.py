@@ -2,8 +2,8 @@
 
 Unit: a corpus case becomes one line of the tree's own test-file format, op and type ids from
 that tree's ggml.h. Slow: the corpus cases whose pre-fix tree is 0.3.35 and post-fix tree 0.3.36
-(the sdists themselves) are named there and silent here; the whole corpus, including the ggml git
-pairs, is bench/replay_corpus.py.
+(the sdists themselves) are named there and silent here, and moe-ne20-5 on its ggml-org/ggml commit
+pair (skipped without a ggml clone, TOOLCHAIN_GGML_GIT); the whole corpus is bench/replay_corpus.py.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 
 import tests.conftest as root_conftest
 from tests.conftest import ROOT
-from tests.dryrun.conftest import BUILD_LOCK, sdist_tree
+from tests.dryrun.conftest import BUILD_LOCK, ggml_git_tree, needs_ggml_git, sdist_tree
 from toolchain.dryrun.build import ensure_program
 from toolchain.dryrun.contradict import CANNOT_ENCODE
 from toolchain.dryrun.replay import NotReplayable, case_line
@@ -69,3 +69,36 @@ def test_the_corpus_cases_of_0335_are_named_there_and_silent_on_0336(tree_0336: 
                 assert any(v == ("missing-kernel", (c["kernel"],)) for v in per.values()), (c["id"], per)
             else:
                 assert all(v[0] not in CANNOT_ENCODE for v in per.values()), (c["id"], per)
+
+
+@needs_ggml_git
+@pytest.mark.slow
+def test_moe_ne20_5_is_named_on_its_ggml_pair(tmp_path: Path) -> None:
+    """moe-ne20-5 (https://github.com/ggml-org/llama.cpp/pull/18667): no sdist carries its crash
+    window; its ggml-org/ggml pair does. Both trees have one Metal device per process
+    (``ggml_metal_device_init(void)``, one dry-run process per profile) and a test-backend-ops without
+    --test-file (the driver reads the case line)."""
+    case = _case("moe-ne20-5")
+    cache = root_conftest.test_cache_dir() / "dryrun-cache"
+    seen: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {}
+    for commit in (str(case["git_prefix_commit"]), str(case["git_fixed_commit"])):
+        tree = ggml_git_tree(commit)
+        prog = ensure_program(
+            tree, cache, compiler_cache_dir=root_conftest.test_cache_dir() / "ccache", build_lock=BUILD_LOCK
+        )
+        assert prog.standin is not None and prog.standin.single_device and not prog.reads_test_file
+        ops = tmp_path / f"{commit}.ops"
+        ops.write_text(case_line(tree, case["replay"], str(case["id"])) + "\n")
+        run = dry_run(tree, cache, tmp_path / commit, batches=[("ops", ops)], profiles=PROFILES)
+        assert [p.profile for p in run.runs[0].results] == PROFILES  # one record each, merged in order
+        assert run.runs[0].cases == 1
+        seen[commit] = {}
+        for p in run.runs[0].results:
+            assert sum(p.counts.values()) == 1, p
+            f = next(iter((*p.findings, *p.unsupported)), None)
+            seen[commit][p.profile] = (
+                ("pass", ()) if f is None else (f.verdict, tuple(m.base for m in f.missing))
+            )
+    kernel = str(case["kernel"])
+    assert seen[str(case["git_prefix_commit"])] == dict.fromkeys(PROFILES, ("missing-kernel", (kernel,)))
+    assert seen[str(case["git_fixed_commit"])] == dict.fromkeys(PROFILES, ("pass", ()))
