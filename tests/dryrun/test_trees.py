@@ -1,5 +1,6 @@
 """The dry run on trees other than the pin (issue 27): the first tree with the C++ Metal backend
-(0.3.17) and the two of the issue (0.3.25, 0.3.30), each from its real llama-cpp-python sdist.
+(0.3.17) and the two of the issue (0.3.25, 0.3.30), each from its real llama-cpp-python sdist, and
+a single-device ggml-org/ggml commit no sdist carries (bce8a97c, skipped without the ggml clone).
 
 On each: the stand-in follows the tree's interface (no refusal), the built-in MUL_MAT cases
 validate with 0 unexplained findings on the four default profiles, and the two real crashes of
@@ -22,7 +23,7 @@ from pathlib import Path
 import pytest
 
 import tests.conftest as root_conftest
-from tests.dryrun.conftest import BUILD_LOCK, sdist_tree
+from tests.dryrun.conftest import BUILD_LOCK, ggml_git_tree, needs_ggml_git, sdist_tree
 from toolchain.dryrun.build import ensure_program
 from toolchain.dryrun.replay import case_line, outcomes
 from toolchain.dryrun.run import dry_run
@@ -91,3 +92,25 @@ def test_the_pin_has_the_fa_kernel_the_older_trees_lack(
     _program(tree_0336, dryrun_cache)
     fa = _replay(tree_0336, dryrun_cache, tmp_path / "fa", FA_96_64)
     assert {v for v, _m in fa.values()} == {"pass"}, fa
+
+
+@needs_ggml_git
+def test_a_single_device_ggml_tree_is_dry_run_one_process_per_profile(
+    dryrun_cache: Path, tmp_path: Path
+) -> None:
+    """ggml-org/ggml bce8a97c (2026-01-08), between the C++ split (2025-09-20) and virtual devices
+    (e1fda9de, 2026-02-02), which no sdist carries: ``ggml_metal_device_init(void)``, one device per
+    process, and a test-backend-ops without --test-file."""
+    tree = ggml_git_tree("bce8a97c")
+    prog = _program(tree, dryrun_cache)
+    assert prog.standin is not None and prog.standin.single_device and not prog.reads_test_file
+    report = validate(tree, dryrun_cache, tmp_path / "validate", ops="MUL_MAT")
+    assert report.ok, report.summary_lines()
+    assert not [e for e in report.explained if e.kind == "unexplained"]
+    batch = report.run.runs[0]
+    # one process per profile, merged: every default profile, in order, each with every case
+    assert [p.profile for p in batch.results] == ["apple7", "apple9", "apple10", "paravirtual"]
+    assert all(sum(p.counts.values()) == batch.cases > 1000 for p in batch.results)
+    # the mat-vec gap of PR #26212 is already there (the driver reads the case line: no --test-file)
+    mv = _replay(tree, dryrun_cache, tmp_path / "mv", MV_F32_F16)
+    assert mv == {p: ("missing-kernel", ("kernel_mul_mv_f32_f16_4",)) for p in PROFILES}, mv
