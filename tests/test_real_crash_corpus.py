@@ -27,6 +27,9 @@ from fixtures.real_crashes.corpus import (
 )
 from fixtures.upstream.build_upstream import DEFAULT_VERSIONS, fetch_sdists
 from tests.conftest import test_cache_dir as shared_test_cache
+from tests.dryrun.conftest import ggml_git_tree
+from toolchain.dryrun.standin import generate
+from toolchain.oracle.extract import extract
 
 
 @pytest.fixture(scope="module")
@@ -141,3 +144,25 @@ def test_readme_documents_every_field(corpus: dict[str, Any]) -> None:
     readme = (Path(__file__).resolve().parents[1] / "fixtures" / "real_crashes" / "README.md").read_text()
     for field in corpus["case"][0]:
         assert f"`{field}`" in readme, field
+
+
+@pytest.mark.skipif(not (GGML_GIT / "HEAD").is_file(), reason=f"no ggml-org/ggml clone at {GGML_GIT}")
+def test_replayable_git_pairs_have_a_dry_run_on_both_trees(corpus: dict[str, Any]) -> None:
+    """A replayable case replayed on its ggml pair (bench/replay_corpus.py) needs the dry run on both
+    commits: the stand-in follows each tree (no refusal; generated, nothing compiled). moe-ne20-5's
+    pair is single-device (one dry-run process per profile) with a test-backend-ops that predates
+    --test-file (the driver reads the line)."""
+    pairs = [
+        c for c in corpus["case"] if c["replayable"] and c["git_prefix_commit"] and c["git_fixed_commit"]
+    ]
+    assert {c["id"] for c in pairs} >= {"moe-ne20-5", "mmid-q1_0-f32"}
+    single: dict[str, bool] = {}
+    for case in pairs:
+        for commit in (case["git_prefix_commit"], case["git_fixed_commit"]):
+            tree = ggml_git_tree(commit)
+            standin = generate(tree, [f.name for f in extract(tree).props_fields])  # raises when refused
+            single[commit] = standin.single_device
+            reads = "--test-file" in (tree / "tests" / "test-backend-ops.cpp").read_text(encoding="utf-8")
+            assert reads == (commit not in ("bce8a97c", "b53073cc")), commit
+    assert single["bce8a97c"] and single["b53073cc"]
+    assert not single["91dc6fc4"] and not single["460533c1"]
