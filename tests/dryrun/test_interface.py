@@ -97,6 +97,30 @@ def test_a_single_device_tree_is_followed_with_one_process_per_profile(tree_0336
     assert not generate(tree_0336, _props(tree_0336)).single_device
 
 
+@needs_ggml_git
+def test_a_tree_before_pipelines_with_params_is_refused_naming_every_function() -> None:
+    # ggml-org/ggml 7f26d40d (2025-11-06), before c72a006f (2025-12-04): pipelines are pointers with
+    # their own nsg/nr0/nr1/smem (dispatch geometry and threadgroup memory), which the model lacks;
+    # refused by name, none of them "modelled by default"
+    tree = ggml_git_tree("7f26d40d")
+    with pytest.raises(StandInRefused) as exc:
+        generate(tree, _props(tree))
+    named = sorted(p.split(" ")[0] for p in exc.value.problems)
+    per_pipeline = [
+        f"ggml_metal_pipeline_{gs}_{x}" for x in ("nr0", "nr1", "nsg", "smem") for gs in ("get", "set")
+    ]
+    changed = [
+        "ggml_metal_encoder_set_pipeline",
+        "ggml_metal_library_compile_pipeline",
+        "ggml_metal_library_get_pipeline",
+        "ggml_metal_pipeline_max_theads_per_threadgroup",
+    ]
+    assert named == sorted(per_pipeline + changed)
+    params = [p for p in exc.value.problems if "_pipeline_get_" in p or "_pipeline_set_" in p]
+    assert len(params) == 8
+    assert all("(a pipeline's dispatch parameter (threads, grid or threadgroup memory))" in p for p in params)
+
+
 def test_a_missing_parameter_the_model_uses_is_still_refused(tree_0336: Path, tmp_path: Path) -> None:
     # only the parameters standin.MISSING_PARAMS names are stood in for; any other one refuses
     tree = _copy(tree_0336, tmp_path / "tree")

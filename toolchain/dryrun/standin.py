@@ -64,8 +64,12 @@ VERDICT_DECIDING: dict[str, str] = {
     "ggml_metal_init": "the context the graph is encoded in",
     "ggml_metal_graph_compute": "the encode loop over ggml_metal_op_encode",
 }
-# a function the model does not know whose name says it takes part in dispatch decides verdicts
-_VERDICT_NAME = re.compile(r"dispatch|set_pipeline|compile_pipeline|get_pipeline\b|threadgroup|library_init")
+# a function the model does not know whose name says it takes part in dispatch decides verdicts;
+# so does a per-pipeline parameter (ggml before c72a006f, 2025-12-04: ggml_metal_pipeline_get_nsg,
+# _nr0, _nr1, _smem: threads per threadgroup, grid and threadgroup memory of each dispatch)
+_VERDICT_NAME = re.compile(
+    r"dispatch|set_pipeline|compile_pipeline|get_pipeline\b|threadgroup|library_init|pipeline_[gs]et_"
+)
 # a parameter a tree's signature lacks that the model body uses, and what stands for it there (the
 # expression, why). ggml_metal_device_init(void): ggml before its virtual devices (ggml-org/ggml
 # e1fda9de, 2026-02-02; the C++ backend since 2025-09-20) makes one device per process, a singleton
@@ -326,7 +330,11 @@ def generate(tree: Path, props_fields: Iterable[str]) -> StandIn:
         else:
             why = f"new in this tree ({sig.where})"
         if name in VERDICT_DECIDING or (fn is None and _VERDICT_NAME.search(name)):
-            reason = VERDICT_DECIDING.get(name, "its name says it takes part in dispatch")
+            reason = VERDICT_DECIDING.get(name) or (
+                "a pipeline's dispatch parameter (threads, grid or threadgroup memory)"
+                if re.search(r"pipeline_[gs]et_", name)
+                else "its name says it takes part in dispatch"
+            )
             problems.append(
                 f"{name} decides verdicts ({reason}) and the stand-in cannot follow it: {why}: `{sig.text}`"
             )
