@@ -523,7 +523,9 @@ int main(int argc, char ** argv) {
             }
         }
         const int rc = run_cases(cases, filter);
-        fclose(g_records);
+        if (fclose(g_records) != 0) {
+            write_failed();
+        }
         return rc;
     }
     std::vector<char *> args;
