@@ -21,7 +21,7 @@ import pytest
 
 import tests.conftest as root_conftest
 from tests.conftest import ROOT
-from tests.dryrun.conftest import BUILD_LOCK, sdist_tree
+from tests.dryrun.conftest import BUILD_LOCK, GGML_GIT, ggml_git_tree, sdist_tree
 from toolchain.config import Settings
 from toolchain.core.opsinput import checked_lines
 from toolchain.dryrun.build import ensure_program
@@ -158,3 +158,36 @@ def test_against_the_previous_pins_sweep_the_update_names_what_it_fixes(tmp_path
     assert all(set(c.profiles) == set(PROFILES) for c in d.fixed if c.name in gone)
     assert not d.new, d.new[:5]
     assert "no longer crash here" in d.summary
+
+
+FAMILY_OF_OP = {
+    "MUL_MAT": "mul_mat",
+    "MUL_MAT_ID": "mul_mat_id",
+    "FLASH_ATTN_EXT": "flash_attn_ext",
+    "IM2COL": "rows",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not GGML_GIT.is_dir(), reason=f"no ggml-org/ggml clone at {GGML_GIT} (TOOLCHAIN_GGML_GIT)"
+)
+def test_each_git_corpus_case_is_in_a_class_on_its_prefix_commit(tmp_path: Path) -> None:
+    """The corpus cases whose window lies between two sdists (ggml bce8a97c: 5 experts per token,
+    single-device era; 91dc6fc4: Q1_0 MoE weights): the sweep of the case's op family on the
+    pre-fix ggml commit names the kernel."""
+    cache = root_conftest.test_cache_dir() / "dryrun-cache"
+    cases = [
+        c
+        for c in CORPUS["case"]
+        if c.get("replayable") and c["git_prefix_commit"] and c["failure"] == "missing-kernel"
+    ]
+    assert {c["id"] for c in cases} >= {"moe-ne20-5", "mmid-q1_0-f32"}
+    for case in cases:
+        tree = ggml_git_tree(case["git_prefix_commit"])
+        ensure_program(tree, cache, compiler_cache_dir=cache.parent / "ccache", build_lock=BUILD_LOCK)
+        result = sweep(
+            tree, cache, tmp_path / case["id"], profiles=PROFILES, families=[FAMILY_OF_OP[case["op"]]]
+        )
+        kernels = {n for c in result.crash_classes() if c.verdict == "missing-kernel" for n in _names(c)}
+        assert case["kernel"] in kernels, (case["id"], sorted(kernels)[:20])
