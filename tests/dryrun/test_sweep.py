@@ -14,6 +14,8 @@ Slow (the dry-run program of each tree, cached in the test cache):
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from toolchain.dryrun.build import ensure_program
 from toolchain.dryrun.history import HistoryCase, history, table_lines
 from toolchain.dryrun.space import space_of, thresholds_of, types_of
 from toolchain.dryrun.sweep import Formats, Sweep, SweepClass, diff, generate, pattern, sweep, write_batches
+from toolchain.errors import ReportError, UsageError
 
 CORPUS = tomllib.loads((ROOT / "fixtures" / "real_crashes" / "corpus.toml").read_text(encoding="utf-8"))
 PROFILES = ["apple7", "apple9", "apple10"]
@@ -191,3 +194,24 @@ def test_each_git_corpus_case_is_in_a_class_on_its_prefix_commit(tmp_path: Path)
         )
         kernels = {n for c in result.crash_classes() if c.verdict == "missing-kernel" for n in _names(c)}
         assert case["kernel"] in kernels, (case["id"], sorted(kernels)[:20])
+
+
+def test_bad_sweep_arguments_are_refused_before_anything_is_swept(tree_0336: Path, tmp_path: Path) -> None:
+    """An unknown family or a --baseline that is not a sweep report: refused with its own exit
+    code before the dry-run program is built or one case is written."""
+    bad = tmp_path / "coverage.json"
+    bad.write_text('{"schema_version": 1, "kind": "coverage"}')
+    for extra, code, text in (
+        (["--family", "mul_mat,bogus"], UsageError.exit_code, "unknown sweep families: bogus"),
+        (["--baseline", str(bad)], ReportError.exit_code, "not a dryrun-sweep report"),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "toolchain", "dryrun", "sweep", "--tree", str(tree_0336), *extra],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == code, done.stderr
+        assert text in done.stderr and "Traceback" not in done.stderr
+        assert not (tmp_path / ".toolchain" / "dryrun").exists()

@@ -220,6 +220,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     fail_on = _fail_on(args)
     tree = tree_of(args, settings.src_dir)
     families = [f.strip() for f in args.family.split(",") if f.strip()] if args.family else None
+    unknown = sorted(set(families or ()) - set(FAMILIES))
+    if unknown:  # checked before anything is built or swept
+        raise UsageError(f"unknown sweep families: {', '.join(unknown)}", f"families: {', '.join(FAMILIES)}")
+    base = read_record(args.baseline, DRYRUN_SWEEP, Sweep) if args.baseline else None
     with work_dir_lock(settings.work_dir):
         result = sweep(
             tree,
@@ -228,8 +232,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             profiles=profiles_of(args),
             families=families,
         )
-    if args.baseline:
-        base = read_record(args.baseline, DRYRUN_SWEEP, Sweep)
+    if base is not None and args.baseline:
         result = replace(result, baseline=diff(result, base, args.baseline))
     name, kind = (DRYRUN_SWEEP.name, DRYRUN_SWEEP.kind)
     path = write_report(settings.reports_dir / name, kind, result)
