@@ -267,3 +267,24 @@ def test_the_sweep_classes_of_the_same_commit_are_shown_and_another_commits_are_
         got = with_sweep(run, tmp_path)
         assert (got.sweep is not None) == expect_shown
         assert expect_shown or any("not this run's" in n for n in got.notes)
+
+
+def test_the_sweep_section_says_what_the_update_changed() -> None:
+    section = SweepSection(
+        "r",
+        "a" * 40,
+        "dry-run",
+        "s",
+        ("apple9",),
+        10,
+        (),
+        "against the sweep of bbbbbbbbbbbb (p): 1 of its latent crash(es) no longer crash here, 1 new",
+        (
+            "no longer crashes on apple9: missing-kernel kernel_mul_mv_f32_f16_4",
+            "new on apple9: missing-kernel kernel_x",
+        ),
+    )
+    shown = dataclasses.replace(generated_run(2), sweep=section)
+    for text in (markdown(shown), step_summary(shown), html_page(shown)):
+        assert "no longer crash here, 1 new" in text
+        assert "kernel_mul_mv_f32_f16_4" in text and "new on apple9" in text

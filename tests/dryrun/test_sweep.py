@@ -215,3 +215,51 @@ def test_bad_sweep_arguments_are_refused_before_anything_is_swept(tree_0336: Pat
         assert done.returncode == code, done.stderr
         assert text in done.stderr and "Traceback" not in done.stderr
         assert not (tmp_path / ".toolchain" / "dryrun").exists()
+
+
+@pytest.mark.slow
+def test_after_an_update_the_sweep_says_what_the_new_pin_fixes(tree_0336: Path, tmp_path: Path) -> None:
+    """The everyday flow: a sweep of the old tree, then (after `nox -s update`) one of the new tree in
+    the same project compares with the previous report by itself, keeps it as
+    dryrun-sweep.previous.json, and names what no longer crashes; a rerun on the same commit does
+    not compare with itself."""
+    cache = root_conftest.test_cache_dir() / "dryrun-cache"
+    old = sdist_tree("0.3.35")
+    for tree in (old, tree_0336):
+        ensure_program(tree, cache, compiler_cache_dir=cache.parent / "ccache", build_lock=BUILD_LOCK)
+    (tmp_path / "pyproject.toml").write_text(f'[tool.llama-toolchain]\ncache-dir = "{cache}"\n')
+
+    def run(tree: Path) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "toolchain",
+                "dryrun",
+                "sweep",
+                "--tree",
+                str(tree),
+                "--family",
+                "mul_mat",
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done
+
+    run(old)
+    second = run(tree_0336)
+    text = second.stdout + second.stderr
+    assert "against the sweep of" in text and "no longer crash here" in text
+    assert (
+        "no longer crashes on apple7, apple9, apple10: missing-kernel kernel_mul_mv_f32_f16_4"
+        in text.replace("apple10, apple7, apple9", "apple7, apple9, apple10")
+    )
+    reports = tmp_path / ".toolchain" / "reports"
+    assert (reports / "dryrun-sweep.previous.json").is_file()
+    assert "kernel_mul_mv_f32_f16_4" in (reports / "dryrun-sweep.md").read_text()
+    third = run(tree_0336)
+    assert "against the sweep of" not in third.stdout + third.stderr

@@ -222,6 +222,8 @@ class SweepSection:
     profiles: tuple[str, ...]
     cases: int
     classes: tuple[SweepClassRow, ...]
+    against: str = ""  # against the previous pin's sweep: what no longer crashes, what is new ("" = none)
+    changes: tuple[str, ...] = ()  # "no longer crashes on apple9: kernel_…", "new on apple9: …" (first 40)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from ..cli import settings_from
 from ..config import Settings
 from ..core.jsonio import atomic_write_text, to_jsonable
 from ..core.locking import work_dir_lock
-from ..errors import DryRunFindingsError, UsageError, VerifyError
+from ..errors import DryRunFindingsError, ReportError, UsageError, VerifyError
 from ..log import LOG
 from ..options import profiles_of, tree_of, tree_options
 from ..records import (
@@ -215,6 +215,14 @@ def sweep_findings(result: Sweep, fail_on: tuple[str, ...], report: Path) -> Non
         )
 
 
+PREVIOUS_REPORT = "dryrun-sweep.previous.json"  # the last sweep of another tree, kept when compared
+
+
+def _same_tree(a: Sweep, b: Sweep) -> bool:
+    """The same commit, or (a tree outside git: commit "unknown") the same dry-run program content."""
+    return (a.commit == b.commit and a.commit != "unknown") or a.program == b.program
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     fail_on = _fail_on(args)
@@ -224,6 +232,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if unknown:  # checked before anything is built or swept
         raise UsageError(f"unknown sweep families: {', '.join(unknown)}", f"families: {', '.join(FAMILIES)}")
     base = read_record(args.baseline, DRYRUN_SWEEP, Sweep) if args.baseline else None
+    base_path: Path | None = args.baseline
+    previous = settings.reports_dir / DRYRUN_SWEEP.name
+    found: Sweep | None = None
+    if base is None and not args.no_baseline and previous.is_file():
+        # the last sweep in this project (before `nox -s update`): compared with when of another tree
+        try:
+            found = read_record(previous, DRYRUN_SWEEP, Sweep)
+        except ReportError as exc:
+            LOG.warn(f"the previous sweep report is not compared with: {exc.message}")
     with work_dir_lock(settings.work_dir):
         result = sweep(
             tree,
@@ -232,8 +249,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             profiles=profiles_of(args),
             families=families,
         )
-    if base is not None and args.baseline:
-        result = replace(result, baseline=diff(result, base, args.baseline))
+    if found is not None and not _same_tree(found, result):
+        base_path = settings.reports_dir / PREVIOUS_REPORT
+        atomic_write_text(base_path, previous.read_text(encoding="utf-8"))
+        base = found
+    if base is not None and base_path is not None:
+        result = replace(result, baseline=diff(result, base, base_path))
     name, kind = (DRYRUN_SWEEP.name, DRYRUN_SWEEP.kind)
     path = write_report(settings.reports_dir / name, kind, result)
     atomic_write_text(settings.reports_dir / "dryrun-sweep.md", "\n".join(markdown_lines(result, "#")) + "\n")
@@ -339,6 +360,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=None,
         help="an earlier dryrun-sweep.json (e.g. the previous pin's): say which latent crashes this tree "
         "fixes and which are new",
+    )
+    sw.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="do not compare with the project's previous sweep report of another commit (kept as "
+        f"{PREVIOUS_REPORT}; compared by default)",
     )
     sw.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     sw.add_argument(

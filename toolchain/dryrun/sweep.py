@@ -140,31 +140,45 @@ class Sweep:
         return tuple(c for c in self.classes if c.verdict in CANNOT_ENCODE)
 
 
-def crash_names(s: Sweep) -> dict[str, tuple[str, tuple[str, ...]]]:
+def crash_names(
+    s: Sweep, families: set[str] | None = None, profiles: set[str] | None = None
+) -> dict[str, tuple[str, tuple[str, ...]]]:
     """Each latent crash by name: a missing kernel (its class's format filled with each missing
-    value), or a class's assert or limit -> (verdict, GPU families)."""
+    value), or a class's assert or limit -> (verdict, GPU families); only of ``families`` and
+    ``profiles`` when given."""
     out: dict[str, tuple[str, tuple[str, ...]]] = {}
     for c in s.crash_classes():
+        if families is not None and c.family not in families:
+            continue
+        profs = tuple(p for p in c.profiles if profiles is None or p in profiles)
+        if not profs:
+            continue
         if c.verdict == "missing-kernel" and c.format and c.values:
             fmt = _SPEC.sub("%s", c.format)
             for v in c.values:
                 parts = tuple(v.split("/"))
                 if len(parts) == fmt.count("%s"):
-                    out[fmt % parts] = (c.verdict, c.profiles)
+                    out[fmt % parts] = (c.verdict, profs)
         else:
-            out[f"{c.family}: {c.what}"] = (c.verdict, c.profiles)
+            out[f"{c.family}: {c.what}"] = (c.verdict, profs)
     return out
 
 
 def diff(s: Sweep, base: Sweep, path: Path) -> SweepDiff:
-    now, before = crash_names(s), crash_names(base)
+    """What ``base``'s latent crashes became in ``s``: compared over the families and profiles both
+    swept (a family or profile only one of them swept says nothing either way)."""
+    families = {b.family for b in s.batches} & {b.family for b in base.batches}
+    profiles = set(s.profiles) & set(base.profiles)
+    now, before = crash_names(s, families, profiles), crash_names(base, families, profiles)
     fixed = tuple(SweepChange(v, n, p) for n, (v, p) in sorted(before.items()) if n not in now)
     new = tuple(SweepChange(v, n, p) for n, (v, p) in sorted(now.items()) if n not in before)
     fams = sorted({p for c in (*fixed, *new) for p in c.profiles})
+    left_out = sorted(({b.family for b in s.batches} | {b.family for b in base.batches}) - families)
     summary = (
         f"against the sweep of {base.commit[:12]} ({path}): {len(fixed)} of its latent crash(es) no longer "
         f"crash here (encoded now, or declined by supports_op: the CPU runs them), {len(new)} new"
         + (f" (on {', '.join(fams)})" if fams else "")
+        + (f"; not compared (swept by one of the two only): {', '.join(left_out)}" if left_out else "")
     )
     return SweepDiff(str(path), base.commit, fixed, new, summary)
 

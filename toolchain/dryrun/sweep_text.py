@@ -29,7 +29,7 @@ def console_lines(s: Sweep, limit: int = 40) -> list[str]:
         out.append(f"  not written for this tree ({n} cases): {reason}")
     if s.baseline is not None:
         out.append(s.baseline.summary)
-        for label, changes in (("fixed", s.baseline.fixed), ("new", s.baseline.new)):
+        for label, changes in (("no longer crashes", s.baseline.fixed), ("new", s.baseline.new)):
             for ch in changes[:limit]:
                 out.append(f"  {label} on {', '.join(ch.profiles)}: {ch.verdict} {ch.name}")
             if len(changes) > limit:
@@ -51,7 +51,7 @@ def markdown_lines(s: Sweep, level: str = "##") -> list[str]:
     crash = s.crash_classes()
     if s.baseline is not None:
         out += [f"**{s.baseline.summary}**", ""]
-        for label, changes in (("Fixed", s.baseline.fixed), ("New", s.baseline.new)):
+        for label, changes in (("No longer crash", s.baseline.fixed), ("New", s.baseline.new)):
             if changes:
                 out += [f"{level}# {label} ({len(changes)})", ""]
                 out += [f"- {ch.verdict} on {', '.join(ch.profiles)}: `{ch.name}`" for ch in changes[:200]]

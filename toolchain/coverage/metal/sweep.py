@@ -30,6 +30,15 @@ def sweep_section(found: Sweep, report: Path) -> SweepSection:
             )
             for c in found.classes
         ),
+        found.baseline.summary if found.baseline else "",
+        tuple(
+            f"{label} on {', '.join(ch.profiles)}: {ch.verdict} {ch.name}"
+            for label, changes in (
+                ("no longer crashes", found.baseline.fixed if found.baseline else ()),
+                ("new", found.baseline.new if found.baseline else ()),
+            )
+            for ch in changes
+        )[:40],
     )
 
 

@@ -21,6 +21,8 @@ def _intro(s: SweepSection) -> str:
 
 def markdown(s: SweepSection, limit: int = 60) -> list[str]:
     out = [f"## {TITLE}", "", f"> {s.statement}", "", _intro(s), ""]
+    if s.against:
+        out += [f"**{s.against}**", "", *[f"- {c}" for c in s.changes], ""]
     if s.classes:
         out += [
             "| verdict | whose | GPU families | cases | what would crash | fix |",
@@ -42,6 +44,8 @@ def markdown(s: SweepSection, limit: int = 60) -> list[str]:
 def summary(s: SweepSection, limit: int = 8) -> list[str]:
     crash = [c for c in s.classes if c.verdict in CRASH]
     out = [f"**{TITLE}:** {_intro(s)}", ""]
+    if s.against:
+        out += [f"**{s.against}**", "", *[f"- {c[:200]}" for c in s.changes[:limit]], ""]
     for c in crash[:limit]:
         out.append(f"- {c.verdict} on {', '.join(c.profiles)}: {c.summary[:300]}")
     if len(crash) > limit:
@@ -53,6 +57,10 @@ def summary(s: SweepSection, limit: int = 8) -> list[str]:
 def html_parts(s: SweepSection) -> list[str]:
     e = html.escape
     parts = [f"<h2 id='sweep'>{e(TITLE)}</h2><p class='note'>{e(s.statement)}</p><p>{e(_intro(s))}</p>"]
+    if s.against:
+        parts.append(
+            f"<p><b>{e(s.against)}</b></p><ul>" + "".join(f"<li>{e(c)}</li>" for c in s.changes) + "</ul>"
+        )
     if s.classes:
         parts.append(
             "<table><tr><th>verdict</th><th>whose</th><th>GPU families</th><th>cases</th>"
