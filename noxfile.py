@@ -87,11 +87,6 @@ COMMAND_SESSIONS: dict[str, tuple[tuple[str, ...], str]] = {
         "Is this build what I think it is? (`-- PATH` for a build dir, binary or Frameworks folder)",
     ),
     "doctor": (("doctor",), "Explain a failing run: `nox -s doctor -- run.log --gguf model.gguf -c 32768`."),
-    "sweep": (
-        ("dryrun", "sweep"),
-        "Dry-run sweep of the checked-out tree (after `nox -s build`): the op cases supports_op accepts that "
-        "its Metal encoders cannot encode, as classes (reports/dryrun-sweep.{json,md}; `nox -s coverage` shows them).",
-    ),
 }
 
 
@@ -133,6 +128,17 @@ def coverage(session: nox.Session) -> None:
         selected = {"convert": ["--arch", ",".join(archs)], "coverage": ["--architectures", ",".join(archs)]}
         extra = selected.get(step[1], []) if archs else []
         session.run(*step, *extra, *(matrix_args if step[1] == "coverage" else []))
+
+
+@nox.session
+def sweep(session: nox.Session) -> None:
+    """Dry-run sweep of the pinned tree (checked out first): the op cases supports_op accepts that its
+    Metal encoders cannot encode, as classes (reports/dryrun-sweep.{json,md}), compared with the
+    project's previous sweep of another tree; `nox -s coverage` shows them. Arguments go to the sweep:
+    `nox -s sweep -- --family mul_mat_id --profiles apple9`."""
+    in_project(session)
+    session.run("llama-toolchain", "fetch")
+    session.run("llama-toolchain", "dryrun", "sweep", *session.posargs)
 
 
 @nox.session

@@ -42,8 +42,11 @@ def _calls(run: ActRun, action: str) -> list[dict[str, Any]]:
     return [c for c in run.calls if c["action"] == action]
 
 
-def _sessions(run: ActRun) -> list[tuple[str, tuple[str, ...]]]:
-    return sorted((c["session"], tuple(c["args"])) for c in _calls(run, "llama-toolchain"))
+def _sessions(run: ActRun, *, sweep: bool = False) -> list[tuple[str, tuple[str, ...]]]:
+    """The nox sessions the action was handed, in order of name; the coverage jobs' dry-run sweep
+    step (no arguments) only when ``sweep``."""
+    got = sorted((c["session"], tuple(c["args"])) for c in _calls(run, "llama-toolchain"))
+    return got if sweep else [g for g in got if g != ("sweep", ())]
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +143,7 @@ def test_the_readme_caller_example_runs_as_written(repo: Path, tmp_path: Path) -
         )
     )
     assert set(run.jobs()) == {"coverage/plan", "coverage/coverage[1]"}
+    assert ("sweep", ()) in _sessions(run, sweep=True), "the coverage job sweeps the tree before the matrix"
     ((session, args),) = _sessions(run)
     assert session == "coverage" and args[:2] == ("--profile", "metal") and "--architectures" in args
     granted = load(repo / ".github" / "workflows" / "readme-caller.yml")["jobs"]["coverage"]["permissions"]
@@ -152,7 +156,10 @@ def test_the_readme_caller_example_runs_as_written(repo: Path, tmp_path: Path) -
 def test_coverage_by_hand_in_shards(repo: Path, tmp_path: Path, shards: int) -> None:
     inputs = {"runs-on": "ubuntu-latest", "profile": "blas", "architectures": "llama", "shards": str(shards)}
     run = _ok(run_act(repo, "workflow_dispatch", workflow="coverage.yml", home=tmp_path, inputs=inputs))
+    assert _sessions(run, sweep=True).count(("sweep", ())) == shards, "each coverage job sweeps (cached)"
     if shards == 1:
+        order = [c["session"] for c in _calls(run, "llama-toolchain")]
+        assert order == ["sweep", "coverage"], "the sweep runs before the matrix, whose reports show it"
         assert set(run.jobs()) == {"plan", "coverage[1]"}
         assert _sessions(run) == [("coverage", ("--profile", "blas", "--architectures", "llama"))]
         assert {c["name"] for c in _calls(run, "upload-artifact")} == {"coverage-reports"}
