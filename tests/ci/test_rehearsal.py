@@ -325,8 +325,9 @@ def test_the_coverage_job_for_one_architecture_for_real(
     tmp_path: Path, upstream: Upstream, built_blas: object, converter_env: object
 ) -> None:
     """`act workflow_dispatch` of coverage.yml on a Linux runner, one architecture, one shard: the
-    real action runs `nox -s coverage -- --profile blas --architectures llama`; the reports are
-    uploaded under `coverage-reports` (what a later run's baseline-from-last-run downloads)."""
+    real action runs `nox -s sweep`, then `nox -s coverage -- --profile blas --architectures llama`;
+    the reports (the sweep's too) are uploaded under `coverage-reports` (what a later run's
+    baseline-from-last-run downloads), and the coverage reports show the sweep's classes."""
     repo = user_repo(tmp_path / "repo", _pinned_lock(upstream, tmp_path))
     home = _coverage_home(tmp_path)
     inputs = {"runs-on": "ubuntu-latest", "profile": "blas", "architectures": "llama", "shards": "1"}
@@ -348,6 +349,11 @@ def test_the_coverage_job_for_one_architecture_for_real(
     data = json.loads(reports.read_text())
     assert {c["architecture"] for c in data["cells"]} == {"llama"} and data["complete"]
     assert (reports.parent / "coverage-summary.md").is_file() and (reports.parent / "coverage.html").is_file()
+    # the sweep step ran for real before the matrix: its report is uploaded and coverage shows it
+    sweep = json.loads((reports.parent / "dryrun-sweep.json").read_text())
+    assert data["sweep"] and data["sweep"]["commit"] == sweep["commit"] == data["source"]["commit"]
+    assert len(data["sweep"]["classes"]) == len(sweep["classes"]) > 0
+    assert "Latent Metal crashes" in (reports.parent / "coverage-summary.md").read_text()
 
 
 @pytest.mark.slow
