@@ -368,11 +368,23 @@ def stream_many(
     it propagates; the result is each command's :class:`Completed`, in order."""
     guard = threading.Lock()
     procs: list[Child] = []
+    known = threading.Lock()  # procs and stopping change together
+    stopping = threading.Event()
 
     def one_line(line: str) -> None:
         if on_line is not None:
             with guard:
                 on_line(line)
+
+    def started(proc: Child) -> None:
+        # a worker whose thread hands it over after Ctrl-C (it was started, but not yet known,
+        # when the main thread ended the others) is ended here: otherwise it runs on, and the
+        # pool's exit waits for it forever
+        with known:
+            procs.append(proc)
+            late = stopping.is_set()
+        if late:
+            stop_group(proc)
 
     def one(i: int) -> Completed:
         return stream(
@@ -381,7 +393,7 @@ def stream_many(
             cwd=cwds[i] if cwds is not None else None,
             on_line=one_line,
             timeout=timeout,
-            started=procs.append,
+            started=started,
         )
 
     with ThreadPoolExecutor(max_workers=max(1, len(commands))) as pool:
@@ -389,6 +401,9 @@ def stream_many(
         try:
             return [f.result() for f in futures]
         except BaseException:  # Ctrl-C reaches this thread only: end every worker, then go
-            for proc in list(procs):
+            with known:
+                stopping.set()
+                running = list(procs)
+            for proc in running:
                 stop_group(proc)
             raise
