@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.tree import ggml_ids
-from ..dryrun.replay import NotReplayable, case_line, outcomes
+from ..dryrun.replay import NotReplayable, case_line, flash_attn_spec, outcomes
 from ..dryrun.run import dry_run
 from ..errors import DiskFullError, ToolchainError
 from .gguf_reader import GGUFInfo, TensorInfo
@@ -114,26 +114,18 @@ def derive(kernel: str, info: GGUFInfo | None, tree: Path) -> KernelCase:
         vec, kv_type, dk, dv = bool(m.group(1)), m.group(2), int(m.group(3)), int(m.group(4))
         key_len, val_len = _meta(info, "attention.key_length"), _meta(info, "attention.value_length")
         heads = _meta(info, "attention.head_count")
-        kv_heads = _meta(info, "attention.head_count_kv") or heads
         if heads is None:
             raise NotDerived(f"the GGUF has no {info.architecture}.attention.head_count")
+        kv_heads = _meta(info, "attention.head_count_kv") or heads
         if (key_len, val_len) != (dk, dv):
             raise NotDerived(
                 f"{kernel} is asked for with K/V head sizes {dk}/{dv}; the GGUF says "
                 f"key_length {key_len} / value_length {val_len}: this model does not ask for it"
             )
         batch, n_kv = (1 if vec else MM_TOKENS), 512
-        spec = {
-            "op": "FLASH_ATTN_EXT",
-            "dst_type": "f32",
-            "srcs": [
-                {"type": "f32", "ne": [dk, batch, heads, 1]},
-                {"type": kv_type, "ne": [dk, n_kv, kv_heads, 1]},
-                {"type": kv_type, "ne": [dv, n_kv, kv_heads, 1]},
-                {"type": "f16", "ne": [n_kv, batch, 1, 1]},
-            ],
-            "params": {"prec": "f32"},
-        }
+        spec = flash_attn_spec(
+            dk, dv, kv_type, batch, n_kv=n_kv, heads=heads, kv_heads=kv_heads, mask_rows=batch
+        )
         return KernelCase(
             kernel,
             spec,

@@ -69,6 +69,24 @@ def _im2col(params: Mapping[str, Any], srcs: Sequence[Mapping[str, Any]]) -> tup
     return [g["s0"], g["s1"], g["p0"], g["p1"], g["d0"], g["d1"], is_2d], ne
 
 
+def flash_attn_spec(
+    dk: int, dv: int, kv: str, n_batch: int, *, n_kv: int, heads: int, kv_heads: int, mask_rows: int
+) -> dict[str, Any]:
+    """A FLASH_ATTN_EXT case (``case_line``'s input): q f32 [dk, n_batch, heads], k/v ``kv``
+    [dk|dv, n_kv, kv_heads], an f16 mask [n_kv, mask_rows], precision F32."""
+    return {
+        "op": "FLASH_ATTN_EXT",
+        "dst_type": "f32",
+        "srcs": [
+            {"type": "f32", "ne": [dk, n_batch, heads, 1]},
+            {"type": kv, "ne": [dk, n_kv, kv_heads, 1]},
+            {"type": kv, "ne": [dv, n_kv, kv_heads, 1]},
+            {"type": "f16", "ne": [n_kv, mask_rows, 1, 1]},
+        ],
+        "params": {"prec": "f32"},
+    }
+
+
 def op_params(op: str, params: Mapping[str, Any], srcs: Sequence[Mapping[str, Any]]) -> list[int]:
     if "op_params" in params:
         return [int(x) for x in params["op_params"]]

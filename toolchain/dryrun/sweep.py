@@ -38,7 +38,7 @@ from ..log import LOG
 from .contradict import CANNOT_ENCODE
 from .library import KernelLibrary, kernel_library
 from .records import OBSERVED_BY, BatchRun, CaseResult
-from .replay import NotReplayable, case_line
+from .replay import NotReplayable, case_line, flash_attn_spec
 from .run import dry_run, profiles_for, program
 from .space import KernelFormat, Space, space_of
 
@@ -286,17 +286,9 @@ def flash_attn_cases(space: Space, mask_pad: int) -> Iterator[SweepCase]:
                     yield SweepCase(
                         "flash_attn_ext",
                         {"K head size": str(dk), "V head size": str(dv), "KV type": kv, "tokens": str(n)},
-                        {
-                            "op": "FLASH_ATTN_EXT",
-                            "dst_type": "f32",
-                            "srcs": [
-                                {"type": "f32", "ne": [dk, n, n_head, 1]},
-                                {"type": kv, "ne": [dk, n_kv, n_head, 1]},
-                                {"type": kv, "ne": [dv, n_kv, n_head, 1]},
-                                {"type": "f16", "ne": [n_kv, padded, 1, 1]},
-                            ],
-                            "params": {"prec": "f32"},
-                        },
+                        flash_attn_spec(
+                            dk, dv, kv, n, n_kv=n_kv, heads=n_head, kv_heads=n_head, mask_rows=padded
+                        ),
                     )
 
 
