@@ -98,6 +98,21 @@ def test_every_action_is_mapped_to_a_standin_for_act() -> None:
     assert used - set(STANDIN_FOR) == {"your-org/llama-toolchain@v1"}, used
 
 
+def test_standins_record_under_a_lock() -> None:
+    """Parallel jobs (coverage shards) run their stand-ins at once and append to one log: a record
+    written unlocked was once split by another job's (CI, stop 34: two JSON objects on one line).
+    Every write to `$LLAMA_ACT_LOG` goes through `flock` on the log, whole record under the lock."""
+    writes = 0
+    for action in sorted((ROOT / "tests" / "ci" / "standins").rglob("action.yml")):
+        for step in yaml.safe_load(action.read_text())["runs"]["steps"]:
+            for line in str(step.get("run", "")).splitlines():
+                if "LLAMA_ACT_LOG" in line:
+                    writes += 1
+                    assert '| flock "$LLAMA_ACT_LOG" tee -a "$LLAMA_ACT_LOG" > /dev/null' in line, action
+                    assert ">>" not in line, action
+    assert writes >= 9
+
+
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
 def test_every_input_referenced_is_declared(path: Path) -> None:
     """act (like GitHub) reads an undeclared input as empty: a misspelt name must fail here."""
