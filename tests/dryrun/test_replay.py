@@ -102,3 +102,45 @@ def test_moe_ne20_5_is_named_on_its_ggml_pair(tmp_path: Path) -> None:
     kernel = str(case["kernel"])
     assert seen[str(case["git_prefix_commit"])] == dict.fromkeys(PROFILES, ("missing-kernel", (kernel,)))
     assert seen[str(case["git_fixed_commit"])] == dict.fromkeys(PROFILES, ("pass", ()))
+
+
+_GOOD = {
+    "op": "MUL_MAT",
+    "srcs": [{"type": "f16", "ne": [64, 100, 1, 1]}, {"type": "f32", "ne": [64, 1, 1, 1]}],
+}
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [
+        ({}, "op must be"),
+        ({"op": "MUL_MAT"}, "srcs must be"),
+        ({"op": "MUL_MAT", "srcs": "abc"}, "srcs must be"),
+        ({"op": "MUL_MAT", "srcs": [1, 2]}, "srcs[0] must have a type"),
+        ({**_GOOD, "srcs": [{"type": "f16", "ne": [1.5, 2]}, _GOOD["srcs"][1]]}, "whole number"),
+        ({**_GOOD, "srcs": [{"type": "f16", "ne": [-1, 100]}, _GOOD["srcs"][1]]}, "whole number"),
+        ({**_GOOD, "srcs": [{"type": "f16", "ne": [10**30, 1]}, _GOOD["srcs"][1]]}, "whole number"),
+        ({**_GOOD, "srcs": [{"type": "f16", "ne": [4096, 4096, 4096]}, _GOOD["srcs"][1]]}, "elements"),
+        ({**_GOOD, "srcs": [{"type": "f16", "ne": [64, 1, 1, 1, 5]}, _GOOD["srcs"][1]]}, "1 to 4 sizes"),
+        ({**_GOOD, "srcs": [{"type": "f16\n0 0", "ne": [64]}, _GOOD["srcs"][1]]}, "type name"),
+        ({**_GOOD, "dst_type": "f32 9"}, "dst_type"),
+        ({**_GOOD, "ne": ["1 2 3"]}, "whole number"),
+        ({**_GOOD, "srcs": _GOOD["srcs"] * 6}, "1 to 10 sources"),
+        ({**_GOOD, "params": "zz"}, "params must be a table"),
+        ({**_GOOD, "params": {"scale": float("nan")}}, "not a finite number"),
+        ({**_GOOD, "params": {"op_params": [1 << 40]}}, "32-bit"),
+        ({"op": "IM2COL", "srcs": [{"type": "f16", "ne": [3, 3, 1, 1]}]}, "IndexError"),
+        ({"op": "MUL_MAT_ID", "srcs": [{"type": "f16", "ne": [64, 100, 1, 1]}]}, "IndexError"),
+        ({**_GOOD, "op": "FLASH_ATTN_EXT", "params": {"scale": "1e39"}}, "malformed"),
+        ({**_GOOD, "op": "FLASH_ATTN_EXT", "params": {"prec": "f64"}}, "KeyError"),
+    ],
+)
+def test_a_malformed_spec_is_not_replayable_and_says_why(tree_0336: Path, spec: object, reason: str) -> None:
+    """A spec from someone else's file (`dryrun history CASES`) never reaches the test file with a
+    negative, fractional, huge or extra size, a type name carrying a line break or sources the op
+    reads and the spec lacks: refused with the reason (it raised KeyError / IndexError, or wrote
+    the line)."""
+    assert case_line(tree_0336, _GOOD, "x").endswith(" x")  # the well-formed spec is written
+    with pytest.raises(NotReplayable, match="malformed replay spec") as err:
+        case_line(tree_0336, spec, "x")  # type: ignore[arg-type]
+    assert reason in str(err.value)

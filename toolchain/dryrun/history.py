@@ -16,11 +16,9 @@ this tree, the case cannot be written for it).
 
 from __future__ import annotations
 
-import json
 import re
 import tarfile
 import tempfile
-import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +27,7 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from ..config import Settings
+from ..core import jsonin, tomlin
 from ..core.git import run_git
 from ..core.jsonio import atomic_write_text
 from ..core.locking import exclusive
@@ -36,10 +35,11 @@ from ..errors import DryRunUnavailableError, SdistError, ToolchainError, UsageEr
 from ..log import LOG
 from ..source.sdist import download, extract_vendor_tree, list_sdists
 from .contradict import CANNOT_ENCODE, detail
-from .replay import NotReplayable, case_line
+from .replay import NotReplayable, case_line, spec_problem
 from .run import dry_run
 
 CRASH, SILENT = "crash", "silent"
+_CASE_ID = re.compile(r"^[A-Za-z0-9][\x20-\x7e]{0,119}$")
 _SDIST = re.compile(r"^llama_cpp_python-(?P<v>[^-]+)\.tar\.gz$", re.I)
 
 
@@ -80,38 +80,60 @@ class History:
 
 
 # --- the cases -----------------------------------------------------------------------------------
+MAX_CASES = 2000  # a sweep report has a few dozen classes, the corpus a few dozen cases
+MAX_CASES_BYTES = 8 << 20
+_HINT = "give a corpus TOML ([[case]] with an id and a [case.replay] spec) or a dryrun-sweep.json"
+
+
 def load_cases(path: Path) -> tuple[HistoryCase, ...]:
-    """A corpus TOML (``[[case]]`` with ``id`` and a ``[case.replay]`` table) or a sweep report."""
+    """A corpus TOML (``[[case]]`` with ``id`` and a ``[case.replay]`` table) or a sweep report.
+    Someone else's file: bounded in size and count, every spec checked (``replay.spec_problem``)
+    before a tree is fetched, errors name the case."""
+    raw: list[tuple[str, Any]] = []
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(
-            f"cases file {path}: cannot be read: {exc}", "give a corpus TOML or dryrun-sweep.json"
-        ) from None
-    out: list[HistoryCase] = []
-    if path.suffix == ".json":
-        try:
-            data = json.loads(text)
-            classes = data["classes"]
+        if path.suffix == ".json":
+            data = jsonin.read(path, max_bytes=MAX_CASES_BYTES)
+            classes = data["classes"] if isinstance(data, dict) else None
+            if not isinstance(classes, list):
+                raise UsageError(f"{path}: not a dryrun-sweep.json report (no list of classes)", _HINT)
             for i, c in enumerate(classes, start=1):
-                if c["verdict"] in CANNOT_ENCODE:
-                    out.append(
-                        HistoryCase(f"class-{i} {c['verdict']} {c['what']}"[:120], dict(c["minimal"]["spec"]))
-                    )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise UsageError(
-                f"{path}: not a dryrun-sweep.json report ({exc})", "give the sweep's report"
-            ) from None
-    else:
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise UsageError(f"{path}: not TOML: {exc}", "give a corpus TOML with [[case]] tables") from None
-        for c in data.get("case", []):
-            if isinstance(c, dict) and isinstance(c.get("replay"), dict) and c.get("replayable", True):
-                out.append(HistoryCase(str(c.get("id", f"case-{len(out) + 1}")), dict(c["replay"])))
-    if not out:
+                if not isinstance(c, dict):
+                    raise UsageError(f"{path}: class {i} is not an object", _HINT)
+                if c.get("verdict") in CANNOT_ENCODE:
+                    minimal = c.get("minimal")
+                    spec = minimal.get("spec") if isinstance(minimal, dict) else None
+                    raw.append((f"class-{i} {c['verdict']} {str(c.get('what', ''))}"[:120], spec))
+        else:
+            data = tomlin.read(path, MAX_CASES_BYTES)
+            cases = data.get("case", [])
+            if not isinstance(cases, list):
+                raise UsageError(f"{path}: `case` must be an array of tables ([[case]])", _HINT)
+            for i, c in enumerate(cases, start=1):
+                if isinstance(c, dict) and "replay" in c and c.get("replayable", True) is not False:
+                    raw.append((str(c.get("id", f"case-{i}")), c["replay"]))
+    except OSError as exc:
+        raise UsageError(f"cases file {path}: cannot be read: {exc}", _HINT) from None
+    except (jsonin.JSONInputError, tomlin.TOMLInputError) as exc:
+        raise UsageError(f"cases file {path}: {exc}", _HINT) from None
+    if not raw:
         raise UsageError(f"{path}: no case to replay", "each [[case]] needs an id and a [case.replay] spec")
+    if len(raw) > MAX_CASES:
+        raise UsageError(f"{path}: {len(raw)} cases, more than {MAX_CASES}", "split the file")
+    out: list[HistoryCase] = []
+    seen: set[str] = set()
+    for case_id, spec in raw:
+        shown = case_id.encode("unicode_escape").decode("ascii")[:120]
+        if not _CASE_ID.match(case_id):
+            raise UsageError(
+                f"{path}: case id {shown!r} must start with a letter or digit and be printable",
+                "ids name the cases in the report and the test file",
+            )
+        if case_id in seen:
+            raise UsageError(f"{path}: case id {shown!r} appears twice", "give each case its own id")
+        seen.add(case_id)
+        if problem := spec_problem(spec):
+            raise UsageError(f"{path}: case {shown}: {problem}", _HINT)
+        out.append(HistoryCase(case_id, dict(spec)))
     return tuple(out)
 
 

@@ -12,6 +12,7 @@ missing kernel by name, the abort, or the limit), on the tree after the fix it m
 from __future__ import annotations
 
 import math
+import re
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,9 +25,66 @@ from .records import DryRun
 
 GGML_PREC = {"default": 0, "f32": 10}
 
+# What a replay spec may hold (spec_problem): it may come from a file someone else wrote
+# (`dryrun history CASES`), and each number ends up in a test-file line the dry run allocates for.
+MAX_SRCS = 10  # GGML_MAX_SRC
+MAX_DIM = 1 << 24
+MAX_ELEMENTS = 1 << 28  # per tensor: 1 GiB of f32; the corpus's largest case has 1.3 M
+MAX_PARAMS = 64
+_NAME = re.compile(r"^[A-Za-z0-9_]{1,40}$")
+
 
 class NotReplayable(Exception):
     """The case cannot be written for this tree (named reason: an op or type the tree lacks…)."""
+
+
+def _shape_problem(ne: Any, what: str) -> str | None:
+    if not isinstance(ne, list) or not 1 <= len(ne) <= 4:
+        return f"{what}: ne must be a list of 1 to 4 sizes"
+    if not all(type(x) is int and 1 <= x <= MAX_DIM for x in ne):
+        return f"{what}: every size in ne must be a whole number from 1 to {MAX_DIM}, got {str(ne)[:80]}"
+    if math.prod(ne) > MAX_ELEMENTS:
+        return f"{what}: {math.prod(ne)} elements, more than the {MAX_ELEMENTS} a replay case may have"
+    return None
+
+
+def spec_problem(replay: Any) -> str | None:
+    """What is wrong with a replay spec (``case_line``'s input), or None: an op name, 1 to
+    ``MAX_SRCS`` sources each with a type name and a shape of whole sizes within bounds, scalar
+    finite parameters. Checked before anything is computed from it."""
+    if not isinstance(replay, Mapping):
+        return "the replay spec must be a table"
+    if not isinstance(replay.get("op"), str) or not _NAME.match(replay["op"]):
+        return "op must be a ggml op name such as MUL_MAT"
+    srcs = replay.get("srcs")
+    if not isinstance(srcs, list) or not 1 <= len(srcs) <= MAX_SRCS:
+        return f"srcs must be a list of 1 to {MAX_SRCS} sources"
+    for i, s in enumerate(srcs):
+        if not isinstance(s, Mapping) or not isinstance(s.get("type"), str) or not _NAME.match(s["type"]):
+            return f"srcs[{i}] must have a type name such as f16"
+        if problem := _shape_problem(s.get("ne"), f"srcs[{i}]"):
+            return problem
+    if "dst_type" in replay and (
+        not isinstance(replay["dst_type"], str) or not _NAME.match(replay["dst_type"])
+    ):
+        return "dst_type must be a type name such as f32"
+    if replay.get("ne") and (problem := _shape_problem(replay["ne"], "ne")):
+        return problem
+    params = replay.get("params", {})
+    if not isinstance(params, Mapping) or len(params) > MAX_PARAMS:
+        return f"params must be a table of at most {MAX_PARAMS} values"
+    for key, value in params.items():
+        values = value if key == "op_params" and isinstance(value, list) else [value]
+        if key == "op_params" and (not isinstance(value, list) or len(value) > MAX_PARAMS):
+            return f"params.op_params must be a list of at most {MAX_PARAMS} whole numbers"
+        for v in values:
+            if isinstance(v, float) and not math.isfinite(v):
+                return f"params.{key} is not a finite number"
+            if not isinstance(v, bool | int | float | str) or (isinstance(v, str) and len(v) > 40):
+                return f"params.{key} must be a number or a short name"
+            if type(v) is int and not -(1 << 31) <= v < (1 << 32):
+                return f"params.{key} is out of the range of a 32-bit op parameter"
+    return None
 
 
 @dataclass(frozen=True)
@@ -38,6 +96,8 @@ class Outcome:
 
 
 def _f32_bits(x: float) -> int:
+    if not math.isfinite(float(x)):
+        raise ValueError(f"{x} is not a finite number")
     return int(struct.unpack("<i", struct.pack("<f", float(x)))[0])
 
 
@@ -105,6 +165,8 @@ def op_params(op: str, params: Mapping[str, Any], srcs: Sequence[Mapping[str, An
 
 def case_line(tree: Path, replay: Mapping[str, Any], name: str = "-") -> str:
     """The replay case as one test-file line of ``tree`` (raises :class:`NotReplayable`)."""
+    if problem := spec_problem(replay):
+        raise NotReplayable(f"malformed replay spec: {problem}")
     ops, types = ggml_ids(tree)
     op = str(replay["op"])
     srcs = list(replay["srcs"])
@@ -118,10 +180,21 @@ def case_line(tree: Path, replay: Mapping[str, Any], name: str = "-") -> str:
             raise NotReplayable(f"this tree has no {key}")
         return str(types[key])
 
-    if op == "IM2COL":
-        params, shape = _im2col(replay.get("params", {}), srcs)
-    else:
-        params, shape = op_params(op, replay.get("params", {}), srcs), dst_shape(op, srcs)
+    try:
+        if op == "IM2COL":
+            params, shape = _im2col(replay.get("params", {}), srcs)
+        else:
+            params, shape = op_params(op, replay.get("params", {}), srcs), dst_shape(op, srcs)
+    except (
+        KeyError,
+        IndexError,
+        ValueError,
+        ZeroDivisionError,
+        OverflowError,
+    ) as exc:  # sources or params the op lacks
+        raise NotReplayable(f"malformed replay spec for {op}: {type(exc).__name__} {exc}") from None
+    if problem := _shape_problem(shape, f"{op}'s output"):
+        raise NotReplayable(f"malformed replay spec: {problem}")
     ne = [int(x) for x in replay.get("ne") or shape]
     out += [str(ops[f"GGML_OP_{op}"]), type_id(str(replay.get("dst_type", "f32"))), *map(str, ne)]
     out += [str(len(params)), *map(str, params), str(len(srcs))]
