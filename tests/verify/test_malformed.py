@@ -169,3 +169,41 @@ def test_doctor_build_and_dryrun_shipped_refuse_it(
         assert main(argv) == 32, argv
         err = capsys.readouterr().err
         assert "not a readable binary" in err and "GGML_METAL=ON" not in err
+
+
+def test_a_binary_larger_than_any_build_is_not_read(metal_lib: Path, tmp_path: Path) -> None:
+    """A 3 GiB Mach-O (the fixture, padded sparse) was read whole and handed to LIEF: 6.4 GB
+    resident and 44 s for one file. Now it is "not a readable binary" at once, checked in a child
+    whose address space is capped at 2 GiB (the old read could not even allocate it)."""
+    import resource
+    import subprocess
+
+    lib = tmp_path / "big" / "lib" / metal_lib.name
+    lib.parent.mkdir(parents=True)
+    shutil.copyfile(metal_lib, lib)
+    with lib.open("r+b") as fh:
+        fh.truncate(3 << 30)
+    assert "3.0 GiB, larger than any llama.cpp build" in binary_problem(lib)
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "toolchain",
+            "verify",
+            str(tmp_path / "big"),
+            "--no-runtime",
+            "--profile",
+            "metal",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        preexec_fn=cap,  # no threads here: the limit holds from exec on
+    )
+    assert done.returncode == UnreadableBinaryError.exit_code, done.stderr[-2000:]
+    assert "larger than any llama.cpp build" in done.stderr and "Traceback" not in done.stderr

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import BinaryIO, Literal
 
-from ..core.binlayout import MalformedBinary, elf_problem, macho_slices, walk_macho
+from ..core.binlayout import MAX_BINARY_BYTES, MalformedBinary, elf_problem, macho_slices, mapped, walk_macho
 from ..core.proc import deferred_interrupt
 
 Format = Literal["macho", "elf"]
@@ -270,13 +270,19 @@ def binary_problem(path: Path) -> str:
     if kind is None:
         return ""
     try:
+        size = path.stat().st_size
+        if kind != "ar" and size > MAX_BINARY_BYTES:  # LIEF holds the whole file, twice over
+            return (
+                f"{size / (1 << 30):.1f} GiB, larger than any llama.cpp build "
+                f"(at most {MAX_BINARY_BYTES >> 30} GiB is read): not read"
+            )
         if kind == "elf":
             with path.open("rb") as fh:
                 head = fh.read(64)
             problem = _elf_problem(head, path.stat().st_size)
             if problem:
                 return problem
-            return elf_problem(path.read_bytes())
+            return elf_problem(mapped(path))
         if kind == "ar":
             with path.open("rb") as fh:
                 for _name, body in object_members(fh):
@@ -292,7 +298,7 @@ def binary_problem(path: Path) -> str:
                         fh.seek(offset)
                         walk_macho(fh.read(size))
             return ""
-        for _off, view in macho_slices(path.read_bytes()):
+        for _off, view in macho_slices(mapped(path)):
             walk_macho(view)
     except MemberTooLarge as exc:
         return f"archive {exc}"
