@@ -1,5 +1,5 @@
 """Property tests (Hypothesis) for every input kind of issue #32 but binaries (another suite's):
-ops files, merged/shard reports, config.json, llama.lock. Invariant per case: a result or a clear
+ops files, merged/shard reports, config.json, llama.lock, `dryrun history` cases. Invariant per case: a result or a clear
 error of the toolchain's own classes (never another exception: 0 tracebacks), with the Python
 heap's peak (tracemalloc) at most ``PEAK_LIMIT`` bytes. Each strategy starts from a real artifact
 (the 0.3.36 exporter's ops, the 0.3.20 baseline, the shipped llama.lock) and mutates it, so most
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import tomllib
 import tracemalloc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -197,6 +198,69 @@ def test_any_edited_lock_is_read_or_refused_in_bounds(edits: list[tuple[str, str
     with bounded():
         lock = read_lock(_tmp("llama.lock", text))
         assert all(v.isprintable() for v in (lock.location, lock.ref, lock.resolved_at))
+
+
+# --- dryrun history cases ------------------------------------------------------------------------------
+CORPUS_SPECS = [
+    c["replay"]
+    for c in tomllib.loads((ROOT / "fixtures" / "real_crashes" / "corpus.toml").read_text())["case"]
+    if "replay" in c
+]
+HOSTILE = st.sampled_from(
+    [
+        None,
+        -1,
+        0,
+        1.5,
+        2**63,
+        float("nan"),
+        "",
+        "f16\n0 0",
+        "MUL_MAT",
+        [],
+        {},
+        [1] * 9,
+        {"type": "f16"},
+        "x" * 100,
+    ]
+)
+
+
+def _mutate(value: Any, path: list[int], new: Any) -> Any:
+    """``value`` with the leaf reached by ``path`` (indexes into dict values / list items) replaced."""
+    if not path or not isinstance(value, dict | list) or not value:
+        return new
+    items = list(value.items()) if isinstance(value, dict) else list(enumerate(value))
+    key, child = items[path[0] % len(items)]
+    out = dict(value) if isinstance(value, dict) else list(value)
+    out[key] = _mutate(child, path[1:], new)
+    return out
+
+
+@FAST
+@given(
+    base=st.sampled_from(CORPUS_SPECS),
+    edits=st.lists(st.tuples(st.lists(st.integers(0, 9), max_size=4), HOSTILE), max_size=3),
+)
+def test_any_history_case_is_written_or_refused_in_bounds(
+    tree_0336: Path, base: dict[str, Any], edits: list[tuple[list[int], Any]]
+) -> None:
+    from toolchain.dryrun.history import load_cases
+    from toolchain.dryrun.replay import NotReplayable, case_line
+
+    spec: Any = base
+    for path, new in edits:
+        spec = _mutate(spec, path, new)
+    classes = [{"verdict": "missing-kernel", "what": "k", "minimal": {"spec": spec}}]
+    report = _tmp("dryrun-sweep.json", json.dumps({"classes": classes}).replace("NaN", "1e999"))
+    with bounded():
+        for case in load_cases(report):
+            try:
+                line = case_line(tree_0336, case.spec, case.id.split()[0])
+            except NotReplayable as exc:
+                assert str(exc)
+            else:
+                assert "\n" not in line and all(t.lstrip("-").isdigit() for t in line.split()[:-1])
 
 
 @pytest.mark.parametrize("depth", [10, 5000, 200_000])
