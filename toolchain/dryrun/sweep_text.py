@@ -2,9 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Protocol
+
 from .sweep import Sweep, SweepClass
 
 HEADING = "Latent Metal crashes of this llama.cpp (dry-run sweep)"
+
+
+class ClassRow(Protocol):
+    """A sweep class as a table row: ``SweepClass`` here, ``SweepClassRow`` in coverage.json."""
+
+    @property
+    def verdict(self) -> str: ...
+    @property
+    def blame(self) -> str: ...
+    @property
+    def profiles(self) -> tuple[str, ...]: ...
+    @property
+    def cases(self) -> int: ...
+    @property
+    def summary(self) -> str: ...
+    @property
+    def fix(self) -> str: ...
+
+
+def class_table(rows: Iterable[ClassRow]) -> list[str]:
+    """The classes as one Markdown table (dryrun-sweep.md and coverage.md's section)."""
+    out = [
+        "| verdict | whose | GPU families | cases | what would crash | fix |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in rows:
+        what, fix = c.summary.replace("|", "\\|"), c.fix.replace("|", "\\|")
+        out.append(f"| {c.verdict} | {c.blame} | {', '.join(c.profiles)} | {c.cases} | {what} | {fix} |")
+    return out
 
 
 def class_line(c: SweepClass) -> str:
@@ -58,16 +90,7 @@ def markdown_lines(s: Sweep, level: str = "##") -> list[str]:
                 out.append("")
     if not crash:
         out += ["No class: every generated case supports_op accepts was encoded.", ""]
-    out += [
-        "| verdict | whose | GPU families | cases | what would crash | fix |",
-        "|---|---|---|---|---|---|",
-    ]
-    for c in s.classes:
-        cell = c.summary.replace("|", "\\|")
-        out.append(
-            f"| {c.verdict} | {c.blame} | {', '.join(c.profiles)} | {c.cases} | {cell} | {c.fix.replace('|', '/')} |"
-        )
-    out.append("")
+    out += [*class_table(s.classes), ""]
     if s.classes:
         out += [f"{level}# Minimal cases (one test-backend-ops `--test-file` line of this tree each)", ""]
         for i, c in enumerate(s.classes, start=1):

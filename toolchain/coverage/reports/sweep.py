@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import html
 
+from ...dryrun.contradict import CANNOT_ENCODE as CRASH
+from ...dryrun.sweep_text import HEADING as TITLE
+from ...dryrun.sweep_text import class_table
 from ..records import SweepSection
-
-TITLE = "Latent Metal crashes of this llama.cpp (dry-run sweep)"
-CRASH = ("missing-kernel", "encoder-abort", "over-limit")
 
 
 def _intro(s: SweepSection) -> str:
@@ -24,15 +24,7 @@ def markdown(s: SweepSection, limit: int = 60) -> list[str]:
     if s.against:
         out += [f"**{s.against}**", "", *[f"- {c}" for c in s.changes], ""]
     if s.classes:
-        out += [
-            "| verdict | whose | GPU families | cases | what would crash | fix |",
-            "|---|---|---|---|---|---|",
-        ]
-        for c in s.classes[:limit]:
-            out.append(
-                f"| {c.verdict} | {c.blame} | {', '.join(c.profiles)} | {c.cases} | "
-                f"{c.summary.replace('|', '/')} | {c.fix.replace('|', '/')} |"
-            )
+        out += class_table(s.classes[:limit])
         if len(s.classes) > limit:
             out.append(f"\n… {len(s.classes) - limit} more classes in {s.report}")
         out += ["", "Minimal cases (test-backend-ops `--test-file` lines of this tree):", ""]
