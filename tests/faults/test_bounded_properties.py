@@ -54,8 +54,21 @@ def bounded() -> Iterator[None]:
     assert peak <= PEAK_LIMIT, f"peak {peak >> 20} MiB"
 
 
+_SCRATCH: list[Path] = []
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _scratch() -> Iterator[None]:
+    """Every example's file goes into one folder, removed after the module (thousands of examples
+    left a folder each in /tmp)."""
+    with tempfile.TemporaryDirectory(prefix="prop-") as d:
+        _SCRATCH.append(Path(d))
+        yield
+        _SCRATCH.pop()
+
+
 def _tmp(name: str, content: str | bytes) -> Path:
-    path = Path(tempfile.mkdtemp(prefix="prop-")) / name
+    path = Path(tempfile.mkdtemp(dir=_SCRATCH[-1])) / name
     if isinstance(content, bytes):
         path.write_bytes(content)
     else:
