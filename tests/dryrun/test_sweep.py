@@ -29,7 +29,17 @@ from toolchain.core.opsinput import checked_lines
 from toolchain.dryrun.build import ensure_program
 from toolchain.dryrun.history import HistoryCase, history, table_lines
 from toolchain.dryrun.space import space_of, thresholds_of, types_of
-from toolchain.dryrun.sweep import Formats, Sweep, SweepClass, diff, generate, pattern, sweep, write_batches
+from toolchain.dryrun.sweep import (
+    Formats,
+    Sweep,
+    SweepClass,
+    diff,
+    exact_names,
+    generate,
+    pattern,
+    sweep,
+    write_batches,
+)
 from toolchain.errors import ReportError, UsageError
 
 CORPUS = tomllib.loads((ROOT / "fixtures" / "real_crashes" / "corpus.toml").read_text(encoding="utf-8"))
@@ -74,6 +84,33 @@ def test_kernel_names_are_matched_to_the_most_specific_format(tree_0336: Path) -
     assert pattern("kernel_mul_mv_%s_%s%s", [("f32", "f16", "_4"), ("q8_0", "f16", "")]) == (
         "kernel_mul_mv_{f32,q8_0}_f16{,_4}"
     )
+
+
+def _expand(text: str) -> set[str]:
+    """Brace expansion of one pattern: ``a_{x,y}_b{,_4}`` -> {a_x_b, a_x_b_4, a_y_b, a_y_b_4}."""
+    import itertools
+    import re
+
+    parts = re.split(r"\{([^{}]*)\}", text)
+    choices = [[p] if i % 2 == 0 else p.split(",") for i, p in enumerate(parts)]
+    return {"".join(c) for c in itertools.product(*choices)}
+
+
+def test_exact_names_say_which_pairs_are_missing_when_the_sets_overstate() -> None:
+    """One set per position (``dk{64,96}_dv{32,40,72}``) claims 6 pairs where 4 are missing; the
+    summary names them per K head size, each pattern exact (the sweep's FA classes read as if
+    every K/V pair were missing)."""
+    fmt = "kernel_%s_%s_dk%d_dv%d"
+    pairs = [("64", "32"), ("64", "40"), ("96", "32"), ("96", "72")]
+    values = [("flash_attn_ext", t, k, v) for t in ("f16", "q8_0") for k, v in pairs]
+    text = exact_names(fmt, values, frozenset({"f16", "q8_0"}))
+    assert (
+        text
+        == "kernel_flash_attn_ext_{f16,q8_0}_dk64_dv{32,40}; kernel_flash_attn_ext_{f16,q8_0}_dk96_dv{32,72}"
+    )
+    got = set().union(*(_expand(p) for p in text.split("; ")))
+    assert got == {fmt.replace("%d", "%s") % v for v in values}
+    assert exact_names(fmt, values[:2], frozenset({"f16"})) == ""  # one pattern is already exact
 
 
 def _names(c: SweepClass) -> set[str]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import struct
 import time
@@ -501,6 +502,32 @@ def pattern(fmt: str, values: Sequence[tuple[str, ...]], limit: int = 8) -> str:
     return out + fmt[i:]
 
 
+def exact_names(fmt: str, values: Sequence[tuple[str, ...]], types: frozenset[str], limit: int = 12) -> str:
+    """The missing names exactly, when ``pattern``'s one set per position overstates them: a
+    pattern per value of the first position (not a type) whose values vary, each of which is
+    exact: ``kernel_fa_{f16,q8_0}_dk64_dv{32,40}; kernel_fa_{f16,q8_0}_dk96_dv{32,72}``. ""
+    when the single pattern is already exact, or when no such split is (then the JSON's values
+    are the exact list)."""
+    tuples = list(dict.fromkeys(values))
+    if not tuples or len({len(t) for t in tuples}) != 1:
+        return ""
+
+    def grid(ts: Sequence[tuple[str, ...]]) -> int:
+        return math.prod(len({t[i] for t in ts}) for i in range(len(ts[0])))
+
+    if grid(tuples) == len(tuples):
+        return ""
+    for pos in range(len(tuples[0])):
+        leads = list(dict.fromkeys(t[pos] for t in tuples))
+        if len(leads) < 2 or any(v in types for v in leads):
+            continue
+        groups = [[t for t in tuples if t[pos] == lead] for lead in _ranges(leads)]
+        if all(grid(g) == len(g) for g in groups):
+            shown = [pattern(fmt, g, limit=32) for g in groups[:limit]]
+            return "; ".join(shown) + (f"; … {len(groups) - limit} more" if len(groups) > limit else "")
+    return ""
+
+
 _ASSERT_AT = re.compile(r"([\w./-]+\.(?:cpp|c|m|h)):(\d+)")
 
 
@@ -591,7 +618,8 @@ def classify(
             "invalid-case": "our sweep's spec",
             "error": "our harness (until shown otherwise)",
         }.get(verdict, "upstream (Metal backend)")
-        summary = _summary(verdict, family, what, values, axes_out, profiles)
+        exact = exact_names(fmt.text, tuples, formats.types) if fmt is not None else ""
+        summary = _summary(verdict, family, what, values, axes_out, profiles, exact)
         out.append(
             SweepClass(
                 verdict,
@@ -671,14 +699,17 @@ def _summary(
     values: Sequence[str],
     axes: Mapping[str, Sequence[str]],
     profiles: Sequence[str],
+    exact: str = "",
 ) -> str:
     varying = "; ".join(f"{a} {_compact(list(v), 6)}" for a, v in axes.items())
     on = "/".join(profiles)
-    if verdict == "missing-kernel":
+    if verdict == "missing-kernel" and exact:
+        head = f"not in the library ({len(values)} names), exactly: {exact}"
+    elif verdict == "missing-kernel":
         shown = ", ".join(values[:6]) + (f", … {len(values) - 6} more" if len(values) > 6 else "")
         head = f"`{what}`: not in the library ({len(values) or 1} name(s){': ' + shown if values else ''})"
     elif verdict == "over-limit":
-        head = f"{what}"
+        head = f"{what} (exactly: {exact})" if exact else what
     elif verdict == "invalid-case":
         head = f"the sweep's own case refused by ggml ({what})"
     else:
