@@ -8,13 +8,12 @@ binary" (never "built without Metal", never a pass). Work is bounded by the file
 cannot make this loop longer than the bytes it has.
 
 Also the one place that hands out a section's bytes (:func:`macho_sections`, :func:`section_bytes`),
-so that nobody reads a section by a size the header merely claims, and that maps a binary instead
-of reading it (:func:`mapped`): a multi-GB library costs address space, not memory.
+so that nobody reads a section by a size the header merely claims, and the one that reads a whole
+binary (:func:`read_whole`, at most ``MAX_BINARY_BYTES``).
 """
 
 from __future__ import annotations
 
-import mmap
 import os
 import struct
 from dataclasses import dataclass
@@ -32,23 +31,26 @@ _CPU_NAMES = {7: "i386", 0x01000007: "x86_64", 12: "arm", 0x0100000C: "arm64", 0
 
 
 MAX_BINARY_BYTES = 2 << 30  # a Metal build is a few MB, a CUDA library for every GPU about 1 GB: a
-# larger file is "not read" (LIEF holds a whole file, about twice over)
-Data = bytes | mmap.mmap  # a whole file: read (small inputs, tests) or mapped
-
-
-def mapped(path: Path) -> Data:
-    """The file's bytes mapped read-only (``OSError`` passes through): only the pages the
-    header walk and the sections touch are read, so a multi-GB build (a fat Mach-O, a CUDA
-    library with every architecture) is checked without holding it in memory. The map lives as
-    long as a slice of it does."""
-    with path.open("rb") as fh:
-        if os.fstat(fh.fileno()).st_size == 0:
-            return b""
-        return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+# larger file is "not a readable binary" (LIEF holds a whole file, about twice over)
 
 
 class MalformedBinary(ValueError):
     """A header field points outside the file (or is impossible): the message names it."""
+
+
+def too_large(size: int) -> str:
+    return f"{size / (1 << 30):.1f} GiB, larger than any llama.cpp build (at most {MAX_BINARY_BYTES >> 30} GiB is read): not read"
+
+
+def read_whole(path: Path) -> bytes:
+    """The whole binary, refused (MalformedBinary) past ``MAX_BINARY_BYTES`` before a byte is
+    read; ``OSError`` passes through. Read, not memory-mapped: a map of a file that a build
+    rewrites meanwhile dies of SIGBUS where a read sees a short file (a MalformedBinary)."""
+    with path.open("rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size > MAX_BINARY_BYTES:
+            raise MalformedBinary(too_large(size))
+        return fh.read(MAX_BINARY_BYTES + 1)
 
 
 @dataclass(frozen=True)
@@ -161,7 +163,7 @@ def walk_macho(data: bytes | memoryview) -> MachoLayout:
     return MachoLayout(_CPU_NAMES.get(cputype, f"cpu{cputype:#x}"), tuple(sections))
 
 
-def elf_problem(data: Data | memoryview) -> str:
+def elf_problem(data: bytes | memoryview) -> str:
     """Why an ELF file's section headers or dynamic strings point outside it ("" when they do not)."""
     total = len(data)
     if total < 16 or data[4] not in (1, 2) or data[5] not in (1, 2):
@@ -207,7 +209,7 @@ def elf_problem(data: Data | memoryview) -> str:
     return ""
 
 
-def macho_slices(data: Data) -> list[tuple[int, memoryview]]:
+def macho_slices(data: bytes) -> list[tuple[int, memoryview]]:
     """(offset, bytes) of each Mach-O slice of a thin or fat file (MalformedBinary if the fat
     header points outside the file)."""
     view = memoryview(data)
@@ -230,7 +232,7 @@ def macho_slices(data: Data) -> list[tuple[int, memoryview]]:
     return [(0, view)]
 
 
-def macho_sections(data: Data, segment: str, name: str) -> list[tuple[str, bytes]]:
+def macho_sections(data: bytes, segment: str, name: str) -> list[tuple[str, bytes]]:
     """(arch, content) of ``segment,name`` in each Mach-O slice that has it, every offset checked
     (MalformedBinary otherwise)."""
     out: list[tuple[str, bytes]] = []

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.binlayout import MalformedBinary, macho_sections, mapped
+from ..core.binlayout import MalformedBinary, macho_sections, read_whole
 from ..errors import UnreadableBinaryError
 from .library import names_in_text
 from .records import DryRun
@@ -46,7 +46,7 @@ def embedded_text(path: Path) -> list[tuple[str, str]]:
     """(architecture, embedded Metal source) of each Mach-O slice that carries the section, read
     by the bounded reader (UnreadableBinaryError for a file whose headers point outside it)."""
     try:
-        raw = macho_sections(mapped(path), SEGMENT, SECTION)
+        raw = macho_sections(read_whole(path), SEGMENT, SECTION)
     except MalformedBinary as exc:
         raise UnreadableBinaryError(
             f"{path}: not a readable binary: {exc}",

@@ -24,7 +24,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import BinaryIO, Literal
 
-from ..core.binlayout import MAX_BINARY_BYTES, MalformedBinary, elf_problem, macho_slices, mapped, walk_macho
+from ..core.binlayout import (
+    MAX_BINARY_BYTES,
+    MalformedBinary,
+    elf_problem,
+    macho_slices,
+    read_whole,
+    too_large,
+    walk_macho,
+)
 from ..core.proc import deferred_interrupt
 
 Format = Literal["macho", "elf"]
@@ -272,17 +280,14 @@ def binary_problem(path: Path) -> str:
     try:
         size = path.stat().st_size
         if kind != "ar" and size > MAX_BINARY_BYTES:  # LIEF holds the whole file, twice over
-            return (
-                f"{size / (1 << 30):.1f} GiB, larger than any llama.cpp build "
-                f"(at most {MAX_BINARY_BYTES >> 30} GiB is read): not read"
-            )
+            return too_large(size)
         if kind == "elf":
             with path.open("rb") as fh:
                 head = fh.read(64)
             problem = _elf_problem(head, path.stat().st_size)
             if problem:
                 return problem
-            return elf_problem(mapped(path))
+            return elf_problem(read_whole(path))
         if kind == "ar":
             with path.open("rb") as fh:
                 for _name, body in object_members(fh):
@@ -298,7 +303,7 @@ def binary_problem(path: Path) -> str:
                         fh.seek(offset)
                         walk_macho(fh.read(size))
             return ""
-        for _off, view in macho_slices(mapped(path)):
+        for _off, view in macho_slices(read_whole(path)):
             walk_macho(view)
     except MemberTooLarge as exc:
         return f"archive {exc}"

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.binlayout import Data, MalformedBinary, macho_sections, mapped
+from ..core.binlayout import MalformedBinary, macho_sections, read_whole
 from ..dryrun.library import names_in_text
 from .binaries import BinarySlice
 
@@ -208,7 +208,7 @@ def _from_compiled(kind: str, where: str, data: bytes) -> Library:
     return Library(kind, where, names, None, language, False)
 
 
-def libraries(carrier: BinarySlice, data: Data, resource_dirs: Iterable[Path]) -> list[Library]:
+def libraries(carrier: BinarySlice, data: bytes, resource_dirs: Iterable[Path]) -> list[Library]:
     """The kernel libraries the build's loader would find for this slice (embedded first)."""
     out: list[Library] = []
     for arch, raw in macho_sections(data, SEGMENT, SECTION):
@@ -240,7 +240,7 @@ def libraries(carrier: BinarySlice, data: Data, resource_dirs: Iterable[Path]) -
     return out
 
 
-def host_strings(carrier: BinarySlice, data: Data) -> tuple[list[str], set[str]]:
+def host_strings(carrier: BinarySlice, data: bytes) -> tuple[list[str], set[str]]:
     """The kernel-name formats (with ``%``) and literal kernel names in the carrier's own
     ``__TEXT,__cstring`` for its architecture."""
     formats: list[str] = []
@@ -263,7 +263,7 @@ def host_strings(carrier: BinarySlice, data: Data) -> tuple[list[str], set[str]]
 def facts(carrier: BinarySlice, resource_dirs: Iterable[Path]) -> list[Fact]:
     """The can / cannot-run lines for one Metal carrier slice ([] when it ships no library we can read)."""
     try:
-        data = mapped(carrier.path)
+        data = read_whole(carrier.path)
         libs = libraries(carrier, data, resource_dirs)
         formats, literals = host_strings(carrier, data)
     except (OSError, MalformedBinary):  # the readable check reports a damaged file

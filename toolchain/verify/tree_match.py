@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
-from ..core.binlayout import MAX_BINARY_BYTES, MalformedBinary, macho_sections, mapped
+from ..core.binlayout import MalformedBinary, macho_sections, read_whole
 from ..core.jsonio import atomic_write_text
 from ..core.locking import exclusive
 from ..source.sdist import extract_vendor_tree, upstream_commit_from_changelog
@@ -316,10 +316,8 @@ def short_strings(files: Iterable[Path]) -> dict[str, str]:
     out: dict[str, str] = {}
     for f in files:
         try:
-            if f.stat().st_size > MAX_BINARY_BYTES:  # not a build's file (binary_problem says so)
-                continue
-            data = mapped(f)
-        except OSError:
+            data = read_whole(f)
+        except (OSError, MalformedBinary):  # too large for a build's file: binary_problem says so
             continue
         for m in _SHORT.finditer(data):
             out.setdefault(m.group(1).decode(), f.name)
@@ -432,7 +430,7 @@ def match_build(
     byte (unpacked under ``cache_dir``), and the match; (None, None) when no file embeds a library."""
     for f in files:
         try:
-            sections = macho_sections(mapped(f), "__DATA", "__ggml_metallib")
+            sections = macho_sections(read_whole(f), "__DATA", "__ggml_metallib")
         except (OSError, MalformedBinary):
             continue
         if not sections:
