@@ -178,3 +178,28 @@ def test_capture_into_a_file_is_not_cut_at_the_memory_bound(tmp_path: Path) -> N
     assert target.stat().st_size == size
     flooded = capture([sys.executable, "-c", "print('y' * 5000)"], timeout=60, max_output=1000)
     assert not flooded.ok  # in memory the bound still holds
+
+
+def test_ctrl_c_before_the_wait_is_the_childs_end_too(tmp_path: Path) -> None:
+    """A Ctrl-C that lands after the child started but before ``run_group`` waits on it (here in
+    ``started``, the cancellation hook; also while the reader threads start) was re-raised with
+    the child left running, and ``stop_on_interrupt`` callers (``doctor run``) saw no
+    ``interrupted``: the doctor Ctrl-C test failed once so in a loaded full run. Now it is
+    recorded like one in the wait, and the child's group has ended on return."""
+    from toolchain.core.proc import run_group
+
+    seen: list[int] = []
+
+    def interrupt(proc: subprocess.Popen[bytes]) -> None:
+        seen.append(proc.pid)
+        raise KeyboardInterrupt
+
+    done = run_group(
+        [sys.executable, "-c", "import time; time.sleep(600)"],
+        lambda data, out: None,
+        started=interrupt,
+        stop_on_interrupt=True,
+        term_wait=5.0,
+    )
+    assert done.interrupted and done.returncode != 0
+    assert not _running(seen[0])

@@ -195,14 +195,16 @@ def run_group(
                 return
 
     pipes = [(proc.stdout, True), (proc.stderr, False)]
-    readers = [threading.Thread(target=pump, args=(p, out), daemon=True) for p, out in pipes if p is not None]
-    for reader in readers:
-        reader.start()
+    readers: list[threading.Thread] = []
     timed_out = interrupted = False
     try:
-        if started is not None:
-            started(proc)
-        try:
+        try:  # from here on a Ctrl-C is the child's end, wherever it lands (not only in the wait)
+            for p, out in pipes:
+                if p is not None:
+                    readers.append(threading.Thread(target=pump, args=(p, out), daemon=True))
+                    readers[-1].start()
+            if started is not None:
+                started(proc)
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
