@@ -144,6 +144,16 @@ def _flat(value: Any) -> str:
     return " ".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
+def job_env(home: Path) -> dict[str, str]:
+    """act's environment: this process's, with ``home`` as HOME and cache home. The job's toolchain
+    cache is its HOME's, as on a runner: a TOOLCHAIN_CACHE of the shell that runs the tests (a
+    cold-cache run sets one) sent the job's builds and venvs elsewhere."""
+    drop = ("VIRTUAL_ENV", "NOX_CURRENT_SESSION", "PYTHONPATH", "TOOLCHAIN_CACHE", "GITHUB_ACTIONS")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env.update({"HOME": str(home), "NO_COLOR": "1", "XDG_CACHE_HOME": str(home / ".cache")})
+    return env
+
+
 def run_act(
     repo: Path,
     event: str,
@@ -190,11 +200,7 @@ def run_act(
     command += ["--env", f"LLAMA_ACT_LOG={log}", "--env", f"LLAMA_ACT_ARTIFACTS={artifacts}"]
     for key, value in (env or {}).items():
         command += ["--env", f"{key}={value}"]
-    run_env = {
-        k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "NOX_CURRENT_SESSION", "PYTHONPATH")
-    }
-    run_env.update({"HOME": str(home), "NO_COLOR": "1", "XDG_CACHE_HOME": str(home / ".cache")})
-    run_env.pop("GITHUB_ACTIONS", None)
+    run_env = job_env(home)
     done = subprocess.run(command, cwd=repo, env=run_env, capture_output=True, text=True, timeout=timeout)
     lines = []
     for raw in done.stdout.splitlines():

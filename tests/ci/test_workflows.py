@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.ci.act import STANDIN_FOR, uses_of
+from tests.ci.act import STANDIN_FOR, job_env, uses_of
 from toolchain.builder.native import DRYRUN, PROBE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -287,3 +287,13 @@ def test_readme_shows_the_caller() -> None:
         b.split("```", 1)[0] for b in readme.split("```yaml\n")[1:] if b.startswith("# .github/workflows/")
     )
     assert "uses: ./.github/workflows/coverage.yml" in block and "permissions:" in block
+
+
+def test_the_act_job_uses_its_homes_toolchain_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cold-cache run of the suite (TOOLCHAIN_CACHE set in its shell) failed the real act build
+    job: the job built and made its venvs in that cache, not in its HOME's, as a runner would."""
+    monkeypatch.setenv("TOOLCHAIN_CACHE", "/elsewhere")
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    env = job_env(tmp_path)
+    assert "TOOLCHAIN_CACHE" not in env and "GITHUB_ACTIONS" not in env
+    assert env["HOME"] == str(tmp_path) and env["XDG_CACHE_HOME"] == str(tmp_path / ".cache")
