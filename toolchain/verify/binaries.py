@@ -284,7 +284,7 @@ def binary_problem(path: Path) -> str:
         if kind == "elf":
             with path.open("rb") as fh:
                 head = fh.read(64)
-            problem = _elf_problem(head, path.stat().st_size)
+            problem = _elf_problem(head, size)
             if problem:
                 return problem
             return elf_problem(read_whole(path))
